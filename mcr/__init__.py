@@ -1,0 +1,53 @@
+"""MCR: Multimodal Contextual Reasoning over long videos.
+
+``from mcr import Agent, tool, ToolContext, ToolResult, TimeSpan, Video``
+
+Names are resolved on first use so that ``import mcr`` stays fast: torch,
+transformers and the decoders load only inside the code that needs them.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Agent": "mcr.agents",
+    "RunResult": "mcr.agents",
+    "tool": "mcr.tools",
+    "Tool": "mcr.tools",
+    "ToolContext": "mcr.tools",
+    "ToolResult": "mcr.tools",
+    "ToolRetry": "mcr.tools",
+    "TimeSpan": "mcr.types",
+    "Usage": "mcr.types",
+    "ToolCall": "mcr.types",
+    "Message": "mcr.types",
+    "Video": "mcr.video",
+    "VideoError": "mcr.video",
+    "ModelOutput": "mcr.models",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mcr.agents import Agent, RunResult
+    from mcr.models import ModelOutput
+    from mcr.tools import Tool, ToolContext, ToolResult, ToolRetry, tool
+    from mcr.types import Message, TimeSpan, ToolCall, Usage
+    from mcr.video import Video, VideoError

@@ -1,0 +1,179 @@
+"""``mcr-agent``: run an agent on a video, replay a trace, list tools."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+PROG = "mcr-agent"
+
+
+class CLIError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def load_tools(spec: str) -> list:
+    """``@tool`` objects from a Python file or an importable module."""
+    from mcr.tools import Tool
+
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise CLIError(f"tools file not found: {spec}")
+        name = f"mcr_user_tools_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise CLIError(f"cannot import tools module {spec!r}: {exc}") from None
+    found = [v for v in vars(module).values() if isinstance(v, Tool)]
+    if not found:
+        raise CLIError(f"{spec} defines no @tool functions")
+    return found
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mcr.agents import Agent
+    from mcr.video import Video
+
+    video = Video(args.video)  # checked first: a bad video fails before any model loads
+    tools = [t for spec in args.tools for t in load_tools(spec)]
+    subscribers = []
+    if not args.quiet and not args.json:
+        from mcr.render import RichRenderer
+
+        subscribers.append(RichRenderer())
+    agent = Agent(model=args.model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
+                  subscribers=subscribers, trace_dir=args.trace_dir, device=args.device)
+    result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    elif args.quiet:
+        print(result.answer)
+    if result.status == "error":
+        print(f"{PROG}: error: the run failed: {result.error}", file=sys.stderr)
+        return 1
+    return 0 if result.ok else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from mcr.render import RichRenderer
+    from mcr.trace import iter_trace
+
+    render = RichRenderer()
+    count = 0
+    for event in iter_trace(args.trace):
+        render(event)
+        count += 1
+    if count == 0:
+        raise CLIError(f"{args.trace} holds no events")
+    return 0
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    from mcr.tools import ToolRegistry, builtin_tools
+
+    registry = ToolRegistry(builtin_tools())
+    for spec in args.tools:
+        for t in load_tools(spec):
+            registry.add(t, replace=True)
+    if args.json:
+        print(json.dumps(registry.schemas(), indent=2, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="MCR tools", show_lines=False)
+    table.add_column("tool", style="bold")
+    table.add_column("arguments")
+    table.add_column("description")
+    for t in registry:
+        props = t.parameters.get("properties", {})
+        required = set(t.parameters.get("required", []))
+        argtext = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in props.items())
+        table.add_row(t.name, argtext, t.description.splitlines()[0] if t.description else "")
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Answer questions about long videos with an agent.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="answer a question about a video")
+    run.add_argument("video", help="path of the video file")
+    run.add_argument("question", help="the question to answer")
+    run.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
+    run.add_argument("--model", default=None,
+                     help="hub id, local model folder or replay:FILE (default: $MCR_MODEL or InternVideo3-8B-Instruct)")
+    run.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns before asking for the answer")
+    run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget")
+    run.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="load extra @tool functions from a .py file or module (repeat)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    run.add_argument("--trace", default=None, metavar="FILE", help="write the trace here")
+    run.add_argument("--trace-dir", default=None, metavar="DIR", help="folder for traces (default .mcr/traces)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for local models")
+    run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser("replay", help="draw a saved trace again")
+    replay.add_argument("trace", help="a .jsonl trace")
+    replay.set_defaults(func=cmd_replay)
+
+    tools = sub.add_parser("tools", help="list the tools and their schemas")
+    tools.add_argument("--json", action="store_true", help="print the schemas as JSON")
+    tools.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE", help="also load these tools")
+    tools.set_defaults(func=cmd_tools)
+
+    if importlib.util.find_spec("mcr.m2la.cli") is not None:
+        from mcr.m2la.cli import register
+
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from mcr.models import ModelError
+    from mcr.trace import TraceError
+    from mcr.types import TimeSpanError
+
+    known: tuple[type[BaseException], ...] = (CLIError, ModelError, TraceError, TimeSpanError, FileNotFoundError)
+    try:
+        from mcr.video import VideoError
+
+        known += (VideoError,)
+    except ImportError:
+        pass
+    try:
+        return int(args.func(args) or 0)
+    except known as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

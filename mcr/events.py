@@ -1,0 +1,121 @@
+"""Typed events the loop yields. The trace writes them; the renderer draws them.
+
+Every event is plain data: ``to_dict()`` gives one JSON object (frames only as
+references) and ``event_from_dict`` reads it back.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+    run_id: str = ""
+    depth: int = 0
+    step: int = 0
+    time: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **asdict(self)}
+
+
+@dataclass
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    question: str = ""
+    options: list[str] = field(default_factory=list)
+    video: dict = field(default_factory=dict)
+    model: str = ""
+    tools: list[str] = field(default_factory=list)
+    budget: dict = field(default_factory=dict)
+    parent_run_id: str | None = None
+
+
+@dataclass
+class ModelCalled(Event):
+    kind: ClassVar[str] = "model_called"
+    latency_s: float = 0.0
+    output: dict = field(default_factory=dict)  # ModelOutput.to_dict()
+    input_messages: int = 0
+    context_tokens: int = 0
+    forced_answer: bool = False
+
+
+@dataclass
+class ToolCalled(Event):
+    kind: ClassVar[str] = "tool_called"
+    call_id: str = ""
+    name: str = ""
+    arguments: dict = field(default_factory=dict)
+
+
+@dataclass
+class ToolReturned(Event):
+    kind: ClassVar[str] = "tool_returned"
+    call_id: str = ""
+    name: str = ""
+    text: str = ""
+    is_error: bool = False
+    spans: list[list[float]] = field(default_factory=list)
+    frames: dict | None = None  # Frames.ref(): source, video id, timestamps; never pixels
+    metadata: dict = field(default_factory=dict)
+    latency_s: float = 0.0
+
+
+@dataclass
+class AnswerProposed(Event):
+    kind: ClassVar[str] = "answer_proposed"
+    call_id: str = ""
+    answer: str = ""
+    evidence: list[list[float]] = field(default_factory=list)
+    accepted: bool = True
+    reason: str = ""
+
+
+@dataclass
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    answer: str = ""
+    status: str = ""
+    evidence: list[list[float]] = field(default_factory=list)
+    steps: int = 0
+    usage: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    error: str | None = None
+    trace_path: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (RunStarted, ModelCalled, ToolCalled, ToolReturned, AnswerProposed, RunFinished)
+}
+
+
+def event_from_dict(d: dict) -> Event:
+    """Read an event back from its JSON object; unknown fields are ignored."""
+    cls = EVENT_TYPES.get(d.get("event", ""))
+    if cls is None:
+        raise ValueError(f"unknown event type {d.get('event')!r}")
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def jsonable(value: Any) -> Any:
+    """Make metadata safe for JSON: arrays become shapes, unknown objects their repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return {"array": list(shape), "dtype": str(getattr(value, "dtype", ""))}
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except Exception:
+            pass
+    return str(value)

@@ -1,0 +1,80 @@
+"""``replay:FILE``: re-run the model turns recorded in a trace (or a small JSON script).
+
+Re-running a recorded run against the current tools shows what a tool change does
+without calling the model again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mcr.types import Message, ToolCall, Usage
+
+from . import ModelError, ModelOutput
+
+
+def _step_from_script(item: Any, n: int) -> ModelOutput:
+    if isinstance(item, str):
+        return ModelOutput.from_text(item)
+    if not isinstance(item, dict):
+        raise ModelError(f"replay script step {n}: expected an object, got {item!r}")
+    if "answer" in item:
+        args = {"answer": item["answer"]}
+        if "evidence" in item:
+            args["evidence"] = item["evidence"]
+        return ModelOutput(text=item.get("text", ""), tool_calls=[ToolCall("answer", args)])
+    if "tool" in item:
+        return ModelOutput(text=item.get("text", ""), tool_calls=[ToolCall(item["tool"], dict(item.get("arguments") or {}))])
+    if "tool_calls" in item:
+        calls = [ToolCall(c["name"], dict(c.get("arguments") or {})) for c in item["tool_calls"]]
+        return ModelOutput(text=item.get("text", ""), tool_calls=calls)
+    if "text" in item:
+        return ModelOutput.from_text(item["text"])
+    raise ModelError(f"replay script step {n}: needs one of 'tool', 'tool_calls', 'answer' or 'text'")
+
+
+class ReplayModel:
+    """Hands out recorded model outputs in order, whatever the messages say."""
+
+    def __init__(self, outputs: list[ModelOutput], source: str = "replay") -> None:
+        self.outputs = list(outputs)
+        self.position = 0
+        self.name = f"replay:{source}"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ReplayModel":
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ModelError(f"replay file not found: {p}")
+        text = p.read_text(encoding="utf-8")
+        if p.suffix == ".jsonl":
+            outputs = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ModelError(f"{p}:{n}: not a trace line ({exc.msg})") from None
+                if event.get("event") == "model_called":
+                    outputs.append(ModelOutput.from_dict(event.get("output") or {}))
+            if not outputs:
+                raise ModelError(f"{p} holds no recorded model calls to replay")
+            return cls(outputs, p.name)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{p}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        steps = data.get("steps") if isinstance(data, dict) else data
+        if not isinstance(steps, list) or not steps:
+            raise ModelError(f"{p}: a replay script is a list of steps (or {{'steps': [...]}})")
+        return cls([_step_from_script(s, i) for i, s in enumerate(steps, 1)], p.name)
+
+    def generate(self, messages: list[Message], tools: list[dict] | None = None, **options: Any) -> ModelOutput:
+        if self.position >= len(self.outputs):
+            raise ModelError(f"{self.name}: the recording has no step {self.position + 1} (it holds {len(self.outputs)})")
+        out = self.outputs[self.position]
+        self.position += 1
+        return ModelOutput(out.text, [ToolCall(c.name, dict(c.arguments), c.id) for c in out.tool_calls],
+                           out.reasoning, Usage(out.usage.input_tokens, out.usage.output_tokens, 1))

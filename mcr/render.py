@@ -1,0 +1,121 @@
+"""The live trace: a rich renderer that subscribes to the loop's events."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcr.events import AnswerProposed, Event, ModelCalled, RunFinished, RunStarted, ToolCalled, ToolReturned
+from mcr.types import format_time
+
+MAX_RESULT_LINES = 20
+MAX_RESULT_CHARS = 1600
+
+
+def _span_text(spans: list) -> str:
+    return ", ".join(f"{format_time(a)}-{format_time(b)}" for a, b in spans) or "none"
+
+
+def _cut(text: str, lines: int = MAX_RESULT_LINES, chars: int = MAX_RESULT_CHARS) -> str:
+    kept = text.splitlines()
+    out = "\n".join(kept[:lines])
+    if len(out) > chars:
+        out = out[:chars]
+    hidden = len(text) - len(out)
+    return out + (f"\n… ({hidden} more characters in the trace)" if hidden > 0 else "")
+
+
+class RichRenderer:
+    """Draws each event as it arrives. Call it with an event, or pass it as a subscriber."""
+
+    def __init__(self, console: Any = None, show_reasoning: bool = True) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(highlight=False)
+        self.show_reasoning = show_reasoning
+
+    def __call__(self, event: Event) -> None:
+        handler = getattr(self, "_" + event.kind, None)
+        if handler is not None:
+            handler(event)
+
+    def _pad(self, event: Event):
+        from rich.padding import Padding
+
+        return lambda r: Padding(r, (0, 0, 0, 4 * event.depth))
+
+    def _run_started(self, e: RunStarted) -> None:
+        from rich.panel import Panel
+        from rich.text import Text
+
+        body = Text()
+        body.append("Question: ", style="bold").append(e.question + "\n")
+        for i, opt in enumerate(e.options):
+            body.append(f"  {chr(65 + i)}. {opt}\n")
+        if e.video:
+            v = e.video
+            body.append("Video: ", style="bold").append(
+                f"{v.get('path', '')}  {format_time(v.get('duration', 0))}  {v.get('fps', 0):.2f} fps  "
+                f"{v.get('width', 0)}x{v.get('height', 0)}  audio {'yes' if v.get('has_audio') else 'no'}\n")
+        body.append("Model: ", style="bold").append(f"{e.model}   ")
+        body.append("Tools: ", style="bold").append(", ".join(e.tools) or "none")
+        title = f"MCR run {e.run_id}" + (f" (child of {e.parent_run_id})" if e.parent_run_id else "")
+        self.console.print(self._pad(e)(Panel(body, title=title, border_style="cyan", expand=False)))
+
+    def _model_called(self, e: ModelCalled) -> None:
+        from rich.text import Text
+
+        usage = e.output.get("usage", {})
+        head = Text(f"step {e.step}", style="bold cyan")
+        head.append(f"  model {e.latency_s:.2f} s  {usage.get('input_tokens', 0)} in / "
+                    f"{usage.get('output_tokens', 0)} out tokens", style="dim")
+        if e.forced_answer:
+            head.append("  (budget spent: asked for the answer)", style="yellow")
+        self.console.print(self._pad(e)(head))
+        if self.show_reasoning and e.output.get("reasoning"):
+            self.console.print(self._pad(e)(Text(_cut(e.output["reasoning"], 8, 600), style="dim italic")))
+        if e.output.get("text"):
+            self.console.print(self._pad(e)(Text(_cut(e.output["text"], 12, 1200))))
+
+    def _tool_called(self, e: ToolCalled) -> None:
+        from rich.text import Text
+
+        args = json.dumps(e.arguments, ensure_ascii=False)
+        line = Text("  → ", style="magenta").append(e.name, style="bold magenta").append(f"({args})")
+        self.console.print(self._pad(e)(line))
+
+    def _tool_returned(self, e: ToolReturned) -> None:
+        from rich.text import Text
+
+        style = "red" if e.is_error else "green"
+        head = Text("  ← ", style=style).append(e.name, style=f"bold {style}").append(f"  {e.latency_s:.2f} s", style="dim")
+        if e.frames:
+            head.append(f"  [{len(e.frames.get('timestamps', []))} frames]", style="dim")
+        self.console.print(self._pad(e)(head))
+        body = Text(_cut(e.text), style="red" if e.is_error else "")
+        from rich.padding import Padding
+
+        self.console.print(Padding(body, (0, 0, 0, 4 * e.depth + 6)))
+
+    def _answer_proposed(self, e: AnswerProposed) -> None:
+        from rich.text import Text
+
+        if not e.accepted:
+            self.console.print(self._pad(e)(Text(f"  answer not accepted: {e.reason}", style="yellow")))
+
+    def _run_finished(self, e: RunFinished) -> None:
+        from rich.panel import Panel
+        from rich.text import Text
+
+        ok = e.status not in ("error", "no_answer")
+        body = Text()
+        body.append("Answer: ", style="bold").append((e.answer or "(none)") + "\n")
+        body.append("Evidence: ", style="bold").append(_span_text(e.evidence) + "\n")
+        usage = e.usage or {}
+        body.append(f"status {e.status} · {e.steps} steps · {usage.get('model_calls', 0)} model calls · "
+                    f"{usage.get('input_tokens', 0) + usage.get('output_tokens', 0)} tokens · {e.wall_s:.2f} s",
+                    style="dim")
+        if e.error:
+            body.append(f"\nerror: {e.error}", style="red")
+        if e.trace_path:
+            body.append(f"\ntrace: {e.trace_path}", style="dim")
+        self.console.print(self._pad(e)(Panel(body, border_style="green" if ok else "red", expand=False)))

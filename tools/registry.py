@@ -1,0 +1,127 @@
+"""The tool registry: lists tools and their schemas, and runs a call into exactly one result."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterable
+
+from mcr.types import ToolCall
+
+from .base import Tool, ToolContext, ToolError, ToolResult, ToolRetry
+
+DEFAULT_MAX_OUTPUT_CHARS = 12000
+
+
+def format_validation_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for err in errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(arguments)"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unexpected argument"
+        elif err.get("type") == "missing":
+            msg = "missing required argument"
+        lines.append(f"- {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def cut_text(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters cut; ask for a narrower span or less output]"
+
+
+class ToolRegistry:
+    """Named tools. ``execute`` never raises for anything the model did."""
+
+    def __init__(self, tools: Iterable[Tool] = (), max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> None:
+        self._tools: dict[str, Tool] = {}
+        self.max_output_chars = max_output_chars
+        for t in tools:
+            self.add(t)
+
+    def add(self, t: Tool, replace: bool = False) -> None:
+        if not isinstance(t, Tool):
+            raise TypeError(f"{t!r} is not a tool: decorate the function with @tool")
+        if t.name in self._tools and not replace and self._tools[t.name] is not t:
+            raise ValueError(f"two tools are named {t.name!r}")
+        self._tools[t.name] = t
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def __iter__(self):
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def schemas(self) -> list[dict]:
+        return [t.schema() for t in self._tools.values()]
+
+    def execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
+        """Run one call. Unknown tools, bad arguments, retries, errors and timeouts
+        all come back as a result that says what went wrong."""
+        started = time.perf_counter()
+        result = self._execute(call, ctx)
+        result.metadata.setdefault("latency_s", round(time.perf_counter() - started, 4))
+        return result
+
+    def _execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
+        t = self._tools.get(call.name)
+        if t is None:
+            known = ", ".join(self.names + ["answer"])
+            return ToolResult.error(f"error: unknown tool {call.name!r}. Available tools: {known}.")
+        if not isinstance(call.arguments, dict):
+            return ToolResult.error(f"error: arguments for {t.name!r} must be a JSON object, got {call.arguments!r}")
+        try:
+            t.validate(call.arguments)
+        except Exception as exc:
+            return ToolResult.error(
+                f"error: invalid arguments for {t.name!r}:\n{format_validation_error(exc)}\n"
+                "Fix the arguments and call again."
+            )
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["result"] = t.invoke(ctx, call.arguments)
+            except BaseException as exc:  # noqa: BLE001 - every failure becomes a result
+                outcome["error"] = exc
+
+        if t.timeout is None:
+            target()
+        else:
+            worker = threading.Thread(target=target, name=f"tool-{t.name}", daemon=True)
+            worker.start()
+            worker.join(t.timeout)
+            if worker.is_alive():
+                return ToolResult.error(
+                    f"error: tool {t.name!r} timed out after {t.timeout:g} s and was abandoned; "
+                    "try a narrower span or a cheaper call."
+                )
+        exc = outcome.get("error")
+        if isinstance(exc, ToolRetry):
+            return ToolResult.error(f"retry: {exc}", retry=True)
+        if isinstance(exc, ToolError):
+            return ToolResult.error(f"error: {exc}")
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
+        if exc is not None:
+            return ToolResult.error(
+                f"error: tool {t.name!r} failed: {type(exc).__name__}: {exc}", exception=type(exc).__name__
+            )
+        result: ToolResult = outcome["result"]
+        limit = t.max_output_chars or self.max_output_chars
+        result.text = cut_text(result.text, limit)
+        return result
