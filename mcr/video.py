@@ -61,6 +61,7 @@ class Video:
         self._hash: str | None = None
         self._starts_cache: np.ndarray | None = None
         self._readers: dict[tuple[int, int] | None, Any] = {}
+        self._pil_sizes: set[tuple[int, int]] = set()  # sizes decord failed to resize to
         self._lock = threading.RLock()
         self._check_file()
         meta = self._probe()
@@ -161,7 +162,7 @@ class Video:
         if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
             raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
         s = self._clamp(span)
-        n = max(1, int(round(s.duration * fps)))
+        n = max(1, int(math.floor(s.duration * fps + 0.5)))
         if max_frames is not None:
             n = min(n, max_frames)
         times = s.start + (np.arange(n) + 0.5) * (s.duration / n)
@@ -198,22 +199,20 @@ class Video:
                 if s.start > 0:  # land on a packet well before the span, then skip forward
                     container.seek(int(max(0.0, s.start - 1.0) / stream.time_base), stream=stream)
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-                cursor: float | None = None  # time (s) of the next resampled sample
+                cursor = 0.0  # end time (s) of the audio placed so far
                 for packet in container.demux(stream):
                     try:
                         decoded = packet.decode()
                     except av.FFmpegError:
                         continue  # a damaged audio packet: leave its stretch silent
                     for frame in decoded:
-                        if cursor is None and frame.pts is not None:
-                            cursor = float(frame.pts * frame.time_base)
                         for chunk in resampler.resample(frame):
-                            cursor = self._put_audio(out, chunk, cursor or 0.0, s.start, sr)
-                    if cursor is not None and cursor >= s.end:
+                            cursor = self._put_audio(out, chunk, cursor, s.start, sr)
+                    if cursor >= s.end:
                         break
                 else:
                     for chunk in resampler.resample(None):
-                        cursor = self._put_audio(out, chunk, cursor or 0.0, s.start, sr)
+                        cursor = self._put_audio(out, chunk, cursor, s.start, sr)
         except av.FFmpegError as err:
             raise VideoError(
                 f"could not decode the audio of {self.path} ({_short(err)}); the file may be damaged; {_REENCODE}"
@@ -223,13 +222,15 @@ class Video:
 
     @staticmethod
     def _put_audio(out: np.ndarray, chunk: Any, cursor: float, start: float, sr: int) -> float:
-        """Copy one resampled chunk starting at time ``cursor`` into ``out``; return its end time."""
+        """Copy one resampled chunk into ``out`` at its presentation time (or at ``cursor``,
+        where the previous chunk ended, when it has none); return the time it ends."""
         samples = chunk.to_ndarray().reshape(-1)
-        offset = int(round((cursor - start) * sr))
+        t = float(chunk.time) if chunk.time is not None else cursor
+        offset = int(round((t - start) * sr))
         lo, hi = max(0, offset), min(out.size, offset + samples.size)
         if hi > lo:
             out[lo:hi] = samples[lo - offset : hi - offset]
-        return cursor + samples.size / sr
+        return t + samples.size / sr
 
     # ------------------------------------------------------------ lifecycle
 
@@ -382,18 +383,16 @@ class Video:
         return (w, h)
 
     def _decode(self, indices: np.ndarray, max_pixels: int | None) -> Frames:
+        """Decode ``indices`` (sorted, unique) in bounded chunks into one array."""
         size = self._target_size(max_pixels)
-        w, h = size or (self.width, self.height)
-        chunk = max(1, min(CHUNK_FRAMES, CHUNK_BYTES // (w * h * 3)))
+        chunk = max(1, min(CHUNK_FRAMES, CHUNK_BYTES // (self.width * self.height * 3)))
         starts = self._starts()
         out: np.ndarray | None = None
         with self._lock:
-            reader = self._reader(size)
             for i in range(0, len(indices), chunk):
                 part = [int(x) for x in indices[i : i + chunk]]
                 try:
-                    batch = reader.get_batch(part)
-                    arr = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+                    arr = self._decode_chunk(part, size)
                 except Exception as err:
                     self._readers.clear()  # a failed decoder may be left in a bad state
                     where = f"{format_time(starts[part[0]])}-{format_time(starts[part[-1]])}"
@@ -404,7 +403,7 @@ class Video:
                 if out is None:
                     out = np.empty((len(indices),) + arr.shape[1:], dtype=np.uint8)
                 out[i : i + len(part)] = arr
-                del batch, arr
+                del arr
         assert out is not None
         return Frames(
             images=out,
@@ -413,3 +412,30 @@ class Video:
             source=str(self.path),
             video_id=self.id,
         )
+
+    def _decode_chunk(self, part: list[int], size: tuple[int, int] | None) -> np.ndarray:
+        """Frames ``part`` as ``(n, H, W, 3)`` uint8, resized to ``size`` when given.
+
+        The decoder resizes where it can; decord fails on some target sizes, and
+        those are resized with PIL from native-size frames instead.
+        """
+        if size is not None and size not in self._pil_sizes:
+            try:
+                arr = _as_numpy(self._reader(size).get_batch(part))
+                if arr.shape[1:3] == (size[1], size[0]):
+                    return arr
+            except Exception:
+                pass
+            self._readers.pop(size, None)
+            self._pil_sizes.add(size)
+        arr = _as_numpy(self._reader(None).get_batch(part))
+        if size is None:
+            return arr
+        from PIL import Image
+
+        return np.stack([np.asarray(Image.fromarray(a).resize(size, Image.BILINEAR)) for a in arr])
+
+
+def _as_numpy(batch: Any) -> np.ndarray:
+    """decord's native NDArray (or a tensor from another bridge) as a numpy array."""
+    return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)

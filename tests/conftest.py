@@ -1,0 +1,31 @@
+"""Shared fixtures. Generated test videos are made once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+if str(Path(__file__).parent) not in sys.path:  # make tests/media.py importable as `media`
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from media import make_code_video, make_long_video
+
+
+@pytest.fixture(scope="session")
+def code_video(tmp_path_factory):
+    """10 s, 25 fps, 320x240, frame numbers drawn as bars; 440 Hz tone from 5 s (stereo AAC)."""
+    return make_code_video(tmp_path_factory.mktemp("video") / "code.mp4")
+
+
+@pytest.fixture(scope="session")
+def ntsc_video(tmp_path_factory):
+    """4 s at 30000/1001 fps, 240x180, frame numbers drawn as bars, no audio."""
+    path = tmp_path_factory.mktemp("video") / "ntsc.mp4"
+    return make_code_video(path, seconds=4, rate="30000/1001", size="240x180", tone_hz=None)
+
+
+@pytest.fixture(scope="session")
+def long_video(tmp_path_factory):
+    """10 minutes, 5 fps, 320x240 test pattern, no audio."""
+    return make_long_video(tmp_path_factory.mktemp("video") / "long.mp4")

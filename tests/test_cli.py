@@ -1,0 +1,112 @@
+"""``mcr-agent`` as a user runs it: subprocesses, real clip, recorded model turns."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+BOATS = MEDIA / "boats.mp4"
+SCRIPT = ROOT / "examples" / "scripts" / "boats.json"
+HEAVY = ("torch", "transformers", "decord", "av", "rich", "numpy", "pydantic", "networkx")
+
+
+def cli(*args, cwd=None, env_extra=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "mcr.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_run_json_and_replay(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    proc = cli("run", BOATS, "What is on the water?", "--model", f"replay:{SCRIPT}", "--json", "--trace", trace,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "answered" and result["answer"] == "Boats moving on the water."
+    assert result["evidence"] == ["00:00:00.0-00:00:12.5"] and result["steps"] == 3
+    assert result["trace_path"] == str(trace)
+    kinds = [json.loads(line)["event"] for line in trace.read_text().splitlines()]
+    assert kinds.count("tool_returned") == 2 and kinds[-1] == "run_finished"
+
+    shown = cli("replay", trace)
+    assert shown.returncode == 0, shown.stderr
+    assert "What is on the water?" in shown.stdout and "inspect_frames" in shown.stdout
+    assert "Boats moving on the water." in shown.stdout and "00:00:04.0-00:00:08.0" in shown.stdout
+
+    # a trace is itself a recording: run it again against the current tools
+    again = cli("run", BOATS, "What is on the water?", "--model", f"replay:{trace}", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["answer"] == "Boats moving on the water."
+    assert list((tmp_path / ".mcr" / "traces").glob("*.jsonl"))  # default trace folder
+
+
+def test_run_live_trace_and_quiet(tmp_path):
+    live = cli("run", BOATS, "What is on the water?", "--model", f"replay:{SCRIPT}", cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    assert "step 1" in live.stdout and "→ inspect_frames" in live.stdout and "Answer: Boats" in live.stdout
+    quiet = cli("run", BOATS, "What?", "--model", f"replay:{SCRIPT}", "--quiet", cwd=tmp_path)
+    assert quiet.stdout.strip() == "Boats moving on the water."
+
+
+def test_tools_listing():
+    proc = cli("tools", "--json", "--tools", ROOT / "examples" / "custom_tool.py")
+    assert proc.returncode == 0, proc.stderr
+    names = [t["function"]["name"] for t in json.loads(proc.stdout)]
+    assert names == ["inspect_frames", "dominant_colours"]
+    table = cli("tools")
+    assert "inspect_frames" in table.stdout and "span" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "missing.mp4", "q", "--model", f"replay:{SCRIPT}"], "not found"),
+        (["run", BOATS, "q", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["run", BOATS, "q", "--model", "replay:nowhere.json"], "replay file not found"),
+        (["run", BOATS, "q", "--model", "OpenGVLab/InternVideo3-8B-Instruct"], "not available offline"),
+        (["run", BOATS, "q"], "OpenGVLab/InternVideo3-8B-Instruct is not available offline"),
+        (["replay", "nowhere.jsonl"], "trace not found"),
+        (["run", BOATS, "q", "--tools", "nowhere.py"], "tools file not found"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, args, message):
+    proc = cli(*args, cwd=tmp_path, env_extra={"HF_HOME": str(tmp_path / "hf"), "MCR_MODEL": ""})
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mcr-agent: error: ") and message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_not_a_video_is_one_clear_line(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("these are not frames")
+    proc = cli("run", bad, "q", "--model", f"replay:{SCRIPT}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("mcr-agent: error: ") and "notes.mp4" in proc.stderr
+
+
+def test_help_and_import_stay_light():
+    """Heavy libraries load only where they are used (speed itself: benchmarks/startup.py)."""
+    code = ("import sys, mcr, mcr.cli; from mcr import tool, TimeSpan; mcr.cli.build_parser();"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    helped = subprocess.run(["mcr-agent", "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "run" in helped.stdout and "replay" in helped.stdout
+
+
+def test_example_custom_tool_runs_as_documented(tmp_path):
+    proc = subprocess.run([sys.executable, ROOT / "examples" / "custom_tool.py", BOATS], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "answer: The water looks dark blue-grey." in proc.stdout and "status: answered" in proc.stdout
+    trace = next((tmp_path / ".mcr" / "traces").glob("*.jsonl"))
+    returned = [json.loads(line) for line in trace.read_text().splitlines() if '"tool_returned"' in line]
+    assert returned[0]["name"] == "dominant_colours" and "dominant colours in 00:00:00.0-00:00:06.0" in returned[0]["text"]
+    assert returned[0]["metadata"]["colours"]
