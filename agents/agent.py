@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mcr.context import Context, RenderProfile
-from mcr.events import Event, RunFinished
+from mcr.events import Event, IndexStage, MemoryWritten, RunFinished
 from mcr.loop import Budget, Outcome
 from mcr.loop import run as run_loop
 from mcr.models import load_model
@@ -59,6 +59,9 @@ class Agent:
         max_steps: model turns before the run is asked for its answer.
         builtin: include the built-in tools (``inspect_frames``).
         trace_dir: where traces go (default ``.mcr/traces``); ``False`` writes none.
+        memory: a ``Memory``, a database path, or ``False`` for none; by default the
+            workspace memory ``.mcr/memory.db`` of the current directory.
+        index: video index stages to build (or reuse) before the run starts.
     """
 
     def __init__(
@@ -76,11 +79,15 @@ class Agent:
         subscribers: Iterable[Subscriber] = (),
         device: str = "auto",
         generate_options: dict | None = None,
+        memory: Any = None,
+        index: Sequence[str] = ("shots",),
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         self.model = load_model(model)
-        self.registry = ToolRegistry(list(builtin_tools()) if builtin else [])
+        self.memory = _open_memory(memory)
+        self.index_stages = tuple(index) if self.memory is not None else ()
+        self.registry = ToolRegistry(builtin_tools(memory=self.memory is not None) if builtin else [])
         for t in tools:
             self.registry.add(t, replace=True)
         self.budget = Budget(max_steps=max_steps, max_wall_s=max_wall_s, max_tokens=max_tokens)
@@ -115,26 +122,60 @@ class Agent:
         if info is not None:
             info = {**info, "name": Path(info["path"]).name}
         context.add_task(question.strip(), list(options or []), info)
-        tool_ctx = ToolContext(video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device)
+        tool_ctx = ToolContext(video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device,
+                               memory=self.memory)
         writer = None
         if trace is not None or self.trace_dir is not False:
             path = Path(trace) if trace is not None else default_trace_path(run_id, self.trace_dir or None)
             writer = TraceWriter(path)
         self.last_context = context
+
+        def emit(event: Event) -> Event:
+            if isinstance(event, RunFinished) and writer is not None:
+                event.trace_path = str(writer.path)
+            if writer is not None:
+                writer.write(event)
+            for sub in self.subscribers:
+                sub(event)
+            return event
+
         try:
             gen = run_loop(self.model, context, self.registry, tool_ctx, self.budget, run_id=run_id,
-                           generate_options=self.generate_options)
+                           generate_options=self.generate_options, before=self._prepare(handle, question, context))
             for event in gen:
-                if isinstance(event, RunFinished) and writer is not None:
-                    event.trace_path = str(writer.path)
-                if writer is not None:
-                    writer.write(event)
-                for sub in self.subscribers:
-                    sub(event)
-                yield event
+                if isinstance(event, RunFinished) and event.depth == 0 and self.memory is not None:
+                    for written in self._write_back(handle, question, event):
+                        yield emit(written)
+                yield emit(event)
         finally:
             if writer is not None:
                 writer.close()
+
+    def _prepare(self, video: Any, question: str, context: Context) -> Iterator[Event]:
+        """Before the first model call: build or reuse the video index, add the memory digest."""
+        if self.memory is None or video is None:
+            return
+        if self.index_stages:
+            from mcr.memory import VideoIndex
+
+            for report in VideoIndex(video, self.memory).build(self.index_stages):
+                yield IndexStage(video_id=video.id, stage=report.stage, status=report.status,
+                                 entries=report.entries, seconds=round(report.seconds, 3), reason=report.reason)
+        digest = self.memory.digest(question, video.id)
+        if digest:
+            context.add("memory", digest)
+
+    def _write_back(self, video: Any, question: str, finished: RunFinished) -> Iterator[Event]:
+        """Keep the answer for later questions about the same video."""
+        if not finished.answer or finished.status in ("error", "no_answer"):
+            return
+        spans = [TimeSpan(*s) for s in finished.evidence]
+        span = TimeSpan(min(s.start for s in spans), max(s.end for s in spans)) if spans else None
+        entry = self.memory.write(f"Q: {question.strip()} A: {finished.answer}", "answer",
+                                  video.id if video is not None else None, span, source=f"run:{finished.run_id}",
+                                  status=finished.status, evidence=finished.evidence)
+        yield MemoryWritten(run_id=finished.run_id, step=finished.steps, entry_id=entry.id, entry_kind="answer",
+                            text=entry.text, span=span.to_list() if span else None)
 
     def run(
         self,
@@ -160,6 +201,16 @@ class Agent:
             wall_s=finished.wall_s,
             error=finished.error,
         )
+
+
+def _open_memory(memory: Any):
+    if memory is False:
+        return None
+    from mcr.memory import Memory
+
+    if isinstance(memory, Memory):
+        return memory
+    return Memory(memory)  # None: .mcr/memory.db in the current directory
 
 
 __all__ = ["Agent", "Outcome", "RunResult"]

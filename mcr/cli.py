@@ -87,7 +87,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_tools(args: argparse.Namespace) -> int:
     from mcr.tools import ToolRegistry, builtin_tools
 
-    registry = ToolRegistry(builtin_tools())
+    registry = ToolRegistry(builtin_tools(memory=True))
     for spec in args.tools:
         for t in load_tools(spec):
             registry.add(t, replace=True)

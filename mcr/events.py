@@ -88,8 +88,33 @@ class RunFinished(Event):
     trace_path: str | None = None
 
 
+@dataclass
+class IndexStage(Event):
+    """One stage of the video index: built, resumed, reused from an earlier run, or skipped."""
+
+    kind: ClassVar[str] = "index_stage"
+    video_id: str = ""
+    stage: str = ""
+    status: str = ""
+    entries: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class MemoryWritten(Event):
+    """An entry the run wrote to memory (by a tool, or the answer at the end)."""
+
+    kind: ClassVar[str] = "memory_written"
+    entry_id: int = 0
+    entry_kind: str = ""
+    text: str = ""
+    span: list[float] | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStarted, ModelCalled, ToolCalled, ToolReturned, AnswerProposed, RunFinished)
+    cls.kind: cls for cls in (RunStarted, ModelCalled, ToolCalled, ToolReturned, AnswerProposed, RunFinished,
+                              IndexStage, MemoryWritten)
 }
 
 

@@ -9,7 +9,7 @@ import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any, Generator, Iterable
 
 from mcr.context import Context
 from mcr.events import (AnswerProposed, Event, ModelCalled, RunFinished, RunStarted, ToolCalled,
@@ -112,8 +112,13 @@ def run(
     depth: int = 0,
     parent_run_id: str | None = None,
     generate_options: dict | None = None,
+    before: Iterable[Event] = (),
 ) -> Generator[Event, None, Outcome]:
-    """Run the agent over ``context`` and yield events; the return value is the Outcome."""
+    """Run the agent over ``context`` and yield events; the return value is the Outcome.
+
+    ``before`` yields events of work done after the run starts and before the first
+    model call (indexing, memory); they are stamped with this run's id.
+    """
     budget = budget or Budget()
     run_id = run_id or uuid.uuid4().hex[:12]
     tool_ctx.run_id, tool_ctx.depth = run_id, depth
@@ -135,6 +140,9 @@ def run(
     yield RunStarted(**base(0), question=question, options=list(choices),
                      video=video.info() if video is not None else {}, model=getattr(model, "name", type(model).__name__),
                      tools=list(registry.names), budget=budget.to_dict(), parent_run_id=parent_run_id)
+    for event in before:
+        event.run_id, event.depth = run_id, depth
+        yield event
 
     def finish(status: str, error: str | None = None) -> Generator[Event, None, Outcome]:
         out.status, out.error = status, error

@@ -29,3 +29,9 @@ def ntsc_video(tmp_path_factory):
 def long_video(tmp_path_factory):
     """10 minutes, 5 fps, 320x240 test pattern, no audio."""
     return make_long_video(tmp_path_factory.mktemp("video") / "long.mp4")
+
+
+@pytest.fixture(autouse=True)
+def _workspace(tmp_path, monkeypatch):
+    """Each test works in its own folder, so the default workspace (.mcr/) never leaks between tests."""
+    monkeypatch.chdir(tmp_path)

@@ -60,13 +60,16 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
     # the JSONL trace holds every event, in order, with frames as references only
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds == ["run_started", "model_called", "tool_called", "tool_returned", "model_called",
-                     "tool_called", "tool_returned", "model_called", "answer_proposed", "run_finished"]
+    assert kinds == ["run_started", "index_stage", "model_called", "tool_called", "tool_returned", "model_called",
+                     "tool_called", "tool_returned", "model_called", "answer_proposed", "memory_written",
+                     "run_finished"]
     assert events[0]["video"]["path"].endswith("boats.mp4") and events[0]["question"] == "What is in the video?"
-    assert events[3]["metadata"]["brightness"] > 0
-    frames_ref = events[6]["frames"]
+    assert events[1]["stage"] == "shots" and events[1]["status"] == "built"
+    assert events[4]["metadata"]["brightness"] > 0
+    frames_ref = events[7]["frames"]
     assert len(frames_ref["timestamps"]) == 3 and frames_ref["source"].endswith("boats.mp4")
-    assert "images" not in json.dumps(events[6]) and trace.stat().st_size < 20000
+    assert "images" not in json.dumps(events[7]) and trace.stat().st_size < 20000
+    assert events[-2]["text"] == "Q: What is in the video? A: boats on water" and events[-2]["span"] == [2.0, 6.0]
     assert events[-1]["answer"] == "boats on water" and events[-1]["evidence"] == [[2.0, 6.0]]
     assert [type(e).__name__ for e in read_trace(trace)][-1] == "RunFinished"
 

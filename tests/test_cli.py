@@ -56,7 +56,7 @@ def test_tools_listing():
     proc = cli("tools", "--json", "--tools", ROOT / "examples" / "custom_tool.py")
     assert proc.returncode == 0, proc.stderr
     names = [t["function"]["name"] for t in json.loads(proc.stdout)]
-    assert names == ["inspect_frames", "dominant_colours"]
+    assert names == ["inspect_frames", "memory_write", "memory_search", "memory_events", "dominant_colours"]
     table = cli("tools")
     assert "inspect_frames" in table.stdout and "span" in table.stdout
 

@@ -19,8 +19,13 @@ __all__ = [
 ]
 
 
-def builtin_tools() -> list[Tool]:
-    """The tools every Agent has unless told otherwise."""
+def builtin_tools(memory: bool = False) -> list[Tool]:
+    """The tools every Agent has unless told otherwise (with ``memory``: the memory tools too)."""
     from .frames import inspect_frames
 
-    return [inspect_frames]
+    tools = [inspect_frames]
+    if memory:
+        from .memory import memory_tools
+
+        tools += memory_tools()
+    return tools

@@ -1,0 +1,177 @@
+"""``VideoIndex``: what perception computed about one video, stored once, keyed by its content.
+
+An index is a set of stages (shots, transcript, on-screen text, frame embeddings...).
+Each stage walks the video in chunks; a chunk's entries, arrays and the stage's cursor
+commit in one transaction, so a killed build resumes at the next chunk and never
+stores a chunk twice. The key is the file's content hash: a renamed or moved copy
+finds its index, a changed file gets a new one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from mcr.types import TimeSpan
+
+from .entries import MemoryEntry
+from .memory import Memory
+
+Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds total)
+
+
+@dataclass
+class ChunkResult:
+    entries: list[MemoryEntry] = field(default_factory=list)
+    arrays: dict[float, np.ndarray] = field(default_factory=dict)
+
+
+class Stage(Protocol):
+    """One kind of perception over a whole video, computed chunk by chunk."""
+
+    name: str
+    version: str
+    chunk_s: float
+
+    def skip_reason(self, video: Any) -> str | None:
+        """Why this stage cannot run on this video (e.g. no audio track), or None."""
+
+    def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult:
+        ...
+
+
+@dataclass
+class StageReport:
+    stage: str
+    status: str  # reused | built | resumed | skipped
+    entries: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "status": self.status, "entries": self.entries,
+                "seconds": round(self.seconds, 3), "reason": self.reason}
+
+
+STAGES: dict[str, Callable[[], Stage]] = {}
+
+
+def register_stage(name: str, factory: Callable[[], Stage]) -> None:
+    """Make a stage available by name to ``VideoIndex.build`` and ``mcr-agent index``."""
+    STAGES[name] = factory
+
+
+def make_stage(name: str) -> Stage:
+    if name not in STAGES:
+        raise ValueError(f"unknown index stage {name!r}; known: {', '.join(sorted(STAGES))}")
+    return STAGES[name]()
+
+
+class VideoIndex:
+    def __init__(self, video: Any, memory: Memory) -> None:
+        self.video = video
+        self.memory = memory
+        self.store = memory.store
+        self.video_id = video.id
+
+    def state(self, stage: str) -> dict | None:
+        row = self.store.conn.execute(
+            "SELECT version, status, cursor, total, info FROM stages WHERE video_id = ? AND stage = ?",
+            (self.video_id, stage)).fetchone()
+        if row is None:
+            return None
+        version, status, cursor, total, info = row
+        return {"version": version, "status": status, "cursor": cursor, "total": total, "info": json.loads(info)}
+
+    def is_built(self, stage: str, version: str | None = None) -> bool:
+        st = self.state(stage)
+        return st is not None and st["status"] == "done" and (version is None or st["version"] == version)
+
+    def build(self, stages: Iterable[str | Stage], progress: Progress | None = None) -> list[StageReport]:
+        """Build (or reuse, or resume) each stage; returns what happened to each."""
+        self.store.remember_video(self.video_id, str(self.video.path), self.video.info())
+        return [self._build_one(make_stage(s) if isinstance(s, str) else s, progress) for s in stages]
+
+    def _build_one(self, stage: Stage, progress: Progress | None) -> StageReport:
+        t0 = time.perf_counter()
+        total = float(self.video.duration)
+        st = self.state(stage.name)
+        if st is not None and st["version"] == stage.version and st["status"] in ("done", "skipped"):
+            if progress:
+                progress(stage.name, total, total)
+            return StageReport(stage.name, "reused" if st["status"] == "done" else "skipped",
+                               self._count(stage.name), reason=st["info"].get("reason", ""))
+        reason = stage.skip_reason(self.video)
+        if reason:
+            self._set_state(stage, "skipped", total, total, {"reason": reason})
+            return StageReport(stage.name, "skipped", 0, time.perf_counter() - t0, reason)
+        resumed = st is not None and st["version"] == stage.version and st["cursor"] > 0
+        if st is None or st["version"] != stage.version:
+            self._reset(stage.name)
+            cursor = 0.0
+            self._set_state(stage, "running", 0.0, total)
+        else:
+            cursor = float(st["cursor"])
+        while cursor < total - 1e-6:
+            span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
+            result = stage.run_chunk(self.video, span)
+            with self.store.write() as c:
+                for e in result.entries:
+                    e.video_id = self.video_id
+                    e.source = f"index:{stage.name}"
+                self.store.add_many(result.entries)
+                for key, arr in result.arrays.items():
+                    arr = np.ascontiguousarray(arr)
+                    c.execute("INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) "
+                              "VALUES (?,?,?,?,?,?)", (self.video_id, stage.name, float(key), str(arr.dtype),
+                                                       json.dumps(arr.shape), arr.tobytes()))
+                self._set_state(stage, "running", span.end, total, conn=c)
+            cursor = span.end
+            if progress:
+                progress(stage.name, cursor, total)
+        self._set_state(stage, "done", total, total)
+        return StageReport(stage.name, "resumed" if resumed else "built", self._count(stage.name),
+                           time.perf_counter() - t0)
+
+    def entries(self, stage: str) -> list[MemoryEntry]:
+        return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]
+
+    def arrays(self, stage: str) -> list[tuple[float, np.ndarray]]:
+        rows = self.store.conn.execute(
+            "SELECT key, dtype, shape, value FROM arrays WHERE video_id = ? AND stage = ? ORDER BY key",
+            (self.video_id, stage)).fetchall()
+        return [(k, np.frombuffer(v, dtype=d).reshape(json.loads(s))) for k, d, s, v in rows]
+
+    def _count(self, stage: str) -> int:
+        return self.store.conn.execute("SELECT COUNT(*) FROM entries WHERE video_id = ? AND source = ?",
+                                       (self.video_id, f"index:{stage}")).fetchone()[0]
+
+    def _reset(self, stage: str) -> None:
+        with self.store.write() as c:
+            c.execute("DELETE FROM entries WHERE video_id = ? AND source = ?", (self.video_id, f"index:{stage}"))
+            c.execute("DELETE FROM arrays WHERE video_id = ? AND stage = ?", (self.video_id, stage))
+            c.execute("DELETE FROM stages WHERE video_id = ? AND stage = ?", (self.video_id, stage))
+
+    def _set_state(self, stage: Stage, status: str, cursor: float, total: float, info: dict | None = None,
+                   conn: Any = None) -> None:
+        sql = ("INSERT INTO stages (video_id, stage, version, status, cursor, total, info, updated_at) "
+               "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(video_id, stage) DO UPDATE SET version = excluded.version, "
+               "status = excluded.status, cursor = excluded.cursor, total = excluded.total, info = excluded.info, "
+               "updated_at = excluded.updated_at")
+        args = (self.video_id, stage.name, stage.version, status, cursor, total, json.dumps(info or {}), time.time())
+        if conn is not None:
+            conn.execute(sql, args)
+        else:
+            with self.store.write() as c:
+                c.execute(sql, args)
+
+
+def index_summary(index: VideoIndex, stages: Sequence[str]) -> str:
+    parts = []
+    for name in stages:
+        st = index.state(name)
+        parts.append(f"{name}: {st['status'] if st else 'not built'}")
+    return ", ".join(parts)

@@ -1,0 +1,159 @@
+"""``Memory``: write what was learned, read it back by meaning, by time, by kind and video.
+
+Writes are cheap: text goes to the store at once and its embedding is computed later,
+in batches, the first time a search by meaning needs it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mcr.types import TimeSpan
+
+from .entries import MemoryEntry
+from .store import MemoryStore
+from .vectors import VectorIndex, exact_top_k
+
+INDEX_KINDS = ("shot",)  # bulk entries the index writes; the digest counts them, memory_search finds them
+EXACT_SUBSET_LIMIT = 200_000  # filtered searches over at most this many entries are exact
+
+
+@dataclass
+class Hit:
+    entry: MemoryEntry
+    score: float
+
+    def line(self) -> str:
+        return f"{self.entry.line()} (score {self.score:.2f})"
+
+
+class Memory:
+    """A workspace's memory. ``encoder`` is any object with ``name``, ``dim``, ``encode``;
+    by default all-MiniLM-L6-v2 loads on first use."""
+
+    def __init__(self, path: str | os.PathLike | MemoryStore | None = None, encoder: Any = None,
+                 readonly: bool = False, device: str = "cpu") -> None:
+        self.store = path if isinstance(path, MemoryStore) else MemoryStore(path, readonly=readonly)
+        self._encoder = encoder
+        self._device = device
+        self._vectors: VectorIndex | None = None
+        self._lock = threading.RLock()
+        self._graph = None
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from .encoder import default_encoder
+
+            self._encoder = default_encoder(self._device)
+        return self._encoder
+
+    @property
+    def graph(self):
+        if self._graph is None:
+            from .graph import MemoryGraph
+
+            self._graph = MemoryGraph(self.store)
+        return self._graph
+
+    # ------------------------------------------------------------ writing
+    def write(self, text: str, kind: str = "observation", video_id: str | None = None, span: Any = None,
+              source: str = "", confidence: float | None = None, **data: Any) -> MemoryEntry:
+        span = TimeSpan.parse(span) if span is not None else None
+        entry = MemoryEntry(text.strip(), kind, video_id, span, source, confidence, data=data)
+        return self.store.add(entry)
+
+    def write_many(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
+        return self.store.add_many(entries)
+
+    def embed_pending(self, batch: int = 256) -> int:
+        """Embed every entry that has no embedding from the current encoder. Returns how many."""
+        done = 0
+        with self._lock:
+            while True:
+                rows = self.store.pending_embeddings(self.encoder.name, limit=batch)
+                if not rows:
+                    return done
+                ids = np.array([r[0] for r in rows], dtype=np.int64)
+                vecs = self.encoder.encode([r[1] for r in rows])
+                self.store.set_embeddings(ids, vecs, self.encoder.name)
+                done += len(rows)
+
+    def _index(self) -> VectorIndex:
+        """The vector index, brought up to date with the store (other processes included)."""
+        with self._lock:
+            if self.store.readonly:
+                pending = self.store.pending_embeddings(self.encoder.name, limit=1)
+                if pending:
+                    raise RuntimeError(f"{self.path} has entries without embeddings and is open read-only")
+            else:
+                self.embed_pending()
+            if self._vectors is None:
+                self._vectors = VectorIndex(self.encoder.dim)
+            for ids, vecs in self.store.embeddings(self.encoder.name, after_id=self._vectors.max_id):
+                self._vectors.add(ids, vecs)
+            return self._vectors
+
+    # ------------------------------------------------------------ reading
+    def search(self, query: str = "", video_id: str | None = None, span: Any = None,
+               kind: str | Sequence[str] | None = None, k: int = 5, near: float | None = None) -> list[Hit]:
+        """Entries ranked by meaning (``query``), filtered by video, kind and span, and,
+        with ``near``, lifted when close to that time. Without a query: by time."""
+        span = TimeSpan.parse(span) if span is not None else None
+        if not query or not query.strip():
+            if near is not None:
+                return [Hit(e, 1.0) for e in self.store.nearest(near, video_id, kind, k)]
+            return [Hit(e, 1.0) for e in self.store.query(video_id, kind, span, limit=k)]
+        index = self._index()
+        q = self.encoder.encode([query.strip()])[0]
+        filtered = video_id is not None or kind is not None or span is not None
+        pool = max(k * 4, 50) if near is not None else k
+        if filtered:
+            ids = np.array([e.id for e in self.store.query(video_id, kind, span, limit=EXACT_SUBSET_LIMIT)],
+                           dtype=np.int64)
+            ids, vecs = index.vectors_for(ids)
+            top_ids, scores = exact_top_k(ids, vecs, q, pool)
+        else:
+            top_ids, scores = index.search(q, pool)
+        hits = [Hit(e, float(s)) for e, s in zip(self.store.get_many(top_ids), scores)]
+        if near is not None:
+            for h in hits:
+                if h.entry.span is not None:
+                    gap = max(0.0, h.entry.span.start - near, near - h.entry.span.end)
+                    h.score += 0.25 * math.exp(-gap / 30.0)
+            hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def digest(self, question: str, video_id: str | None, k: int = 8, max_chars: int = 1500) -> str:
+        """A short digest for a task: what the index holds, and the entries most related to it."""
+        counts = self.store.counts_by_kind(video_id)
+        if not counts:
+            return ""
+        lines = ["Memory of this video: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "."]
+        learned = [kind for kind in counts if kind not in INDEX_KINDS]
+        if learned:  # what earlier runs learned, ranked by meaning for this question
+            for hit in self.search(question, video_id=video_id, kind=learned, k=k):
+                lines.append(hit.entry.line())
+        text = "\n".join(lines)
+        if len(text) > max_chars:
+            text = text[:max_chars].rsplit("\n", 1)[0] + "\n[... more with memory_search]"
+        return text
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def describe_hits(hits: Sequence[Hit]) -> str:
+    if not hits:
+        return "no memory entries matched."
+    return "\n".join(h.line() for h in hits)

@@ -1,0 +1,333 @@
+"""The memory store: one SQLite database per workspace (WAL, transactional writes).
+
+A killed writer leaves the store as of its last committed transaction. Many
+readers and one writer may use the file from several processes at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from mcr.types import TimeSpan
+
+from .entries import KINDS, MemoryEntry
+
+APPLICATION_ID = 0x4D435231  # "MCR1"
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path(".mcr") / "memory.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    video_id TEXT,
+    start REAL,
+    "end" REAL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    confidence REAL,
+    created_at REAL NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    embedding BLOB,
+    encoder TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_video_time ON entries(video_id, start, "end");
+CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind, video_id);
+CREATE INDEX IF NOT EXISTS entries_pending ON entries(encoder);
+CREATE TABLE IF NOT EXISTS videos (
+    video_id TEXT PRIMARY KEY,
+    path TEXT,
+    info TEXT NOT NULL DEFAULT '{}',
+    seen_at REAL
+);
+CREATE TABLE IF NOT EXISTS stages (
+    video_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cursor REAL NOT NULL DEFAULT 0,
+    total REAL NOT NULL DEFAULT 0,
+    info TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL,
+    PRIMARY KEY (video_id, stage)
+);
+CREATE TABLE IF NOT EXISTS arrays (
+    video_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    key REAL NOT NULL,
+    dtype TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (video_id, stage, key)
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    video_id TEXT,
+    type TEXT NOT NULL,
+    label TEXT NOT NULL,
+    start REAL,
+    "end" REAL,
+    entry_id INTEGER,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS edges (
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL,
+    relation TEXT NOT NULL,
+    video_id TEXT,
+    PRIMARY KEY (src, dst, relation)
+);
+"""
+
+_COLUMNS = 'id, video_id, start, "end", kind, text, source, confidence, created_at, data'
+
+
+class MemoryStoreError(Exception):
+    """The memory database cannot be used; the message names the file and what to do."""
+
+
+def _check_foreign(path: Path) -> None:
+    """Refuse a file that is not ours, before anything is written to it."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    if path.is_dir():
+        raise MemoryStoreError(f"{path} is a folder, not a memory database; name a file such as {path / 'memory.db'}")
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        raise MemoryStoreError(f"cannot read the memory database {path}: {exc.strerror}") from None
+    if header != b"SQLite format 3\x00":
+        raise MemoryStoreError(f"{path} is not an MCR memory database (not SQLite); it was left untouched. "
+                               "Name another file with --memory or move this one away")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise MemoryStoreError(f"{path} is not a readable memory database ({exc}); it was left untouched") from None
+    if app_id != APPLICATION_ID and tables:
+        raise MemoryStoreError(f"{path} is a SQLite database of another program, not an MCR memory database; "
+                               "it was left untouched. Name another file")
+
+
+def _row_to_entry(row: Sequence[Any]) -> MemoryEntry:
+    id_, video_id, start, end, kind, text, source, confidence, created_at, data = row
+    span = TimeSpan(start, end) if start is not None and end is not None else None
+    return MemoryEntry(text=text, kind=kind, video_id=video_id, span=span, source=source, confidence=confidence,
+                       created_at=created_at, id=id_, data=json.loads(data or "{}"))
+
+
+class MemoryStore:
+    """Entries, index stages, arrays and the graph's nodes and edges, in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike | None = None, readonly: bool = False) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_DB
+        self.readonly = readonly
+        _check_foreign(self.path)
+        if readonly and not self.path.exists():
+            raise MemoryStoreError(f"no memory database at {self.path}")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        conn = self.conn
+        if not readonly:
+            with self.write() as c:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """One connection per thread (SQLite connections are not shared across threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)  # transactions are explicit
+                conn.execute("PRAGMA busy_timeout = 30000")
+                if not self.readonly:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise MemoryStoreError(f"cannot open the memory database {self.path}: {exc}") from None
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """``with store.write() as conn:``: one write transaction, all or nothing."""
+        if self.readonly:
+            raise MemoryStoreError(f"the memory database {self.path} is open read-only")
+        with self._lock:
+            c = self.conn
+            if c.in_transaction:  # nested: join the caller's transaction
+                yield c
+                return
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield c
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+    # ------------------------------------------------------------ entries
+    def add(self, entry: MemoryEntry) -> MemoryEntry:
+        return self.add_many([entry])[0]
+
+    def add_many(self, entries: Iterable[MemoryEntry], embeddings: np.ndarray | None = None,
+                 encoder: str | None = None) -> list[MemoryEntry]:
+        """Insert entries in one transaction (or inside the caller's ``write()`` transaction)."""
+        entries = list(entries)
+        rows = []
+        for i, e in enumerate(entries):
+            vec = None
+            if embeddings is not None:
+                vec = np.ascontiguousarray(embeddings[i], dtype=np.float32).tobytes()
+            rows.append((e.video_id, e.span.start if e.span else None, e.span.end if e.span else None, e.kind,
+                         e.text, e.source, e.confidence, e.created_at, json.dumps(e.data, default=str), vec,
+                         encoder if vec is not None else None))
+        sql = (f'INSERT INTO entries (video_id, start, "end", kind, text, source, confidence, created_at, data, '
+               f"embedding, encoder) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+        with self.write() as c:
+            new_ids = [c.execute(sql, row).lastrowid for row in rows]
+        for e, new_id in zip(entries, new_ids):
+            e.id = new_id
+        return entries
+
+    def get(self, entry_id: int) -> MemoryEntry | None:
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+        return _row_to_entry(row) if row else None
+
+    def get_many(self, ids: Sequence[int]) -> list[MemoryEntry]:
+        if not len(ids):
+            return []
+        found: dict[int, MemoryEntry] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id IN ({marks})", chunk):
+                found[row[0]] = _row_to_entry(row)
+        return [found[i] for i in ids if i in found]
+
+    def query(self, video_id: str | None = None, kind: str | Sequence[str] | None = None,
+              span: TimeSpan | None = None, limit: int | None = None, order: str = "time") -> list[MemoryEntry]:
+        """Entries by video, kind and time: ``span`` keeps exactly those overlapping it."""
+        where, args = self._where(video_id, kind, span)
+        order_sql = 'start IS NULL, start, "end", id' if order == "time" else "id DESC" if order == "recent" else "id"
+        sql = f"SELECT {_COLUMNS} FROM entries {where} ORDER BY {order_sql}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_row_to_entry(r) for r in self.conn.execute(sql, args)]
+
+    def nearest(self, t: float, video_id: str | None = None, kind: str | Sequence[str] | None = None,
+                k: int = 5) -> list[MemoryEntry]:
+        """The ``k`` timed entries closest to time ``t`` (0 distance when inside their span)."""
+        where, args = self._where(video_id, kind, None)
+        where = (where + " AND" if where else "WHERE") + " start IS NOT NULL"
+        dist = 'CASE WHEN ? < start THEN start - ? WHEN ? > "end" THEN ? - "end" ELSE 0 END'
+        sql = f"SELECT {_COLUMNS} FROM entries {where} ORDER BY {dist}, id LIMIT ?"
+        return [_row_to_entry(r) for r in self.conn.execute(sql, [*args, t, t, t, t, int(k)])]
+
+    def count(self, video_id: str | None = None, kind: str | Sequence[str] | None = None) -> int:
+        where, args = self._where(video_id, kind, None)
+        return self.conn.execute(f"SELECT COUNT(*) FROM entries {where}", args).fetchone()[0]
+
+    def counts_by_kind(self, video_id: str | None = None) -> dict[str, int]:
+        where, args = self._where(video_id, None, None)
+        return dict(self.conn.execute(f"SELECT kind, COUNT(*) FROM entries {where} GROUP BY kind ORDER BY kind", args))
+
+    def delete(self, video_id: str | None = None, kind: str | Sequence[str] | None = None) -> int:
+        """Remove entries (and, for a whole video, its index stages, arrays and graph)."""
+        where, args = self._where(video_id, kind, None)
+        with self.write() as c:
+            n = c.execute(f"DELETE FROM entries {where}", args).rowcount
+            if kind is None:
+                for table in ("stages", "arrays", "nodes", "edges", "videos"):
+                    if video_id is None:
+                        c.execute(f"DELETE FROM {table}")
+                    else:
+                        c.execute(f"DELETE FROM {table} WHERE video_id = ?", (video_id,))
+        return n
+
+    def iter_all(self, video_id: str | None = None) -> Iterator[MemoryEntry]:
+        where, args = self._where(video_id, None, None)
+        for row in self.conn.execute(f"SELECT {_COLUMNS} FROM entries {where} ORDER BY id", args):
+            yield _row_to_entry(row)
+
+    @staticmethod
+    def _where(video_id, kind, span) -> tuple[str, list]:
+        clauses, args = [], []
+        if video_id is not None:
+            clauses.append("video_id = ?")
+            args.append(video_id)
+        if kind is not None:
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            bad = [k for k in kinds if k not in KINDS]
+            if bad:
+                raise ValueError(f"unknown memory kind {bad[0]!r}; one of {', '.join(KINDS)}")
+            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if span is not None:
+            clauses.append('start IS NOT NULL AND start <= ? AND "end" >= ?')
+            args.extend([span.end, span.start])
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    # --------------------------------------------------------- embeddings
+    def pending_embeddings(self, encoder: str, limit: int = 512) -> list[tuple[int, str]]:
+        """Entries without an embedding from ``encoder``: ``(id, text)``."""
+        return self.conn.execute(
+            "SELECT id, text FROM entries WHERE encoder IS NULL OR encoder != ? ORDER BY id LIMIT ?",
+            (encoder, limit)).fetchall()
+
+    def set_embeddings(self, ids: Sequence[int], vectors: np.ndarray, encoder: str) -> None:
+        rows = [(np.ascontiguousarray(v, dtype=np.float32).tobytes(), encoder, int(i)) for i, v in zip(ids, vectors)]
+        with self.write() as c:
+            c.executemany("UPDATE entries SET embedding = ?, encoder = ? WHERE id = ?", rows)
+
+    def embeddings(self, encoder: str, after_id: int = 0, batch: int = 50000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(ids, vectors)`` batches of the entries embedded by ``encoder`` with id > ``after_id``."""
+        last = after_id
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, embedding FROM entries WHERE encoder = ? AND id > ? ORDER BY id LIMIT ?",
+                (encoder, last, batch)).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            last = int(ids[-1])
+            yield ids, vecs
+
+    # ------------------------------------------------------------- videos
+    def remember_video(self, video_id: str, path: str, info: dict) -> None:
+        with self.write() as c:
+            c.execute("INSERT INTO videos (video_id, path, info, seen_at) VALUES (?,?,?,?) ON CONFLICT(video_id) "
+                      "DO UPDATE SET path = excluded.path, info = excluded.info, seen_at = excluded.seen_at",
+                      (video_id, path, json.dumps(info, default=str), time.time()))
+
+    def videos(self) -> list[dict]:
+        rows = self.conn.execute("SELECT video_id, path, info, seen_at FROM videos ORDER BY seen_at DESC").fetchall()
+        return [{"video_id": v, "path": p, "info": json.loads(i or "{}"), "seen_at": s} for v, p, i, s in rows]
