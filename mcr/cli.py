@@ -57,8 +57,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from mcr.render import RichRenderer
 
         subscribers.append(RichRenderer())
-    agent = Agent(model=args.model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
-                  subscribers=subscribers, trace_dir=args.trace_dir, device=args.device)
+    memory = False if args.no_memory else args.memory
+    from mcr.models import load_model
+
+    model = load_model(args.model, endpoint=args.endpoint, device=args.device,
+                       **({"constrain": False} if args.no_constrain else {}))
+    agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
+                  subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory)
     result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -119,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("question", help="the question to answer")
     run.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
     run.add_argument("--model", default=None,
-                     help="hub id, local model folder or replay:FILE (default: $MCR_MODEL or InternVideo3-8B-Instruct)")
+                     help="hub id, local model folder or .gguf, openai:MODEL@URL, or replay:FILE (default: $MCR_MODEL, "
+                          "else InternVideo3-8B-Instruct with a GPU, Qwen3-VL-2B-Instruct on CPU; see `models`)")
+    run.add_argument("--endpoint", default=None, metavar="URL",
+                     help="an OpenAI-compatible server (vLLM, SGLang, llama.cpp); --model names the served model")
+    run.add_argument("--no-constrain", action="store_true",
+                     help="let a local model without native tool calls write freely (no constrained decoding)")
     run.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns before asking for the answer")
     run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget")
     run.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -128,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace", default=None, metavar="FILE", help="write the trace here")
     run.add_argument("--trace-dir", default=None, metavar="DIR", help="folder for traces (default .mcr/traces)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for local models")
+    run.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
+    run.add_argument("--no-memory", action="store_true", help="run without memory or video index")
     run.add_argument("--quiet", action="store_true", help="print only the answer")
     run.set_defaults(func=cmd_run)
 
@@ -140,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE", help="also load these tools")
     tools.set_defaults(func=cmd_tools)
 
+    from mcr.models.cli import register as register_models
+
+    register_models(sub)
+    from mcr.memory.cli import register as register_memory
+
+    register_memory(sub)
     if importlib.util.find_spec("mcr.m2la.cli") is not None:
         from mcr.m2la.cli import register
 
@@ -158,12 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mcr.types import TimeSpanError
 
     known: tuple[type[BaseException], ...] = (CLIError, ModelError, TraceError, TimeSpanError, FileNotFoundError)
-    try:
-        from mcr.video import VideoError
+    from mcr.memory.encoder import EncoderError
+    from mcr.memory.store import MemoryStoreError
+    from mcr.video import VideoError
 
-        known += (VideoError,)
-    except ImportError:
-        pass
+    known += (VideoError, MemoryStoreError, EncoderError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

@@ -18,14 +18,14 @@ from mcr.types import Message, ToolCall, Usage
 Step = Union[ModelOutput, Callable[[list[Message], list[dict] | None], ModelOutput]]
 
 
-def tool_call(name: str, text: str = "", **arguments: Any) -> ModelOutput:
-    """A step that calls one tool."""
-    return ModelOutput(text=text, tool_calls=[ToolCall(name, arguments)])
+def tool_call(name: str, /, *, thought: str = "", **arguments: Any) -> ModelOutput:
+    """A step that calls one tool; ``thought`` is the text the model writes with the call."""
+    return ModelOutput(text=thought, tool_calls=[ToolCall(name, arguments)])
 
 
-def tool_calls(*calls: tuple[str, dict], text: str = "") -> ModelOutput:
+def tool_calls(*calls: tuple[str, dict], thought: str = "") -> ModelOutput:
     """A step that calls several tools at once: ``tool_calls(("a", {...}), ("b", {...}))``."""
-    return ModelOutput(text=text, tool_calls=[ToolCall(n, dict(a)) for n, a in calls])
+    return ModelOutput(text=thought, tool_calls=[ToolCall(n, dict(a)) for n, a in calls])
 
 
 def answer(text: str, evidence: Sequence[Any] | None = None, **extra: Any) -> ModelOutput:

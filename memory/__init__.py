@@ -2,32 +2,39 @@
 
 ``Memory`` (entries in SQLite, retrieval by meaning and by time), ``MemoryGraph``
 (entities and events), ``VideoIndex`` (per-video perception stages, keyed by the
-file's content hash).
+file's content hash). Names load on first use, so the command line starts fast.
 """
 from __future__ import annotations
 
-from .entries import KINDS, MemoryEntry
-from .index import STAGES, ChunkResult, StageReport, VideoIndex, make_stage, register_stage
-from .memory import Hit, Memory, describe_hits
-from .shots import ShotStage
-from .store import DEFAULT_DB, MemoryStore, MemoryStoreError
+import importlib
+from typing import Any
 
-register_stage("shots", ShotStage)
+_EXPORTS = {
+    "KINDS": ".entries",
+    "MemoryEntry": ".entries",
+    "STAGES": ".index",
+    "ChunkResult": ".index",
+    "StageReport": ".index",
+    "VideoIndex": ".index",
+    "make_stage": ".index",
+    "register_stage": ".index",
+    "Hit": ".memory",
+    "Memory": ".memory",
+    "describe_hits": ".memory",
+    "MemoryGraph": ".graph",
+    "ShotStage": ".shots",
+    "DEFAULT_DB": ".store",
+    "MemoryStore": ".store",
+    "MemoryStoreError": ".store",
+}
 
-__all__ = [
-    "DEFAULT_DB",
-    "KINDS",
-    "ChunkResult",
-    "Hit",
-    "Memory",
-    "MemoryEntry",
-    "MemoryStore",
-    "MemoryStoreError",
-    "STAGES",
-    "ShotStage",
-    "StageReport",
-    "VideoIndex",
-    "describe_hits",
-    "make_stage",
-    "register_stage",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -46,7 +46,7 @@ class Stage(Protocol):
 @dataclass
 class StageReport:
     stage: str
-    status: str  # reused | built | resumed | skipped
+    status: str  # reused | built | resumed | skipped | failed
     entries: int = 0
     seconds: float = 0.0
     reason: str = ""
@@ -56,7 +56,13 @@ class StageReport:
                 "seconds": round(self.seconds, 3), "reason": self.reason}
 
 
-STAGES: dict[str, Callable[[], Stage]] = {}
+def _shots() -> Stage:
+    from .shots import ShotStage
+
+    return ShotStage()
+
+
+STAGES: dict[str, Callable[[], Stage]] = {"shots": _shots}
 
 
 def register_stage(name: str, factory: Callable[[], Stage]) -> None:
@@ -117,7 +123,12 @@ class VideoIndex:
             cursor = float(st["cursor"])
         while cursor < total - 1e-6:
             span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
-            result = stage.run_chunk(self.video, span)
+            try:
+                result = stage.run_chunk(self.video, span)
+            except Exception as exc:  # a damaged span stops this stage, not the run; the next build retries it
+                reason = f"{type(exc).__name__} at {span}: {exc}"
+                self._set_state(stage, "failed", cursor, total, {"reason": reason})
+                return StageReport(stage.name, "failed", self._count(stage.name), time.perf_counter() - t0, reason)
             with self.store.write() as c:
                 for e in result.entries:
                     e.video_id = self.video_id

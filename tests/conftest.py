@@ -35,3 +35,11 @@ def long_video(tmp_path_factory):
 def _workspace(tmp_path, monkeypatch):
     """Each test works in its own folder, so the default workspace (.mcr/) never leaks between tests."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cut_video(tmp_path_factory):
+    """24 s, six shots of different test sources: cuts at 4, 8, 12, 16 and 20 s."""
+    from media import make_cut_video
+
+    return make_cut_video(tmp_path_factory.mktemp("video") / "cuts.mp4")

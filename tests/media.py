@@ -104,3 +104,20 @@ def make_bad_file(kind: str, folder: Path, good: Path) -> Path:
 def copy_to(src: Path, dst: Path) -> Path:
     shutil.copyfile(src, dst)
     return dst
+
+
+SHOT_SOURCES = ("testsrc2", "smptebars", "mandelbrot", "color=c=darkred", "colorspectrum", "color=c=navy")
+
+
+def make_cut_video(path: Path, cuts: int = 5, shot_seconds: float = 4.0, size: str = "320x240", rate: int = 25) -> Path:
+    """``cuts + 1`` shots of different lavfi sources, each ``shot_seconds`` long: cuts at k * shot_seconds."""
+    inputs: list[str] = []
+    for i in range(cuts + 1):
+        source = SHOT_SOURCES[i % len(SHOT_SOURCES)]
+        sep = ":" if "=" in source else "="
+        inputs += ["-f", "lavfi", "-t", str(shot_seconds), "-i", f"{source}{sep}size={size}:rate={rate}"]
+    chains = "".join(f"[{i}:v]format=yuv420p,setsar=1[v{i}];" for i in range(cuts + 1))
+    concat = "".join(f"[v{i}]" for i in range(cuts + 1)) + f"concat=n={cuts + 1}:v=1:a=0[out]"
+    ffmpeg(*inputs, "-filter_complex", chains + concat, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
+           "-g", "50", str(path))
+    return path

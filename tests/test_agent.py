@@ -33,7 +33,7 @@ def mean_brightness(ctx: ToolContext, span: TimeSpan) -> ToolResult:
 
 def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
     model = ScriptedModel([
-        tool_call("mean_brightness", text="First measure the light.", span="00:00-00:04"),
+        tool_call("mean_brightness", thought="First measure the light.", span="00:00-00:04"),
         tool_call("inspect_frames", span="00:02-00:06", fps=1.0, max_frames=3),
         answer("boats on water", evidence=["00:02-00:06"]),
     ])

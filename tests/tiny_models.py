@@ -1,0 +1,135 @@
+"""Tiny randomly initialised vision-language models, built offline from configs.
+
+They prove the plumbing (inputs reach ``generate``, constrained decoding, serving),
+never the quality: their weights are random unless a test trains them a little.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+           "<|image_pad|>", "<|video_pad|>"]
+PLAIN_ADDED = ["<tool_call>", "</tool_call>", "<think>", "</think>"]
+
+# A ChatML template in the Qwen style: tools in the system turn, <tool_call> blocks for the
+# assistant's calls, <tool_response> for results, images and videos as vision placeholders.
+CHAT_TEMPLATE = r"""{%- macro render(content) -%}
+{%- if content is string -%}{{ content }}{%- else -%}
+{%- for part in content -%}
+{%- if part.type == 'text' -%}{{ part.text }}
+{%- elif part.type == 'image' -%}<|vision_start|><|image_pad|><|vision_end|>
+{%- elif part.type == 'video' -%}<|vision_start|><|video_pad|><|vision_end|>
+{%- endif -%}
+{%- endfor -%}
+{%- endif -%}
+{%- endmacro -%}
+{%- if tools -%}
+<|im_start|>system
+{% if messages[0].role == 'system' %}{{ render(messages[0].content) }}
+
+{% endif %}# Tools
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+Call a tool with <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>
+{% elif messages[0].role == 'system' -%}
+<|im_start|>system
+{{ render(messages[0].content) }}<|im_end|>
+{% endif -%}
+{%- for message in messages -%}
+{%- if message.role == 'system' -%}
+{%- elif message.role == 'tool' -%}
+<|im_start|>user
+<tool_response>
+{{ render(message.content) }}
+</tool_response><|im_end|>
+{% elif message.role == 'assistant' -%}
+<|im_start|>assistant
+{{ render(message.content) if message.content else '' }}
+{%- for call in message.tool_calls or [] -%}
+<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>
+{%- endfor -%}
+<|im_end|>
+{% else -%}
+<|im_start|>{{ message.role }}
+{{ render(message.content) }}<|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{% if enable_thinking is defined and not enable_thinking %}<think>
+
+</think>
+
+{% endif -%}
+{%- endif -%}"""
+
+CORPUS = [
+    '<tool_call>\n{"name": "inspect_frames", "arguments": {"span": "00:00:00.0-00:00:04.0"}}\n</tool_call>',
+    '{"name": "answer", "arguments": {"answer": "a red square", "evidence": ["00:00:01.0-00:00:02.0"]}}',
+    "You answer questions about a video by looking at it with tools. Question: what is shown?",
+    "frames at 00:00:01.5, 00:00:02.5 seconds; the answer is blue. 0123456789 -:.,[]{}\"'",
+]
+
+
+def make_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer trained on the spot, with the Qwen special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 20, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.add_tokens(PLAIN_ADDED)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_qwen3_vl(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Qwen3-VL (text hidden 64, 2 layers; vision depth 2) saved to ``folder``."""
+    import torch
+    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
+                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+
+    folder = Path(folder)
+    tokenizer = make_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}
+    vocab = len(tokenizer)
+    config = Qwen3VLConfig(
+        text_config={"vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "max_position_embeddings": 4096,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                         "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+                     "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64,
+                       "num_position_embeddings": 64, "deepstack_visual_indexes": [1]},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    pixels = {"shortest_edge": 32 * 32, "longest_edge": 64 * 64 * 4}
+    image_processor = Qwen2VLImageProcessor(patch_size=16, temporal_patch_size=2, merge_size=2, size=pixels)
+    video_processor = Qwen3VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2,
+                                            size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64 * 16})
+    processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=video_processor, chat_template=CHAT_TEMPLATE)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def config_of(folder: Path) -> dict:
+    return json.loads((Path(folder) / "config.json").read_text())
