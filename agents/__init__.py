@@ -1,6 +1,6 @@
 """Agents: ``Agent`` and its run result."""
 from __future__ import annotations
 
-from .agent import Agent, RunResult
+from .agent import Agent, BaselineAgent, RunResult
 
-__all__ = ["Agent", "RunResult"]
+__all__ = ["Agent", "BaselineAgent", "RunResult"]

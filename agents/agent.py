@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mcr.context import Context, RenderProfile
-from mcr.events import Event, IndexStage, MemoryWritten, RunFinished
+from mcr.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
 from mcr.loop import Budget, Outcome
 from mcr.loop import run as run_loop
 from mcr.models import load_model
+from mcr.policy import Policy
 from mcr.tools import Tool, ToolContext, ToolRegistry, builtin_tools
 from mcr.trace import TraceWriter, default_trace_path
 from mcr.types import TimeSpan, Usage
@@ -22,7 +23,7 @@ Subscriber = Callable[[Event], Any]
 @dataclass
 class RunResult:
     answer: str
-    status: str  # answered | max_steps | timeout | max_tokens | no_answer | error
+    status: str  # verified | unverified | failed | answered | max_steps | timeout | ... | no_answer | error
     evidence: list[TimeSpan] = field(default_factory=list)
     steps: int = 0
     trace_path: str | None = None
@@ -30,10 +31,14 @@ class RunResult:
     run_id: str = ""
     wall_s: float = 0.0
     error: str | None = None
+    answer_form: str = "text"
+    value: Any = None  # choice: option index; span: TimeSpan; count: int; text: str
+    verdicts: list[dict] = field(default_factory=list)
+    frames_seen: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.status not in ("error", "no_answer")
+        return self.status not in ("error", "no_answer", "failed")
 
     def to_dict(self) -> dict:
         return {
@@ -47,6 +52,10 @@ class RunResult:
             "run_id": self.run_id,
             "wall_s": self.wall_s,
             "error": self.error,
+            "answer_form": self.answer_form,
+            "value": self.value.to_list() if isinstance(self.value, TimeSpan) else self.value,
+            "verdicts": self.verdicts,
+            "frames_seen": self.frames_seen,
         }
 
 
@@ -59,6 +68,8 @@ class Agent:
         max_steps: model turns before the run is asked for its answer.
         builtin: include the built-in tools (``inspect_frames``).
         trace_dir: where traces go (default ``.mcr/traces``); ``False`` writes none.
+        policy: the phases around the loop (``Policy()``: perceive, plan, reflect, verify,
+            investigate; ``"plain"``: a bare tool loop; ``"baseline"``: uniform frames, one call).
         memory: a ``Memory``, a database path, or ``False`` for none; by default the
             workspace memory ``.mcr/memory.db`` of the current directory.
         index: video index stages to build (or reuse) before the run starts.
@@ -81,9 +92,15 @@ class Agent:
         generate_options: dict | None = None,
         memory: Any = None,
         index: Sequence[str] = ("shots",),
+        policy: Policy | str | None = None,
     ) -> None:
-        if max_steps < 1:
-            raise ValueError("max_steps must be at least 1")
+        if max_steps < 0:
+            raise ValueError("max_steps must be 0 or more")
+        if isinstance(policy, str):
+            if policy not in ("mcr", "plain", "baseline"):
+                raise ValueError(f"unknown policy {policy!r}: 'mcr', 'plain' or 'baseline' (or a Policy)")
+            policy = {"mcr": Policy(), "plain": Policy.plain(), "baseline": Policy.baseline()}[policy]
+        self.policy = policy or Policy()
         self.model = load_model(model)
         self.memory = _open_memory(memory)
         self.index_stages = tuple(index) if self.memory is not None else ()
@@ -92,7 +109,7 @@ class Agent:
             self.registry.add(t, replace=True)
         self.budget = Budget(max_steps=max_steps, max_wall_s=max_wall_s, max_tokens=max_tokens)
         self.system_prompt = system_prompt
-        self.profile = profile or getattr(self.model, "profile", None) or RenderProfile()
+        self.profile = profile or render_profile_of(self.model)
         self.trace_dir = trace_dir
         self.work_dir = Path(work_dir) if work_dir else Path(".mcr") / "work"
         self.subscribers = list(subscribers)
@@ -109,6 +126,7 @@ class Agent:
         question: str,
         options: Sequence[str] | None = None,
         trace: str | os.PathLike | None = None,
+        answer_form: str | None = None,
     ) -> Iterator[Event]:
         """Run and hand out each event as it happens. Every event is also written to the trace."""
         from mcr.video import Video
@@ -117,13 +135,16 @@ class Agent:
             raise ValueError("the question is empty")
         handle = video if isinstance(video, Video) or video is None else Video(video)
         run_id = uuid.uuid4().hex[:12]
-        context = Context(self.system_prompt, self.profile)
+        context = Context(self.system_prompt, self.profile, getattr(self.model, "count_tokens", None))
         info = handle.info() if handle is not None else None
         if info is not None:
             info = {**info, "name": Path(info["path"]).name}
         context.add_task(question.strip(), list(options or []), info)
         tool_ctx = ToolContext(video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device,
                                memory=self.memory)
+        max_pixels = getattr(getattr(self.model, "profile", None), "max_pixels", None)
+        if max_pixels:  # frames are decoded no larger than the model takes them
+            tool_ctx.state["max_pixels"] = max_pixels
         writer = None
         if trace is not None or self.trace_dir is not False:
             path = Path(trace) if trace is not None else default_trace_path(run_id, self.trace_dir or None)
@@ -133,7 +154,7 @@ class Agent:
         def emit(event: Event) -> Event:
             if isinstance(event, RunFinished) and writer is not None:
                 event.trace_path = str(writer.path)
-            if writer is not None:
+            if writer is not None and not isinstance(event, ModelDelta):  # model_called holds the whole reply
                 writer.write(event)
             for sub in self.subscribers:
                 sub(event)
@@ -141,7 +162,8 @@ class Agent:
 
         try:
             gen = run_loop(self.model, context, self.registry, tool_ctx, self.budget, run_id=run_id,
-                           generate_options=self.generate_options, before=self._prepare(handle, question, context))
+                           generate_options=self.generate_options, before=self._prepare(handle, question, context),
+                           policy=self.policy, answer_form=answer_form)
             for event in gen:
                 if isinstance(event, RunFinished) and event.depth == 0 and self.memory is not None:
                     for written in self._write_back(handle, question, event):
@@ -183,10 +205,15 @@ class Agent:
         question: str,
         options: Sequence[str] | None = None,
         trace: str | os.PathLike | None = None,
+        answer_form: str | None = None,
     ) -> RunResult:
-        """Answer ``question`` about ``video`` (a path or a ``Video``); returns a RunResult."""
+        """Answer ``question`` about ``video`` (a path or a ``Video``); returns a RunResult.
+
+        ``answer_form`` is ``text``, ``choice``, ``span`` or ``count``; by default it follows
+        from the options and the question ("when ..." asks for a span, "how many" for a count).
+        """
         finished: RunFinished | None = None
-        for event in self.stream(video, question, options, trace):
+        for event in self.stream(video, question, options, trace, answer_form):
             if isinstance(event, RunFinished) and event.depth == 0:
                 finished = event
         assert finished is not None, "the loop ended without a run_finished event"
@@ -200,7 +227,29 @@ class Agent:
             run_id=finished.run_id,
             wall_s=finished.wall_s,
             error=finished.error,
+            answer_form=finished.answer_form,
+            value=TimeSpan(*finished.value) if finished.answer_form == "span" and finished.value else finished.value,
+            verdicts=finished.verdicts,
+            frames_seen=finished.frames_seen,
         )
+
+
+class BaselineAgent(Agent):
+    """Answers from ``frames`` uniformly sampled frames in one model call, the way VLMs are
+    usually evaluated; the same loop, trace and result as ``Agent``, for comparison."""
+
+    def __init__(self, model: Any = None, frames: int = 32, **kwargs: Any) -> None:
+        kwargs.setdefault("memory", False)
+        super().__init__(model, max_steps=0, policy=Policy.baseline(frames), builtin=False, **kwargs)
+
+
+def render_profile_of(model: Any) -> RenderProfile:
+    """The context budgets for a model: its ``profile`` (a model profile or a RenderProfile), else defaults."""
+    found = getattr(model, "profile", None)
+    if isinstance(found, RenderProfile):
+        return found
+    budgets = getattr(found, "render_budgets", None)
+    return RenderProfile(**budgets()) if callable(budgets) else RenderProfile()
 
 
 def _open_memory(memory: Any):
@@ -213,4 +262,4 @@ def _open_memory(memory: Any):
     return Memory(memory)  # None: .mcr/memory.db in the current directory
 
 
-__all__ = ["Agent", "Outcome", "RunResult"]
+__all__ = ["Agent", "BaselineAgent", "Outcome", "RunResult"]

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let a local model without native tool calls write freely (no constrained decoding)")
     run.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns before asking for the answer")
     run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget")
+    run.add_argument("--policy", default="mcr", choices=["mcr", "plain", "baseline"],
+                     help="mcr: perceive, plan, reflect, verify, investigate (default); plain: a bare tool loop; "
+                          "baseline: uniform frames and one answer")
     run.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load extra @tool functions from a .py file or module (repeat)")
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

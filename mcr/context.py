@@ -1,13 +1,16 @@
 """The one shared context: ordered, typed entries, and ``render()``, the model's view of it.
 
-Entries are never rewritten. Rendering shortens or elides old material to fit a
-profile's budgets, and each shortened item says where its full content lives.
+Entries are never rewritten. Rendering fits a profile's budgets: the task, the memory
+digest, the latest plan and the latest reflection always stay whole; newer turns are
+shown whole, older ones shortened, the oldest folded into one line; frames beyond the
+frame budget become references to the memory entry written for them. Everything left
+out says where its content went. Rendering is one pass over the entries.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from mcr.types import Frames, FramesPart, Message, Part, TextPart, ToolCall, format_time
 
@@ -28,6 +31,9 @@ You cannot see the video until you call a tool that shows it to you. Plan what t
 look, and reflect on what you saw before you answer. Cite the spans that support your answer.
 Answer with the "answer" tool; do not guess when you can look."""
 
+LINE_TOKENS = 30  # a folded item
+SHORT_NOTE = " [... shortened; full text: trace entry #{id}{mem}]"
+
 
 @dataclass
 class RenderProfile:
@@ -39,6 +45,7 @@ class RenderProfile:
     keep_recent_results: int = 4  # tool results shown whole; older ones are shortened
     short_result_chars: int = 400
     native_tools: bool = False  # True: schemas go through the API, not the system prompt
+    reserve_tokens: int = 2048  # left for the reply
 
 
 @dataclass
@@ -53,25 +60,30 @@ class Entry:
 
 
 def estimate_tokens(text: str) -> int:
-    """About four characters a token: used until a model's tokenizer counts exactly."""
+    """About four characters a token: used when no tokenizer is given."""
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
 class Context:
     """Everything the model perceived and did in one run, in order."""
 
-    def __init__(self, system_prompt: str | None = None, profile: RenderProfile | None = None) -> None:
+    def __init__(self, system_prompt: str | None = None, profile: RenderProfile | None = None,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
         self.system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
         self.profile = profile or RenderProfile()
+        self.count_tokens = count_tokens or estimate_tokens
         self.entries: list[Entry] = []
+        self._frames_seen: list[float] = []
 
     # ------------------------------------------------------------- writing
     def add(self, kind: str, text: str, step: int = 0, frames: Frames | None = None, **data: Any) -> Entry:
         if kind not in ENTRY_KINDS:
             raise ValueError(f"unknown context entry kind {kind!r}; one of {', '.join(ENTRY_KINDS)}")
-        tokens = estimate_tokens(text) + (len(frames) * self.profile.tokens_per_frame if frames is not None else 0)
+        tokens = self.count_tokens(text) + (len(frames) * self.profile.tokens_per_frame if frames is not None else 0)
         entry = Entry(len(self.entries), kind, text, step, dict(data), frames, tokens)
         self.entries.append(entry)
+        if frames is not None:
+            self._frames_seen.extend(frames.timestamps)
         return entry
 
     def add_task(self, question: str, options: list[str] | None = None, video: dict | None = None) -> Entry:
@@ -85,7 +97,7 @@ class Context:
         lines.append(f"Question: {question}")
         if options:
             lines.append("Options:")
-            lines.extend(f"{chr(65 + i)}. {o}" if len(options) <= 26 else f"- {o}" for i, o in enumerate(options))
+            lines.extend(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
             lines.append("Answer with exactly one of the options.")
         return self.add("task", "\n".join(lines), question=question, options=list(options or []))
 
@@ -95,13 +107,16 @@ class Context:
         for call in calls:
             self.add("tool_call", json.dumps(call.to_dict(), ensure_ascii=False), step, call=call)
 
-    def add_tool_result(self, step: int, call: ToolCall, text: str, frames: Frames | None = None, is_error: bool = False) -> Entry:
-        return self.add("tool_result", text, step, frames=frames, call_id=call.id, name=call.name, is_error=is_error)
+    def add_tool_result(self, step: int, call: ToolCall, text: str, frames: Frames | None = None,
+                        is_error: bool = False, **data: Any) -> Entry:
+        return self.add("tool_result", text, step, frames=frames, call_id=call.id, name=call.name,
+                        is_error=is_error, **data)
 
     # ------------------------------------------------------------- reading
     @property
     def task(self) -> Entry | None:
-        return next((e for e in self.entries if e.kind == "task"), None)
+        return self.entries[0] if self.entries and self.entries[0].kind == "task" else \
+            next((e for e in self.entries if e.kind == "task"), None)
 
     def of_kind(self, kind: str) -> list[Entry]:
         return [e for e in self.entries if e.kind == kind]
@@ -112,78 +127,170 @@ class Context:
 
     def frames_seen(self) -> list[float]:
         """Every timestamp shown to the model in this run."""
-        return [t for e in self.entries if e.frames is not None for t in e.frames.timestamps]
+        return list(self._frames_seen)
 
     # ----------------------------------------------------------- rendering
     def render(self, tools: list[dict] | None = None, profile: RenderProfile | None = None) -> list[Message]:
-        """The model's view: system prompt (with the tool protocol when tools are not
-        native), the task, then the turns; old frames and results shortened to budget."""
+        """The model's view of the context, within the profile's token and frame budgets."""
         p = profile or self.profile
         system = self.system_prompt
         if tools and not p.native_tools:
             listing = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
             system += f"\n\nTools:\n{listing}\n\n{TOOL_PROTOCOL}"
-        messages = [Message("system", system)]
-        shown_frames = self._frames_to_show(p)
-        recent_results = {e.id for e in self.of_kind("tool_result")[-p.keep_recent_results:]}
-        budget_short = self._over_budget(p)
-        pending: Message | None = None
-        for e in self.entries:
-            if e.kind in ("thought", "tool_call"):
-                if pending is None:
-                    pending = Message("assistant", "")
-                    messages.append(pending)
-                if e.kind == "thought":
-                    pending.content = (pending.content + "\n" + e.text).strip() if isinstance(pending.content, str) else e.text
-                else:
-                    pending.tool_calls.append(e.data["call"])
+        units = self._units()
+        pinned = self._pinned()
+        budget = p.max_context_tokens - p.reserve_tokens - self.count_tokens(system)
+        budget -= sum(self.entries[u[0]].tokens for u in units if u[0] in pinned)
+        frames_left = p.max_frames
+        recent_results = p.keep_recent_results
+        levels: dict[int, str] = {}
+        shown_frames: set[int] = set()
+        cutoff = -1
+        for pos in range(len(units) - 1, -1, -1):
+            unit = units[pos]
+            if unit[0] in pinned:
+                levels[pos] = "full"
                 continue
-            pending = None
-            if e.kind == "tool_result":
-                text = e.text
-                if e.id not in recent_results or budget_short:
-                    text = _shorten(text, p.short_result_chars, e.id)
-                parts: list[Part] = [TextPart(text)]
-                if e.frames is not None and len(e.frames):
-                    if e.id in shown_frames:
-                        parts.append(FramesPart(e.frames))
-                    else:
-                        span = e.frames.span
-                        parts.append(TextPart(
-                            f"[{len(e.frames)} frames {format_time(span.start)}-{format_time(span.end)} elided from view "
-                            f"to keep within the frame budget; call inspect_frames on that span to see them again]"))
-                messages.append(Message("tool", parts, tool_call_id=e.data.get("call_id"), name=e.data.get("name")))
-            elif e.kind == "task":
-                messages.append(Message("user", e.text))
-            elif e.kind in ("feedback", "verification", "reflection", "plan", "perception", "memory"):
-                label = e.kind.capitalize()
-                content: list[Part] = [TextPart(f"[{label}] {e.text}")]
-                if e.frames is not None and len(e.frames) and e.id in shown_frames:
-                    content.append(FramesPart(e.frames))
-                messages.append(Message("user", content))
-            elif e.kind == "answer":
-                messages.append(Message("assistant", e.text))
+            entries = [self.entries[i] for i in unit]
+            for e in entries:
+                if e.frames is not None and len(e.frames) and len(e.frames) <= frames_left:
+                    shown_frames.add(e.id)
+                    frames_left -= len(e.frames)
+            text_tokens = sum(e.tokens - (len(e.frames) * p.tokens_per_frame if e.frames is not None else 0)
+                              for e in entries)
+            frame_tokens = sum(len(e.frames) * p.tokens_per_frame for e in entries if e.id in shown_frames)
+            results = sum(1 for e in entries if e.kind == "tool_result")
+            short = sum(min(e.tokens, p.short_result_chars // 4 + 24) for e in entries) + frame_tokens
+            if recent_results > 0 and text_tokens + frame_tokens <= budget:
+                level, cost = "full", text_tokens + frame_tokens
+            elif short <= budget:
+                level, cost = "short", short
+            elif LINE_TOKENS <= budget:
+                level, cost = "line", LINE_TOKENS
+                shown_frames.difference_update(e.id for e in entries)
+            else:
+                cutoff = pos
+                shown_frames.difference_update(e.id for e in entries)
+                break
+            recent_results -= results
+            levels[pos] = level
+            budget -= cost
+        messages = [Message("system", system)]
+        folded: list[int] = []
+        for pos, unit in enumerate(units):
+            if pos <= cutoff and unit[0] not in pinned:
+                folded.append(pos)
+                continue
+            if folded:
+                messages.append(self._folded_message([units[i] for i in folded]))
+                folded = []
+            messages.extend(self._unit_messages(unit, levels.get(pos, "full"), shown_frames, p))
+        if folded:
+            messages.append(self._folded_message([units[i] for i in folded]))
         return messages
 
-    def _frames_to_show(self, p: RenderProfile) -> set[int]:
-        """Ids of entries whose frames fit the frame budget, newest first."""
-        shown: set[int] = set()
-        used = 0
-        for e in reversed(self.entries):
-            if e.frames is None or not len(e.frames):
-                continue
-            if used + len(e.frames) <= p.max_frames:
-                shown.add(e.id)
-                used += len(e.frames)
-        return shown
+    def _units(self) -> list[list[int]]:
+        """Entries grouped so a turn's calls and their results stay together."""
+        units: list[list[int]] = []
+        turn: list[int] | None = None
+        pending: set[str] = set()
+        turn_step, has_results = -1, False
+        for e in self.entries:
+            if e.kind in ("thought", "tool_call"):
+                if turn is None or turn_step != e.step or has_results:
+                    turn, pending, turn_step, has_results = [e.id], set(), e.step, False
+                    units.append(turn)
+                else:
+                    turn.append(e.id)
+                if e.kind == "tool_call":
+                    pending.add(e.data["call"].id)
+            elif e.kind == "tool_result" and turn is not None and e.data.get("call_id") in pending:
+                turn.append(e.id)
+                pending.discard(e.data.get("call_id"))
+                has_results = True
+            else:
+                turn = None
+                units.append([e.id])
+        return units
 
-    def _over_budget(self, p: RenderProfile) -> bool:
-        text_tokens = sum(estimate_tokens(e.text) for e in self.entries)
-        frame_tokens = min(len(self.frames_seen()), p.max_frames) * p.tokens_per_frame
-        return text_tokens + frame_tokens > p.max_context_tokens
+    def _pinned(self) -> set[int]:
+        """Entries always shown whole: the task, the first memory digest, the latest plan and reflection."""
+        pinned: set[int] = set()
+        firsts = {"task": None, "memory": None}
+        lasts = {"plan": None, "reflection": None}
+        for e in self.entries:
+            if e.kind in firsts and firsts[e.kind] is None:
+                firsts[e.kind] = e.id
+            if e.kind in lasts:
+                lasts[e.kind] = e.id
+        pinned.update(i for i in list(firsts.values()) + list(lasts.values()) if i is not None)
+        return pinned
+
+    def _unit_messages(self, unit: list[int], level: str, shown: set[int], p: RenderProfile) -> list[Message]:
+        entries = [self.entries[i] for i in unit]
+        first = entries[0]
+        if first.kind in ("thought", "tool_call"):
+            assistant = Message("assistant", "")
+            out = [assistant]
+            for e in entries:
+                if e.kind == "thought":
+                    assistant.content = _cut(e.text, level, p, e) if level != "line" else _one_line(e.text)
+                elif e.kind == "tool_call":
+                    assistant.tool_calls.append(e.data["call"])
+                else:
+                    out.append(self._result_message(e, level, shown, p))
+            return out
+        if first.kind == "tool_result":  # a result whose call is not in the view
+            return [self._result_message(first, level, shown, p)]
+        if first.kind == "task":
+            return [Message("user", first.text)]
+        if first.kind == "answer":
+            return [Message("assistant", first.text)]
+        text = first.text if level == "full" else _cut(first.text, level, p, first) if level == "short" \
+            else _one_line(first.text) + f" [folded; trace entry #{first.id}]"
+        content: list[Part] = [TextPart(f"[{first.kind.capitalize()}] {text}")]
+        if first.frames is not None and len(first.frames):
+            content.append(FramesPart(first.frames) if first.id in shown else TextPart(_elided(first)))
+        return [Message("user", content)]
+
+    def _result_message(self, e: Entry, level: str, shown: set[int], p: RenderProfile) -> Message:
+        text = e.text if level == "full" else _cut(e.text, level, p, e) if level == "short" \
+            else _one_line(e.text) + f" [folded; full result: trace entry #{e.id}{_mem(e)}]"
+        parts: list[Part] = [TextPart(text)]
+        if e.frames is not None and len(e.frames):
+            parts.append(FramesPart(e.frames) if e.id in shown else TextPart(_elided(e)))
+        return Message("tool", parts, tool_call_id=e.data.get("call_id"), name=e.data.get("name"))
+
+    def _folded_message(self, units: list[list[int]]) -> Message:
+        ids = [i for u in units for i in u]
+        steps = [self.entries[i].step for i in ids]
+        refs = sorted({self.entries[i].data["memory_ref"] for i in ids if self.entries[i].data.get("memory_ref")},
+                      key=lambda r: int(r[1:]) if r[1:].isdigit() else 0)
+        frames = sum(len(self.entries[i].frames) for i in ids if self.entries[i].frames is not None)
+        where = f"; what was seen is in memory {', '.join(refs[:12])}{' ...' if len(refs) > 12 else ''}" if refs else ""
+        return Message("user", f"[{len(ids)} earlier context entries (steps {min(steps)}-{max(steps)}, {frames} frames) "
+                               f"folded to keep within the context budget: trace entries #{ids[0]}-#{ids[-1]}{where}; "
+                               "use memory_search to recall them]")
 
 
-def _shorten(text: str, limit: int, entry_id: int) -> str:
-    if len(text) <= limit:
+def _mem(e: Entry) -> str:
+    ref = e.data.get("memory_ref")
+    return f"; see memory {ref}" if ref else ""
+
+
+def _elided(e: Entry) -> str:
+    span = e.frames.span
+    where = f"see memory {e.data['memory_ref']}, or " if e.data.get("memory_ref") else ""
+    return (f"[{len(e.frames)} frames {format_time(span.start)}-{format_time(span.end)} elided from view to keep "
+            f"within the frame budget; {where}call inspect_frames on that span to see them again]")
+
+
+def _cut(text: str, level: str, p: RenderProfile, e: Entry) -> str:
+    if level == "full" or len(text) <= p.short_result_chars:
         return text
-    return text[:limit].rstrip() + f" [... shortened; full result is context entry #{entry_id} in the trace]"
+    return text[:p.short_result_chars].rstrip() + SHORT_NOTE.format(id=e.id, mem=_mem(e))
+
+
+def _one_line(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit].rstrip() + "…"

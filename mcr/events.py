@@ -42,6 +42,18 @@ class ModelCalled(Event):
     input_messages: int = 0
     context_tokens: int = 0
     forced_answer: bool = False
+    phase: str = "act"  # act | plan | reflect | verify
+
+
+@dataclass
+class ModelDelta(Event):
+    """A piece of the model's reply while it is being generated, for live display.
+
+    Not written to the trace: the ``model_called`` event that follows holds the whole reply.
+    """
+
+    kind: ClassVar[str] = "model_delta"
+    text: str = ""
 
 
 @dataclass
@@ -86,6 +98,34 @@ class RunFinished(Event):
     wall_s: float = 0.0
     error: str | None = None
     trace_path: str | None = None
+    answer_form: str = "text"
+    value: Any = None
+    verdicts: list[dict] = field(default_factory=list)
+    frames_seen: int = 0
+
+
+@dataclass
+class PhaseEntry(Event):
+    """A perception overview, a plan or a reflection, as added to the context."""
+
+    kind: ClassVar[str] = "phase"
+    phase: str = ""  # perceive | plan | reflect
+    text: str = ""
+    frames: dict | None = None
+    memory_ref: str | None = None
+
+
+@dataclass
+class Verification(Event):
+    """A check of a proposed answer: by rules, or by the model over the cited spans."""
+
+    kind: ClassVar[str] = "verification"
+    round: int = 0
+    source: str = ""
+    verdict: str = ""
+    confidence: float = 0.0
+    reason: str = ""
+    checks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,8 +153,8 @@ class MemoryWritten(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStarted, ModelCalled, ToolCalled, ToolReturned, AnswerProposed, RunFinished,
-                              IndexStage, MemoryWritten)
+    cls.kind: cls for cls in (RunStarted, ModelCalled, ModelDelta, ToolCalled, ToolReturned, AnswerProposed,
+                              RunFinished, IndexStage, MemoryWritten, PhaseEntry, Verification)
 }
 
 

@@ -1,30 +1,34 @@
-"""The loop: one generator that renders the context, asks the model, runs its tools
-and yields a typed event for everything that happens, until an answer is committed
-or a budget runs out. It never prints: subscribers (trace, renderer) do that.
+"""The loop: one generator that perceives, plans, acts and reflects over the shared context,
+verifies a proposed answer before committing it, and recurses into sub-spans. It yields a
+typed event for everything that happens and never prints: subscribers (trace, renderer) do.
 """
 from __future__ import annotations
 
 import time
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generator, Iterable
 
-from mcr.context import Context
-from mcr.events import (AnswerProposed, Event, ModelCalled, RunFinished, RunStarted, ToolCalled,
-                        ToolReturned, jsonable)
-from mcr.models import ModelOutput
-from mcr.tools import ToolContext, ToolRegistry, ToolResult
-from mcr.types import TimeSpan, TimeSpanError, ToolCall, Usage, format_time
+import numpy as np
 
-ANSWER_NAMES = ("answer", "final_answer")
-ANSWER_KEYS = ("answer", "final_answer", "text", "input", "response")
+from mcr.answers import ANSWER_NAMES, TypedAnswer, answer_schema, detect_form, interpret, read_answer
+from mcr.context import Context
+from mcr.events import AnswerProposed, Event, ModelCalled, PhaseEntry, RunFinished, RunStarted, Verification
+from mcr.events import ToolCalled, ToolReturned
+from mcr.models import ModelOutput
+from mcr.policy import INVESTIGATE_SCHEMA, PLAN_PROMPT, REFLECT_PROMPT, Policy
+from mcr.steps import generate, run_tools
+from mcr.tools import ToolContext, ToolRegistry, ToolResult
+from mcr.types import Frames, TimeSpan, TimeSpanError, ToolCall, Usage, format_time
+from mcr.verify import Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+
+__all__ = ["Budget", "Outcome", "answer_schema", "read_answer", "run"]
 
 
 @dataclass
 class Budget:
-    """When a run must stop. The step budget ends with one last call that asks for an answer."""
+    """When a run must stop. A spent budget ends with one last call that asks for an answer."""
 
     max_steps: int = 12
     max_wall_s: float | None = None
@@ -43,201 +47,408 @@ class Outcome:
     steps: int = 0
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    typed: TypedAnswer | None = None
+    verdicts: list[dict] = field(default_factory=list)
+    run_id: str = ""
 
 
-def answer_schema(options: list[str] | None = None) -> dict:
-    """The answer form, shown to the model as one more tool."""
-    answer_prop: dict[str, Any] = {"type": "string", "description": "The final answer."}
-    if options:
-        answer_prop["description"] = "Exactly one of the options (its letter or its text)."
-    return {
-        "type": "function",
-        "function": {
-            "name": "answer",
-            "description": "Commit the final answer to the question, citing the spans of the video that show it.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "answer": answer_prop,
-                    "evidence": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'.",
-                    },
-                },
-                "required": ["answer"],
-                "additionalProperties": False,
-            },
-        },
-    }
+class _Stop(Exception):
+    """The model failed; the run ends with status ``error``."""
 
 
-def read_answer(call: ToolCall, duration: float | None) -> tuple[str, list[TimeSpan], str]:
-    """``(answer, evidence, problem)`` from an answer call; ``problem`` is empty when it is well formed."""
-    args = call.arguments
-    text = next((args[k] for k in ANSWER_KEYS if k in args), None)
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return "", [], "the answer is empty; pass it as {\"answer\": \"...\"}"
-    text = text if isinstance(text, str) else str(text)
-    raw = args.get("evidence") or []
-    if isinstance(raw, (str, dict)) or (isinstance(raw, (list, tuple)) and len(raw) == 2
-                                        and all(isinstance(x, (int, float)) for x in raw)):
-        raw = [raw]
-    spans: list[TimeSpan] = []
-    for item in raw:
-        try:
-            span = TimeSpan.parse(item)
-        except TimeSpanError as exc:
-            return text, [], f"evidence {item!r} is not a span ({exc})"
-        if duration is not None and span.start > duration:
-            return text, [], f"evidence {span} starts after the video ends at {format_time(duration)}"
-        spans.append(span.clamp(duration) if duration is not None else span)
-    return text.strip(), spans, ""
+def run(model: Any, context: Context, registry: ToolRegistry, tool_ctx: ToolContext, budget: Budget | None = None,
+        run_id: str | None = None, depth: int = 0, parent_run_id: str | None = None,
+        generate_options: dict | None = None, before: Iterable[Event] = (), policy: Policy | None = None,
+        answer_form: str | None = None, focus: TimeSpan | None = None,
+        calls: dict | None = None) -> Generator[Event, None, Outcome]:
+    """Run the agent over ``context`` and yield events; the generator's return value is the Outcome.
 
-
-def _number_calls(calls: list[ToolCall], step: int, seen: set[str]) -> None:
-    for i, call in enumerate(calls):
-        if not call.id or call.id in seen:
-            call.id = f"call_{step}_{i}"
-        seen.add(call.id)
-
-
-def run(
-    model: Any,
-    context: Context,
-    registry: ToolRegistry,
-    tool_ctx: ToolContext,
-    budget: Budget | None = None,
-    run_id: str | None = None,
-    depth: int = 0,
-    parent_run_id: str | None = None,
-    generate_options: dict | None = None,
-    before: Iterable[Event] = (),
-) -> Generator[Event, None, Outcome]:
-    """Run the agent over ``context`` and yield events; the return value is the Outcome.
-
-    ``before`` yields events of work done after the run starts and before the first
-    model call (indexing, memory); they are stamped with this run's id.
+    ``before`` yields events of work done once the run has started (indexing, memory);
+    ``focus`` limits a child run's overview to a span; ``calls`` is the model-call count
+    shared by a run and its children.
     """
-    budget = budget or Budget()
-    run_id = run_id or uuid.uuid4().hex[:12]
-    tool_ctx.run_id, tool_ctx.depth = run_id, depth
-    options = dict(generate_options or {})
-    started = time.perf_counter()
-    task = context.task
-    question = task.data.get("question", "") if task else ""
-    choices = task.data.get("options", []) if task else []
-    video = tool_ctx.video
-    duration = video.duration if video is not None else None
-    schemas = registry.schemas() + [answer_schema(choices)]
-    known = set(registry.names) | set(ANSWER_NAMES)
-    out = Outcome()
-    seen_ids: set[str] = set()
+    state = _Run(model, context, registry, tool_ctx, budget or Budget(), run_id or uuid.uuid4().hex[:12], depth,
+                 parent_run_id, dict(generate_options or {}), policy or Policy.plain(), answer_form, focus,
+                 calls if calls is not None else {"used": 0})
+    return (yield from state.drive(before))
 
-    def base(step: int) -> dict:
-        return {"run_id": run_id, "depth": depth, "step": step}
 
-    yield RunStarted(**base(0), question=question, options=list(choices),
-                     video=video.info() if video is not None else {}, model=getattr(model, "name", type(model).__name__),
-                     tools=list(registry.names), budget=budget.to_dict(), parent_run_id=parent_run_id)
-    for event in before:
-        event.run_id, event.depth = run_id, depth
-        yield event
+class _Run:
+    def __init__(self, model, context, registry, tool_ctx, budget, run_id, depth, parent_run_id, options, policy,
+                 answer_form, focus, calls) -> None:
+        self.model, self.context, self.registry, self.tool_ctx = model, context, registry, tool_ctx
+        self.budget, self.run_id, self.depth, self.parent_run_id = budget, run_id, depth, parent_run_id
+        self.options, self.policy, self.focus, self.calls = options, policy, focus, calls
+        tool_ctx.run_id, tool_ctx.depth = run_id, depth
+        task = context.task
+        self.question = task.data.get("question", "") if task else ""
+        self.choices = task.data.get("options", []) if task else []
+        self.form = answer_form or detect_form(self.question, self.choices)
+        self.video = tool_ctx.video
+        self.duration = self.video.duration if self.video is not None else None
+        self.out = Outcome(run_id=run_id)
+        self.started = time.perf_counter()
+        self.seen_ids: set[str] = set()
+        self.verify_rounds = 0
+        self.best: tuple[str, list[TimeSpan], TypedAnswer] | None = None
+        self.can_investigate = policy.investigate and depth < policy.max_depth and self.video is not None
+        known = set(registry.names) | set(ANSWER_NAMES) | {"investigate"}
+        self.known = known
 
-    def finish(status: str, error: str | None = None) -> Generator[Event, None, Outcome]:
-        out.status, out.error = status, error
-        yield RunFinished(**base(out.steps), answer=out.answer, status=status,
-                          evidence=[s.to_list() for s in out.evidence], steps=out.steps,
-                          usage=out.usage.to_dict(), wall_s=round(time.perf_counter() - started, 3), error=error)
-        return out
+    def ids(self, step: int | None = None) -> dict:
+        return {"run_id": self.run_id, "depth": self.depth, "step": self.out.steps if step is None else step}
 
-    def over_budget() -> str | None:
-        if out.steps >= budget.max_steps:
+    # ------------------------------------------------------------------ driver
+    def drive(self, before: Iterable[Event]) -> Generator[Event, None, Outcome]:
+        v = self.video
+        yield RunStarted(**self.ids(0), question=self.question, options=list(self.choices),
+                         video=v.info() if v is not None else {}, model=getattr(self.model, "name", type(self.model).__name__),
+                         tools=list(self.registry.names), budget={**self.budget.to_dict(), "form": self.form},
+                         parent_run_id=self.parent_run_id)
+        for event in before:
+            event.run_id, event.depth = self.run_id, self.depth
+            yield event
+        try:
+            if self.policy.perceive and v is not None:
+                yield from self.perceive()
+            if self.policy.plan:
+                yield from self.phase("plan", PLAN_PROMPT)
+            acted = 0
+            while True:
+                stop = self.over_budget()
+                if stop is not None:
+                    return (yield from self.final_call(stop))
+                output = yield from self.call("act", self.offered())
+                ran_tools, done = yield from self.handle(output, forced=False)
+                if done is not None:
+                    return done
+                if ran_tools:
+                    acted += 1
+                    every = self.policy.reflect_every
+                    if every and acted % every == 0 and self.over_budget() is None:
+                        yield from self.phase("reflect", REFLECT_PROMPT)
+        except _Stop as exc:
+            return (yield from self.finish("error", str(exc)))
+
+    def offered(self) -> list[dict]:
+        schemas = self.registry.schemas()
+        if self.can_investigate:
+            schemas.append(INVESTIGATE_SCHEMA)
+        return schemas + [answer_schema(self.form, self.choices)]
+
+    def over_budget(self) -> str | None:
+        b = self.budget
+        if self.out.steps >= b.max_steps:
             return "max_steps"
-        if budget.max_wall_s is not None and time.perf_counter() - started > budget.max_wall_s:
+        if b.max_wall_s is not None and time.perf_counter() - self.started > b.max_wall_s:
             return "timeout"
-        if budget.max_tokens is not None and out.usage.total_tokens >= budget.max_tokens:
+        if b.max_tokens is not None and self.out.usage.total_tokens >= b.max_tokens:
             return "max_tokens"
+        if self.calls["used"] >= self.policy.max_model_calls - 1:
+            return "max_model_calls"
         return None
 
-    stop_reason: str | None = None
-    while True:
-        stop_reason = over_budget()
-        forced = stop_reason is not None
-        if forced:
-            context.add("feedback", f"The budget is spent ({stop_reason.replace('_', ' ')}). Call the answer tool now "
-                        "with your best answer from what you have seen, and cite the spans.", out.steps)
-        step = out.steps + 1
-        messages = context.render(tools=[answer_schema(choices)] if forced else schemas)
+    # ------------------------------------------------------------ model calls
+    def call(self, phase: str, tools: list[dict] | None, messages: list | None = None,
+             forced: bool = False) -> Generator[Event, None, ModelOutput]:
+        if messages is None:
+            messages = self.context.render(tools=tools)
+        if phase == "act":
+            self.out.steps += 1
         t0 = time.perf_counter()
+        self.calls["used"] += 1
         try:
-            output: ModelOutput = model.generate(messages, tools=[answer_schema(choices)] if forced else schemas, **options)
+            output: ModelOutput = yield from generate(self.model, messages, tools or [], self.options, self.ids())
         except Exception as exc:  # a model failure ends the run with its message, never a bare traceback
-            out.steps = step
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            return (yield from finish("error", detail))
+            raise _Stop("".join(traceback.format_exception_only(type(exc), exc)).strip()) from None
         latency = time.perf_counter() - t0
-        if not output.tool_calls and output.text:
-            parsed = ModelOutput.from_text(output.text, output.usage, known=known)
-            output = ModelOutput(parsed.text, parsed.tool_calls, output.reasoning or parsed.reasoning, output.usage, output.text)
-        out.steps = step
-        out.usage = out.usage + Usage(output.usage.input_tokens, output.usage.output_tokens, 1)
-        _number_calls(output.tool_calls, step, seen_ids)
-        yield ModelCalled(**base(step), latency_s=round(latency, 4), output=output.to_dict(),
-                          input_messages=len(messages), context_tokens=context.tokens, forced_answer=forced)
-        answer_calls = [c for c in output.tool_calls if c.name in ANSWER_NAMES]
-        work_calls = [c for c in output.tool_calls if c.name not in ANSWER_NAMES]
-        context.add_model_turn(step, output.text if output.tool_calls else "", output.tool_calls)
+        if not output.tool_calls and output.text and tools:
+            parsed = ModelOutput.from_text(output.text, output.usage, known=self.known)
+            output = ModelOutput(parsed.text, parsed.tool_calls, output.reasoning or parsed.reasoning, output.usage,
+                                 output.text)
+        self.out.usage = self.out.usage + Usage(output.usage.input_tokens, output.usage.output_tokens, 1)
+        for i, c in enumerate(output.tool_calls):
+            if not c.id or c.id in self.seen_ids:
+                c.id = f"call_{self.depth}_{self.out.steps}_{phase}_{i}"
+            self.seen_ids.add(c.id)
+        yield ModelCalled(**self.ids(), latency_s=round(latency, 4), output=output.to_dict(),
+                          input_messages=len(messages), context_tokens=self.context.tokens, forced_answer=forced,
+                          phase=phase)
+        return output
 
-        if work_calls and not forced:
-            yield from _run_tools(work_calls, registry, tool_ctx, context, budget, base(step))
-        elif work_calls:
-            for call in work_calls:
-                context.add_tool_result(step, call, "error: the budget is spent; only the answer tool can be called now.",
-                                        is_error=True)
+    def phase(self, name: str, prompt: str) -> Generator[Event, None, None]:
+        """A plan or a reflection: a model call without tools, kept whole in the context."""
+        messages = self.context.render(tools=None) + [_user(prompt)]
+        output = yield from self.call(name, None, messages)
+        text = (output.text or output.reasoning).strip() or "(nothing)"
+        self.context.add("reflection" if name == "reflect" else name, text, self.out.steps)
+        yield PhaseEntry(**self.ids(), phase=name, text=text)
 
-        if answer_calls:
-            call = answer_calls[-1]
-            for extra in answer_calls[:-1]:
-                context.add_tool_result(step, extra, "error: only the last answer of a turn counts.", is_error=True)
-            text, evidence, problem = read_answer(call, duration)
-            yield AnswerProposed(**base(step), call_id=call.id, answer=text, evidence=[s.to_list() for s in evidence],
-                                 accepted=not problem, reason=problem)
-            if not problem:
-                context.add_tool_result(step, call, "answer committed.")
-                context.add("answer", text, step, evidence=[s.to_list() for s in evidence])
-                out.answer, out.evidence = text, evidence
-                return (yield from finish(stop_reason or "answered"))
-            context.add_tool_result(step, call, f"error: answer not accepted: {problem}. Fix it and answer again.",
-                                    is_error=True)
-        elif not output.tool_calls:
-            if output.text.strip():
-                context.add("answer", output.text.strip(), step)
-                out.answer = output.text.strip()
-                yield AnswerProposed(**base(step), answer=out.answer)
-                return (yield from finish(stop_reason or "answered"))
-            context.add("feedback", "Your reply was empty. Call a tool, or call the answer tool.", step)
+    # --------------------------------------------------------------- perceive
+    def perceive(self) -> Generator[Event, None, None]:
+        """An overview before the first turn: representative frames and the index's digests."""
+        span = self.focus or self.video.span
+        n = self.policy.overview_frames
+        times = _overview_times(span, n, self._shot_cuts(span), self.policy.investigate_fps if self.focus else None)
+        frames = _frames_at(self.video, times, self.tool_ctx.state.get("max_pixels"))
+        lines = [f"Overview of {span}: {len(frames)} frames at " + ", ".join(format_time(t) for t in frames.timestamps) + "."]
+        cuts = self._shot_cuts(span)
+        if cuts:
+            lines.append(f"{len(cuts) + 1} shots; cuts at " + ", ".join(format_time(c) for c in cuts[:40]) + ".")
+        for kind, label in (("transcript", "Speech"), ("ocr", "On-screen text")):
+            items = self._memory_lines(kind, span, 30)
+            if items:
+                lines.append(f"{label}:\n" + "\n".join(items))
+        text = "\n".join(lines)
+        ref = self._remember(f"overview frames of {span}", span)
+        self.context.add("perception", text, 0, frames=frames, memory_ref=ref, spans=[span.to_list()])
+        yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
 
+    def _shot_cuts(self, span: TimeSpan) -> list[float]:
+        memory = self.tool_ctx.memory
+        if memory is None:
+            return []
+        return sorted(e.span.end for e in memory.store.query(self.video.id, kind="shot", span=span))
+
+    def _memory_lines(self, kind: str, span: TimeSpan, limit: int) -> list[str]:
+        memory = self.tool_ctx.memory
+        if memory is None:
+            return []
+        return [f"[{format_time(e.span.start)}] {e.text}" for e in memory.store.query(self.video.id, kind, span, limit)]
+
+    def _remember(self, text: str, span: TimeSpan | None) -> str | None:
+        """A memory entry for what was perceived, so the view can point at it once elided."""
+        memory = self.tool_ctx.memory
+        if memory is None or self.video is None:
+            return None
+        entry = memory.write(text, "observation", self.video.id, span, source=f"run:{self.run_id}")
+        return entry.ref
+
+    # ------------------------------------------------------------------ acting
+    def handle(self, output: ModelOutput, forced: bool) -> Generator[Event, None, tuple[bool, Outcome | None]]:
+        step = self.out.steps
+        answers = [c for c in output.tool_calls if c.name in ANSWER_NAMES]
+        probes = [c for c in output.tool_calls if c.name == "investigate"]
+        work = [c for c in output.tool_calls if c.name not in ANSWER_NAMES and c.name != "investigate"]
+        self.context.add_model_turn(step, output.text if output.tool_calls else "", output.tool_calls)
         if forced:
-            return (yield from finish("no_answer"))
+            for c in work + probes:
+                self.context.add_tool_result(step, c, "error: the budget is spent; only the answer tool can be "
+                                             "called now.", is_error=True)
+        else:
+            if work:
+                yield from run_tools(work, self.registry, self.tool_ctx, self.context, self.budget.max_parallel_tools,
+                                     self.ids(), on_result=self._on_result)
+            for c in probes:
+                yield from self.investigate(c)
+        if answers:
+            for extra in answers[:-1]:
+                self.context.add_tool_result(step, extra, "error: only the last answer of a turn counts.", is_error=True)
+            done = yield from self.propose(answers[-1], forced)
+            return bool(work or probes), done
+        if not output.tool_calls:
+            if output.text.strip():
+                done = yield from self.propose(ToolCall("answer", {"answer": output.text.strip()}, ""), forced)
+                return False, done
+            self.context.add("feedback", "Your reply was empty. Call a tool, or call the answer tool.", step)
+        return bool(work or probes), None
+
+    def _on_result(self, call: ToolCall, result: ToolResult, entry: Any) -> None:
+        if result.frames is not None and len(result.frames) and not result.is_error:
+            span = result.frames.span
+            entry.data["memory_ref"] = self._remember(f"{call.name} showed frames of {span}: {result.text[:300]}", span)
+
+    def investigate(self, call: ToolCall) -> Generator[Event, None, None]:
+        """A child run of the same loop over a sub-span; its conclusion is this call's result."""
+        step = self.out.steps
+        yield ToolCalled(**self.ids(), call_id=call.id, name="investigate", arguments=dict(call.arguments))
+        t0 = time.perf_counter()
+        result = None
+        try:
+            span = TimeSpan.parse(call.arguments.get("span")).clamp(self.duration)
+            question = str(call.arguments.get("question") or "").strip()
+        except (TimeSpanError, TypeError) as exc:
+            result = ToolResult.error(f"error: invalid arguments for 'investigate': span: {exc}")
+        else:
+            if not question:
+                result = ToolResult.error("error: invalid arguments for 'investigate': question is empty")
+            elif span.duration <= 0:
+                result = ToolResult.error(f"error: the span {span} is empty; give a span inside the video")
+        if result is None:
+            child_ctx = Context(self.context.system_prompt, self.context.profile, self.context.count_tokens)
+            info = {**self.video.info(), "name": self.video.path.name}
+            child_ctx.add_task(f"{question}\n(Investigate only the span {span} of the video.)", None, info)
+            child_ctx.entries[0].data["question"] = question
+            child_tool = ToolContext(video=self.video, work_dir=self.tool_ctx.work_dir, memory=self.tool_ctx.memory,
+                                     models=self.tool_ctx.models, device=self.tool_ctx.device,
+                                     state=dict(self.tool_ctx.state))
+            wall = None
+            if self.budget.max_wall_s is not None:
+                wall = max(1.0, self.budget.max_wall_s - (time.perf_counter() - self.started))
+            child = yield from run(self.model, child_ctx, self.registry, child_tool,
+                                   Budget(self.policy.investigate_steps, wall, None, self.budget.max_parallel_tools),
+                                   depth=self.depth + 1, parent_run_id=self.run_id, generate_options=self.options,
+                                   policy=self.policy.for_child(), focus=span, calls=self.calls)
+            self.out.usage = self.out.usage + child.usage
+            cited = ", ".join(str(s) for s in child.evidence) or "none"
+            text = (f"investigation of {span} ({child.status}): {child.answer or '(no conclusion)'}; "
+                    f"evidence: {cited}")
+            ref = None
+            if child.answer and self.tool_ctx.memory is not None:
+                ref = self.tool_ctx.memory.write(f"About {span}, asked '{question}': {child.answer}", "fact",
+                                                 self.video.id, span, source=f"run:{child.run_id}",
+                                                 confidence=None).ref
+                text += f" (saved as {ref})"
+            result = ToolResult(text, spans=[span] + list(child.evidence),
+                                metadata={"child_run_id": child.run_id, "status": child.status, "memory_ref": ref})
+        entry = self.context.add_tool_result(step, call, result.text, is_error=result.is_error,
+                                             spans=[s.to_list() for s in result.spans])
+        entry.data["memory_ref"] = result.metadata.get("memory_ref")
+        yield ToolReturned(**self.ids(), call_id=call.id, name="investigate", text=result.text,
+                           is_error=result.is_error, spans=[s.to_list() for s in result.spans],
+                           metadata=dict(result.metadata), latency_s=round(time.perf_counter() - t0, 4))
+
+    # --------------------------------------------------------------- answering
+    def propose(self, call: ToolCall, forced: bool) -> Generator[Event, None, Outcome | None]:
+        step = self.out.steps
+        text, evidence, problem = read_answer(call, self.duration)
+        typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
+        yield AnswerProposed(**self.ids(), call_id=call.id, answer=text, evidence=[s.to_list() for s in evidence],
+                             accepted=not problem, reason=problem)
+        if problem:
+            if call.id:
+                self.context.add_tool_result(step, call, f"error: answer not accepted: {problem}. Fix it and answer "
+                                             "again.", is_error=True)
+            else:
+                self.context.add("feedback", f"Your answer was not accepted: {problem}.", step)
+            return (yield from self.final_status(forced)) if forced else None
+        if typed is not None and not form_problem:
+            self.best = (text, evidence, typed)
+        elif self.best is None:
+            self.best = (text, evidence, typed)
+        if not self.policy.verify:
+            status = (self._stop_reason or "answered") if forced else "answered"
+            return (yield from self.commit(text, evidence, typed, call, status))
+        self.verify_rounds += 1
+        verdicts = [self._rules(typed, form_problem, evidence)]
+        yield self._record(verdicts[-1])
+        if verdicts[-1].passed and self.policy.model_check and self.video is not None and evidence:
+            verdicts.append((yield from self.model_check(text, evidence)))
+            yield self._record(verdicts[-1])
+        verdict = verdicts[-1]
+        if verdict.passed:
+            return (yield from self.commit(text, evidence, typed, call, "verified", verdicts))
+        feedback = feedback_for(verdict)
+        if call.id:  # the call's result comes first, so the turn stays whole in the view
+            self.context.add_tool_result(step, call, "error: " + feedback, is_error=True)
+        self._note_verdicts(verdicts)
+        if not call.id:
+            self.context.add("feedback", feedback, step)
+        if forced:
+            return (yield from self.final_status(True))
+        if self.verify_rounds >= self.policy.max_verify_rounds:
+            return (yield from self.final_status(False, failed=True))
+        return None
+
+    def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
+        seen_spans = [TimeSpan(*s) for e in self.context.entries for s in e.data.get("spans", [])
+                      if e.kind in ("tool_result", "perception") and not e.data.get("is_error")]
+        memory = self.tool_ctx.memory
+        if memory is not None and self.video is not None:
+            for span in evidence:
+                seen_spans += [e.span for e in memory.store.query(self.video.id, span=span, limit=5)
+                               if e.kind != "shot" and e.span is not None]
+        return check_rules(typed or TypedAnswer(self.form, ""), form_problem, evidence, self.duration,
+                           self.context.frames_seen(), seen_spans, self.policy.require_evidence and self.video is not None)
+
+    def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
+        frames, transcripts = [], []
+        for span in evidence:
+            frames.append(self.video.frames(span, fps=self.policy.verify_fps, max_frames=self.policy.verify_frames,
+                                            max_pixels=self.tool_ctx.state.get("max_pixels")))
+            transcripts.append(" ".join(self._memory_lines("transcript", span, 20)))
+        messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
+        output = yield from self.call("verify", None, messages)
+        return parse_verdict(output.text or output.reasoning)
+
+    def _record(self, verdict: Verdict) -> Verification:
+        self.out.verdicts.append({**verdict.to_dict(), "round": self.verify_rounds})
+        return Verification(**self.ids(), round=self.verify_rounds, source=verdict.source, verdict=verdict.verdict,
+                            confidence=verdict.confidence, reason=verdict.reason, checks=verdict.checks)
+
+    def _note_verdicts(self, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            self.context.add("verification", f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
+                             self.out.steps, confidence=v.confidence)
+
+    def commit(self, text, evidence, typed, call, status, verdicts=()) -> Generator[Event, None, Outcome]:
+        if call.id:
+            self.context.add_tool_result(self.out.steps, call, "answer committed.")
+        self._note_verdicts(list(verdicts))
+        self.context.add("answer", text, self.out.steps, evidence=[s.to_list() for s in evidence])
+        self.out.answer, self.out.evidence, self.out.typed = text, evidence, typed
+        return (yield from self.finish(status))
+
+    _stop_reason: str | None = None
+
+    def final_call(self, stop: str) -> Generator[Event, None, Outcome]:
+        """The budget is spent: one last call that may only answer."""
+        self._stop_reason = stop
+        self.context.add("feedback", f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now "
+                         "with your best answer from what you have seen, and cite the spans.", self.out.steps)
+        output = yield from self.call("act", [answer_schema(self.form, self.choices)], forced=True)
+        _, done = yield from self.handle(output, forced=True)
+        return done if done is not None else (yield from self.final_status(True))
+
+    def final_status(self, forced: bool, failed: bool = False) -> Generator[Event, None, Outcome]:
+        """End with the best answer so far: ``unverified`` (budget) or ``failed`` (checks kept failing)."""
+        if self.best is None:
+            return (yield from self.finish("no_answer"))
+        text, evidence, typed = self.best
+        self.out.answer, self.out.evidence, self.out.typed = text, evidence, typed
+        if not self.policy.verify:
+            return (yield from self.finish(self._stop_reason or "answered"))
+        return (yield from self.finish("failed" if failed else "unverified"))
+
+    def finish(self, status: str, error: str | None = None) -> Generator[Event, None, Outcome]:
+        out = self.out
+        out.status, out.error = status, error
+        typed = out.typed
+        yield RunFinished(**self.ids(), answer=out.answer, status=status, evidence=[s.to_list() for s in out.evidence],
+                          steps=out.steps, usage=out.usage.to_dict(), wall_s=round(time.perf_counter() - self.started, 3),
+                          error=error, answer_form=self.form, value=typed.to_json() if typed else None,
+                          verdicts=list(out.verdicts), frames_seen=len(self.context.frames_seen()))
+        return out
 
 
-def _run_tools(calls: list[ToolCall], registry: ToolRegistry, tool_ctx: ToolContext, context: Context,
-               budget: Budget, ids: dict) -> Generator[Event, None, None]:
-    """Run the calls (in parallel where several) and append exactly one result for each."""
-    for call in calls:
-        yield ToolCalled(**ids, call_id=call.id, name=call.name, arguments=jsonable(call.arguments))
-    if len(calls) == 1 or budget.max_parallel_tools <= 1:
-        results = [registry.execute(c, tool_ctx) for c in calls]
-    else:
-        with ThreadPoolExecutor(max_workers=min(len(calls), budget.max_parallel_tools)) as pool:
-            results = list(pool.map(lambda c: registry.execute(c, tool_ctx), calls))
-    for call, result in zip(calls, results):
-        result: ToolResult
-        context.add_tool_result(ids["step"], call, result.text, frames=result.frames, is_error=result.is_error)
-        meta = dict(result.metadata)
-        latency = float(meta.pop("latency_s", 0.0))
-        yield ToolReturned(**ids, call_id=call.id, name=call.name, text=result.text, is_error=result.is_error,
-                           spans=[s.to_list() for s in result.spans],
-                           frames=result.frames.ref() if result.frames is not None else None,
-                           metadata=jsonable(meta), latency_s=round(latency, 4))
+def _user(text: str):
+    from mcr.types import Message
+
+    return Message("user", text)
+
+
+def _overview_times(span: TimeSpan, n: int, cuts: list[float], fps: float | None) -> list[float]:
+    """Times for an overview: the middle of each shot when there are shots, else evenly spread."""
+    if fps:
+        n = max(1, min(n, int(round(span.duration * fps)) or 1))
+    bounds = [span.start] + [c for c in cuts if span.start < c < span.end] + [span.end]
+    middles = [(a + b) / 2 for a, b in zip(bounds, bounds[1:]) if b > a]
+    if 1 < len(middles) <= n:
+        extra = n - len(middles)
+        even = [span.start + (k + 0.5) * span.duration / max(extra, 1) for k in range(extra)]
+        return sorted(set(round(t, 3) for t in middles + even))
+    if len(middles) > n:
+        picks = np.linspace(0, len(middles) - 1, n).round().astype(int)
+        return [middles[i] for i in sorted(set(picks.tolist()))]
+    return [span.start + (k + 0.5) * span.duration / n for k in range(n)]
+
+
+def _frames_at(video: Any, times: list[float], max_pixels: int | None) -> Frames:
+    """The frames on screen at the given times, in one ``Frames``."""
+    got = [video.frame_at(t, max_pixels=max_pixels) for t in times]
+    got = [g for g in got if len(g)]
+    seen: dict[float, int] = {}
+    keep = [i for i, g in enumerate(got) if seen.setdefault(g.timestamps[0], i) == i]
+    images = np.stack([got[i].images[0] for i in keep]) if keep else np.zeros((0, 1, 1, 3), np.uint8)
+    return Frames(images, [got[i].timestamps[0] for i in keep], [got[i].indices[0] for i in keep],
+                  source=str(video.path), video_id=video.id)

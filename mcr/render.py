@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mcr.events import AnswerProposed, Event, ModelCalled, RunFinished, RunStarted, ToolCalled, ToolReturned
+from mcr.events import (AnswerProposed, Event, ModelCalled, ModelDelta, RunFinished, RunStarted, ToolCalled,
+                        ToolReturned)
 from mcr.types import format_time
 
 MAX_RESULT_LINES = 20
@@ -32,6 +33,7 @@ class RichRenderer:
 
         self.console = console or Console(highlight=False)
         self.show_reasoning = show_reasoning
+        self._streaming: tuple | None = None  # (run, step) whose reply is being drawn as it comes
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, "_" + event.kind, None)
@@ -61,11 +63,25 @@ class RichRenderer:
         title = f"MCR run {e.run_id}" + (f" (child of {e.parent_run_id})" if e.parent_run_id else "")
         self.console.print(self._pad(e)(Panel(body, title=title, border_style="cyan", expand=False)))
 
+    def _model_delta(self, e: ModelDelta) -> None:
+        from rich.text import Text
+
+        if self._streaming != (e.run_id, e.step):
+            self._streaming = (e.run_id, e.step)
+            self.console.print(self._pad(e)(Text(f"step {e.step}", style="bold cyan")))
+            self.console.print(" " * (4 * e.depth), end="")
+        self.console.print(Text(e.text, style="dim"), end="", soft_wrap=True)
+
     def _model_called(self, e: ModelCalled) -> None:
         from rich.text import Text
 
         usage = e.output.get("usage", {})
-        head = Text(f"step {e.step}", style="bold cyan")
+        streamed = self._streaming == (e.run_id, e.step)
+        if streamed:  # the reply is on screen already: close its line, add the figures
+            self.console.print()
+            self._streaming = None
+        label = f"step {e.step}" if e.phase == "act" else e.phase
+        head = Text("  " if streamed else label, style="bold cyan" if e.phase == "act" else "bold blue")
         head.append(f"  model {e.latency_s:.2f} s  {usage.get('input_tokens', 0)} in / "
                     f"{usage.get('output_tokens', 0)} out tokens", style="dim")
         if e.forced_answer:
@@ -73,7 +89,7 @@ class RichRenderer:
         self.console.print(self._pad(e)(head))
         if self.show_reasoning and e.output.get("reasoning"):
             self.console.print(self._pad(e)(Text(_cut(e.output["reasoning"], 8, 600), style="dim italic")))
-        if e.output.get("text"):
+        if e.output.get("text") and not streamed:
             self.console.print(self._pad(e)(Text(_cut(e.output["text"], 12, 1200))))
 
     def _tool_called(self, e: ToolCalled) -> None:
@@ -95,6 +111,35 @@ class RichRenderer:
         from rich.padding import Padding
 
         self.console.print(Padding(body, (0, 0, 0, 4 * e.depth + 6)))
+
+    def _phase(self, e: Any) -> None:
+        from rich.text import Text
+
+        if e.phase == "perceive":  # plans and reflections are drawn with their model call
+            n = len((e.frames or {}).get("timestamps", []))
+            line = Text("perceive", style="bold blue").append(f"  overview of {n} frames", style="dim")
+            self.console.print(self._pad(e)(line))
+            self.console.print(self._pad(e)(Text(_cut(e.text, 6, 600), style="dim")))
+
+    def _verification(self, e: Any) -> None:
+        from rich.text import Text
+
+        ok = e.verdict in ("pass", "supported")
+        line = Text("  ✓ " if ok else "  ✗ ", style="green" if ok else "yellow")
+        line.append(f"{e.source} check: {e.verdict}", style="bold")
+        if e.source == "model":
+            line.append(f" ({e.confidence:.2f})", style="dim")
+        if e.reason:
+            line.append(f"  {e.reason[:300]}", style="dim")
+        self.console.print(self._pad(e)(line))
+
+    def _index_stage(self, e: Any) -> None:
+        from rich.text import Text
+
+        line = Text("index ", style="bold blue").append(f"{e.stage}: {e.status}, {e.entries} entries", style="dim")
+        if e.reason:
+            line.append(f" ({e.reason[:200]})", style="dim")
+        self.console.print(self._pad(e)(line))
 
     def _answer_proposed(self, e: AnswerProposed) -> None:
         from rich.text import Text

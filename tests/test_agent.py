@@ -38,7 +38,7 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
         answer("boats on water", evidence=["00:02-00:06"]),
     ])
     trace = tmp_path / "run.jsonl"
-    agent = Agent(model=model, tools=[mean_brightness], max_steps=5)
+    agent = Agent(policy="plain", model=model, tools=[mean_brightness], max_steps=5)
     result = agent.run(str(BOATS), "What is in the video?", trace=trace)
     model.assert_complete()
 
@@ -81,7 +81,7 @@ def test_failures_reach_the_model_and_the_run_goes_on(tmp_path):
         tool_call("inspect_frames", span="00:30-00:40"),  # past the end of a 12.5 s clip
         say("The frames show boats."),  # plain text is the answer
     ])
-    result = Agent(model=model, trace_dir=tmp_path).run(BOATS, "What is shown?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(BOATS, "What is shown?")
     texts = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert "ends before it starts" in texts[0]
     assert "unknown tool 'no_such_tool'" in texts[1]
@@ -107,7 +107,7 @@ def test_parallel_tool_calls_each_get_one_result(tmp_path):
                    ("wait", {"seconds": "x", "label": "c"})),
         answer("ok"),
     ])
-    agent = Agent(model=model, tools=[wait], trace_dir=tmp_path)
+    agent = Agent(policy="plain", model=model, tools=[wait], trace_dir=tmp_path)
     events = list(agent.stream(None, "wait"))
     returned = [e for e in events if isinstance(e, ToolReturned)]
     assert [e.text for e in returned[:2]] == ["done a", "done b"] and returned[2].is_error
@@ -117,7 +117,7 @@ def test_parallel_tool_calls_each_get_one_result(tmp_path):
 
 def test_step_budget_asks_for_an_answer(tmp_path):
     model = ScriptedModel([tool_call("inspect_frames", span="0-2", max_frames=1)] * 2 + [answer("boats")])
-    result = Agent(model=model, max_steps=2, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, max_steps=2, trace_dir=tmp_path).run(BOATS, "What?")
     assert result.status == "max_steps" and result.answer == "boats" and result.steps == 3
     last = model.calls[-1]
     assert [t["function"]["name"] for t in last.tools] == ["answer"]
@@ -128,13 +128,13 @@ def test_step_budget_asks_for_an_answer(tmp_path):
 
 def test_no_answer_after_budget(tmp_path):
     model = ScriptedModel([tool_call("inspect_frames", span="0-2", max_frames=1)] * 2)
-    result = Agent(model=model, max_steps=1, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, max_steps=1, trace_dir=tmp_path).run(BOATS, "What?")
     assert result.status == "no_answer" and result.answer == "" and not result.ok
 
 
 def test_bad_evidence_is_sent_back(tmp_path):
     model = ScriptedModel([answer("boats", evidence=["00:50-00:55"]), answer("boats", evidence=[[1, 3]])])
-    result = Agent(model=model, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(BOATS, "What?")
     feedback = [m.text for m in model.calls[1].messages if m.role == "tool"][-1]
     assert "answer not accepted" in feedback and "after the video ends" in feedback
     assert result.evidence == [TimeSpan(1, 3)]
@@ -142,7 +142,7 @@ def test_bad_evidence_is_sent_back(tmp_path):
 
 def test_model_error_ends_run_with_message(tmp_path):
     model = ScriptedModel([tool_call("inspect_frames", span="0-1", max_frames=1)])
-    result = Agent(model=model, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(BOATS, "What?")
     assert result.status == "error" and "ScriptExhausted" in result.error
     assert isinstance(read_trace(result.trace_path)[-1], RunFinished)
     assert len(model.calls) == 2  # the failing second call was made once, not retried
@@ -150,7 +150,7 @@ def test_model_error_ends_run_with_message(tmp_path):
 
 def test_options_in_task_and_empty_question(tmp_path):
     model = ScriptedModel([answer("B")])
-    agent = Agent(model=model, trace_dir=tmp_path)
+    agent = Agent(policy="plain", model=model, trace_dir=tmp_path)
     agent.run(BOATS, "Which?", options=["cars", "boats"])
     task = model.calls[0].messages[1].text
     assert "A. cars" in task and "B. boats" in task and "duration 00:00:12.5" in task

@@ -26,16 +26,19 @@ def test_run_json_and_replay(tmp_path):
                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["status"] == "answered" and result["answer"] == "Boats moving on the water."
-    assert result["evidence"] == ["00:00:00.0-00:00:12.5"] and result["steps"] == 3
-    assert result["trace_path"] == str(trace)
+    assert result["status"] == "verified" and result["answer"] == "Boats moving on the water."
+    assert result["evidence"] == ["00:00:04.0-00:00:08.0"] and result["steps"] == 2
+    assert [v["verdict"] for v in result["verdicts"]] == ["pass", "supported"]
+    assert result["trace_path"] == str(trace) and result["frames_seen"] == 16 + 4
     kinds = [json.loads(line)["event"] for line in trace.read_text().splitlines()]
-    assert kinds.count("tool_returned") == 2 and kinds[-1] == "run_finished"
+    assert kinds.count("tool_returned") == 1 and kinds[-1] == "run_finished"
+    assert kinds.count("phase") == 3 and kinds.count("verification") == 2 and kinds.count("model_called") == 5
 
     shown = cli("replay", trace)
     assert shown.returncode == 0, shown.stderr
     assert "What is on the water?" in shown.stdout and "inspect_frames" in shown.stdout
     assert "Boats moving on the water." in shown.stdout and "00:00:04.0-00:00:08.0" in shown.stdout
+    assert "plan" in shown.stdout and "model check: supported" in shown.stdout
 
     # a trace is itself a recording: run it again against the current tools
     again = cli("run", BOATS, "What is on the water?", "--model", f"replay:{trace}", "--json", cwd=tmp_path)
@@ -48,6 +51,7 @@ def test_run_live_trace_and_quiet(tmp_path):
     live = cli("run", BOATS, "What is on the water?", "--model", f"replay:{SCRIPT}", cwd=tmp_path)
     assert live.returncode == 0, live.stderr
     assert "step 1" in live.stdout and "→ inspect_frames" in live.stdout and "Answer: Boats" in live.stdout
+    assert "perceive" in live.stdout and "reflect" in live.stdout and "status verified" in live.stdout
     quiet = cli("run", BOATS, "What?", "--model", f"replay:{SCRIPT}", "--quiet", cwd=tmp_path)
     assert quiet.stdout.strip() == "Boats moving on the water."
 
@@ -105,7 +109,7 @@ def test_example_custom_tool_runs_as_documented(tmp_path):
     proc = subprocess.run([sys.executable, ROOT / "examples" / "custom_tool.py", BOATS], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "answer: The water looks dark blue-grey." in proc.stdout and "status: answered" in proc.stdout
+    assert "answer: The water looks dark blue-grey." in proc.stdout and "status: verified" in proc.stdout
     trace = next((tmp_path / ".mcr" / "traces").glob("*.jsonl"))
     returned = [json.loads(line) for line in trace.read_text().splitlines() if '"tool_returned"' in line]
     assert returned[0]["name"] == "dominant_colours" and "dominant colours in 00:00:00.0-00:00:06.0" in returned[0]["text"]

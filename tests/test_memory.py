@@ -211,7 +211,7 @@ def test_two_readers_and_one_writer_across_processes(tmp_path):
 
 def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path):
     db = tmp_path / "ws.db"
-    first = Agent(model=ScriptedModel([
+    first = Agent(policy="plain", model=ScriptedModel([
         tool_call("memory_write", text="The third shot shows a colourful fractal.", span="00:08-00:12",
                   kind="observation"),
         answer("six shots", evidence=["00:00-00:24"]),
@@ -224,7 +224,7 @@ def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path)
     copy.parent.mkdir()
     shutil.copy(cut_video, copy)
     model = ScriptedModel([tool_call("memory_search", query="fractal"), answer("a fractal")])
-    second = Agent(model=model, memory=db, trace_dir=tmp_path / "t2").run(copy, "What does the third shot show?")
+    second = Agent(policy="plain", model=model, memory=db, trace_dir=tmp_path / "t2").run(copy, "What does the third shot show?")
     events = read_trace(second.trace_path)
     assert [(e.stage, e.status, e.entries) for e in events if e.kind == "index_stage"] == [("shots", "reused", 5)]
     first_view = model.calls[0].messages
@@ -237,7 +237,7 @@ def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path)
     changed = tmp_path / "changed.mp4"  # same pictures, other bytes: a changed file
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(copy), "-c", "copy", "-metadata", "title=edited",
                     str(changed)], check=True, timeout=60)
-    third = Agent(model=ScriptedModel([answer("x")]), memory=db, trace_dir=tmp_path / "t3").run(changed, "q?")
+    third = Agent(policy="plain", model=ScriptedModel([answer("x")]), memory=db, trace_dir=tmp_path / "t3").run(changed, "q?")
     stages = [e for e in read_trace(third.trace_path) if e.kind == "index_stage"]
     assert stages[0].status == "built" and stages[0].video_id != events[1].video_id
 
@@ -251,7 +251,7 @@ def test_memory_tools_and_event_graph_in_the_loop(tmp_path, cut_video):
         tool_call("memory_write", text="late", span="00:50-00:55"),
         answer("she enters"),
     ])
-    Agent(model=model, memory=tmp_path / "m.db", index=(), trace_dir=tmp_path).run(cut_video, "What does Anna do?")
+    Agent(policy="plain", model=model, memory=tmp_path / "m.db", index=(), trace_dir=tmp_path).run(cut_video, "What does Anna do?")
     results = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert results[0] == "saved as m1." and results[1] == "saved as m2."
     assert results[2] == "00:00:01.0-00:00:02.0 Anna enters [Anna]"
@@ -264,7 +264,7 @@ def test_damaged_span_fails_the_stage_not_the_run(cut_video, tmp_path):
     data = bytearray(Path(cut_video).read_bytes())
     data[-100] ^= 0xFF  # inside the sample tables at the end: some packets of the middle shots break
     damaged.write_bytes(bytes(data))
-    result = Agent(model=ScriptedModel([answer("x")]), memory=tmp_path / "m.db", trace_dir=tmp_path).run(damaged, "q?")
+    result = Agent(policy="plain", model=ScriptedModel([answer("x")]), memory=tmp_path / "m.db", trace_dir=tmp_path).run(damaged, "q?")
     stage = [e for e in read_trace(result.trace_path) if e.kind == "index_stage"][0]
     assert result.status == "answered"
     assert stage.status == "failed" and stage.video_id

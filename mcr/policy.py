@@ -1,0 +1,83 @@
+"""The MCR policy: which phases run around the one loop, and the words that start them.
+
+perceive: an overview of the whole video (shot-representative frames and the index's
+    transcript and on-screen-text digest) before the first turn.
+plan: the model writes sub-questions and spans to look at, before acting.
+reflect: after every ``reflect_every`` turns that ran tools, the model says what it
+    learned, what is missing, and how the plan changes.
+verify: a proposed answer is checked (rules, then a model pass over the cited spans)
+    before it is committed.
+investigate: the model may hand a sub-question about a sub-span to a child run of the
+    same loop, with denser frames and its own step budget, sharing memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Policy:
+    perceive: bool = True
+    overview_frames: int = 16
+    plan: bool = True
+    reflect_every: int = 1  # 0: never
+    verify: bool = True
+    model_check: bool = True
+    max_verify_rounds: int = 3
+    min_confidence: float = 0.5
+    require_evidence: bool = True
+    verify_fps: float = 2.0
+    verify_frames: int = 8  # per cited span
+    investigate: bool = True
+    max_depth: int = 2
+    investigate_steps: int = 4
+    investigate_fps: float = 2.0
+    max_model_calls: int = 80  # all runs of one question together, children included
+
+    @classmethod
+    def plain(cls) -> "Policy":
+        """A plain tool loop: no overview, plan, reflection, verification or investigation."""
+        return cls(perceive=False, plan=False, reflect_every=0, verify=False, investigate=False)
+
+    @classmethod
+    def baseline(cls, frames: int = 32) -> "Policy":
+        """How VLMs are usually evaluated: uniform frames, one answer, nothing else."""
+        return cls(perceive=True, overview_frames=frames, plan=False, reflect_every=0, verify=False,
+                   investigate=False)
+
+    def for_child(self) -> "Policy":
+        """Children look and answer; the parent plans, reflects and verifies."""
+        return replace(self, perceive=True, plan=False, reflect_every=0, model_check=False,
+                       overview_frames=min(self.overview_frames, 8))
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+PLAN_PROMPT = (
+    "Before using tools, write a short plan: the sub-questions to answer, and the spans of the video "
+    "(HH:MM:SS.s-HH:MM:SS.s) and tools you will use for each. Do not call tools or answer yet."
+)
+
+REFLECT_PROMPT = (
+    "Reflect in a few lines: what did the last results show (cite spans), what is still missing to "
+    "answer, and how does the plan change? Do not call tools or answer yet."
+)
+
+INVESTIGATE_SCHEMA = {
+    "type": "function",
+    "function": {
+        "name": "investigate",
+        "description": ("Hand a sub-question about one span to a focused sub-agent that looks at that span "
+                        "with denser frames and reports its conclusion."),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "span": {"type": "string", "description": "The span to investigate, 'HH:MM:SS.s-HH:MM:SS.s'."},
+                "question": {"type": "string", "description": "The sub-question to answer about that span."},
+            },
+            "required": ["span", "question"],
+            "additionalProperties": False,
+        },
+    },
+}

@@ -1,0 +1,115 @@
+"""Checking an answer before it is committed: rules first, then the model over the cited spans."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from mcr.answers import TypedAnswer
+from mcr.models.parse import loads_lenient, split_reasoning
+from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, format_time
+
+VERDICTS = ("supported", "contradicted", "insufficient")
+
+VERIFY_SYSTEM = """You check whether an answer about a video is supported by the video.
+You are shown the question, the proposed answer and the frames (with their times) and any transcript
+of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
+{"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}"""
+
+
+@dataclass
+class Verdict:
+    source: str  # "rules" | "model"
+    verdict: str  # "pass" | "fail" for rules; supported | contradicted | insufficient for the model
+    confidence: float = 1.0
+    reason: str = ""
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in ("pass", "supported")
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "verdict": self.verdict, "confidence": round(self.confidence, 3),
+                "reason": self.reason, "checks": list(self.checks)}
+
+
+def _observed(span: TimeSpan, seen_times: Sequence[float], seen_spans: Sequence[TimeSpan], slack: float) -> bool:
+    wide = TimeSpan(max(0.0, span.start - slack), span.end + slack)
+    return any(wide.contains(t) for t in seen_times) or any(wide.overlaps(s) for s in seen_spans)
+
+
+def check_rules(answer: TypedAnswer, problem: str, evidence: Sequence[TimeSpan], duration: float | None,
+                seen_times: Sequence[float], seen_spans: Sequence[TimeSpan], require_evidence: bool,
+                slack: float = 1.0) -> Verdict:
+    """The answer fits its form; cited spans lie inside the video and were looked at in this
+    run or are in memory."""
+    checks, failures = [], []
+    if problem:
+        failures.append(problem)
+    else:
+        checks.append(f"answer fits the {answer.form} form")
+    if require_evidence and duration is not None and not evidence:
+        failures.append("cite the spans of the video that show the answer (evidence)")
+    for span in evidence:
+        if duration is not None and span.end > duration + 1e-6:
+            failures.append(f"evidence {span} runs past the end of the video ({format_time(duration)})")
+        elif not _observed(span, seen_times, seen_spans, slack):
+            failures.append(f"evidence {span} was not looked at in this run nor is it in memory; "
+                            "inspect it before citing it")
+        else:
+            checks.append(f"evidence {span} was observed")
+    return Verdict("rules", "fail" if failures else "pass", 1.0, "; ".join(failures), checks)
+
+
+def model_check_messages(question: str, options: Sequence[str], answer: str, evidence: Sequence[TimeSpan],
+                         frames: Sequence[Frames], transcripts: Sequence[str]) -> list[Message]:
+    lines = [f"Question: {question}"]
+    if options:
+        lines += [f"{chr(65 + i)}. {o}" for i, o in enumerate(options)]
+    lines.append(f"Proposed answer: {answer}")
+    lines.append("Cited spans: " + (", ".join(str(s) for s in evidence) or "none"))
+    parts: list[Any] = [TextPart("\n".join(lines))]
+    for span, fr, text in zip(evidence, frames, transcripts):
+        parts.append(TextPart(f"Span {span}:" + (f" transcript: {text}" if text else "")))
+        if fr is not None and len(fr):
+            parts.append(FramesPart(fr))
+    parts.append(TextPart("Is the answer supported by these spans? Reply with the JSON verdict only."))
+    return [Message("system", VERIFY_SYSTEM), Message("user", parts)]
+
+
+def parse_verdict(text: str) -> Verdict:
+    """The model's verdict, read leniently; unreadable replies count as insufficient."""
+    _, rest = split_reasoning(text or "")
+    blob = None
+    for m in re.finditer(r"\{.*?\}", rest, re.S):
+        try:
+            obj = loads_lenient(m.group(0))
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "verdict" in obj:
+            blob = obj
+            break
+    if blob is not None:
+        verdict = str(blob.get("verdict", "")).strip().lower()
+        try:
+            conf = float(blob.get("confidence", 0.5))
+        except (TypeError, ValueError):
+            conf = 0.5
+        if verdict in VERDICTS:
+            return Verdict("model", verdict, min(1.0, max(0.0, conf)), str(blob.get("reason", "")).strip())
+    words = [v for v in VERDICTS if re.search(rf"\b{v}\b", rest.lower())]
+    if len(words) == 1:
+        return Verdict("model", words[0], 0.5, rest.strip()[:300])
+    return Verdict("model", "insufficient", 0.0, f"the verdict could not be read: {rest.strip()[:200]!r}")
+
+
+def feedback_for(verdict: Verdict) -> str:
+    """What the model reads after a failed check."""
+    if verdict.source == "rules":
+        return f"Your answer was not accepted: {verdict.reason}. Fix this, then answer again."
+    if verdict.verdict == "contradicted":
+        return (f"A check of the cited spans contradicts your answer: {verdict.reason} "
+                "Look again at the relevant spans and revise the answer.")
+    return (f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
+            "Gather more evidence (inspect other spans, or investigate one), then answer again.")
