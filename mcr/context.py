@@ -8,6 +8,7 @@ out says where its content went. Rendering is one pass over the entries.
 """
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -74,6 +75,16 @@ class Context:
         self.count_tokens = count_tokens or estimate_tokens
         self.entries: list[Entry] = []
         self._frames_seen: list[float] = []
+        # kept up to date as entries are added, so render() does not regroup the whole run
+        self._units: list[list[int]] = []
+        self._turn: list[int] | None = None
+        self._pending: set[str] = set()
+        self._turn_step, self._has_results = -1, False
+        self._firsts: dict[str, int] = {}
+        self._lasts: dict[str, int] = {}
+        self._scan = 0  # entries scanned for folded summaries so far
+        self._scan_refs: list[tuple[int, int]] = []  # (entry id, memory entry number)
+        self._scan_frames: list[int] = []  # frames in entries 0..i
 
     # ------------------------------------------------------------- writing
     def add(self, kind: str, text: str, step: int = 0, frames: Frames | None = None, **data: Any) -> Entry:
@@ -84,7 +95,30 @@ class Context:
         self.entries.append(entry)
         if frames is not None:
             self._frames_seen.extend(frames.timestamps)
+        self._group(entry)
         return entry
+
+    def _group(self, e: Entry) -> None:
+        """Keep a turn's calls and their results together in one unit."""
+        if e.kind in ("task", "memory"):
+            self._firsts.setdefault(e.kind, e.id)
+        if e.kind in ("plan", "reflection"):
+            self._lasts[e.kind] = e.id
+        if e.kind in ("thought", "tool_call"):
+            if self._turn is None or self._turn_step != e.step or self._has_results:
+                self._turn, self._pending, self._turn_step, self._has_results = [e.id], set(), e.step, False
+                self._units.append(self._turn)
+            else:
+                self._turn.append(e.id)
+            if e.kind == "tool_call":
+                self._pending.add(e.data["call"].id)
+        elif e.kind == "tool_result" and self._turn is not None and e.data.get("call_id") in self._pending:
+            self._turn.append(e.id)
+            self._pending.discard(e.data.get("call_id"))
+            self._has_results = True
+        else:
+            self._turn = None
+            self._units.append([e.id])
 
     def add_task(self, question: str, options: list[str] | None = None, video: dict | None = None) -> Entry:
         lines = []
@@ -137,10 +171,10 @@ class Context:
         if tools and not p.native_tools:
             listing = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
             system += f"\n\nTools:\n{listing}\n\n{TOOL_PROTOCOL}"
-        units = self._units()
+        units = self._units
         pinned = self._pinned()
         budget = p.max_context_tokens - p.reserve_tokens - self.count_tokens(system)
-        budget -= sum(self.entries[u[0]].tokens for u in units if u[0] in pinned)
+        budget -= sum(self.entries[i].tokens for i in pinned)
         frames_left = p.max_frames
         recent_results = p.keep_recent_results
         levels: dict[int, str] = {}
@@ -176,55 +210,18 @@ class Context:
             levels[pos] = level
             budget -= cost
         messages = [Message("system", system)]
-        folded: list[int] = []
-        for pos, unit in enumerate(units):
-            if pos <= cutoff and unit[0] not in pinned:
-                folded.append(pos)
-                continue
-            if folded:
-                messages.append(self._folded_message([units[i] for i in folded]))
-                folded = []
-            messages.extend(self._unit_messages(unit, levels.get(pos, "full"), shown_frames, p))
-        if folded:
-            messages.append(self._folded_message([units[i] for i in folded]))
+        if cutoff >= 0:
+            for i in sorted(pinned):  # pinned entries that fall in the folded part keep their order
+                if i <= units[cutoff][-1]:
+                    messages.extend(self._unit_messages([i], "full", shown_frames, p))
+            messages.append(self._folded_message(units[cutoff][-1], pinned))
+        for pos in range(cutoff + 1, len(units)):
+            messages.extend(self._unit_messages(units[pos], levels.get(pos, "full"), shown_frames, p))
         return messages
-
-    def _units(self) -> list[list[int]]:
-        """Entries grouped so a turn's calls and their results stay together."""
-        units: list[list[int]] = []
-        turn: list[int] | None = None
-        pending: set[str] = set()
-        turn_step, has_results = -1, False
-        for e in self.entries:
-            if e.kind in ("thought", "tool_call"):
-                if turn is None or turn_step != e.step or has_results:
-                    turn, pending, turn_step, has_results = [e.id], set(), e.step, False
-                    units.append(turn)
-                else:
-                    turn.append(e.id)
-                if e.kind == "tool_call":
-                    pending.add(e.data["call"].id)
-            elif e.kind == "tool_result" and turn is not None and e.data.get("call_id") in pending:
-                turn.append(e.id)
-                pending.discard(e.data.get("call_id"))
-                has_results = True
-            else:
-                turn = None
-                units.append([e.id])
-        return units
 
     def _pinned(self) -> set[int]:
         """Entries always shown whole: the task, the first memory digest, the latest plan and reflection."""
-        pinned: set[int] = set()
-        firsts = {"task": None, "memory": None}
-        lasts = {"plan": None, "reflection": None}
-        for e in self.entries:
-            if e.kind in firsts and firsts[e.kind] is None:
-                firsts[e.kind] = e.id
-            if e.kind in lasts:
-                lasts[e.kind] = e.id
-        pinned.update(i for i in list(firsts.values()) + list(lasts.values()) if i is not None)
-        return pinned
+        return set(self._firsts.values()) | set(self._lasts.values())
 
     def _unit_messages(self, unit: list[int], level: str, shown: set[int], p: RenderProfile) -> list[Message]:
         entries = [self.entries[i] for i in unit]
@@ -261,16 +258,37 @@ class Context:
             parts.append(FramesPart(e.frames) if e.id in shown else TextPart(_elided(e)))
         return Message("tool", parts, tool_call_id=e.data.get("call_id"), name=e.data.get("name"))
 
-    def _folded_message(self, units: list[list[int]]) -> Message:
-        ids = [i for u in units for i in u]
-        steps = [self.entries[i].step for i in ids]
-        refs = sorted({self.entries[i].data["memory_ref"] for i in ids if self.entries[i].data.get("memory_ref")},
-                      key=lambda r: int(r[1:]) if r[1:].isdigit() else 0)
-        frames = sum(len(self.entries[i].frames) for i in ids if self.entries[i].frames is not None)
-        where = f"; what was seen is in memory {', '.join(refs[:12])}{' ...' if len(refs) > 12 else ''}" if refs else ""
-        return Message("user", f"[{len(ids)} earlier context entries (steps {min(steps)}-{max(steps)}, {frames} frames) "
-                               f"folded to keep within the context budget: trace entries #{ids[0]}-#{ids[-1]}{where}; "
+    def _folded_message(self, last: int, pinned: set[int]) -> Message:
+        """One line standing for every entry up to ``last`` (except the pinned ones)."""
+        while self._scan <= last:  # each entry is scanned once: entries are never rewritten
+            e = self.entries[self._scan]
+            ref = e.data.get("memory_ref")
+            if ref and ref[1:].isdigit():
+                self._scan_refs.append((e.id, int(ref[1:])))
+            done = self._scan_frames[-1] if self._scan_frames else 0
+            self._scan_frames.append(done + (len(e.frames) if e.frames is not None else 0))
+            self._scan += 1
+        upto = bisect.bisect_right(self._scan_refs, (last, float("inf")))
+        refs = sorted({r for _, r in self._scan_refs[:upto]})
+        frames = self._scan_frames[last]
+        first_step, last_step = self.entries[0].step, self.entries[last].step
+        where = f"; what was seen is in memory {_ranges(refs)}" if refs else ""
+        kept = len([i for i in pinned if i <= last])
+        return Message("user", f"[{last + 1 - kept} earlier context entries (steps {first_step}-{last_step}, {frames} "
+                               f"frames) folded to keep within the context budget: trace entries #0-#{last}{where}; "
                                "use memory_search to recall them]")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``m3-m7, m9``: memory references, runs written as ranges."""
+    parts, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            parts.append(f"m{start}" if start == n else f"m{start}-m{n}")
+            start = None
+    return ", ".join(parts)
 
 
 def _mem(e: Entry) -> str:

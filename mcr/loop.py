@@ -270,7 +270,10 @@ class _Run:
         except (TimeSpanError, TypeError) as exc:
             result = ToolResult.error(f"error: invalid arguments for 'investigate': span: {exc}")
         else:
-            if not question:
+            if not self.can_investigate:
+                result = ToolResult.error(f"error: investigations may nest at most {self.policy.max_depth} deep; "
+                                          "look at the span with inspect_frames instead")
+            elif not question:
                 result = ToolResult.error("error: invalid arguments for 'investigate': question is empty")
             elif span.duration <= 0:
                 result = ToolResult.error(f"error: the span {span} is empty; give a span inside the video")

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, Union
 
@@ -39,6 +40,11 @@ def answer(text: str, evidence: Sequence[Any] | None = None, **extra: Any) -> Mo
 def say(text: str) -> ModelOutput:
     """A step whose raw text is parsed as a model's would be (tags, JSON, ``<think>``)."""
     return ModelOutput.from_text(text)
+
+
+def verdict(kind: str = "supported", confidence: float = 0.9, reason: str = "") -> ModelOutput:
+    """A step that answers a verification request: supported, contradicted or insufficient."""
+    return ModelOutput(text=json.dumps({"verdict": kind, "confidence": confidence, "reason": reason}))
 
 
 class ScriptExhausted(AssertionError):

@@ -1,0 +1,41 @@
+"""Context render cost: render time and rendered tokens as a run's context grows.
+
+    python benchmarks/context.py
+
+A synthetic run (inspect_frames every step, 8 frames each, a reflection every 10
+steps) grows from 10 to 10,000 entries; each size is rendered against a 32K-token,
+64-frame budget. Printed per size: median render time, time per entry (flat when
+render is linear), rendered tokens (flat at the budget once the context is larger).
+Goal: under 10 ms at 10,000 entries.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from test_reasoning import _rendered_tokens, _synthetic_context  # noqa: E402
+
+from mcr.context import RenderProfile  # noqa: E402
+
+
+def main() -> None:
+    profile = RenderProfile(max_context_tokens=32768, max_frames=64)
+    print(f"{'entries':>8} {'context tokens':>15} {'render ms':>10} {'us/entry':>9} {'rendered tokens':>16} {'messages':>9}")
+    for n in (10, 100, 1000, 3000, 10000):
+        ctx = _synthetic_context(n, profile)
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            messages = ctx.render()
+            times.append(time.perf_counter() - t0)
+        ms = statistics.median(times) * 1e3
+        print(f"{len(ctx.entries):>8} {ctx.tokens:>15,} {ms:>10.2f} {1e3 * ms / len(ctx.entries):>9.2f} "
+              f"{_rendered_tokens(messages, profile):>16,} {len(messages):>9}")
+
+
+if __name__ == "__main__":
+    main()
