@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", default="mcr", choices=["mcr", "plain", "baseline"],
                      help="mcr: perceive, plan, reflect, verify, investigate (default); plain: a bare tool loop; "
                           "baseline: uniform frames and one answer")
+    run.add_argument("--frames", type=int, default=32, metavar="N", help="frames for --policy baseline")
     run.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE",
                      help="load extra @tool functions from a .py file or module (repeat)")
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

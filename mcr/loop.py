@@ -395,10 +395,16 @@ class _Run:
     _stop_reason: str | None = None
 
     def final_call(self, stop: str) -> Generator[Event, None, Outcome]:
-        """The budget is spent: one last call that may only answer."""
-        self._stop_reason = stop
-        self.context.add("feedback", f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now "
-                         "with your best answer from what you have seen, and cite the spans.", self.out.steps)
+        """The budget is spent (or, with no steps at all, there is nothing to do but answer):
+        one last call that may only answer."""
+        if stop == "max_steps" and self.budget.max_steps == 0:
+            self._stop_reason = None
+            note = "Answer the question now from the frames above, with the answer tool, and cite the spans."
+        else:
+            self._stop_reason = stop
+            note = (f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best "
+                    "answer from what you have seen, and cite the spans.")
+        self.context.add("feedback", note, self.out.steps)
         output = yield from self.call("act", [answer_schema(self.form, self.choices)], forced=True)
         _, done = yield from self.handle(output, forced=True)
         return done if done is not None else (yield from self.final_status(True))

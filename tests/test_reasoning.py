@@ -161,7 +161,7 @@ def test_span_answer_is_typed(tmp_path):
 def test_baseline_answers_in_one_call_from_uniform_frames(tmp_path):
     model = ScriptedModel([answer("B", evidence=["00:00:00-00:00:12.5"])])
     result = BaselineAgent(model=model, frames=8, trace_dir=tmp_path).run(BOATS, "What is shown?", options=OPTIONS)
-    assert result.status == "max_steps" and result.value == 1 and result.usage.model_calls == 1
+    assert result.status == "answered" and result.value == 1 and result.usage.model_calls == 1
     frames = [p for m in model.calls[0].messages for p in m.parts if isinstance(p, FramesPart)]
     stamps = frames[0].frames.timestamps
     assert len(stamps) == 8 and stamps == sorted(stamps) and stamps[0] < 1.0 and stamps[-1] > 11.0
