@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         from mcr.m2la.cli import register
 
         register(sub)
+    importlib.import_module("mcr.eval.cli").register(sub)
     return parser
 
 

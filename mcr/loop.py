@@ -324,7 +324,11 @@ class _Run:
                                              "again.", is_error=True)
             else:
                 self.context.add("feedback", f"Your answer was not accepted: {problem}.", step)
-            return (yield from self.final_status(forced)) if forced else None
+            if not forced:
+                return None
+            if text and self.best is None:  # the last chance: keep the answer, without the broken evidence
+                self.best = (text, [], interpret(self.form, text, self.choices, self.duration)[0])
+            return (yield from self.final_status(True))
         if typed is not None and not form_problem:
             self.best = (text, evidence, typed)
         elif self.best is None:

@@ -230,3 +230,11 @@ def test_three_hour_context_renders_within_budget_and_points_at_memory():
             while messages[j].role == "tool":
                 j -= 1
             assert messages[j].role == "assistant" and m.tool_call_id in {c.id for c in messages[j].tool_calls}
+
+
+def test_last_chance_answer_with_broken_evidence_is_kept(tmp_path):
+    model = ScriptedModel([answer("A", evidence=["10:00:00.1-00:00:11.8"])])
+    result = BaselineAgent(model=model, frames=4, trace_dir=tmp_path).run(BOATS, "What is shown?", options=OPTIONS)
+    assert result.answer == "A" and result.value == 0 and result.evidence == [] and result.status == "answered"
+    proposed = [e for e in read_trace(result.trace_path) if e.kind == "answer_proposed"][0]
+    assert not proposed.accepted and "ends before it starts" in proposed.reason

@@ -1,0 +1,213 @@
+"""Rewards for training on MCR trajectories, in the signature reward libraries use:
+``reward(completions, **kwargs) -> list[float]``, one float per completion.
+
+A completion is a string (the model's raw text, tool calls as ``<tool_call>`` blocks or
+JSON) or a list of chat messages (the last assistant message counts; its ``tool_calls``
+are read first). The dataset's other columns arrive as keyword lists, one item per
+completion — the ``rl`` export writes the ones read here: ``gold`` (a letter, an option
+index, ``"start-end"`` seconds, a count or text), ``options`` and ``form``.
+
+- :func:`choice_reward`: 1.0 when the chosen option is the gold one, else 0.0.
+- :func:`temporal_iou_reward`: the temporal IoU of the answered span with the gold span.
+- :func:`correctness_reward`: 1.0/0.0 for any form (a span counts from IoU 0.5).
+- :func:`format_reward`: 0.5 when the answer fits its form (one option, a span, one number),
+  + 0.25 when it is committed with the ``answer`` tool, + 0.25 when it cites evidence and
+  every cited span is well formed.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from mcr.answers import ANSWER_KEYS, ANSWER_NAMES, interpret
+from mcr.types import TimeSpan, TimeSpanError
+
+from .adapters import letter_index
+from .samples import temporal_iou, text_matches
+
+
+class Answer:
+    """What a completion answered: the text, the evidence it cited, and whether the answer tool was used."""
+
+    def __init__(self, text: str | None, evidence: Any = None, via_tool: bool = False) -> None:
+        self.text, self.evidence, self.via_tool = text, evidence, via_tool
+
+
+def _arguments(raw: Any) -> dict:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def _from_calls(calls: Sequence[Any]) -> Answer | None:
+    for call in reversed(list(calls or [])):
+        if isinstance(call, dict):
+            fn = call.get("function") or call
+            name, args = fn.get("name"), _arguments(fn.get("arguments", fn.get("parameters")))
+        else:
+            name, args = getattr(call, "name", None), _arguments(getattr(call, "arguments", {}))
+        if name in ANSWER_NAMES:
+            text = next((args[k] for k in ANSWER_KEYS if k in args), None)
+            return Answer(None if text is None else str(text), args.get("evidence"), True)
+    return None
+
+
+def extract_answer(completion: Any) -> Answer:
+    """The answer a completion gives (``Answer(None)`` when it gives none)."""
+    from mcr.models import parse_tool_calls
+
+    if isinstance(completion, list):
+        assistant = [m for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        if not assistant:
+            return Answer(None)
+        last = assistant[-1]
+        found = _from_calls(last.get("tool_calls") or [])
+        if found is not None:
+            return found
+        completion = last.get("content") or ""
+        if isinstance(completion, list):  # content parts
+            completion = " ".join(p.get("text", "") for p in completion if isinstance(p, dict))
+    text = str(completion or "")
+    parsed = parse_tool_calls(text, known=set(ANSWER_NAMES))
+    found = _from_calls(parsed.tool_calls)
+    if found is not None:
+        return found
+    if parsed.tool_calls:  # it called some other tool: no answer yet
+        return Answer(None)
+    plain = parsed.text.strip()
+    return Answer(plain or None)
+
+
+def _column(kwargs: dict, name: str, n: int, default: Any = None) -> list:
+    value = kwargs.get(name)
+    if value is None:
+        return [default] * n
+    if not isinstance(value, (str, bytes, dict)) and hasattr(value, "__len__") and hasattr(value, "__iter__"):
+        items = list(value)  # a list, or a column object such as a datasets Column
+        if len(items) == n:
+            return items
+    return [value] * n
+
+
+def _form(form: Any, options: Any) -> str:
+    if form in ("choice", "span", "count", "text"):
+        return form
+    return "choice" if options else "text"
+
+
+def _gold_span(gold: Any) -> list[float] | None:
+    if gold is None or gold == "":
+        return None
+    try:
+        span = TimeSpan.parse(gold)
+    except TimeSpanError:
+        return None
+    return [span.start, span.end]
+
+
+def _answer_span(answer: Answer) -> list[float] | None:
+    if not answer.text:
+        return None
+    typed, problem = interpret("span", answer.text)
+    return None if problem or typed.value is None else [typed.value.start, typed.value.end]
+
+
+def choice_reward(completions: Sequence[Any], gold: Sequence[Any] | None = None,
+                  options: Sequence[Sequence[str]] | None = None, **kwargs: Any) -> list[float]:
+    """1.0 when the completion picks the gold option (gold: a letter, an index or the option's text)."""
+    n = len(completions)
+    golds, opts = _column({"g": gold}, "g", n), _column({"o": options}, "o", n, [])
+    rewards = []
+    for completion, g, o in zip(completions, golds, opts):
+        o = list(o or [])
+        answer = extract_answer(completion)
+        want = letter_index(g, o) if o else None
+        if answer.text is None or want is None:
+            rewards.append(0.0)
+            continue
+        typed, problem = interpret("choice", answer.text, o)
+        rewards.append(1.0 if not problem and typed.value == want else 0.0)
+    return rewards
+
+
+def temporal_iou_reward(completions: Sequence[Any], gold: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
+    """The IoU of the answered span with the gold span (``[start, end]`` or ``"start-end"``); 0.0 when
+    no span can be read from the completion."""
+    n = len(completions)
+    golds = _column({"g": gold}, "g", n)
+    return [round(temporal_iou(_answer_span(extract_answer(c)), _gold_span(g)), 6) if _gold_span(g) else 0.0
+            for c, g in zip(completions, golds)]
+
+
+def correctness_reward(completions: Sequence[Any], gold: Sequence[Any] | None = None,
+                       options: Sequence[Sequence[str]] | None = None, form: Sequence[str] | None = None,
+                       **kwargs: Any) -> list[float]:
+    """1.0 for a correct answer of any form: the gold option, a span with IoU >= 0.5, the count, or
+    text containing the gold text."""
+    n = len(completions)
+    golds, opts, forms = _column({"g": gold}, "g", n), _column({"o": options}, "o", n, []), _column({"f": form}, "f", n)
+    rewards = []
+    for c, g, o, f in zip(completions, golds, opts, forms):
+        kind = _form(f, o)
+        if kind == "choice":
+            rewards.append(choice_reward([c], [g], [o])[0])
+        elif kind == "span":
+            rewards.append(1.0 if temporal_iou_reward([c], [g])[0] >= 0.5 else 0.0)
+        else:
+            answer = extract_answer(c)
+            if answer.text is None or g is None:
+                rewards.append(0.0)
+            elif kind == "count":
+                typed, problem = interpret("count", answer.text)
+                rewards.append(1.0 if not problem and str(typed.value) == str(g).strip() else 0.0)
+            else:
+                rewards.append(1.0 if text_matches(answer.text, str(g)) else 0.0)
+    return rewards
+
+
+def format_reward(completions: Sequence[Any], form: Sequence[str] | None = None,
+                  options: Sequence[Sequence[str]] | None = None, **kwargs: Any) -> list[float]:
+    """0.5 (the answer fits its form) + 0.25 (committed with the answer tool) + 0.25 (evidence cited,
+    every span well formed)."""
+    n = len(completions)
+    forms, opts = _column({"f": form}, "f", n), _column({"o": options}, "o", n, [])
+    rewards = []
+    for c, f, o in zip(completions, forms, opts):
+        answer = extract_answer(c)
+        if answer.text is None or not answer.text.strip():
+            rewards.append(0.0)
+            continue
+        kind = _form(f, o)
+        _, problem = interpret(kind, answer.text, list(o or []))
+        total = 0.5 if not problem else 0.0
+        total += 0.25 if answer.via_tool else 0.0
+        total += 0.25 if _evidence_ok(answer.evidence) else 0.0
+        rewards.append(total)
+    return rewards
+
+
+def _evidence_ok(evidence: Any) -> bool:
+    if evidence is None or evidence == [] or evidence == "":
+        return False
+    items = [evidence] if isinstance(evidence, (str, dict)) else list(evidence)
+    if len(items) == 2 and all(isinstance(x, (int, float)) for x in items):
+        items = [items]
+    try:
+        for item in items:
+            TimeSpan.parse(item)
+    except (TimeSpanError, TypeError):
+        return False
+    return bool(items)
+
+
+REWARDS = {"choice": choice_reward, "temporal_iou": temporal_iou_reward, "correctness": correctness_reward,
+           "format": format_reward}
+
+__all__ = ["REWARDS", "Answer", "choice_reward", "correctness_reward", "extract_answer", "format_reward",
+           "temporal_iou_reward"]
