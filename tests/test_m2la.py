@@ -10,9 +10,9 @@ import torch
 
 pytest.importorskip("transformers")
 
-from transformers import (  # noqa: E402
-    Gemma3TextConfig,
+from transformers import (
     Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -23,7 +23,7 @@ from transformers import (  # noqa: E402
     Qwen3ForCausalLM,
 )
 
-from mcr.m2la import (  # noqa: E402
+from mcr.m2la import (
     LatentCache,
     LatentLayer,
     LatentSlidingLayer,
@@ -181,7 +181,7 @@ def test_cache_bytes_per_token_exact(dtype, variant):
 def test_cache_grows_in_chunks_and_sliding_layer_keeps_window():
     layer = LatentLayer(chunk_size=4)
     for t in range(1, 11):
-        latent, rope, _ = layer.update_latent(torch.full((1, 1, 3), float(t)), torch.zeros(1, 1, 1, 2))
+        latent, _, _ = layer.update_latent(torch.full((1, 1, 3), float(t)), torch.zeros(1, 1, 1, 2))
         assert latent.shape[1] == t and layer.capacity == 4 * ((t + 3) // 4)
     assert latent[0, :, 0].tolist() == [float(i) for i in range(1, 11)]
 
@@ -209,6 +209,20 @@ def test_greedy_generation_with_latent_cache_equals_no_cache():
     assert torch.equal(with_cache, without)
     assert cache.get_seq_length() == x.shape[1] + 31
     assert cache.nbytes() == cache.get_seq_length() * (24 + 8 * 2) * 4 * 2  # 2 layers, float32
+
+
+def test_batched_left_padded_generation_with_latent_cache():
+    model = qwen2()
+    convert_to_m2la(model, rank=24, rope_dim=8)
+    x = ids(batch=2, n=10)
+    mask = torch.ones_like(x)
+    mask[0, :4] = 0  # the first prompt is 4 tokens shorter, padded on the left
+    x[0, :4] = 0
+    kw = dict(attention_mask=mask, pad_token_id=0)
+    cached = greedy(model, x, n=12, past_key_values=LatentCache(model), **kw)
+    assert torch.equal(cached, greedy(model, x, n=12, use_cache=False, **kw))
+    alone = greedy(model, x[1:], n=12)  # the unpadded row matches its own unbatched run
+    assert torch.equal(cached[1:], alone)
 
 
 @pytest.mark.parametrize("make", [qwen2, lambda: LlamaForCausalLM(LlamaConfig(**SMALL, num_attention_heads=4,
@@ -259,6 +273,21 @@ def test_qwen3_with_key_norm_converts_and_generates(key_norm, shared):
     keys = 1 if shared else 2
     scales = 2 if key_norm == "scale" else 0
     assert cache.bytes_per_token(0) == (24 + 8 * keys + scales) * 4
+
+
+def test_captured_calibration_is_reusable():
+    from mcr.m2la import capture_calibration
+
+    base = qwen3()
+    calib = ids(2, 32, 5)
+    captured = capture_calibration(base, calib)
+    assert captured.tokens == 64
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    convert_to_m2la(a, rank=24, rope_dim=8, calibration=calib)
+    convert_to_m2la(b, rank=24, rope_dim=8, calibration=captured)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(M2LAError, match="other layers"):
+        convert_to_m2la(gemma3(), rank=16, rope_dim=8, calibration=captured)
 
 
 def test_qwen3_key_norm_scale_is_lossless_at_full_settings():

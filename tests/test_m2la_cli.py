@@ -12,15 +12,28 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
-from mcr.m2la import LatentCache, M2LAError, convert_to_m2la, is_m2la_checkpoint, load_m2la, save_m2la  # noqa: E402
-from mcr.m2la.cli import main, register  # noqa: E402
-
-from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from mcr.m2la import (
+    LatentCache,
+    M2LAError,
+    convert_to_m2la,
+    is_m2la_checkpoint,
+    load_m2la,
+    save_m2la,
+)
+from mcr.m2la.cli import main, register
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = "the a cat dog sat ran on under mat table red blue big small and then".split()
+WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "table", "red", "blue", "big", "small", "and", "then"]
 
 
 def qwen3():

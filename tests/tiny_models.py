@@ -5,7 +5,6 @@ never the quality: their weights are random unless a test trains them a little.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -131,5 +130,21 @@ def make_qwen3_vl(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def config_of(folder: Path) -> dict:
-    return json.loads((Path(folder) / "config.json").read_text())
+FIXED_CALL = '<tool_call>\n{"name": "inspect_frames", "arguments": {"span": "00:00:00.0-00:00:04.0"}}\n</tool_call>'
+
+
+def steer_to_reply(folder: Path, reply: str = FIXED_CALL) -> list[int]:
+    """Make the model in ``folder`` write ``reply`` whatever it is asked, through its generation config.
+
+    Each token of the reply gets a logit bias once the reply so far precedes it (a
+    ``sequence_bias`` keyed by the whole prefix, growing with its length), so the
+    random weights still run but the greedy path is fixed. Returns the reply's tokens.
+    """
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    target = tok(reply + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    config = GenerationConfig.from_pretrained(folder)
+    config.sequence_bias = [[target[: i + 1], 10.0 * (i + 1)] for i in range(len(target))]
+    config.save_pretrained(folder)
+    return target

@@ -72,7 +72,7 @@ class M2LASpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "M2LASpec":
+    def from_dict(cls, data: dict) -> M2LASpec:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:

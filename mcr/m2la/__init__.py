@@ -1,0 +1,69 @@
+"""M²LA: latent-attention KV cache and conversion of grouped-query models.
+
+Public API (imported lazily, so ``import mcr.m2la`` does not load torch):
+
+* :class:`M2LAAttention`, :class:`M2LASpec` - the latent attention layer and its shape.
+* :class:`LatentCache` - transformers ``Cache`` holding only latent states.
+* :func:`convert_to_m2la` - convert a Llama/Mistral/Qwen2/Qwen3/Gemma-family model in place.
+* :func:`save_m2la`, :func:`load_m2la`, :func:`is_m2la_checkpoint` - persistence.
+* :class:`RotaryEmbedding` - standard and Qwen-VL multimodal RoPE.
+* :class:`M2LAError` - every invalid input raises it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .errors import M2LAError
+
+_EXPORTS = {
+    "M2LAAttention": "attention",
+    "M2LASpec": "spec",
+    "LatentCache": "cache",
+    "LatentLayer": "cache",
+    "LatentSlidingLayer": "cache",
+    "convert_to_m2la": "convert",
+    "max_rank": "convert",
+    "capture_calibration": "convert",
+    "CalibrationInputs": "convert",
+    "ConversionReport": "report",
+    "LayerReport": "report",
+    "save_m2la": "io",
+    "load_m2la": "io",
+    "is_m2la_checkpoint": "io",
+    "use_latent_cache_by_default": "io",
+    "RotaryEmbedding": "rope",
+}
+
+__all__ = [
+    "CalibrationInputs",
+    "ConversionReport",
+    "LatentCache",
+    "LatentLayer",
+    "LatentSlidingLayer",
+    "LayerReport",
+    "M2LAAttention",
+    "M2LAError",
+    "M2LASpec",
+    "RotaryEmbedding",
+    "capture_calibration",
+    "convert_to_m2la",
+    "is_m2la_checkpoint",
+    "load_m2la",
+    "max_rank",
+    "save_m2la",
+    "use_latent_cache_by_default",
+]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcr.m2la' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
