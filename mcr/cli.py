@@ -62,8 +62,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, endpoint=args.endpoint, device=args.device,
                        **({"constrain": False} if args.no_constrain else {}))
-    agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
-                  subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory)
+    if args.policy == "baseline":
+        from mcr.agents import BaselineAgent
+
+        agent = BaselineAgent(model=model, frames=args.frames, subscribers=subscribers, trace_dir=args.trace_dir,
+                              device=args.device, max_wall_s=args.max_time)
+    else:
+        agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
+                      subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory,
+                      policy=args.policy)
     result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))

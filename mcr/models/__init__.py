@@ -79,46 +79,128 @@ def _hub_snapshot(model_id: str) -> Path | None:
     return None
 
 
-def load_model(spec: Any = None) -> Model:
-    """A model from a spec: an object with ``generate``, ``replay:FILE``, a local path or a hub id.
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
-    Nothing is downloaded here. A hub id must already be in the local Hugging Face
-    cache; otherwise ``ModelNotAvailable`` says how to get it.
+
+def default_model() -> str:
+    """``$MCR_MODEL``, else the documented default that is on this machine:
+    InternVideo3-8B-Instruct with a GPU, a small Qwen3-VL on CPU."""
+    from .profiles import default_model_id
+
+    chosen = os.environ.get("MCR_MODEL")
+    if chosen:
+        return chosen
+    big, small = default_model_id(gpu=True), default_model_id(gpu=False)
+    have_big, have_small = _hub_snapshot(big) is not None, _hub_snapshot(small) is not None
+    if not have_big and not have_small:
+        raise ModelNotAvailable(
+            f"no default model is on this machine: {big} is not available offline (the default with a GPU), "
+            f"nor is {small} (the default on CPU). Download one where the hub is reachable (`hf download {big}`), "
+            "then pass --model /path/to/weights, or serve one and pass --endpoint URL")
+    if have_big and have_small:
+        return big if _has_cuda() else small
+    return big if have_big else small
+
+
+def _split_openai(spec: str, endpoint: str | None) -> tuple[str | None, str]:
+    body = spec[len("openai:"):]
+    model, url = body, endpoint
+    if "@" in body:
+        head, _, tail = body.rpartition("@")
+        if tail and ("://" in tail or ":" in tail or tail.startswith("localhost")):
+            model, url = head, tail
+    url = url or os.environ.get("MCR_ENDPOINT") or os.environ.get("OPENAI_BASE_URL")
+    if not url:
+        raise ModelError(f"{spec} names no server: write openai:MODEL@http://HOST:PORT/v1 or pass --endpoint URL")
+    return (model or None), url
+
+
+def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) -> Model:
+    """A model from a spec, loaded without downloading anything.
+
+    ``spec`` is an object with ``generate``; ``replay:FILE``; ``openai:MODEL@URL`` (or a
+    served model's name with ``endpoint=URL``); a local model folder or ``.gguf`` file; or
+    a hub id, which must be in the local Hugging Face cache (or shipped by a known
+    package). ``None`` picks :func:`default_model`. ``options`` go to the backend
+    (``device``, ``constrain``, ``dtype``, ``timeout``...). A missing model raises
+    ``ModelNotAvailable`` saying how to get it.
     """
-    if spec is None:
-        spec = os.environ.get("MCR_MODEL") or DEFAULT_MODEL
-    if not isinstance(spec, str):
+    if not isinstance(spec, (str, type(None))):
         if callable(getattr(spec, "generate", None)):
             return spec
         raise ModelError(f"not a model: {spec!r} (pass an object with generate(), a hub id, a path or 'replay:FILE')")
-    spec = spec.strip()
-    if spec.startswith("replay:"):
+    if spec is not None and spec.strip().startswith("replay:"):
         from .replay import ReplayModel
 
-        return ReplayModel.from_file(spec[len("replay:"):])
+        return ReplayModel.from_file(spec.strip()[len("replay:"):])
+    if spec is not None and spec.strip().startswith("openai:"):
+        model, url = _split_openai(spec.strip(), endpoint)
+        return _server_model(url, model, options)
+    if endpoint:
+        return _server_model(endpoint, spec.strip() if spec else None, options)
+    if spec is None or not spec.strip():
+        spec = default_model()
+    spec = spec.strip()
     local = Path(spec).expanduser()
+    if local.suffix == ".gguf" and not local.is_file():
+        raise ModelError(f"GGUF file not found: {local}")
     if local.exists():
+        if local.is_file() and local.suffix == ".gguf":
+            return _transformers_model(str(local), options)
         if not (local / "config.json").exists():
             raise ModelError(f"{local} is not a model folder: it has no config.json")
-        return _transformers_model(str(local))
-    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        snapshot = _hub_snapshot(spec)
-        if snapshot is None:
-            raise ModelNotAvailable(
-                f"model {spec} is not available offline: it is not in the local Hugging Face cache. "
-                f"Download it where the hub is reachable (`hf download {spec}`) and pass its folder with "
-                "--model /path/to/weights, or replay a recorded run with --model replay:TRACE.jsonl"
-            )
-        return _transformers_model(str(snapshot))
+        return _transformers_model(str(local), options)
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")) or _known(spec):
+        from .profiles import find_profile
+
+        profile = find_profile(spec)
+        hub_id = profile.name if profile is not None and spec.count("/") != 1 else spec
+        snapshot = _hub_snapshot(hub_id)
+        if snapshot is not None:
+            return _transformers_model(str(snapshot), options, name=hub_id)
+        if profile is not None and profile.package:
+            from .gguf import packaged_gguf
+
+            gguf = packaged_gguf(profile.package, hub_id)
+            return _transformers_model(str(gguf), options, name=hub_id, profile=profile)
+        raise ModelNotAvailable(
+            f"model {hub_id} is not available offline: it is not in the local Hugging Face cache. "
+            f"Download it where the hub is reachable (`hf download {hub_id}`) and pass its folder with "
+            "--model /path/to/weights, serve it and pass --endpoint URL, or replay a recorded run with "
+            "--model replay:TRACE.jsonl"
+        )
     raise ModelError(
-        f"unknown model {spec!r}: pass a hub id like {DEFAULT_MODEL}, a local model folder, or replay:FILE"
+        f"unknown model {spec!r}: pass a hub id like {DEFAULT_MODEL}, a local model folder or .gguf file, "
+        "openai:MODEL@URL, or replay:FILE (`mcr-agent models` lists the known ones)"
     )
 
 
-def _transformers_model(path: str) -> Model:
+def _known(spec: str) -> bool:
+    from .profiles import find_profile
+
+    return find_profile(spec) is not None
+
+
+def _transformers_model(path: str, options: dict | None = None, **fixed: Any) -> Model:
     from .local import TransformersModel
 
-    return TransformersModel(path)
+    options = dict(options or {})
+    device = options.pop("device", None)
+    if device and device != "auto" and "device_map" not in options:
+        options["device_map"] = device
+    return TransformersModel(path, **fixed, **options)
+
+
+def _server_model(url: str, model: str | None, options: dict) -> Model:
+    from .openai_server import OpenAIServerModel
+
+    options = {k: v for k, v in options.items() if k not in ("device", "constrain")}
+    return OpenAIServerModel(url, model, **options)
 
 
 __all__ = [
@@ -128,6 +210,7 @@ __all__ = [
     "ModelNotAvailable",
     "ModelOutput",
     "ParsedText",
+    "default_model",
     "load_model",
     "parse_tool_calls",
     "split_reasoning",
