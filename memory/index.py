@@ -62,7 +62,17 @@ def _shots() -> Stage:
     return ShotStage()
 
 
-STAGES: dict[str, Callable[[], Stage]] = {"shots": _shots}
+def _perception(name: str) -> Callable[[], Stage]:
+    def factory() -> Stage:
+        from mcr.tools import perception_stages
+
+        return perception_stages.registered_factories()[name]()
+
+    return factory
+
+
+STAGES: dict[str, Callable[[], Stage]] = {"shots": _shots, "transcript": _perception("transcript"),
+                                          "ocr": _perception("ocr"), "embeddings": _perception("embeddings")}
 
 
 def register_stage(name: str, factory: Callable[[], Stage]) -> None:

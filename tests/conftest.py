@@ -43,3 +43,20 @@ def cut_video(tmp_path_factory):
     from media import make_cut_video
 
     return make_cut_video(tmp_path_factory.mktemp("video") / "cuts.mp4")
+
+
+@pytest.fixture(scope="session")
+def cue_video(tmp_path_factory):
+    """63 s, 640x360, 10 fps: five espeak-ng sentences starting at known times and five
+    drawn texts shown at known times (``media.SPOKEN_CUES``, ``media.DRAWN_CUES``)."""
+    from media import make_cue_video
+
+    return make_cue_video(tmp_path_factory.mktemp("video") / "cues.mp4")
+
+
+@pytest.fixture(scope="session")
+def object_video(tmp_path_factory):
+    """6 s, 320x240: a white box moving right over black."""
+    from media import make_object_video
+
+    return make_object_video(tmp_path_factory.mktemp("video") / "object.mp4")

@@ -121,3 +121,94 @@ def make_cut_video(path: Path, cuts: int = 5, shot_seconds: float = 4.0, size: s
     ffmpeg(*inputs, "-filter_complex", chains + concat, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
            "-g", "50", str(path))
     return path
+
+
+# ------------------------------------------------------- speech and drawn text
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+SPOKEN_CUES = (
+    (2.0, "The orange cat is sleeping on the piano."),
+    (14.0, "Please remember to water the tomato plants tomorrow."),
+    (26.0, "The train to Edinburgh leaves from platform seven."),
+    (38.0, "My grandmother baked a chocolate cake for the party."),
+    (50.0, "The football match was cancelled because of heavy snow."),
+)
+DRAWN_CUES = (  # (start, end, text)
+    (9.0, 13.0, "MUSEUM CLOSED ON MONDAYS"),
+    (21.0, 25.0, "Fresh strawberries 3 euros"),
+    (33.0, 37.0, "EXIT 14 AIRPORT"),
+    (45.0, 49.0, "Chapter two the lighthouse"),
+    (57.0, 61.0, "Wifi password seagull"),
+)
+
+
+def speak(text: str, path: Path, speed: int = 160) -> Path:
+    """``text`` spoken by espeak-ng into a WAV file."""
+    proc = subprocess.run(["espeak-ng", "-s", str(speed), "-w", str(path), text], capture_output=True, text=True,
+                          timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"espeak-ng failed: {proc.stderr}")
+    return path
+
+
+def _drawtext(text: str, start: float, end: float, y: int, size: int = 30) -> str:
+    font = f"fontfile={FONT}:" if FONT.exists() else ""
+    return (f"drawtext={font}text='{text}':fontsize={size}:fontcolor=white:x=(w-text_w)/2:y={y}:"
+            f"enable='between(t,{start},{end})'")
+
+
+def make_cue_video(path: Path, spoken=SPOKEN_CUES, drawn=DRAWN_CUES, seconds: float = 63.0,
+                   size: str = "640x360", rate: int = 10) -> Path:
+    """A dark video with ``spoken`` sentences (espeak-ng) starting at known times and
+    ``drawn`` texts shown from start to end (ffmpeg drawtext); mono 16 kHz AAC (no audio
+    track when nothing is spoken)."""
+    folder = path.parent / f"{path.stem}_speech"
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs: list[str] = ["-f", "lavfi", "-i", f"color=c=0x1d2b44:size={size}:rate={rate}:duration={seconds}"]
+    chains = []
+    for i, (t, text) in enumerate(spoken):
+        inputs += ["-i", str(speak(text, folder / f"s{i}.wav"))]
+        ms = int(round(t * 1000))
+        chains.append(f"[{i + 1}:a]aresample=16000,adelay={ms}|{ms}[a{i}]")
+    mix = "".join(f"[a{i}]" for i in range(len(spoken)))
+    audio = [f"{mix}amix=inputs={len(spoken)}:normalize=0,apad,atrim=0:{seconds}[aout]"] if spoken else []
+    video = "[0:v]" + (",".join(_drawtext(text, a, b, 60 + 70 * (k % 3)) for k, (a, b, text) in enumerate(drawn))
+                       or "null") + "[vout]"
+    maps = ["-map", "[vout]"] + (["-map", "[aout]", "-c:a", "aac", "-ar", "16000", "-ac", "1"] if spoken else [])
+    ffmpeg(*inputs, "-filter_complex", ";".join(chains + audio + [video]), *maps,
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "50", "-t", str(seconds),
+           str(path), timeout=120)
+    return path
+
+
+def make_object_video(path: Path, seconds: float = 6.0, size: str = "320x240", rate: int = 10) -> Path:
+    """A white 60x40 box moving right at 20 px/s over a black background (no audio)."""
+    ffmpeg("-f", "lavfi", "-i", f"color=c=black:size={size}:rate={rate}:duration={seconds}",
+           "-f", "lavfi", "-i", f"color=c=white:size=60x40:rate={rate}:duration={seconds}",
+           "-filter_complex", "[0:v][1:v]overlay=x='40+20*t':y=100", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def make_silent_audio_video(path: Path, seconds: float = 4.0) -> Path:
+    """A short test pattern with an audio track of pure silence."""
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={seconds}",
+           "-f", "lavfi", "-i", f"anullsrc=r=16000:cl=mono:d={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", str(seconds), str(path))
+    return path
+
+
+def corrupt_audio(src: Path, dst: Path, seed: int = 5) -> Path:
+    """A copy of ``src`` whose audio packets are overwritten with random bytes (video intact)."""
+    import av
+
+    with av.open(str(src)) as container:
+        places = [(p.pos, p.size) for p in container.demux(container.streams.audio[0])
+                  if p.pos is not None and p.pos >= 0 and p.size]
+    rng = random.Random(seed)
+    data = bytearray(src.read_bytes())
+    for pos, size in places:
+        data[pos:pos + size] = bytes(rng.randrange(256) for _ in range(size))
+    dst.write_bytes(bytes(data))
+    return dst

