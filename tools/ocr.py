@@ -1,9 +1,10 @@
 """``ocr``: text shown on screen, with when it is shown and where, read with RapidOCR.
 
 RapidOCR runs the PP-OCR detection and recognition models (they ship inside the
-``rapidocr-onnxruntime`` wheel) with onnxruntime. Against tesseract on the same drawn
-text it found more of the words at a fraction of the time (``benchmarks/perception.py``
-part f), and it needs no system package.
+``rapidocr-onnxruntime`` wheel) with onnxruntime. On eight frames of drawn text over
+plain and busy backgrounds (``benchmarks/perception.py`` part f) it found 85% of the
+words against tesseract 5's 60%, at the same speed on an idle CPU (0.12 against 0.13 s a
+640x360 frame) and several times faster on a busy one; and it needs no system package.
 
 Frames are sampled at a fixed rate. A frame that barely differs from the last one read
 is not read again: its text is carried over. The same text in the same place over
