@@ -75,6 +75,7 @@ class Context:
         self.count_tokens = count_tokens or estimate_tokens
         self.entries: list[Entry] = []
         self._frames_seen: list[float] = []
+        self._tokens = 0
         # kept up to date as entries are added, so render() does not regroup the whole run
         self._units: list[list[int]] = []
         self._turn: list[int] | None = None
@@ -93,6 +94,7 @@ class Context:
         tokens = self.count_tokens(text) + (len(frames) * self.profile.tokens_per_frame if frames is not None else 0)
         entry = Entry(len(self.entries), kind, text, step, dict(data), frames, tokens)
         self.entries.append(entry)
+        self._tokens += tokens
         if frames is not None:
             self._frames_seen.extend(frames.timestamps)
         self._group(entry)
@@ -157,7 +159,7 @@ class Context:
 
     @property
     def tokens(self) -> int:
-        return sum(e.tokens for e in self.entries)
+        return self._tokens
 
     def frames_seen(self) -> list[float]:
         """Every timestamp shown to the model in this run."""

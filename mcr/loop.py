@@ -189,10 +189,10 @@ class _Run:
         """An overview before the first turn: representative frames and the index's digests."""
         span = self.focus or self.video.span
         n = self.policy.overview_frames
-        times = _overview_times(span, n, self._shot_cuts(span), self.policy.investigate_fps if self.focus else None)
+        cuts = self._shot_cuts(span)
+        times = _overview_times(span, n, cuts, self.policy.investigate_fps if self.focus else None)
         frames = _frames_at(self.video, times, self.tool_ctx.state.get("max_pixels"))
         lines = [f"Overview of {span}: {len(frames)} frames at " + ", ".join(format_time(t) for t in frames.timestamps) + "."]
-        cuts = self._shot_cuts(span)
         if cuts:
             lines.append(f"{len(cuts) + 1} shots; cuts at " + ", ".join(format_time(c) for c in cuts[:40]) + ".")
         for kind, label in (("transcript", "Speech"), ("ocr", "On-screen text")):
