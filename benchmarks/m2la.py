@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcr.m2la import LatentCache, M2LAAttention, capture_calibration, convert_to_m2la
+from mcr.m2la import LatentCache, M2LAAttention, cache_argument, capture_calibration, convert_to_m2la
 
 # Perplexity is measured on this paragraph; the calibration paragraph below is a different text.
 EVAL_TEXT = """\
@@ -108,7 +108,7 @@ def full_layers(model):
 @torch.no_grad()
 def perplexity_and_cache_bytes(model, ids, cache):
     """Perplexity of ``ids`` and the bytes per token of one full-attention layer's cache, in one pass."""
-    out = model(input_ids=ids, labels=ids, past_key_values=cache, use_cache=True)
+    out = model(input_ids=ids, labels=ids, use_cache=True, **{cache_argument(model, "forward"): cache})
     layer = cache.layers[full_layers(model)[0]]
     if isinstance(cache, LatentCache):
         held = layer.nbytes()
@@ -181,7 +181,7 @@ def decode_ms(model, cache, length, device, steps):
             timer.total = 0.0
             sync(device)
             start = time.perf_counter()
-            model(input_ids=token, position_ids=pos, past_key_values=cache, use_cache=True)
+            model(input_ids=token, position_ids=pos, use_cache=True, **{cache_argument(model, "forward"): cache})
             sync(device)
             if step:  # the first step warms up
                 times.append((time.perf_counter() - start) * 1000)

@@ -53,6 +53,10 @@ def logits(model, x):
 
 
 def greedy(model, x, n=16, **kw):
+    from mcr.m2la import cache_argument
+
+    if "past_key_values" in kw:  # the name this transformers takes it by
+        kw[cache_argument(model)] = kw.pop("past_key_values")
     with torch.no_grad():
         return model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False, **kw)
 

@@ -249,6 +249,8 @@ class M2LAAttention(nn.Module):
     ):
         from .cache import LatentCache
 
+        if past_key_values is None:  # transformers 5.24 renamed the argument to ``cache``
+            past_key_values = kwargs.pop("cache", None)
         if position_embeddings is None:
             raise M2LAError("M2LAAttention needs position_embeddings=(cos, sin) from the model's rotary embedding")
         if self.decode_mode not in DECODE_MODES:

@@ -10,7 +10,7 @@ last ``sliding_window - 1`` tokens, as transformers' own sliding layers do.
 Use it like any cache::
 
     cache = LatentCache(config=model.config)
-    model.generate(**inputs, past_key_values=cache)
+    model.generate(**inputs, **{cache_argument(model): cache})   # "cache" from transformers 5.24 on
     cache.nbytes()        # bytes held by the cached tokens
 """
 
@@ -22,6 +22,20 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from .errors import M2LAError
+
+
+def cache_argument(model, method: str = "generate") -> str:
+    """The name ``model.generate`` (or ``forward``) takes a cache by: ``cache`` (transformers
+    5.24 and later) or ``past_key_values`` (earlier)."""
+    import inspect
+
+    import transformers
+
+    params = inspect.signature(getattr(type(model), method)).parameters
+    if "cache" in params or "past_key_values" in params:
+        return "cache" if "cache" in params else "past_key_values"
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])  # generate takes it in **kwargs
+    return "cache" if (major, minor) >= (5, 24) else "past_key_values"
 
 
 def _not_latent(layer_idx) -> M2LAError:

@@ -204,7 +204,7 @@ def generate_command(args) -> int:
         import torch
         from transformers import AutoProcessor, AutoTokenizer
 
-        from .cache import LatentCache
+        from .cache import LatentCache, cache_argument
         from .io import load_m2la
 
         model = load_m2la(args.path, device=args.device)
@@ -217,7 +217,8 @@ def generate_command(args) -> int:
     inputs = tokenizer(args.prompt, return_tensors="pt").to(args.device)
     cache = LatentCache(config=model.config)
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False, past_key_values=cache)
+        out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
+                             **{cache_argument(model): cache})
     new = out[0, inputs["input_ids"].shape[1]:]
     print(tokenizer.decode(new, skip_special_tokens=True))
     print(f"[latent cache: {cache.get_seq_length()} tokens, {cache.nbytes()} bytes]", file=sys.stderr)

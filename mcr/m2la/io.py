@@ -129,11 +129,13 @@ def use_latent_cache_by_default(model) -> None:
     original = model._prepare_cache_for_generation
 
     def prepare(generation_config, model_kwargs, *args, **kwargs):
-        given = model_kwargs.get("past_key_values")
+        names = ("cache", "past_key_values")  # transformers 5.24 renamed ``past_key_values`` to ``cache``
+        given = any(model_kwargs.get(n) is not None for n in names)
         result = original(generation_config, model_kwargs, *args, **kwargs)
-        made = model_kwargs.get("past_key_values")
-        if given is None and type(made) is DynamicCache and made.get_seq_length() == 0:
-            model_kwargs["past_key_values"] = LatentCache(config=model.config)
+        for name in names:
+            made = model_kwargs.get(name)
+            if not given and type(made) is DynamicCache and made.get_seq_length() == 0:
+                model_kwargs[name] = LatentCache(config=model.config)
         return result
 
     model._prepare_cache_for_generation = prepare
