@@ -21,7 +21,7 @@ from mcr.policy import INVESTIGATE_SCHEMA, PLAN_PROMPT, REFLECT_PROMPT, Policy
 from mcr.steps import generate, run_tools
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
 from mcr.types import Frames, TimeSpan, TimeSpanError, ToolCall, Usage, format_time
-from mcr.verify import Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+from mcr.verify import VERDICT_SCHEMA, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
 
 __all__ = ["Budget", "Outcome", "answer_schema", "read_answer", "run"]
 
@@ -150,7 +150,7 @@ class _Run:
 
     # ------------------------------------------------------------ model calls
     def call(self, phase: str, tools: list[dict] | None, messages: list | None = None,
-             forced: bool = False) -> Generator[Event, None, ModelOutput]:
+             forced: bool = False, **extra: Any) -> Generator[Event, None, ModelOutput]:
         if messages is None:
             messages = self.context.render(tools=tools)
         if phase == "act":
@@ -158,7 +158,10 @@ class _Run:
         t0 = time.perf_counter()
         self.calls["used"] += 1
         try:
-            output: ModelOutput = yield from generate(self.model, messages, tools or [], self.options, self.ids())
+            options = {**self.options, **extra}
+            if self.duration is not None:  # a model that constrains its output keeps spans inside the video
+                options.setdefault("max_time", self.duration)
+            output: ModelOutput = yield from generate(self.model, messages, tools or [], options, self.ids())
         except Exception as exc:  # a model failure ends the run with its message, never a bare traceback
             raise _Stop("".join(traceback.format_exception_only(type(exc), exc)).strip()) from None
         latency = time.perf_counter() - t0
@@ -375,7 +378,7 @@ class _Run:
                                             max_pixels=self.tool_ctx.state.get("max_pixels")))
             transcripts.append(" ".join(self._memory_lines("transcript", span, 20)))
         messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
-        output = yield from self.call("verify", None, messages)
+        output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)
         return parse_verdict(output.text or output.reasoning)
 
     def _record(self, verdict: Verdict) -> Verification:

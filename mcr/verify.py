@@ -16,6 +16,15 @@ You are shown the question, the proposed answer and the frames (with their times
 of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
 {"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}"""
 
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)},
+                   "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                   "reason": {"type": "string", "maxLength": 300}},
+    "required": ["verdict", "confidence", "reason"],
+    "additionalProperties": False,
+}
+
 
 @dataclass
 class Verdict:

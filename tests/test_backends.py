@@ -162,6 +162,50 @@ def test_grammar_accepts_calls_and_rejects_slips(model):
         assert not accepts(slip), slip
 
 
+def test_spans_are_held_inside_the_video_when_its_length_is_known(model):
+    from mcr.models.constrain import Bounds, time_pattern
+
+    for limit in (0.3, 6.0, 6.45, 59.9, 61.0, 3599.5, 7325.2):
+        pattern = re.compile(time_pattern(limit) + "$")
+        for tenths in range(0, int(limit * 10) + 40, 3):
+            t = tenths / 10
+            text = f"{int(t // 3600):02d}:{int(t // 60 % 60):02d}:{t % 60:04.1f}"
+            assert bool(pattern.match(text)) == (t <= limit + 1e-9), (limit, text)
+    grammar = model.grammar()
+
+    def accepts(span: str) -> bool:
+        matcher = grammar.matcher(TOOLS, Bounds(max_time=6.5))
+        call = '<tool_call>\n{"name": "inspect_frames", "arguments": {"span": "%s"}}\n</tool_call>' % span
+        return matcher.accept_string(call) and matcher.accept_token(model.stop_token_ids[0])
+
+    assert accepts("00:00:01.0-00:00:06.5") and accepts("00:00:00-00:00:06")
+    assert not accepts("00:00:01.0-00:00:06.6") and not accepts("00:00:07-00:00:08")
+    assert not accepts("00:01:00-00:00:02")
+    for question in ("What is shown?", "When does it end?"):  # the random model writes spans only inside 6.5 s
+        out = model.generate([Message("user", question)], TOOLS[:1], constrain=True, max_new_tokens=80, max_time=6.5)
+        span = check_call(out.raw, TOOLS[:1])["arguments"]["span"]
+        assert all(float(t.split(":")[2]) <= 6.5 and t.startswith("00:00:") for t in span.split("-")), span
+
+
+def test_a_reply_can_be_held_to_a_json_schema(model):
+    """The verifier's verdict from the random model: always one readable JSON object."""
+    import jsonschema
+
+    from mcr.verify import VERDICT_SCHEMA, VERDICTS, parse_verdict
+
+    for question in ("Is the answer supported?", "Check it."):
+        out = model.generate([Message("user", question)], None, constrain=True, max_new_tokens=60,
+                             response_schema=VERDICT_SCHEMA)
+        reply = json.loads(out.raw)
+        jsonschema.validate(reply, VERDICT_SCHEMA)
+        verdict = parse_verdict(out.text)
+        assert verdict.verdict == reply["verdict"] in VERDICTS and verdict.source == "model"
+        assert out.usage.output_tokens <= 60
+    free = model.generate([Message("user", "Check it.")], None, constrain=False, max_new_tokens=20,
+                          response_schema=VERDICT_SCHEMA)
+    assert free.usage.output_tokens <= 20  # unconstrained: the schema is only a request
+
+
 # ------------------------------------------------------- TransformersModel
 
 def test_video_frames_reach_generate_tiny_random_qwen3_vl(model):

@@ -216,6 +216,23 @@ def test_a_server_that_refuses_tools_gets_them_in_the_prompt():
     assert "<tool_call>" in system["content"]
 
 
+def test_a_reply_schema_goes_as_response_format_and_a_refusal_drops_it():
+    from mcr.verify import VERDICT_SCHEMA, parse_verdict
+
+    verdict = '{"verdict": "supported", "confidence": 0.8, "reason": "the frames show it"}'
+    refusal = {"error": {"message": "response_format json_schema is not supported by this server"}}
+    with ScriptedServer([Reply(completion(verdict)), Reply(refusal, 400), Reply(completion(verdict))]) as srv:
+        model = OpenAIServerModel(srv.url, "stub-model")
+        first = model.generate(ASK, None, response_schema=VERDICT_SCHEMA, max_time=6.0)
+        model.generate(ASK, None, response_schema=VERDICT_SCHEMA)  # refused, then asked again without
+        model.generate(ASK, None, response_schema=VERDICT_SCHEMA)
+    sent = srv.requests[0]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["schema"] == VERDICT_SCHEMA
+    assert "max_time" not in srv.requests[0]
+    assert "response_format" in srv.requests[1] and "response_format" not in srv.requests[2]
+    assert "response_format" not in srv.requests[3] and model.schema_refused
+    assert parse_verdict(first.text).verdict == "supported"
+
 def test_frames_go_as_timestamped_jpeg_parts(tmp_path):
     import numpy as np
     from PIL import Image

@@ -2,7 +2,9 @@
 
 The grammar is one ``<tool_call>`` block holding ``{"name": ..., "arguments": ...}``
 whose arguments follow the JSON schema of the named tool (the registered tools plus
-the answer form), optionally after a ``<think>`` section. It is compiled with
+the answer form), optionally after a ``<think>`` section. A reply that is not a tool call
+can be held to a JSON schema the same way (:meth:`ToolCallGrammar.processor` with
+``reply=``): the verifier's verdict, for one, is then always readable. It is compiled with
 xgrammar against the model's tokenizer and applied as a logits processor, so every
 token the model may pick keeps the text a prefix of a valid call; once the call is
 complete only a stop token is allowed.
@@ -47,6 +49,44 @@ class Bounds:
     max_number: float = 1_000_000
     think_tokens: int = 0  # 0: no <think> section; else the tokens it may take before the call
     call_tokens: int = 256  # after these (past any reasoning), the call is steered to its end
+    max_time: float | None = None  # seconds: no time in a span may pass this (the video's length)
+
+
+def _two_digits(low: int, high: int) -> str:
+    """A regex for the two-digit numbers ``low``..``high`` (00-99), zero-padded."""
+    parts = []
+    for tens in range(low // 10, high // 10 + 1):
+        a = low % 10 if tens == low // 10 else 0
+        b = high % 10 if tens == high // 10 else 9
+        parts.append(f"{tens}" + (str(a) if a == b else f"[{a}-{b}]"))
+    return parts[0] if len(parts) == 1 else "(" + "|".join(parts) + ")"
+
+
+def time_pattern(limit: float | None = None) -> str:
+    """A regex for ``HH:MM:SS`` or ``HH:MM:SS.s`` times, none later than ``limit`` seconds."""
+    any_time = r"[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9])?"
+    if limit is None or limit >= 100 * 3600:
+        return any_time
+    whole = int(max(0.0, limit))
+    tenths = min(9, int(round((max(0.0, limit) - whole) * 10, 6)))
+    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
+    below = []  # every whole second before ``whole``, with any tenth
+    if h:
+        below.append(_two_digits(0, h - 1) + ":[0-5][0-9]:[0-5][0-9]")
+    if m:
+        below.append(f"{h:02d}:" + _two_digits(0, m - 1) + ":[0-5][0-9]")
+    if s:
+        below.append(f"{h:02d}:{m:02d}:" + _two_digits(0, s - 1))
+    last = f"{h:02d}:{m:02d}:{s:02d}" + (r"(\.0)?" if tenths == 0 else rf"(\.[0-{tenths}])?")
+    if not below:
+        return last
+    return "((" + "|".join(below) + r")(\.[0-9])?|" + last + ")"
+
+
+def span_pattern(limit: float | None = None) -> str:
+    """A regex for a ``start-end`` span whose times lie within ``limit`` seconds."""
+    t = time_pattern(limit)
+    return f"{t}-{t}"
 
 
 def _is_span(name: str, schema: dict, parent: dict | None) -> bool:
@@ -78,7 +118,7 @@ def bounded_schema(schema: Any, bounds: Bounds = Bounds(), name: str = "", paren
     fixed = "enum" in out or "const" in out
     if "string" in kinds and not fixed and "pattern" not in out and "format" not in out:
         if _is_span(name, out, parent):
-            out["pattern"] = SPAN_PATTERN
+            out["pattern"] = span_pattern(bounds.max_time)
         else:  # plain text: no control characters, quotes or backslashes
             low = int(out.pop("minLength", 0))
             high = out.pop("maxLength", None)
@@ -171,39 +211,50 @@ class ToolCallGrammar:
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def grammar(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False) -> Any:
-        """The xgrammar ``Grammar`` for one call to one of ``tools``."""
+    def grammar(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False,
+                reply: dict | None = None) -> Any:
+        """The xgrammar ``Grammar`` for one call to one of ``tools``, or (``reply``) for one
+        JSON object following that schema, with no tool-call tags."""
         xgr = self._xgr
-        body = xgr.Grammar.from_json_schema(json.dumps(call_schema(tools, bounds)), any_whitespace=False)
-        head = "<tool_call>\n"
+        schema = bounded_schema(reply, bounds) if reply is not None else call_schema(tools, bounds)
+        body = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)
+        head = "" if reply is not None else "<tool_call>\n"
         if bounds.think_tokens > 0:
             opening = "" if opened_think else _literal("<think>\n")
             closing = _literal("\n</think>\n\n" + head)
             start = xgr.Grammar.from_ebnf(f"root ::= {opening} [^<]* {closing}")
-        else:
+        elif head:
             start = xgr.Grammar.from_ebnf(f"root ::= {_literal(head)}")
+        else:
+            return body
+        if reply is not None:
+            return xgr.Grammar.concat(start, body)
         end = xgr.Grammar.from_ebnf(f"root ::= {_literal(chr(10) + '</tool_call>')}")
         return xgr.Grammar.concat(start, body, end)
 
-    def compiled(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False) -> Any:
-        shape = [bounds.max_string, bounds.max_items, bounds.max_number, bounds.think_tokens > 0, opened_think]
-        key = json.dumps([list(tools), shape], sort_keys=True, default=str)
+    def compiled(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False,
+                 reply: dict | None = None) -> Any:
+        shape = [bounds.max_string, bounds.max_items, bounds.max_number, bounds.think_tokens > 0, opened_think,
+                 bounds.max_time]
+        key = json.dumps([list(tools), shape, reply], sort_keys=True, default=str)
         with self._lock:
             found = self._compiled.get(key)
             if found is None:
+                what = "reply" if reply is not None else "tool-call"
                 try:
-                    found = self.compiler.compile_grammar(self.grammar(tools, bounds, opened_think))
+                    found = self.compiler.compile_grammar(self.grammar(tools, bounds, opened_think, reply))
                 except Exception as exc:  # xgrammar reports bad schemas as RuntimeError
-                    raise ConstraintError(f"cannot build the tool-call grammar: {exc}") from None
+                    raise ConstraintError(f"cannot build the {what} grammar: {exc}") from None
                 self._compiled[key] = found
         return found
 
     def processor(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False,
-                  max_new_tokens: int | None = None) -> Any:
+                  max_new_tokens: int | None = None, reply: dict | None = None) -> Any:
         """A fresh logits processor for one ``generate`` call (it keeps that call's state)."""
         limit = bounds.call_tokens + bounds.think_tokens + RESERVE_TOKENS
         limit = limit if max_new_tokens is None else min(limit, max_new_tokens)
-        return GrammarLogitsProcessor(self, self.compiled(tools, bounds, opened_think), limit, bounds.think_tokens)
+        return GrammarLogitsProcessor(self, self.compiled(tools, bounds, opened_think, reply), limit,
+                                      bounds.think_tokens)
 
     def matcher(self, tools: Sequence[dict], bounds: Bounds = Bounds()) -> Any:
         """An xgrammar ``GrammarMatcher`` for checking text against the grammar."""
@@ -252,7 +303,7 @@ class GrammarLogitsProcessor(_base_processor()):
         if self.started and not self.matcher.is_terminated():
             token = int(input_ids[0, -1])
             if not self.matcher.accept_token(token):
-                raise ConstraintError(f"token {token} left the tool-call grammar")
+                raise ConstraintError(f"token {token} left the grammar")
             self.tokens += 1
             if self.thinking:
                 self.seen += self.decoded[token]
@@ -284,4 +335,4 @@ class GrammarLogitsProcessor(_base_processor()):
 
 
 __all__ = ["Bounds", "ConstraintError", "GrammarLogitsProcessor", "SPAN_PATTERN", "ToolCallGrammar",
-           "bounded_schema", "call_schema", "closing_tokens"]
+           "bounded_schema", "call_schema", "closing_tokens", "span_pattern", "time_pattern"]

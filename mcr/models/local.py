@@ -307,7 +307,9 @@ class TransformersModel:
 
     def generate(self, messages: list[Message], tools: list[dict] | None = None, **options: Any) -> ModelOutput:
         """One model turn. Options: ``max_new_tokens``, ``temperature`` (0: greedy), ``top_p``,
-        ``enable_thinking``, ``constrain`` (bool), ``on_text`` (a callback for streamed text)."""
+        ``enable_thinking``, ``constrain`` (bool), ``on_text`` (a callback for streamed text),
+        ``response_schema`` (a JSON schema a reply without tools must follow, under ``constrain``),
+        ``max_time`` (the video's length in seconds: constrained spans cannot pass it)."""
         import torch
 
         from .constrain import Bounds
@@ -318,6 +320,8 @@ class TransformersModel:
         max_new = int(options.pop("max_new_tokens", self.max_new_tokens))
         temperature = float(options.pop("temperature", 0.0) or 0.0)
         top_p = options.pop("top_p", None)
+        reply = options.pop("response_schema", None)
+        max_time = options.pop("max_time", None)
         text, batch = self.inputs(messages, tools, thinking)
         kwargs: dict[str, Any] = dict(batch)
         kwargs.update(max_new_tokens=max_new, eos_token_id=self.stop_token_ids,
@@ -328,14 +332,17 @@ class TransformersModel:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         processor = None
-        if constrain and tools:
+        if constrain and (tools or reply):
             bounds = self.bounds or Bounds()
+            if max_time is not None and bounds.max_time is None:
+                bounds = dataclasses.replace(bounds, max_time=float(max_time))
             if thinking and bounds.think_tokens == 0:
                 bounds = dataclasses.replace(bounds, think_tokens=max_new // 2)
             elif not thinking and bounds.think_tokens:
                 bounds = dataclasses.replace(bounds, think_tokens=0)
             opened = bool(thinking) and text.rstrip().endswith("<think>")
-            processor = self.grammar().processor(tools, bounds, opened_think=opened, max_new_tokens=max_new)
+            processor = self.grammar().processor(tools or [], bounds, opened_think=opened, max_new_tokens=max_new,
+                                                 reply=None if tools else reply)
             kwargs["logits_processor"] = [processor]
         if on_text is not None:
             kwargs["streamer"] = _TextStream(self.tokenizer, on_text)
@@ -349,7 +356,8 @@ class TransformersModel:
         known = {t.get("function", t).get("name") for t in tools or []}
         result = ModelOutput.from_text(raw, usage, known=known or None)
         if processor is not None and not processor.complete and not result.tool_calls:
-            result.text = (f"[the reply reached the {max_new}-token limit before its tool call was complete]\n"
+            what = "tool call" if tools else "JSON reply"
+            result.text = (f"[the reply reached the {max_new}-token limit before its {what} was complete]\n"
                            + result.text).strip()
         return result
 

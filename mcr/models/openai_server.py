@@ -107,6 +107,7 @@ class OpenAIServerModel:
         self.max_tokens = max_tokens
         self.extra_body = dict(extra_body or {})
         self.tools_refused = False  # the server said no to tools=; the listing then goes in the prompt
+        self.schema_refused = False  # the server said no to response_format=; replies are then read leniently
         self.retries = 0  # retries made so far, for the curious
 
     def _served_model(self) -> str:
@@ -172,9 +173,13 @@ class OpenAIServerModel:
     # ------------------------------------------------------------ generate
     def generate(self, messages: list[Message], tools: list[dict] | None = None, **options: Any) -> ModelOutput:
         """One model turn. Options: ``max_tokens`` (or ``max_new_tokens``), ``temperature``, ``top_p``,
-        ``enable_thinking`` (sent as a chat-template argument), ``on_text`` (stream text to a callback)."""
+        ``enable_thinking`` (sent as a chat-template argument), ``on_text`` (stream text to a callback),
+        ``response_schema`` (a JSON schema for a reply without tools, sent as ``response_format``;
+        a server that refuses it is asked again without)."""
         on_text = options.pop("on_text", None)
         options.pop("constrain", None)  # decoding is the server's; see its structured-output options
+        options.pop("max_time", None)
+        reply = options.pop("response_schema", None)
         thinking = options.pop("enable_thinking", None)
         max_tokens = options.pop("max_tokens", options.pop("max_new_tokens", self.max_tokens))
         extra_body = {**self.extra_body, **options.pop("extra_body", {})}
@@ -191,8 +196,13 @@ class OpenAIServerModel:
             native = bool(tools) and self.profile.native_tools and not self.tools_refused
             request["messages"] = self.request_messages(messages, tools)
             request.pop("tools", None)
+            request.pop("response_format", None)
             if native:
                 request["tools"] = list(tools)
+            structured = reply is not None and not tools and not self.schema_refused
+            if structured:
+                request["response_format"] = {"type": "json_schema",
+                                              "json_schema": {"name": "reply", "schema": reply}}
             sent: list[str] = []
 
             def relay(piece: str) -> None:
@@ -204,6 +214,9 @@ class OpenAIServerModel:
             except self._openai.BadRequestError as exc:
                 if native and "tool" in self._describe(exc).lower():
                     self.tools_refused = True  # e.g. vLLM without --enable-auto-tool-choice
+                    continue
+                if structured and any(w in self._describe(exc).lower() for w in ("response_format", "json_schema")):
+                    self.schema_refused = True
                     continue
                 raise ModelError(f"the server at {self.base_url} refused the request: {self._describe(exc)}") from None
             except self._openai.NotFoundError as exc:
