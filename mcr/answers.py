@@ -35,8 +35,9 @@ def detect_form(question: str, options: list[str] | None = None) -> str:
     return "text"
 
 
-def answer_schema(form: str = "text", options: list[str] | None = None) -> dict:
-    """The answer tool shown to the model."""
+def answer_schema(form: str = "text", options: list[str] | None = None, cite: bool = False) -> dict:
+    """The answer tool shown to the model; with ``cite`` at least one evidence span is required
+    (a model under constrained decoding then cannot leave it out)."""
     described = {
         "text": "The final answer, in a sentence or a few words.",
         "choice": "Exactly one of the options: its letter (e.g. \"B\").",
@@ -56,6 +57,7 @@ def answer_schema(form: str = "text", options: list[str] | None = None) -> dict:
                 "properties": {
                     "answer": answer_prop,
                     "evidence": {"type": "array", "items": {"type": "string"}, "maxItems": 8,
+                                 **({"minItems": 1} if cite else {}),
                                  "description": "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'."},
                 },
                 "required": ["answer", "evidence"],

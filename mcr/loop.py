@@ -86,6 +86,7 @@ class _Run:
         self.form = answer_form or detect_form(self.question, self.choices)
         self.video = tool_ctx.video
         self.duration = self.video.duration if self.video is not None else None
+        self.cite = bool(self.policy.verify and self.policy.require_evidence and self.video is not None)
         self.out = Outcome(run_id=run_id)
         self.started = time.perf_counter()
         self.seen_ids: set[str] = set()
@@ -134,7 +135,7 @@ class _Run:
         schemas = self.registry.schemas()
         if self.can_investigate:
             schemas.append(INVESTIGATE_SCHEMA)
-        return schemas + [answer_schema(self.form, self.choices)]
+        return schemas + [answer_schema(self.form, self.choices, self.cite)]
 
     def over_budget(self) -> str | None:
         b = self.budget
@@ -369,7 +370,7 @@ class _Run:
                 seen_spans += [e.span for e in memory.store.query(self.video.id, span=span, limit=5)
                                if e.kind != "shot" and e.span is not None]
         return check_rules(typed or TypedAnswer(self.form, ""), form_problem, evidence, self.duration,
-                           self.context.frames_seen(), seen_spans, self.policy.require_evidence and self.video is not None)
+                           self.context.frames_seen(), seen_spans, self.cite)
 
     def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
         frames, transcripts = [], []
@@ -412,7 +413,7 @@ class _Run:
             note = (f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best "
                     "answer from what you have seen, and cite the spans.")
         self.context.add("feedback", note, self.out.steps)
-        output = yield from self.call("act", [answer_schema(self.form, self.choices)], forced=True)
+        output = yield from self.call("act", [answer_schema(self.form, self.choices, self.cite)], forced=True)
         _, done = yield from self.handle(output, forced=True)
         return done if done is not None else (yield from self.final_status(True))
 

@@ -1,4 +1,5 @@
-"""``mcr-agent memory list|search|export|clear`` and ``mcr-agent index VIDEO``.
+"""``mcr-agent memory list|search|export|clear``, ``mcr-agent index VIDEO`` and
+``mcr-agent search VIDEO QUERY`` (temporal grounding over the index).
 
 Nothing heavy is imported here at module level: the main CLI imports this at start.
 """
@@ -91,24 +92,90 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_index(args: argparse.Namespace) -> int:
+def _build(video, memory, stages: list[str], quiet: bool) -> list:
+    """Build (or reuse) ``stages`` of ``video``'s index with one progress bar per stage."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mcr.memory import Memory, VideoIndex
+    from mcr.memory import VideoIndex
+
+    index = VideoIndex(video, memory)
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                  TimeElapsedColumn(), disable=quiet) as bar:
+        tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in stages}
+        return index.build(stages, progress=lambda s, done, total: bar.update(tasks[s], completed=done))
+
+
+def _without_missing_clip(stages: list[str]) -> list[str]:
+    """``stages`` less ``embeddings`` when no CLIP weights can load here (said on stderr, once)."""
+    if "embeddings" not in stages:
+        return stages
+    from mcr.tools import shared_models
+    from mcr.tools.clip import ClipUnavailable, load_clip
+
+    try:
+        load_clip(shared_models)
+    except ClipUnavailable as exc:
+        print(f"embeddings: not built ({exc})", file=sys.stderr)
+        return [s for s in stages if s != "embeddings"]
+    return stages
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from mcr.memory import Memory
     from mcr.video import Video
 
     video = Video(args.video)
     memory = Memory(_db_path(args))
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    index = VideoIndex(video, memory)
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                  TimeElapsedColumn(), disable=args.quiet) as bar:
-        tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in stages}
-        reports = index.build(stages, progress=lambda s, done, total: bar.update(tasks[s], completed=done))
-    for r in reports:
+    stages = _without_missing_clip([s.strip() for s in args.stages.split(",") if s.strip()])
+    for r in _build(video, memory, stages, args.quiet):
         extra = f" ({r.reason})" if r.reason else ""
         print(f"{r.stage}: {r.status}, {r.entries} entries, {r.seconds:.2f} s{extra}")
     print(f"video {video.id} indexed in {memory.path}")
+    return 0
+
+
+def cmd_search_video(args: argparse.Namespace) -> int:
+    """The spans of a video that best match a query, as a table (building the index first)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mcr.memory import Memory
+    from mcr.tools import ToolContext, ToolRegistry
+    from mcr.tools.grounding import temporal_grounding
+    from mcr.types import TimeSpan, ToolCall
+    from mcr.video import Video
+
+    video = Video(args.video)
+    memory = Memory(_db_path(args))
+    stages = _without_missing_clip(["transcript", "ocr", "embeddings"])
+    failed = [r for r in _build(video, memory, stages, args.quiet) if r.status == "failed"]
+    for r in failed:
+        print(f"{r.stage}: failed ({r.reason}); searching without it", file=sys.stderr)
+    arguments = {"query": args.query, "k": args.k, **({"span": args.span} if args.span else {})}
+    ctx = ToolContext(video=video, memory=memory, device=args.device)
+    result = ToolRegistry([temporal_grounding]).execute(ToolCall("temporal_grounding", arguments, "search"), ctx)
+    if result.is_error:
+        print(f"mcr-agent: error: {result.text.removeprefix('error: ')}", file=sys.stderr)
+        return 2
+    meta = result.metadata
+    if args.json:
+        print(json.dumps({"query": args.query, "video": str(video.path), **meta}, ensure_ascii=False, default=str))
+        return 0
+    table = Table(title=f"{args.query!r} in {video.path.name}")
+    for col, justify in (("#", "right"), ("span", "left"), ("score", "right"), ("signals", "left"),
+                         ("evidence", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for i, r in enumerate(meta["results"], 1):
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
+        table.add_row(str(i), str(TimeSpan(*r["span"])), f"{r['score']:.2f}", shares, "\n".join(r["evidence"]))
+    console = Console()
+    if meta["results"]:
+        console.print(table)
+    else:
+        console.print(f"nothing matches {args.query!r}.")
+    used = ", ".join(meta["signals"]) or "none"
+    gone = "; ".join(f"{k}: {v}" for k, v in meta["unavailable"].items())
+    console.print(f"signals used: {used}" + (f" (not used: {gone})" if gone else ""), highlight=False)
     return 0
 
 
@@ -147,7 +214,19 @@ def register(sub) -> None:
 
     idx = sub.add_parser("index", help="build (or reuse) a video's index")
     idx.add_argument("video")
-    idx.add_argument("--stages", default="shots", help="comma-separated stages (default: shots)")
+    idx.add_argument("--stages", default="transcript,ocr,shots,embeddings",
+                     help="comma-separated stages (default: transcript,ocr,shots,embeddings)")
     idx.add_argument("--quiet", action="store_true", help="no progress bars")
     workspace_args(idx)
     idx.set_defaults(func=cmd_index)
+
+    find = sub.add_parser("search", help="when does something happen: a video's spans that best match a query")
+    find.add_argument("video")
+    find.add_argument("query")
+    find.add_argument("-k", type=int, default=5, help="how many spans (1-20, default 5)")
+    find.add_argument("--span", help="only search inside this span, e.g. 00:10:00-00:20:00")
+    find.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    find.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    find.add_argument("--quiet", action="store_true", help="no progress bars")
+    workspace_args(find)
+    find.set_defaults(func=cmd_search_video)

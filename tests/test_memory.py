@@ -310,10 +310,10 @@ def _cli(*args, cwd):
 
 
 def test_memory_and_index_commands(tmp_path, cut_video):
-    built = _cli("index", cut_video, cwd=tmp_path)
+    built = _cli("index", cut_video, "--stages", "shots", cwd=tmp_path)
     assert built.returncode == 0, built.stderr
-    assert "shots: built, 5 entries" in built.stdout
-    again = _cli("index", cut_video, cwd=tmp_path)
+    assert "shots: built, 5 entries" in built.stdout and "ocr" not in built.stdout
+    again = _cli("index", cut_video, "--stages", "shots", cwd=tmp_path)
     assert "shots: reused, 5 entries" in again.stdout
     listed = _cli("memory", "list", "--video", cut_video, cwd=tmp_path)
     assert listed.returncode == 0 and listed.stdout.count("shot cut at") == 5

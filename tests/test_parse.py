@@ -64,6 +64,12 @@ def test_reasoning_is_kept_apart():
     assert parsed.reasoning == "Frames near 10 s."
     reasoning, rest = split_reasoning("<think>still thinking about it")
     assert reasoning == "still thinking about it" and rest == ""
+    # think tags inside a call's arguments are the call's text, not reasoning
+    inside = parse_tool_calls('<think>look</think><tool_call>{"name": "answer", "arguments": '
+                              '{"answer": "a <think> tag"}}</tool_call>')
+    assert inside.reasoning == "look" and inside.tool_calls[0].arguments == {"answer": "a <think> tag"}
+    unclosed = parse_tool_calls('<think>let me look <tool_call>{"name": "x", "arguments": {}}</tool_call>')
+    assert unclosed.reasoning == "let me look" and unclosed.tool_calls[0].name == "x"
 
 
 def test_plain_answer_is_not_a_call():

@@ -5,7 +5,9 @@ speech and drawn text at known times, so every check compares against the truth.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import sys
 import time
@@ -309,6 +311,23 @@ def test_index_command_builds_the_perception_stages(cue_video, tmp_path):
                             "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert "transcript: reused, 5 entries" in again.stdout
     assert Path(tmp_path / ".mcr" / "memory.db").exists()
+    found = subprocess.run([sys.executable, "-m", "mcr.cli", "search", str(cue_video), "price of strawberries",
+                            "-k", "2", "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           env={**os.environ, "COLUMNS": "200"})
+    assert found.returncode == 0, found.stderr
+    rows = [line for line in found.stdout.splitlines() if re.match(r"\W*1\W+\d\d:\d\d:\d\d", line)]
+    assert rows, found.stdout
+    first = TimeSpan.parse(re.search(r"\d\d:\d\d:\d\d\S*-\d\d:\d\d:\d\d\S*", rows[0]).group(0))
+    assert first.overlaps(cue_window("d", 1)) and "strawberries" in found.stdout.lower()
+    assert "signals used: ocr, transcript" in found.stdout and "clip:" in found.stdout
+    assert "embeddings: not built" in found.stderr
+    as_json = subprocess.run([sys.executable, "-m", "mcr.cli", "search", str(cue_video), "wifi password", "--json",
+                              "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    top = json.loads(as_json.stdout)["results"][0]
+    assert TimeSpan(*top["span"]).overlaps(cue_window("d", 4)) and top["shares"]["ocr"] > 0.5
+    empty = subprocess.run([sys.executable, "-m", "mcr.cli", "search", str(cue_video), "  ", "--quiet"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert empty.returncode == 2 and "the query is empty" in empty.stderr and "Traceback" not in empty.stderr
 
 
 # ------------------------------------------------------------- frame sampling

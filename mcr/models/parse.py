@@ -36,8 +36,12 @@ def split_reasoning(text: str) -> tuple[str, str]:
     """``(reasoning, rest)``: ``<think>`` blocks apart from the answer text.
 
     Handles a closing ``</think>`` without an opening tag (the template opened it)
-    and an opening tag never closed (generation stopped while thinking).
+    and an opening tag never closed (generation stopped while thinking). Tags after the
+    first ``<tool_call>`` are the call's own text (an argument may hold them) and stay.
     """
+    at = text.lower().find("<tool_call>")
+    tail = text[at:] if at >= 0 else ""
+    text = text[:at] if at >= 0 else text
     reasoning = [m.strip() for m in _THINK_BLOCK.findall(text)]
     rest = _THINK_BLOCK.sub("", text)
     lower = rest.lower()
@@ -49,7 +53,7 @@ def split_reasoning(text: str) -> tuple[str, str]:
         cut = lower.index("<think>")
         reasoning.append(rest[cut + len("<think>"):].strip())
         rest = rest[:cut]
-    return "\n\n".join(r for r in reasoning if r), rest.strip()
+    return "\n\n".join(r for r in reasoning if r), (rest + tail).strip()
 
 
 def loads_lenient(blob: str) -> Any:
