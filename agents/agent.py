@@ -64,7 +64,8 @@ class Agent:
 
     Args:
         model: a model object, a hub id, a local model folder or ``replay:FILE``.
-        tools: extra tools (``@tool`` functions) next to the built-in ones.
+        tools: extra tools (``@tool`` functions) next to the built-in ones; names of built-in
+            tools among them (``tools=["asr", "inspect_frames", my_tool]``) keep only those.
         max_steps: model turns before the run is asked for its answer.
         builtin: include the built-in tools (``inspect_frames``).
         trace_dir: where traces go (default ``.mcr/traces``); ``False`` writes none.
@@ -72,7 +73,11 @@ class Agent:
             investigate; ``"plain"``: a bare tool loop; ``"baseline"``: uniform frames, one call).
         memory: a ``Memory``, a database path, or ``False`` for none; by default the
             workspace memory ``.mcr/memory.db`` of the current directory.
-        index: video index stages to build (or reuse) before the run starts.
+        index: video index stages to build (or reuse) before the run starts. By default
+            ``shots``, and ``transcript`` too when the policy opens with an overview and the
+            ``asr`` tool is on (so the overview can quote what is said); on-screen text
+            (``ocr``) and frame embeddings are built when a tool first needs them, or up front
+            with ``index=("shots", "transcript", "ocr", "embeddings")`` or ``mcr-agent index``.
     """
 
     def __init__(
@@ -91,7 +96,7 @@ class Agent:
         device: str = "auto",
         generate_options: dict | None = None,
         memory: Any = None,
-        index: Sequence[str] = ("shots",),
+        index: Sequence[str] | None = None,
         policy: Policy | str | None = None,
     ) -> None:
         if max_steps < 0:
@@ -103,10 +108,15 @@ class Agent:
         self.policy = policy or Policy()
         self.model = load_model(model)
         self.memory = _open_memory(memory)
+        self.registry = _registry(tools, builtin, self.memory is not None)
+        if index is None:
+            index = ("shots", "transcript") if self.policy.perceive and "asr" in self.registry.names else ("shots",)
+        from mcr.memory.index import STAGES
+
+        unknown = [s for s in index if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown index stage {unknown[0]!r}; known: {', '.join(sorted(STAGES))}")
         self.index_stages = tuple(index) if self.memory is not None else ()
-        self.registry = ToolRegistry(builtin_tools(memory=self.memory is not None) if builtin else [])
-        for t in tools:
-            self.registry.add(t, replace=True)
         self.budget = Budget(max_steps=max_steps, max_wall_s=max_wall_s, max_tokens=max_tokens)
         self.system_prompt = system_prompt
         self.profile = profile or render_profile_of(self.model)
@@ -263,3 +273,19 @@ def _open_memory(memory: Any):
 
 
 __all__ = ["Agent", "BaselineAgent", "Outcome", "RunResult"]
+
+
+def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry:
+    """The built-in tools (all, or the ones named in ``tools``) and the ``Tool`` objects in ``tools``."""
+    names = [t for t in tools if isinstance(t, str)]
+    available = {t.name: t for t in builtin_tools(memory=memory)} if builtin or names else {}
+    unknown = [n for n in names if n not in available and n not in ("investigate", "answer")]
+    if unknown:
+        raise ValueError(f"unknown tool {unknown[0]!r}: the built-in tools here are {', '.join(available)} "
+                         "(a tool whose library or model is missing is left out, with a warning saying why)")
+    chosen = [available[n] for n in names if n in available] if names else list(available.values())
+    registry = ToolRegistry(chosen)
+    for t in tools:
+        if not isinstance(t, str):
+            registry.add(t, replace=True)
+    return registry

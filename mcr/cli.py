@@ -46,18 +46,40 @@ def load_tools(spec: str) -> list:
     return found
 
 
+def tool_specs(spec: str) -> list:
+    """Names of built-in tools (``asr,ocr,inspect_frames``: only those are on) or the tools of a
+    ``.py`` file or module (added to the built-in ones)."""
+    from mcr.tools import BUILTIN_NAMES
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names and all(n in BUILTIN_NAMES for n in names):
+        return names
+    if "," in spec:
+        unknown = [n for n in names if n not in BUILTIN_NAMES]
+        raise CLIError(f"unknown tool {unknown[0]!r} in --tools {spec}: the built-in tools are "
+                       f"{', '.join(BUILTIN_NAMES)}")
+    return load_tools(spec)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from mcr.agents import Agent
     from mcr.video import Video
 
     video = Video(args.video)  # checked first: a bad video fails before any model loads
-    tools = [t for spec in args.tools for t in load_tools(spec)]
+    tools = [t for spec in args.tools for t in tool_specs(spec)]
     subscribers = []
     if not args.quiet and not args.json:
         from mcr.render import RichRenderer
 
         subscribers.append(RichRenderer())
     memory = False if args.no_memory else args.memory
+    stages = [s.strip() for s in args.index.split(",") if s.strip()] if args.index else None
+    if stages:
+        from mcr.memory.index import STAGES
+
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise CLIError(f"unknown index stage {unknown[0]!r} in --index; known: {', '.join(sorted(STAGES))}")
     from mcr.models import load_model
 
     model = load_model(args.model, endpoint=args.endpoint, device=args.device,
@@ -68,9 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent = BaselineAgent(model=model, frames=args.frames, subscribers=subscribers, trace_dir=args.trace_dir,
                               device=args.device, max_wall_s=args.max_time)
     else:
-        agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
-                      subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory,
-                      policy=args.policy)
+        try:
+            agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
+                          subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory,
+                          policy=args.policy, index=stages)
+        except ValueError as exc:  # an unknown tool or index stage
+            raise CLIError(str(exc)) from None
     result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -143,8 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="mcr: perceive, plan, reflect, verify, investigate (default); plain: a bare tool loop; "
                           "baseline: uniform frames and one answer")
     run.add_argument("--frames", type=int, default=32, metavar="N", help="frames for --policy baseline")
-    run.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE",
-                     help="load extra @tool functions from a .py file or module (repeat)")
+    run.add_argument("--tools", action="append", default=[], metavar="NAMES_OR_FILE",
+                     help="built-in tools to keep (e.g. asr,ocr,inspect_frames), or a .py file or module whose "
+                          "@tool functions are added (repeat)")
+    run.add_argument("--index", default=None, metavar="STAGES",
+                     help="index stages to build before the run (default: shots, and transcript under --policy mcr)")
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--trace", default=None, metavar="FILE", help="write the trace here")
     run.add_argument("--trace-dir", default=None, metavar="DIR", help="folder for traces (default .mcr/traces)")

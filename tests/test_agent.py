@@ -74,6 +74,21 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
     assert [type(e).__name__ for e in read_trace(trace)][-1] == "RunFinished"
 
 
+def test_tools_by_name_keep_only_those_built_ins(tmp_path):
+    model = ScriptedModel([tool_call("inspect_frames", span="00:00-00:02"), answer("boats", evidence=["00:00-00:02"])])
+    agent = Agent(policy="plain", model=model, tools=["inspect_frames", mean_brightness], memory=tmp_path / "m.db",
+                  trace_dir=tmp_path)
+    assert [t.name for t in agent.tools] == ["inspect_frames", "mean_brightness"]
+    assert agent.run(str(BOATS), "What?").answer == "boats"
+    assert [t["function"]["name"] for t in model.calls[0].tools] == ["inspect_frames", "mean_brightness", "answer"]
+    everything = Agent(policy="plain", model=ScriptedModel([]), tools=[mean_brightness], memory=tmp_path / "m.db")
+    assert {"inspect_frames", "memory_search", "mean_brightness"} <= {t.name for t in everything.tools}
+    with pytest.raises(ValueError, match="unknown tool 'inspect'.*inspect_frames"):
+        Agent(model=ScriptedModel([]), tools=["inspect"], memory=False)
+    with pytest.raises(ValueError, match="unknown index stage 'shot'"):
+        Agent(model=ScriptedModel([]), index=["shot"], memory=False)
+
+
 def test_failures_reach_the_model_and_the_run_goes_on(tmp_path):
     model = ScriptedModel([
         tool_call("inspect_frames", span="00:09-00:05"),  # end before start

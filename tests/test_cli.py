@@ -77,6 +77,8 @@ def test_tools_listing():
         (["run", BOATS, "q"], "OpenGVLab/InternVideo3-8B-Instruct is not available offline"),
         (["replay", "nowhere.jsonl"], "trace not found"),
         (["run", BOATS, "q", "--tools", "nowhere.py"], "tools file not found"),
+        (["run", BOATS, "q", "--tools", "asr,nope"], "unknown tool 'nope' in --tools asr,nope"),
+        (["run", BOATS, "q", "--index", "shots,nope"], "unknown index stage 'nope' in --index"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, message):

@@ -5,6 +5,7 @@ from .base import ModelCache, Tool, ToolContext, ToolError, ToolResult, ToolRetr
 from .registry import ToolRegistry
 
 __all__ = [
+    "BUILTIN_NAMES",
     "ModelCache",
     "Tool",
     "ToolContext",
@@ -21,6 +22,7 @@ __all__ = [
 
 
 PERCEPTION = ("asr", "ocr", "shots", "temporal_grounding", "segment", "web_search")
+BUILTIN_NAMES = ("inspect_frames", "memory_write", "memory_search", "memory_events") + PERCEPTION
 _warned: set[str] = set()
 
 
