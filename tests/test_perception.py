@@ -99,6 +99,28 @@ def test_asr_sentence_starts_within_half_a_second(cue_ctx):
         assert entry.data["words"] and entry.data["language"] == "en"
 
 
+def test_asr_workers_split_long_audio_at_a_pause_and_miss_nothing(tmp_path, monkeypatch):
+    """Two one-thread workers each take part of the audio; the cut falls in a pause, so the
+    sentence that runs over the even split (62.5 s of 130 s) is still found whole."""
+    from mcr.tools.asr import SAMPLE_RATE, load_whisper, split_audio, transcribe
+
+    cues = ((3.0, SPOKEN_CUES[0][1]), (33.0, SPOKEN_CUES[1][1]), (62.5, SPOKEN_CUES[2][1]),
+            (94.0, SPOKEN_CUES[3][1]), (120.0, SPOKEN_CUES[4][1]))
+    video = Video(make_cue_video(tmp_path / "long_cues.mp4", spoken=cues, drawn=(), seconds=130.0))
+    audio = video.audio(video.span, sr=SAMPLE_RATE)
+    monkeypatch.setenv("MCR_ASR_THREADS", "2")
+    model = load_whisper(ModelCache(), device="cpu")
+    assert model.mcr_workers == 2
+    cuts = split_audio(audio, model.mcr_workers)
+    assert len(cuts) == 2 and 59.0 <= cuts[1] / SAMPLE_RATE <= 62.5  # in the pause before the third sentence
+    sentences = transcribe(model, audio)
+    assert len(sentences) == len(cues), [(s.start, s.text) for s in sentences]
+    for (t, sentence), found in zip(cues, sentences):
+        assert abs(found.start - t) <= 0.5, (sentence, found.start)
+        key = max(re.findall(r"[a-z]+", sentence.lower()), key=len)
+        assert key[:6] in compact(found.text), (sentence, found.text)
+
+
 def test_asr_span_is_answered_from_the_cached_index(cue_ctx):
     call(cue_ctx, asr)  # built (or already built by the test before)
     fresh = ToolContext(video=Video(cue_ctx.video.path), memory=cue_ctx.memory, models=ModelCache())
