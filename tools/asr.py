@@ -120,6 +120,9 @@ def load_whisper(models: Any, spec: str | None = None, device: str = "auto") -> 
             model = WhisperModel(path, device=dev, compute_type="int8" if dev == "cpu" else "float16",
                                  cpu_threads=max(1, threads // workers), num_workers=workers)
             model.mcr_workers = workers
+            # batch 4 on CPU: faster there than 8 (29.8x against 25.1x real time on 2 cores) and the
+            # encoder's attention scores (batch x 6 heads x 1500 x 1500 floats) stay near 200 MB a worker
+            model.mcr_batch = 4 if dev == "cpu" else 8
             return model
         except Exception as exc:
             raise ASRModelError(f"whisper model {spec!r} at {path} cannot load: {exc}") from None
@@ -261,12 +264,13 @@ def _words(model: Any, audio: np.ndarray, offset: float, batch_size: int) -> tup
     return words, info.language
 
 
-def transcribe(model: Any, audio: np.ndarray, offset: float = 0.0, batch_size: int = 8) -> list[Sentence]:
+def transcribe(model: Any, audio: np.ndarray, offset: float = 0.0, batch_size: int | None = None) -> list[Sentence]:
     """Sentences of ``audio`` (16 kHz mono float32) with times in video seconds (``offset``
     is the time of sample 0). Voice-activity filtering drops the silence first. A model
     with several workers gets one part of the audio each (cut at quiet moments), side by side."""
     if audio.size < SAMPLE_RATE // 10:
         return []
+    batch_size = batch_size or getattr(model, "mcr_batch", 8)
     cuts = split_audio(audio, getattr(model, "mcr_workers", 1))
     pieces = [(audio[a:b], offset + a / SAMPLE_RATE) for a, b in zip(cuts, cuts[1:] + [len(audio)])]
     if len(pieces) == 1:

@@ -96,6 +96,7 @@ class ClipModel:
     device: str
     name: str
     image_size: int
+    text_session: Any = None  # the text tower on ONNX Runtime (see clip_text), when it can run there
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Unit-length embeddings of RGB ``(H, W, 3)`` uint8 images, ``(n, dim)`` float32."""
@@ -112,7 +113,14 @@ class ClipModel:
         """Unit-length embeddings of texts, ``(n, dim)`` float32."""
         import torch
 
-        tokens = self.tokenizer(list(texts)).to(self.device)
+        tokens = self.tokenizer(list(texts))
+        if self.text_session is not None:
+            try:
+                out = self.text_session(tokens).astype(np.float32)
+                return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+            except Exception:  # a bucket that cannot be exported: PyTorch from now on
+                self.text_session = None
+        tokens = tokens.to(self.device)
         with torch.inference_mode():
             out = (self._encode_short(tokens) if self._short_text_ok() else self.model.encode_text(tokens)).float()
         out = torch.nn.functional.normalize(out, dim=-1)
@@ -193,7 +201,9 @@ def load_clip(models: Any, model: str | None = None, pretrained: str | None = No
         size = getattr(net.visual, "image_size", 224)
         size = int(size[0] if isinstance(size, (tuple, list)) else size)
         label = model if not pretrained else f"{model}/{os.path.basename(pretrained)}"
-        return ClipModel(net, preprocess, tokenizer, dev, label, size)
+        from .clip_text import text_session
+
+        return ClipModel(net, preprocess, tokenizer, dev, label, size, text_session(net, tokenizer, dev))
 
     try:
         return models.get(key, load)

@@ -49,7 +49,7 @@ class TextSignal:
     starts: np.ndarray
     ends: np.ndarray
     texts: list[str]
-    compact: list[str]
+    compact: "Haystack"  # the texts lower-cased without spaces or punctuation
     vecs: np.ndarray | None  # sentence embeddings, None without an encoder
     pad: float
 
@@ -82,16 +82,33 @@ def query_words(query: str) -> list[str]:
     return [w for w in words if len(w) > 1 or w.isdigit()]
 
 
-def lexical_scores(words: list[str], compact_texts: list[str]) -> np.ndarray:
+def lexical_scores(words: list[str], compact_texts: "list[str] | Haystack") -> np.ndarray:
     """Share of the query's words found in each text (a long word also counts without its
     last three letters, so "sleeping" finds "sleeps" and "judging" finds "judge")."""
-    if not words or not compact_texts:
-        return np.zeros(len(compact_texts), dtype=np.float32)
-    keys = [(w, w[:max(4, len(w) - 3)] if len(w) >= 6 else None) for w in words]
-    out = np.empty(len(compact_texts), dtype=np.float32)
-    for i, text in enumerate(compact_texts):
-        out[i] = sum(1 for w, stem in keys if w in text or (stem is not None and stem in text)) / len(keys)
-    return out
+    hay = compact_texts if isinstance(compact_texts, Haystack) else Haystack(compact_texts)
+    if not words or not hay.count:
+        return np.zeros(hay.count, dtype=np.float32)
+    out = np.zeros(hay.count, dtype=np.float32)
+    for w in words:  # a word counts once per text, found whole or by its stem
+        out += hay.contains(w[:max(4, len(w) - 3)] if len(w) >= 6 else w)
+    return out / len(words)
+
+
+class Haystack:
+    """Texts joined into one string, so a word is looked for in all of them by one scan."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.count = len(texts)
+        self.joined = "\x00".join(texts)
+        self.starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]]) if texts else np.zeros(0, int)
+
+    def contains(self, needle: str) -> np.ndarray:
+        """1.0 for each text that holds ``needle``, else 0.0."""
+        found = np.zeros(self.count, dtype=np.float32)
+        at = [m.start() for m in re.finditer(re.escape(needle), self.joined)]
+        if at:
+            found[np.searchsorted(self.starts, at, side="right") - 1] = 1.0
+        return found
 
 
 def _calibrate_similarity(sim: np.ndarray) -> np.ndarray:
@@ -129,11 +146,16 @@ def _encode_query(ctx: ToolContext, query: str, signals: dict) -> tuple[Any, Any
     with one_thread():
         if len(jobs) < 2:
             out = {name: job() for name, job in jobs.items()}
-        else:
-            with ThreadPoolExecutor(len(jobs)) as pool:
-                futures = {name: pool.submit(job) for name, job in jobs.items()}
-                out = {name: f.result() for name, f in futures.items()}
+        else:  # CLIP on the helper thread, the sentence encoder here, side by side
+            global _helper
+            if _helper is None:
+                _helper = ThreadPoolExecutor(1, thread_name_prefix="mcr-grounding")
+            clip_future = _helper.submit(jobs["clip"])
+            out = {"text": jobs["text"](), "clip": clip_future.result()}
     return out.get("text"), out.get("clip")
+
+
+_helper: Any = None  # one thread kept for the CLIP half of a query (starting one costs a few ms)
 
 
 def _encoder(ctx: ToolContext):
@@ -156,7 +178,7 @@ def _text_signal(ctx: ToolContext, name: str, make_items: Any, pad: float, key: 
             notes[name] = f"word matching only ({type(exc).__name__}: {str(exc)[:120]})"
         return TextSignal(name, np.array([a for a, _, _ in items], dtype=np.float64),
                           np.array([b for _, b, _ in items], dtype=np.float64), texts,
-                          [_compact(t) for t in texts], vecs, pad)
+                          Haystack([_compact(t) for t in texts]), vecs, pad)
 
     return ctx.models.get(("grounding-signal", name) + tuple(key), build)
 
@@ -227,12 +249,15 @@ def _gaussian(values: np.ndarray, sigma_bins: float) -> np.ndarray:
 
 
 def _lay(grid: np.ndarray, t0: float, dt: float, starts, ends, scores) -> None:
+    """Each item's score over the bins its span covers (the highest where items overlap)."""
     n = grid.size
-    for s, e, v in zip(starts, ends, scores):
-        lo = max(0, int(math.floor((s - t0) / dt)))
-        hi = min(n, int(math.ceil((e - t0) / dt)) + 1)
-        if hi > lo:
-            np.maximum(grid[lo:hi], v, out=grid[lo:hi])
+    lo = np.clip(np.floor((np.asarray(starts) - t0) / dt), 0, n).astype(np.int64)
+    hi = np.clip(np.ceil((np.asarray(ends) - t0) / dt) + 1, 0, n).astype(np.int64)
+    width = np.maximum(hi - lo, 0)
+    if not width.sum():
+        return
+    bins = np.repeat(lo - np.cumsum(width) + width, width) + np.arange(int(width.sum()))
+    np.maximum.at(grid, bins, np.repeat(np.asarray(scores, dtype=grid.dtype), width))
 
 
 def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = None) -> tuple[list[Grounded], dict]:
