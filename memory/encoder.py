@@ -6,7 +6,7 @@ rows) can stand in for it.
 from __future__ import annotations
 
 import os
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -67,9 +67,82 @@ class SentenceEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) <= 4 and self._fast is not False:  # a query: ONNX Runtime when it can
+            out = self._encode_fast(list(texts))
+            if out is not None:
+                return out
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+    _fast: Any = None  # None: not tried yet; False: not possible here; else the graphs
+
+    def _encode_fast(self, texts: list[str]) -> np.ndarray | None:
+        """Mean-pooled, normalised embeddings through ONNX Runtime (see :mod:`mcr.onnxrun`), for
+        a plain Transformer + mean Pooling + Normalize model on CPU; None to use the usual path."""
+        if self._fast is None:
+            self._fast = _fast_graphs(self.model) or False
+        if self._fast is False:
+            return None
+        tok = self.model.tokenizer
+        rows = tok(texts, truncation=True, max_length=512)["input_ids"]
+        length = self._fast.bucket(max(len(r) for r in rows))
+        if length is None:
+            return None
+        ids = np.full((len(rows), length), tok.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((len(rows), length), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        try:
+            out = self._fast.run({"input_ids": ids, "attention_mask": mask}, length)
+        except Exception:  # a bucket that cannot be exported: the usual path from now on
+            self._fast = False
+            return None
+        return np.asarray(out, dtype=np.float32)
+
+
+def _fast_graphs(model: Any) -> Any:
+    """ONNX Runtime graphs of a sentence-transformers Transformer -> mean Pooling -> Normalize
+    model, checked against it, or None."""
+    from mcr import onnxrun
+
+    kinds = [type(m).__name__ for m in model]
+    if kinds != ["Transformer", "Pooling", "Normalize"] or str(model.device) != "cpu" or not onnxrun.available():
+        return None
+    if getattr(model[1], "pooling_mode_mean_tokens", None) is False or \
+            getattr(model[1], "get_config_dict", lambda: {})().get("pooling_mode", "mean") != "mean":
+        return None
+    try:
+        import torch
+
+        bert = model[0].auto_model
+
+        class MeanPooled(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+                hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(pooled, dim=-1)
+
+        def probe(n: int) -> dict:
+            batch = model.tokenizer(["the ferry crosses the river at dawn", "x"], padding="max_length",
+                                    truncation=True, max_length=n, return_tensors="pt")
+            return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+        graphs = onnxrun.BucketedGraphs(MeanPooled(), "sentence", onnxrun.fingerprint(bert), probe,
+                                        (16, 24, 32, 48, 64))
+        graphs.session(16)  # exported (once) and checked now
+        want = model.encode(["the ferry crosses the river at dawn"], normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
+        batch = probe(16)
+        got = graphs.run({k: v.numpy() for k, v in batch.items()}, 16)[:1]
+        return graphs if np.allclose(got, want, atol=1e-4) else None
+    except Exception:  # any failure keeps sentence-transformers, which always works
+        return None
 
 
 def default_encoder(device: str = "cpu") -> SentenceEncoder:

@@ -329,3 +329,23 @@ def test_memory_and_index_commands(tmp_path, cut_video):
     assert _cli("memory", "export", cwd=tmp_path).stdout == ""
     missing = _cli("memory", "list", "--workspace", tmp_path / "nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("mcr-agent: error: no memory database at")
+
+
+def test_short_queries_go_through_onnx_runtime_with_the_same_embeddings(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from mcr.memory.encoder import SentenceEncoder
+
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
+    enc = SentenceEncoder()
+    texts = ["who gave the knife away?", "a cat asleep on a piano in the quiet library after the storm", "x"]
+    fast = enc.encode(texts)
+    assert enc._fast is not False and list((tmp_path / "cache" / "onnx").glob("sentence-*.onnx"))
+    usual = enc.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert fast.shape == (3, enc.dim) and np.abs(fast - usual).max() < 1e-4
+    many = enc.encode(texts * 3)  # a batch takes the usual path
+    assert np.abs(many[:3] - usual).max() < 1e-5
+    monkeypatch.setenv("MCR_ONNX", "0")
+    off = SentenceEncoder()
+    assert np.abs(off.encode(texts[:1]) - usual[:1]).max() < 1e-5 and off._fast is False

@@ -103,6 +103,24 @@ def test_clip_embeddings_stage_and_grounding_plumbing(cue_video, with_tiny_clip,
     assert VideoIndex(ctx.video, ctx.memory).state("embeddings")["version"].startswith("1:local-dir:")
 
 
+def test_clip_text_tower_on_onnx_runtime_matches_pytorch_plumbing(with_tiny_clip, tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    from mcr.tools.clip import load_clip
+
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
+    clip = load_clip(ModelCache(), device="cpu")
+    assert clip.text_session is not None
+    texts = ["a dog", "the museum is closed on mondays and tuesdays", "x"]
+    fast = clip.embed_texts(texts)
+    assert sorted(p.name for p in (tmp_path / "cache" / "onnx").iterdir())[0].startswith("clip-text-")
+    assert not list((tmp_path / "cache" / "onnx").glob("*.part"))  # written whole, then renamed
+    single = clip.embed_texts(texts[1:2])
+    clip.text_session = None  # the PyTorch path
+    assert np.allclose(fast, clip.embed_texts(texts), atol=1e-5) and np.allclose(single[0], fast[1], atol=1e-5)
+    monkeypatch.setenv("MCR_ONNX", "0")
+    assert load_clip(ModelCache(), device="cpu").text_session is None
+
+
 def test_clip_missing_weights_are_named_at_once(cue_video, tmp_path, monkeypatch):
     from mcr.tools.clip import ClipUnavailable, load_clip
 
