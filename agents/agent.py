@@ -111,11 +111,9 @@ class Agent:
         self.registry = _registry(tools, builtin, self.memory is not None)
         if index is None:
             index = ("shots", "transcript") if self.policy.perceive and "asr" in self.registry.names else ("shots",)
-        from mcr.memory.index import STAGES
+        from mcr.memory.index import check_stages
 
-        unknown = [s for s in index if s not in STAGES]
-        if unknown:
-            raise ValueError(f"unknown index stage {unknown[0]!r}; known: {', '.join(sorted(STAGES))}")
+        check_stages(index)
         self.index_stages = tuple(index) if self.memory is not None else ()
         self.budget = Budget(max_steps=max_steps, max_wall_s=max_wall_s, max_tokens=max_tokens)
         self.system_prompt = system_prompt

@@ -75,11 +75,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     memory = False if args.no_memory else args.memory
     stages = [s.strip() for s in args.index.split(",") if s.strip()] if args.index else None
     if stages:
-        from mcr.memory.index import STAGES
+        from mcr.memory.index import check_stages
 
-        unknown = [s for s in stages if s not in STAGES]
-        if unknown:
-            raise CLIError(f"unknown index stage {unknown[0]!r} in --index; known: {', '.join(sorted(STAGES))}")
+        try:
+            check_stages(stages, " in --index")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     from mcr.models import load_model
 
     model = load_model(args.model, endpoint=args.endpoint, device=args.device,

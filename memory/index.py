@@ -80,9 +80,16 @@ def register_stage(name: str, factory: Callable[[], Stage]) -> None:
     STAGES[name] = factory
 
 
+def check_stages(names: Iterable[str], where: str = "") -> None:
+    """Raise ``ValueError`` naming the first of ``names`` that is no known stage (``where``:
+    words placed after the name, e.g. " in --index")."""
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown index stage {unknown[0]!r}{where}; known: {', '.join(sorted(STAGES))}")
+
+
 def make_stage(name: str) -> Stage:
-    if name not in STAGES:
-        raise ValueError(f"unknown index stage {name!r}; known: {', '.join(sorted(STAGES))}")
+    check_stages([name])
     return STAGES[name]()
 
 

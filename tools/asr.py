@@ -255,8 +255,6 @@ def split_audio(audio: np.ndarray, parts: int, min_part_s: float = 60.0) -> list
 def _words(model: Any, audio: np.ndarray, offset: float, batch_size: int) -> tuple[list, str]:
     from faster_whisper import BatchedInferencePipeline
 
-    if audio.size < SAMPLE_RATE // 10:
-        return [], ""
     segments, info = BatchedInferencePipeline(model).transcribe(
         audio, batch_size=batch_size, word_timestamps=True, beam_size=1, vad_filter=True)
     words = [(w.word, offset + float(w.start), offset + float(w.end), float(w.probability))

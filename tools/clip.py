@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -97,6 +97,7 @@ class ClipModel:
     name: str
     image_size: int
     text_session: Any = None  # the text tower on ONNX Runtime (see clip_text), when it can run there
+    _short: Any = field(default=None, init=False, repr=False)  # the short-text module, built on first use
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Unit-length embeddings of RGB ``(H, W, 3)`` uint8 images, ``(n, dim)`` float32."""
@@ -126,28 +127,19 @@ class ClipModel:
         out = torch.nn.functional.normalize(out, dim=-1)
         return out.cpu().numpy().astype(np.float32)
 
-
     def _short_text_ok(self) -> bool:
-        net = self.model
-        return (type(net).__name__ == "CLIP" and getattr(net, "text_pool_type", "") == "argmax"
-                and getattr(net, "attn_mask", None) is not None and hasattr(net, "positional_embedding"))
+        from .clip_text import short_text_ok
+
+        return short_text_ok(self.model)
 
     def _encode_short(self, tokens: Any) -> Any:
-        """``encode_text`` over the tokens up to the last end-of-text token only. The text
-        tower's attention is causal and pools at that token, so what follows it cannot
-        change the result; a short query costs a few tokens instead of the full context."""
-        import torch
+        """``encode_text`` over the tokens up to the last end-of-text token only (see
+        :func:`~mcr.tools.clip_text.short_tower`)."""
+        if self._short is None:
+            from .clip_text import short_tower
 
-        net = self.model
-        length = int(tokens.argmax(dim=-1).max()) + 1
-        tokens = tokens[:, :length]
-        cast = net.transformer.get_cast_dtype()
-        x = net.token_embedding(tokens).to(cast) + net.positional_embedding[:length].to(cast)
-        x = net.ln_final(net.transformer(x, attn_mask=net.attn_mask[:length, :length]))
-        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        if net.text_projection is not None:
-            x = net.text_projection(x) if isinstance(net.text_projection, torch.nn.Linear) else x @ net.text_projection
-        return x
+            self._short = short_tower(self.model)
+        return self._short(tokens[:, : int(tokens.argmax(dim=-1).max()) + 1])
 
 
 def _torch_device(device: str) -> str:

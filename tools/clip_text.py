@@ -18,34 +18,36 @@ PROBE = "a photo of a dog next to a red car"
 BUCKETS = (8, 12, 16, 20, 24, 32, 48, 77)  # token lengths a graph is made for
 
 
-def _tower(net: Any) -> Any:
+def short_text_ok(net: Any) -> bool:
+    """``net`` is open_clip's causal ``CLIP`` text tower, pooled at the end-of-text token."""
+    return (type(net).__name__ == "CLIP" and getattr(net, "text_pool_type", "") == "argmax"
+            and getattr(net, "attn_mask", None) is not None and hasattr(net, "positional_embedding"))
+
+
+def short_tower(net: Any) -> Any:
+    """``encode_text`` as a module over tokens cut after the last end-of-text token: the
+    attention is causal and pools at that token, so what follows it cannot change the
+    result, and a short query costs a few tokens instead of the full context. The PyTorch
+    path and the exported graphs both run it."""
     import torch
 
-    class Tower(torch.nn.Module):
-        """Tokens already cut after the last end-of-text token -> text embeddings (not normalised)."""
-
+    class ShortText(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.token_embedding, self.transformer, self.ln_final = net.token_embedding, net.transformer, net.ln_final
-            self.register_buffer("positional", net.positional_embedding.detach().float(), persistent=False)
-            self.register_buffer("mask", net.attn_mask.detach().float(), persistent=False)
-            proj = net.text_projection
-            self.linear = proj if isinstance(proj, torch.nn.Linear) else None
-            if proj is not None and self.linear is None:
-                self.register_buffer("projection", proj.detach().float(), persistent=False)
-            else:
-                self.projection = None
+            self.net = net
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            n = tokens.shape[1]
-            x = self.token_embedding(tokens) + self.positional[:n]
-            x = self.ln_final(self.transformer(x, attn_mask=self.mask[:n, :n]))
-            x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]
-            if self.linear is not None:
-                return self.linear(x)
-            return x @ self.projection if self.projection is not None else x
+            net, n = self.net, tokens.shape[1]
+            cast = net.transformer.get_cast_dtype()
+            x = net.token_embedding(tokens).to(cast) + net.positional_embedding[:n].to(cast)
+            x = net.ln_final(net.transformer(x, attn_mask=net.attn_mask[:n, :n]))
+            x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+            proj = net.text_projection
+            if proj is None:
+                return x
+            return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
-    return Tower().eval()
+    return ShortText().eval()
 
 
 class TextTower:
@@ -54,7 +56,7 @@ class TextTower:
     is causal and the embedding is taken there)."""
 
     def __init__(self, net: Any, tokenizer: Any) -> None:
-        self.graphs = BucketedGraphs(_tower(net), "clip-text", fingerprint(net, skip=("visual.",)),
+        self.graphs = BucketedGraphs(short_tower(net), "clip-text", fingerprint(net, skip=("visual.",)),
                                      lambda n: {"tokens": tokenizer([PROBE, "x"])[:, :n]}, BUCKETS)
 
     def __call__(self, tokens: Any) -> np.ndarray:
@@ -68,8 +70,7 @@ def text_session(net: Any, tokenizer: Any, device: str) -> TextTower | None:
     """The text tower on ONNX Runtime, ready for short queries, or None."""
     if device != "cpu" or not available():
         return None
-    if not (type(net).__name__ == "CLIP" and getattr(net, "text_pool_type", "") == "argmax"
-            and getattr(net, "attn_mask", None) is not None):
+    if not short_text_ok(net):
         return None
     try:
         tower = TextTower(net, tokenizer)

@@ -30,7 +30,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-SPAN_PATTERN = r"[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9])?-[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9])?"
 PLAIN_TEXT = r'[^\x00-\x1f"\\]'  # a character JSON can hold unescaped, quotes and backslashes aside
 SPAN_NAMES = ("span", "spans", "evidence", "window", "interval")
 RESERVE_TOKENS = 48  # kept for closing a call: the rest of a span, required keys, brackets, the end tag
@@ -87,6 +86,9 @@ def span_pattern(limit: float | None = None) -> str:
     """A regex for a ``start-end`` span whose times lie within ``limit`` seconds."""
     t = time_pattern(limit)
     return f"{t}-{t}"
+
+
+SPAN_PATTERN = span_pattern()  # any span, when the video's length is not known
 
 
 def _is_span(name: str, schema: dict, parent: dict | None) -> bool:
