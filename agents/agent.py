@@ -152,7 +152,7 @@ class Agent:
                                memory=self.memory)
         max_pixels = getattr(getattr(self.model, "profile", None), "max_pixels", None)
         if max_pixels:  # frames are decoded no larger than the model takes them
-            tool_ctx.state["max_pixels"] = max_pixels
+            tool_ctx.max_pixels = max_pixels
         writer = None
         if trace is not None or self.trace_dir is not False:
             path = Path(trace) if trace is not None else default_trace_path(run_id, self.trace_dir or None)

@@ -220,7 +220,7 @@ def child_overview(video_path: str) -> dict:
 
 
 def child_asr(video_path: str, minutes: float) -> dict:
-    from mcr.tools.perception_stages import TranscriptStage
+    from mcr.tools.asr import TranscriptStage
     from mcr.types import TimeSpan
     from mcr.video import Video
 

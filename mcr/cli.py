@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mcr.models.cli import register as register_models
 
     register_models(sub)
-    from mcr.memory.cli import register as register_memory
+    from mcr.memory_cli import register as register_memory
 
     register_memory(sub)
     if importlib.util.find_spec("mcr.m2la.cli") is not None:

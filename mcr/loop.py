@@ -195,7 +195,7 @@ class _Run:
         n = self.policy.overview_frames
         cuts = self._shot_cuts(span)
         times = _overview_times(span, n, cuts, self.policy.investigate_fps if self.focus else None)
-        frames = _frames_at(self.video, times, self.tool_ctx.state.get("max_pixels"))
+        frames = _frames_at(self.video, times, self.tool_ctx.max_pixels)
         lines = [f"Overview of {span}: {len(frames)} frames at " + ", ".join(format_time(t) for t in frames.timestamps) + "."]
         if cuts:
             lines.append(f"{len(cuts) + 1} shots; cuts at " + ", ".join(format_time(c) for c in cuts[:40]) + ".")
@@ -288,7 +288,7 @@ class _Run:
             child_ctx.entries[0].data["question"] = question
             child_tool = ToolContext(video=self.video, work_dir=self.tool_ctx.work_dir, memory=self.tool_ctx.memory,
                                      models=self.tool_ctx.models, device=self.tool_ctx.device,
-                                     state=dict(self.tool_ctx.state))
+                                     max_pixels=self.tool_ctx.max_pixels, state=dict(self.tool_ctx.state))
             wall = None
             if self.budget.max_wall_s is not None:
                 wall = max(1.0, self.budget.max_wall_s - (time.perf_counter() - self.started))
@@ -376,7 +376,7 @@ class _Run:
         frames, transcripts = [], []
         for span in evidence:
             frames.append(self.video.frames(span, fps=self.policy.verify_fps, max_frames=self.policy.verify_frames,
-                                            max_pixels=self.tool_ctx.state.get("max_pixels")))
+                                            max_pixels=self.tool_ctx.max_pixels))
             transcripts.append(" ".join(self._memory_lines("transcript", span, 20)))
         messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
         output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)

@@ -10,11 +10,13 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from mcr.errors import MCRError
+
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 
-class EncoderError(RuntimeError):
-    pass
+class EncoderError(MCRError, RuntimeError):
+    """The sentence encoder cannot be loaded; the message says what to install or pass."""
 
 
 @runtime_checkable
@@ -147,6 +149,6 @@ def _fast_graphs(model: Any) -> Any:
 
 def default_encoder(device: str = "cpu") -> SentenceEncoder:
     """The process-wide default encoder, loaded once, lazily."""
-    from mcr.tools import shared_models
+    from mcr.cache import shared_models
 
     return shared_models.get(("sentence-encoder", device), lambda: SentenceEncoder(device=device))

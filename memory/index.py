@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from mcr.errors import StageError
 from mcr.types import TimeSpan
 
 from .entries import MemoryEntry
@@ -56,41 +57,61 @@ class StageReport:
                 "seconds": round(self.seconds, 3), "reason": self.reason}
 
 
-def _shots() -> Stage:
-    from .shots import ShotStage
-
-    return ShotStage()
+_STAGES: dict[str, Callable[..., Stage]] = {}
+ENTRY_POINT_GROUP = "mcr.stages"
 
 
-def _perception(name: str) -> Callable[[], Stage]:
-    def factory() -> Stage:
-        from mcr.tools import perception_stages
+def register_stage(name: str, factory: Callable[..., Stage]) -> None:
+    """Make a stage available by name to ``VideoIndex.build`` and ``mcr-agent index``.
 
-        return perception_stages.registered_factories()[name]()
-
-    return factory
-
-
-STAGES: dict[str, Callable[[], Stage]] = {"shots": _shots, "transcript": _perception("transcript"),
-                                          "ocr": _perception("ocr"), "embeddings": _perception("embeddings")}
+    ``factory(**settings)`` makes the stage; the settings it may be given are ``device``
+    and ``models`` (a model cache). Stages register themselves beside their engine; a
+    package can also name its stages under the ``mcr.stages`` entry-point group, and
+    they are loaded the first time a name is not known yet.
+    """
+    _STAGES[name] = factory
 
 
-def register_stage(name: str, factory: Callable[[], Stage]) -> None:
-    """Make a stage available by name to ``VideoIndex.build`` and ``mcr-agent index``."""
-    STAGES[name] = factory
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _STAGES:
+            factory = ep.load()  # importing the module registers it; the entry point names the factory too
+            _STAGES.setdefault(ep.name, factory)
+
+
+def stage_names() -> list[str]:
+    """The names of every stage that can be built here."""
+    _load_entry_points()
+    return sorted(_STAGES)
 
 
 def check_stages(names: Iterable[str], where: str = "") -> None:
-    """Raise ``ValueError`` naming the first of ``names`` that is no known stage (``where``:
+    """Raise ``StageError`` naming the first of ``names`` that is no known stage (``where``:
     words placed after the name, e.g. " in --index")."""
-    unknown = [n for n in names if n not in STAGES]
+    names = list(names)
+    if any(n not in _STAGES for n in names):
+        _load_entry_points()
+    unknown = [n for n in names if n not in _STAGES]
     if unknown:
-        raise ValueError(f"unknown index stage {unknown[0]!r}{where}; known: {', '.join(sorted(STAGES))}")
+        raise StageError(f"unknown index stage {unknown[0]!r}{where}; known: {', '.join(sorted(_STAGES))}")
 
 
-def make_stage(name: str) -> Stage:
+def make_stage(name: str, **settings: Any) -> Stage:
+    """The stage ``name``, made with ``settings`` (``device``, ``models``)."""
     check_stages([name])
-    return STAGES[name]()
+    return _STAGES[name](**settings)
+
+
+def walk(video: Any, stage: Stage, start: float = 0.0) -> Iterator[tuple[TimeSpan, ChunkResult]]:
+    """Run ``stage`` over ``video`` chunk by chunk from ``start``: ``(span, result)`` for each chunk."""
+    total = float(video.duration)
+    cursor = start
+    while cursor < total - 1e-6:
+        span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
+        yield span, stage.run_chunk(video, span)
+        cursor = span.end
 
 
 class VideoIndex:
@@ -101,13 +122,16 @@ class VideoIndex:
         self.video_id = video.id
 
     def state(self, stage: str) -> dict | None:
+        """The stage's row: version, status (running | done | skipped | failed), cursor, total,
+        info and updated_at (changes whenever the stage's data does); None when never built."""
         row = self.store.conn.execute(
-            "SELECT version, status, cursor, total, info FROM stages WHERE video_id = ? AND stage = ?",
+            "SELECT version, status, cursor, total, info, updated_at FROM stages WHERE video_id = ? AND stage = ?",
             (self.video_id, stage)).fetchone()
         if row is None:
             return None
-        version, status, cursor, total, info = row
-        return {"version": version, "status": status, "cursor": cursor, "total": total, "info": json.loads(info)}
+        version, status, cursor, total, info, updated_at = row
+        return {"version": version, "status": status, "cursor": cursor, "total": total, "info": json.loads(info),
+                "updated_at": updated_at}
 
     def is_built(self, stage: str, version: str | None = None) -> bool:
         st = self.state(stage)
@@ -138,11 +162,14 @@ class VideoIndex:
             self._set_state(stage, "running", 0.0, total)
         else:
             cursor = float(st["cursor"])
-        while cursor < total - 1e-6:
-            span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
+        chunks = walk(self.video, stage, cursor)
+        while True:
             try:
-                result = stage.run_chunk(self.video, span)
+                span, result = next(chunks)
+            except StopIteration:
+                break
             except Exception as exc:  # a damaged span stops this stage, not the run; the next build retries it
+                span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
                 reason = f"{type(exc).__name__} at {span}: {exc}"
                 self._set_state(stage, "failed", cursor, total, {"reason": reason})
                 return StageReport(stage.name, "failed", self._count(stage.name), time.perf_counter() - t0, reason)
@@ -196,10 +223,3 @@ class VideoIndex:
             with self.store.write() as c:
                 c.execute(sql, args)
 
-
-def index_summary(index: VideoIndex, stages: Sequence[str]) -> str:
-    parts = []
-    for name in stages:
-        st = index.state(name)
-        parts.append(f"{name}: {st['status'] if st else 'not built'}")
-    return ", ".join(parts)

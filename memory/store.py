@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mcr.errors import MCRError
 from mcr.types import TimeSpan
 
 from .entries import KINDS, MemoryEntry
@@ -90,7 +91,7 @@ CREATE TABLE IF NOT EXISTS edges (
 _COLUMNS = 'id, video_id, start, "end", kind, text, source, confidence, created_at, data'
 
 
-class MemoryStoreError(Exception):
+class MemoryStoreError(MCRError):
     """The memory database cannot be used; the message names the file and what to do."""
 
 

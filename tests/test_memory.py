@@ -13,7 +13,7 @@ import pytest
 
 from mcr import Agent, TimeSpan
 from mcr.memory import Memory, MemoryEntry, MemoryStore, MemoryStoreError, VideoIndex
-from mcr.memory.shots import ShotStage, shot_spans
+from mcr.tools.shots import ShotStage, shot_spans
 from mcr.testing import ScriptedModel, answer, tool_call
 from mcr.trace import read_trace
 from mcr.video import Video
@@ -110,7 +110,7 @@ def test_shot_stage_finds_the_cuts(cut_video, memory):
 WORKER = textwrap.dedent("""
     import sys, time
     from mcr.memory import Memory, VideoIndex
-    from mcr.memory.shots import ShotStage
+    from mcr.tools.shots import ShotStage
     from mcr.video import Video
 
     class SlowShots(ShotStage):

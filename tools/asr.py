@@ -19,9 +19,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from mcr.memory import ChunkResult, MemoryEntry, register_stage
 from mcr.types import TimeSpan, format_time
 
-from .base import ToolContext, ToolError, ToolResult, tool
+from .base import ToolContext, ToolError, ToolResult, shared_models, tool
+from .stages import check_span, env_device, stage_data
 
 DEFAULT_MODEL = "tiny.en"
 SAMPLE_RATE = 16000
@@ -289,6 +291,49 @@ def transcribe(model: Any, audio: np.ndarray, offset: float = 0.0, batch_size: i
     return sentences
 
 
+# ------------------------------------------------------------------ the index stage
+
+class TranscriptStage:
+    """Speech to text over the whole audio track, a few minutes of audio at a time."""
+
+    name = "transcript"
+
+    def __init__(self, model: str | None = None, device: str | None = None, chunk_s: float = 480.0,
+                 models: Any = None) -> None:
+        self.spec = model or model_spec()
+        self.device = device or env_device()
+        self.chunk_s = chunk_s
+        self.models = models or shared_models
+        self.version = f"1:{self.spec}"
+
+    def skip_reason(self, video: Any) -> str | None:
+        return None if video.has_audio else "no audio track"
+
+    def run_chunk(self, video: Any, span: TimeSpan):
+        model = load_whisper(self.models, self.spec, self.device)
+        start, end = quietest_point(video, span.start), quietest_point(video, span.end)
+        if end <= start:
+            return ChunkResult([])
+        bad, total = audio_damage(video, TimeSpan(start, end))
+        if total and bad > total // 2:
+            raise RuntimeError(f"the audio track is damaged: {bad} of {total} audio packets in "
+                               f"{TimeSpan(start, end)} cannot be decoded; re-encode the audio, e.g. "
+                               "`ffmpeg -i IN -c:v copy -c:a aac OUT.mp4`")
+        audio = video.audio(TimeSpan(start, end), sr=SAMPLE_RATE)
+        entries = []
+        for s in transcribe(model, audio, offset=start):
+            a = min(max(s.start, 0.0), video.duration)
+            b = min(max(s.end, a), video.duration)
+            words = [[w, round(ws, 3), round(we, 3), round(p, 3)] for w, ws, we, p in s.words]
+            entries.append(MemoryEntry(s.text, "transcript", span=TimeSpan(a, b),
+                                       confidence=round(min(1.0, max(0.0, s.confidence)), 3),
+                                       data={"words": words, "language": s.language}))
+        return ChunkResult(entries)
+
+
+register_stage("transcript", TranscriptStage)
+
+
 # ------------------------------------------------------------------ the tool
 
 def _language_line(entries: list) -> str:
@@ -306,8 +351,6 @@ def asr(ctx: ToolContext, span: Optional[TimeSpan] = None, words: bool = False) 
         span: Only speech inside this span, e.g. "00:01:00-00:02:00" (default: the whole video).
         words: Also give each word's start time.
     """
-    from .perception_stages import check_span, stage_data
-
     video = ctx.require_video()
     clamped = check_span(video, span)
     if not video.has_audio:

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mcr.cache import ModelCache, shared_models
 from mcr.types import Frames, TimeSpan
 
 from .schema import build_arguments_model, json_schema_of, parse_docstring
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from mcr.memory import Memory
+    from mcr.video import Video
 
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_\-]{0,63}$")
 
@@ -28,49 +33,21 @@ class ToolError(Exception):
     """A tool could not do what was asked, for a reason the model should read."""
 
 
-class ModelCache:
-    """Heavy models (whisper, CLIP, SAM...) loaded once per process, lazily, thread-safe."""
-
-    def __init__(self) -> None:
-        self._items: dict[Any, Any] = {}
-        self._lock = threading.Lock()
-        self._key_locks: dict[Any, threading.Lock] = {}
-
-    def get(self, key: Any, loader: Callable[[], Any]) -> Any:
-        if key in self._items:
-            return self._items[key]
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            if key not in self._items:
-                self._items[key] = loader()
-        return self._items[key]
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._items
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-shared_models = ModelCache()
-
-
 @dataclass
 class ToolContext:
     """What a tool may use besides its arguments. Injected, never shown to the model."""
 
-    video: Any = None  # mcr.video.Video or None
+    video: Video | None = None
     work_dir: Path = field(default_factory=lambda: Path(".mcr") / "work")
-    memory: Any = None
+    memory: Memory | None = None
     models: ModelCache = field(default_factory=lambda: shared_models)
     run_id: str = ""
     depth: int = 0
     device: str = "auto"
+    max_pixels: int | None = None  # frames are decoded no larger than this (the model's own limit)
     state: dict[str, Any] = field(default_factory=dict)
 
-    def require_video(self):
+    def require_video(self) -> Video:
         if self.video is None:
             raise ToolError("no video is open in this run")
         return self.video

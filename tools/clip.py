@@ -17,7 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import ToolError
+from mcr.memory import ChunkResult, register_stage
+from mcr.types import TimeSpan
+
+from .base import ToolError, shared_models
+from .stages import env_device, env_float
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -208,3 +212,46 @@ def _hub_reachable() -> bool:
     from .web import network_available
 
     return network_available("huggingface.co")
+
+
+# ------------------------------------------------------------------ the index stage
+
+class EmbeddingStage:
+    """open_clip image embeddings of frames sampled at ``fps``."""
+
+    name = "embeddings"
+
+    def __init__(self, model: str | None = None, pretrained: str | None = None, fps: float | None = None,
+                 device: str | None = None, chunk_s: float = 60.0, models: Any = None) -> None:
+        self.model, self.pretrained = clip_spec(model, pretrained)
+        self.fps = fps or env_float("MCR_CLIP_FPS", 1.0)
+        self.device = device or env_device()
+        self.chunk_s = chunk_s
+        self.models = models or shared_models
+        self.version = f"1:{self.model}:{os.path.basename(str(self.pretrained))}:{self.fps:g}"
+
+    def skip_reason(self, video: Any) -> str | None:
+        return None
+
+    def run_chunk(self, video: Any, span: TimeSpan):
+        from .sampling import sample_times, stream_frames
+
+        clip = load_clip(self.models, self.model, self.pretrained, self.device)
+        stamps, vecs, batch = [], [], []
+        side = max(64, clip.image_size)
+        max_pixels = int(side * side * 16 / 9) if video.width >= video.height else int(side * side * 9 / 16)
+        for t, image in stream_frames(video, sample_times(span, self.fps), max_pixels=max(max_pixels, 64 * 64)):
+            stamps.append(t)
+            batch.append(image)
+            if len(batch) == 32:
+                vecs.append(clip.embed_images(batch))
+                batch = []
+        if batch:
+            vecs.append(clip.embed_images(batch))
+        if not stamps:
+            return ChunkResult()
+        emb = np.concatenate(vecs).astype(np.float32)
+        return ChunkResult(arrays={span.start: np.concatenate([np.asarray(stamps, np.float32)[:, None], emb], 1)})
+
+
+register_stage("embeddings", EmbeddingStage)

@@ -15,6 +15,8 @@ import numpy as np
 from mcr.types import Frames, TimeSpan, format_time
 
 from .base import ToolContext, ToolResult, ToolRetry, tool
+from .shots import SAMPLE_PIXELS, find_cuts
+from .stages import stage_data
 
 MAX_FRAMES_PER_CALL = 64
 MIN_PIXELS = 32 * 32
@@ -24,10 +26,6 @@ ON_THE_SPOT_SHOTS_S = 120.0  # find shots on the spot only in spans up to this l
 def span_cuts(ctx: ToolContext, video: Any, span: TimeSpan) -> list[float] | None:
     """Times of the shot cuts inside ``span``: from the index when it is built, else found
     now in spans up to two minutes; None when neither is possible."""
-    from mcr.memory.shots import SAMPLE_PIXELS, find_cuts
-
-    from .perception_stages import stage_data
-
     if ctx.memory is not None:
         data = stage_data(ctx, "shots", build=False)
         if data is not None and data.status == "done":
@@ -103,7 +101,7 @@ def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frame
             f"the span {span} starts after the video ends ({format_time(video.duration)}); "
             f"choose a span inside 00:00:00.0-{format_time(video.duration)}"
         )
-    limit = ctx.state.get("max_pixels")
+    limit = ctx.max_pixels
     if max_pixels is not None:
         limit = min(limit, max_pixels) if limit else max_pixels
     how = "evenly spread"

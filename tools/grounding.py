@@ -32,6 +32,8 @@ import numpy as np
 from mcr.types import TimeSpan
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
+from .ocr import merge_entries
+from .stages import check_span, stage_data, stage_for
 
 WEIGHTS = {"transcript": 1.0, "ocr": 1.0, "clip": 0.8}
 SMOOTH_S = 1.0
@@ -186,9 +188,6 @@ def _text_signal(ctx: ToolContext, name: str, make_items: Any, pad: float, key: 
 def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
     """The signals this video has (building missing index stages where possible), and why
     the others are missing."""
-    from .ocr import merge_entries
-    from .perception_stages import EmbeddingStage, OcrStage, stage_data
-
     video = ctx.require_video()
     signals: dict[str, Any] = {}
     missing: dict[str, str] = {}
@@ -208,7 +207,7 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
         except ToolError as exc:
             missing["transcript"] = str(exc)
     try:
-        stage = OcrStage(models=ctx.models)
+        stage = stage_for("ocr", ctx)
         data = stage_data(ctx, "ocr", stage=stage)
         entries, period = data.entries, 1.0 / stage.fps
         signals["ocr"] = _text_signal(
@@ -223,7 +222,7 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
         missing["clip"] = reason
     else:
         try:
-            stage = EmbeddingStage(device=None if ctx.device == "auto" else ctx.device, models=ctx.models)
+            stage = stage_for("embeddings", ctx)
             data = stage_data(ctx, "embeddings", stage=stage)
             arrays = [a for _, a in data.arrays]
 
@@ -347,8 +346,6 @@ def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[
         k: How many spans to return (1-20).
         span: Only search inside this span (default: the whole video).
     """
-    from .perception_stages import check_span
-
     video = ctx.require_video()
     if not query.strip():
         raise ToolRetry("the query is empty: describe what to find, e.g. 'the man opens the door'")

@@ -22,9 +22,11 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from mcr.memory import ChunkResult, MemoryEntry, register_stage
 from mcr.types import TimeSpan
 
-from .base import ToolContext, ToolError, ToolResult, tool
+from .base import ToolContext, ToolError, ToolResult, shared_models, tool
+from .stages import check_span, env_float, stage_data
 
 MIN_SCORE = 0.5
 SAME_FRAME_DIFF = 0.01  # mean absolute change of a grey thumbnail (0..1) below which a frame is not read again
@@ -140,8 +142,6 @@ def track(frames: Iterable[tuple[float, list[Detection]]], period: float) -> lis
 
 def ocr_frames(engine: Any, video: Any, span: TimeSpan, fps: float, max_pixels: int | None = 640 * 360) -> list:
     """Entries (kind ``ocr``) for the text on screen in ``span``, sampled at ``fps``."""
-    from mcr.memory.entries import MemoryEntry
-
     from .sampling import sample_times, stream_frames
 
     read: list[tuple[float, list[Detection]]] = []
@@ -177,6 +177,32 @@ def merge_entries(entries: list, gap: float) -> list[dict]:
     return out
 
 
+# ------------------------------------------------------------------ the index stage
+
+class OcrStage:
+    """On-screen text of frames sampled at ``fps``, read with RapidOCR (PP-OCR models)."""
+
+    name = "ocr"
+
+    def __init__(self, fps: float | None = None, chunk_s: float = 60.0, max_pixels: int = 960 * 540,
+                 device: str | None = None, models: Any = None) -> None:
+        self.fps = fps or env_float("MCR_OCR_FPS", 0.5)
+        self.chunk_s = chunk_s
+        self.max_pixels = max_pixels
+        self.models = models or shared_models
+        self.version = f"1:rapidocr:{self.fps:g}"
+
+    def skip_reason(self, video: Any) -> str | None:
+        return None
+
+    def run_chunk(self, video: Any, span: TimeSpan):
+        engine = load_ocr(self.models)
+        return ChunkResult(ocr_frames(engine, video, span, self.fps, self.max_pixels))
+
+
+register_stage("ocr", OcrStage)
+
+
 @tool
 def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> ToolResult:
     """Text shown on screen (signs, captions, slides, scoreboards) with when and where it appears.
@@ -187,8 +213,6 @@ def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> T
         span: Only text shown inside this span (default: the whole video).
         query: Only lines containing these words (optional).
     """
-    from .perception_stages import OcrStage, check_span, stage_data
-
     video = ctx.require_video()
     clamped = check_span(video, span)
     stage = OcrStage(models=ctx.models)

@@ -24,6 +24,7 @@ import numpy as np
 from mcr.types import TimeSpan, format_time
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
+from .stages import check_span
 
 DEFAULT_CHECKPOINT = Path("~/.cache/mcr/sam_vit_b_01ec64.pth")
 HOW_TO_GET = ("download a segment-anything checkpoint (e.g. sam_vit_b_01ec64.pth from the segment-anything "
@@ -223,8 +224,6 @@ def segment(ctx: ToolContext, span: TimeSpan, prompt: str, fps: float = 1.0, max
         fps: Frames per second to sample in the span.
         max_frames: At most this many frames (1-32).
     """
-    from .perception_stages import check_span
-
     video = ctx.require_video()
     window = check_span(video, span)
     if not 1 <= max_frames <= 32:
