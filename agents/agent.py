@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mcr.context import Context, RenderProfile
+from mcr.errors import ToolNameError
 from mcr.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
 from mcr.loop import Budget, Outcome
 from mcr.loop import run as run_loop
@@ -279,8 +280,8 @@ def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry
     available = {t.name: t for t in builtin_tools(memory=memory)} if builtin or names else {}
     unknown = [n for n in names if n not in available and n not in ("investigate", "answer")]
     if unknown:
-        raise ValueError(f"unknown tool {unknown[0]!r}: the built-in tools here are {', '.join(available)} "
-                         "(a tool whose library or model is missing is left out, with a warning saying why)")
+        raise ToolNameError(f"unknown tool {unknown[0]!r}: the built-in tools here are {', '.join(available)} "
+                            "(a tool whose library or model is missing is left out, with a warning saying why)")
     chosen = [available[n] for n in names if n in available] if names else list(available.values())
     registry = ToolRegistry(chosen)
     for t in tools:

@@ -26,6 +26,7 @@ _EXPORTS = {
     "Message": "mcr.types",
     "Video": "mcr.video",
     "VideoError": "mcr.video",
+    "MCRError": "mcr.errors",
     "ModelOutput": "mcr.models",
 }
 
@@ -47,6 +48,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from mcr.agents import Agent, RunResult
+    from mcr.errors import MCRError
     from mcr.models import ModelOutput
     from mcr.tools import Tool, ToolContext, ToolResult, ToolRetry, tool
     from mcr.types import Message, TimeSpan, ToolCall, Usage

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from mcr.errors import MCRError, ToolNameError
+
 PROG = "mcr-agent"
 
 
-class CLIError(Exception):
-    """A problem the user can fix; printed as one line."""
+class CLIError(MCRError):
+    """A command-line argument the user can fix (a tools file, an empty question...)."""
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -56,8 +58,8 @@ def tool_specs(spec: str) -> list:
         return names
     if "," in spec:
         unknown = [n for n in names if n not in BUILTIN_NAMES]
-        raise CLIError(f"unknown tool {unknown[0]!r} in --tools {spec}: the built-in tools are "
-                       f"{', '.join(BUILTIN_NAMES)}")
+        raise ToolNameError(f"unknown tool {unknown[0]!r} in --tools {spec}: the built-in tools are "
+                            f"{', '.join(BUILTIN_NAMES)}")
     return load_tools(spec)
 
 
@@ -65,6 +67,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mcr.agents import Agent
     from mcr.video import Video
 
+    if not args.question.strip():
+        raise CLIError("the question is empty: pass it as the second argument, after the video")
+    if args.max_steps < 0:
+        raise CLIError(f"--max-steps must be 0 or more, not {args.max_steps}")
     video = Video(args.video)  # checked first: a bad video fails before any model loads
     tools = [t for spec in args.tools for t in tool_specs(spec)]
     subscribers = []
@@ -77,10 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if stages:
         from mcr.memory.index import check_stages
 
-        try:
-            check_stages(stages, " in --index")
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+        check_stages(stages, " in --index")
     from mcr.models import load_model
 
     model = load_model(args.model, endpoint=args.endpoint, device=args.device,
@@ -91,12 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent = BaselineAgent(model=model, frames=args.frames, subscribers=subscribers, trace_dir=args.trace_dir,
                               device=args.device, max_wall_s=args.max_time)
     else:
-        try:
-            agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
-                          subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory,
-                          policy=args.policy, index=stages)
-        except ValueError as exc:  # an unknown tool or index stage
-            raise CLIError(str(exc)) from None
+        agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
+                      subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory,
+                      policy=args.policy, index=stages)
     result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -212,20 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from mcr.models import ModelError
-    from mcr.trace import TraceError
-    from mcr.types import TimeSpanError
-
-    known: tuple[type[BaseException], ...] = (CLIError, ModelError, TraceError, TimeSpanError, FileNotFoundError)
-    from mcr.memory.encoder import EncoderError
-    from mcr.memory.store import MemoryStoreError
-    from mcr.video import VideoError
-
-    known += (VideoError, MemoryStoreError, EncoderError)
     try:
         return int(args.func(args) or 0)
-    except known as exc:
-        return _fail(str(exc))
+    except MCRError as exc:  # every error a user can cause and fix: one line, its exit code
+        return _fail(exc.one_line(), exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:

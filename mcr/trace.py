@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from mcr.errors import MCRError
 from mcr.events import Event, event_from_dict
 
 DEFAULT_TRACE_DIR = Path(".mcr") / "traces"
 
 
-class TraceError(ValueError):
-    pass
+class TraceError(MCRError, ValueError):
+    """A trace file that is missing or holds a line that is not an event; the message names it."""
 
 
 def default_trace_path(run_id: str, trace_dir: str | os.PathLike | None = None) -> Path:

@@ -10,11 +10,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 
+from mcr.errors import MCRError
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 
-class TimeSpanError(ValueError):
+class TimeSpanError(MCRError, ValueError):
     """A time or span the model (or a user) wrote could not be understood."""
 
 

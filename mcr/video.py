@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mcr.errors import MCRError
 from mcr.types import Frames, SpanLike, TimeSpan, format_time, parse_time
 
 __all__ = ["Video", "VideoError", "NoAudioError"]
@@ -35,7 +36,7 @@ _STILL_FORMATS = {"image2", "image2pipe", "png", "apng", "webp"}
 _REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
 
 
-class VideoError(Exception):
+class VideoError(MCRError):
     """A video could not be opened or decoded; the message names the file and a fix."""
 
 

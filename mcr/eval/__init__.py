@@ -19,7 +19,7 @@ _EXPORTS = {
     "score": "samples", "temporal_iou": "samples",
     "BENCHMARKS": "adapters", "load_benchmark": "adapters",
     "summarize": "metrics", "bootstrap_ci": "metrics", "format_summary": "metrics",
-    "AgentSpec": "runner", "run_eval": "runner", "run_one": "runner",
+    "AgentSpec": "runner", "run_eval": "runner", "run_one": "question",
     "read_results": "results",
     "choice_reward": "rewards", "temporal_iou_reward": "rewards", "correctness_reward": "rewards",
     "format_reward": "rewards",

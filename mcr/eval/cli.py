@@ -10,11 +10,10 @@ Nothing heavy is imported until a command runs.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH_HELP = {
     "videomme": "Video-MME (videomme/test-00000-of-00001.parquet)",
@@ -28,33 +27,18 @@ BENCH_HELP = {
 }
 
 
-def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Evaluation errors become the CLI's one-line errors."""
-
-    @functools.wraps(fn)
-    def run(args: argparse.Namespace) -> int:
-        from mcr.cli import CLIError
-
-        from .results import ResultsError
-        from .samples import EvalError
-
-        try:
-            return fn(args)
-        except (EvalError, ResultsError) as exc:
-            raise CLIError(str(exc)) from None
-
-    return run
-
-
-@_guard
 def cmd_eval_run(args: argparse.Namespace) -> int:
     from .adapters import benchmark_name, load_benchmark
-    from .metrics import format_summary
     from .report import report
     from .runner import AgentSpec, run_eval, shared_model
     from .samples import resolve_videos
 
     bench = benchmark_name(args.bench)
+    index = tuple(s.strip() for s in args.index.split(",") if s.strip()) if args.index else ()
+    if index:  # a wrong stage name fails here, once, not on every question
+        from mcr.memory.index import check_stages
+
+        check_stages(index, " in --index")
     options: dict[str, Any] = {}
     if args.answers:
         options["answers"] = args.answers
@@ -73,8 +57,7 @@ def cmd_eval_run(args: argparse.Namespace) -> int:
         model = "replay:" + str(Path(model[len("replay:"):]).expanduser().resolve())
     model_options = {"constrain": False} if args.no_constrain else {}
     spec = AgentSpec(agent=args.agent, model=model, endpoint=args.endpoint, max_steps=args.max_steps,
-                     max_wall_s=args.max_time, frames=args.frames, memory=args.memory,
-                     index=tuple(s for s in args.index.split(",") if s.strip()) if args.index else (),
+                     max_wall_s=args.max_time, frames=args.frames, memory=args.memory, index=index,
                      device=args.device, model_options=model_options)
     if not args.ray:  # a model that is not on this machine fails here, once, not on every question
         shared_model(spec.model, spec.endpoint, spec.device, spec.model_options)
@@ -91,7 +74,6 @@ def cmd_eval_run(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def cmd_eval_report(args: argparse.Namespace) -> int:
     from .report import report
 
@@ -106,7 +88,6 @@ def cmd_eval_report(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def cmd_eval_export(args: argparse.Namespace) -> int:
     from .export import export
 

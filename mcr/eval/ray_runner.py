@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .question import make_record, run_one
 from .samples import EvalError, Sample
 
 
 def _task(factory: Any, sample: dict, out_dir: str | None) -> dict:
-    from .runner import run_one
-
     return run_one(factory, Sample.from_dict(sample), out_dir)
 
 
@@ -63,8 +62,6 @@ def run_on_ray(todo: Sequence[Sample], factory: Any, out: Path, sink: Callable[[
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # the task itself died (a lost node, a killed worker)
-                    from .runner import make_record
-
                     outcome = {"record": make_record(sample, error=f"ray task failed: {type(exc).__name__}: "
                                                                    f"{str(exc).splitlines()[0] if str(exc) else ''}")}
                 sink(outcome)

@@ -13,11 +13,13 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from mcr.errors import MCRError
+
 RESULTS = "results.jsonl"
 
 
-class ResultsError(ValueError):
-    pass
+class ResultsError(MCRError, ValueError):
+    """A results file with a bad line (not the torn last one); the message names the line."""
 
 
 def results_path(out_dir: str | os.PathLike) -> Path:
@@ -40,7 +42,7 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             if n == len(lines):  # the last piece, with no newline after it: a write cut short
                 return
-            raise ResultsError(f"{p}:{n}: not a result record") from None
+            raise ResultsError(f"{p}:{n}: not a result record; fix or delete that line, or pass another --out") from None
         if isinstance(record, dict) and "id" in record:
             yield record
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from mcr.errors import MCRError
+
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
-class EvalError(Exception):
+class EvalError(MCRError):
     """A problem with an evaluation the user can fix; printed as one line."""
 
 

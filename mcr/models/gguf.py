@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import ModelError, ModelNotAvailable
+from .base import ModelError, ModelNotAvailable
 
 
 def cache_root() -> Path:

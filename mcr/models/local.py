@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from mcr.types import FramesPart, ImagePart, Message, TextPart, Usage
 
-from . import ModelError, ModelOutput
+from .base import ModelError, ModelOutput
 from .chat import arrange, as_array, fit_pixels, frames_label, frames_reference
 from .profiles import GENERIC, ModelProfile, profile_for
 

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from mcr.types import FramesPart, ImagePart, Message, TextPart, ToolCall, Usage, format_time
 
-from . import ModelError, ModelOutput
+from .base import ModelError, ModelOutput
 from .chat import arrange, frames_label, jpeg_data_url, mp4_data_url, tool_listing
 from .parse import loads_lenient, split_reasoning
 from .profiles import ModelProfile, profile_for

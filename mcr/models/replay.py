@@ -11,7 +11,7 @@ from typing import Any
 
 from mcr.types import Message, ToolCall, Usage
 
-from . import ModelError, ModelOutput
+from .base import ModelError, ModelOutput
 
 
 def _step_from_script(item: Any, n: int) -> ModelOutput:
