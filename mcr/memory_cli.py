@@ -146,16 +146,18 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     from mcr.video import Video
 
     video = Video(args.video)
+    span = TimeSpan.parse(args.span).clamp(video.duration) if args.span else None  # a bad span: one line, before any work
     memory = Memory(_db_path(args))
     stages = _without_missing_clip(["transcript", "ocr", "embeddings"])
     failed = [r for r in _build(video, memory, stages, args.quiet) if r.status == "failed"]
     for r in failed:
         print(f"{r.stage}: failed ({r.reason}); searching without it", file=sys.stderr)
-    arguments = {"query": args.query, "k": args.k, **({"span": args.span} if args.span else {})}
+    arguments = {"query": args.query, "k": args.k, **({"span": str(span)} if span else {})}
     ctx = ToolContext(video=video, memory=memory, device=args.device)
     result = ToolRegistry([temporal_grounding]).execute(ToolCall("temporal_grounding", arguments, "search"), ctx)
     if result.is_error:
-        print(f"mcr-agent: error: {result.text.removeprefix('error: ')}", file=sys.stderr)
+        message = " ".join(line.strip() for line in result.text.removeprefix("error: ").splitlines() if line.strip())
+        print(f"mcr-agent: error: {message}", file=sys.stderr)
         return 2
     meta = result.metadata
     if args.json:

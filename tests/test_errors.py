@@ -118,6 +118,8 @@ def test_argument_errors(workdir, capsys):
     fails(capsys, ["run", BOATS, "q", "--index", "shots,nope"], "unknown index stage 'nope' in --index")
     fails(capsys, ["eval", "jsonl", "--annotations", "a.jsonl", "--videos", ".", "--index", "shots,nope"],
           "unknown index stage 'nope' in --index")
+    fails(capsys, ["search", BOATS, "boats", "--span", "soon"], "not a span: 'soon'")
+    fails(capsys, ["index", BOATS, "--stages", "shots,nope"], "unknown index stage 'nope'")
 
 
 def test_trace_errors(workdir, capsys):
