@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional
 
-from mcr.types import TimeSpan, TimeSpanError, format_time, parse_time
+from mcr.types import TimeSpan, TimeSpanError, parse_time
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
+from .stages import check_span
 
 Kind = Literal["observation", "transcript", "caption", "ocr", "fact", "entity", "event", "answer", "shot", "summary"]
 
@@ -23,9 +24,7 @@ def _video_id(ctx: ToolContext) -> str | None:
 def _clamp(ctx: ToolContext, span: TimeSpan | None) -> TimeSpan | None:
     if span is None or ctx.video is None:
         return span
-    if span.start > ctx.video.duration:
-        raise ToolRetry(f"the span {span} starts after the video ends ({format_time(ctx.video.duration)})")
-    return span.clamp(ctx.video.duration)
+    return check_span(ctx.video, span)
 
 
 @tool
