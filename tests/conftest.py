@@ -9,7 +9,7 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:  # make tests/media.py importable as `media`
     sys.path.insert(0, str(Path(__file__).parent))
 
-from media import make_code_video, make_long_video
+from media import make_code_video, make_long_video, shared_clip
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,12 @@ def ntsc_video(tmp_path_factory):
 def long_video(tmp_path_factory):
     """10 minutes, 5 fps, 320x240 test pattern, no audio."""
     return make_long_video(tmp_path_factory.mktemp("video") / "long.mp4")
+
+
+@pytest.fixture
+def boats():
+    """The real clip ``../shared/media/boats.mp4`` (12.5 s, boats on water); skips the test when absent."""
+    return shared_clip("boats.mp4")
 
 
 @pytest.fixture(autouse=True)

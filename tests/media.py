@@ -17,6 +17,17 @@ CODE_BITS = 10
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 
+def shared_clip(name: str) -> Path:
+    """The real clip ``name`` from ``../shared/media`` (beside the checkout). When it is not
+    there, the calling test is skipped, saying which clip is missing and where it was looked for."""
+    path = MEDIA / name
+    if not path.is_file():
+        import pytest
+
+        pytest.skip(f"real clip {name} not found in {MEDIA} (the shared media folder beside the checkout)")
+    return path
+
+
 def ffmpeg(*args: str, timeout: float = 60) -> None:
     """Run ffmpeg quietly; raise with its message when it fails."""
     cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error", *args]
@@ -188,6 +199,15 @@ def make_object_video(path: Path, seconds: float = 6.0, size: str = "320x240", r
            "-f", "lavfi", "-i", f"color=c=white:size=60x40:rate={rate}:duration={seconds}",
            "-filter_complex", "[0:v][1:v]overlay=x='40+20*t':y=100", "-c:v", "libx264", "-preset", "ultrafast",
            "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def make_shape_video(path: Path, seconds: float = 6.0, size: str = "320x240", rate: int = 10) -> Path:
+    """A red 100x100 square in the middle of a black frame, still, no audio."""
+    w, h = (int(v) for v in size.split("x"))
+    box = f"drawbox=x={(w - 100) // 2}:y={(h - 100) // 2}:w=100:h=100:color=red:t=fill"
+    ffmpeg("-f", "lavfi", "-i", f"color=c=black:size={size}:rate={rate}:duration={seconds},{box}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
     return path
 
 

@@ -1,7 +1,6 @@
 """The loop end to end: a scripted model drives real tools on a real clip."""
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,6 @@ from mcr.events import ModelCalled, RunFinished, ToolReturned
 from mcr.testing import ScriptedModel, ScriptExhausted, answer, say, tool_call, tool_calls
 from mcr.trace import read_trace
 from mcr.types import FramesPart, ToolCall
-
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
-BOATS = MEDIA / "boats.mp4"
 
 
 @tool
@@ -31,7 +27,7 @@ def mean_brightness(ctx: ToolContext, span: TimeSpan) -> ToolResult:
                       metadata={"brightness": value})
 
 
-def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
+def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
     model = ScriptedModel([
         tool_call("mean_brightness", thought="First measure the light.", span="00:00-00:04"),
         tool_call("inspect_frames", span="00:02-00:06", fps=1.0, max_frames=3),
@@ -39,7 +35,7 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
     ])
     trace = tmp_path / "run.jsonl"
     agent = Agent(policy="plain", model=model, tools=[mean_brightness], max_steps=5)
-    result = agent.run(str(BOATS), "What is in the video?", trace=trace)
+    result = agent.run(str(boats), "What is in the video?", trace=trace)
     model.assert_complete()
 
     assert result.status == "answered" and result.answer == "boats on water"
@@ -74,12 +70,12 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path):
     assert [type(e).__name__ for e in read_trace(trace)][-1] == "RunFinished"
 
 
-def test_tools_by_name_keep_only_those_built_ins(tmp_path):
+def test_tools_by_name_keep_only_those_built_ins(tmp_path, boats):
     model = ScriptedModel([tool_call("inspect_frames", span="00:00-00:02"), answer("boats", evidence=["00:00-00:02"])])
     agent = Agent(policy="plain", model=model, tools=["inspect_frames", mean_brightness], memory=tmp_path / "m.db",
                   trace_dir=tmp_path)
     assert [t.name for t in agent.tools] == ["inspect_frames", "mean_brightness"]
-    assert agent.run(str(BOATS), "What?").answer == "boats"
+    assert agent.run(str(boats), "What?").answer == "boats"
     assert [t["function"]["name"] for t in model.calls[0].tools] == ["inspect_frames", "mean_brightness", "answer"]
     everything = Agent(policy="plain", model=ScriptedModel([]), tools=[mean_brightness], memory=tmp_path / "m.db")
     assert {"inspect_frames", "memory_search", "mean_brightness"} <= {t.name for t in everything.tools}
@@ -89,14 +85,14 @@ def test_tools_by_name_keep_only_those_built_ins(tmp_path):
         Agent(model=ScriptedModel([]), index=["shot"], memory=False)
 
 
-def test_failures_reach_the_model_and_the_run_goes_on(tmp_path):
+def test_failures_reach_the_model_and_the_run_goes_on(tmp_path, boats):
     model = ScriptedModel([
         tool_call("inspect_frames", span="00:09-00:05"),  # end before start
         tool_call("no_such_tool"),
         tool_call("inspect_frames", span="00:30-00:40"),  # past the end of a 12.5 s clip
         say("The frames show boats."),  # plain text is the answer
     ])
-    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(BOATS, "What is shown?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What is shown?")
     texts = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert "ends before it starts" in texts[0]
     assert "unknown tool 'no_such_tool'" in texts[1]
@@ -106,15 +102,12 @@ def test_failures_reach_the_model_and_the_run_goes_on(tmp_path):
 
 
 def test_parallel_tool_calls_each_get_one_result(tmp_path):
-    started = []
-    lock = threading.Lock()
+    together = threading.Barrier(2, timeout=60)  # passed only when both calls are running at the same time
 
     @tool
     def wait(ctx: ToolContext, seconds: float, label: str) -> str:
-        """Wait a bit."""
-        with lock:
-            started.append(time.perf_counter())
-        time.sleep(seconds)
+        """Wait for the other call."""
+        together.wait()
         return f"done {label}"
 
     model = ScriptedModel([
@@ -127,12 +120,12 @@ def test_parallel_tool_calls_each_get_one_result(tmp_path):
     returned = [e for e in events if isinstance(e, ToolReturned)]
     assert [e.text for e in returned[:2]] == ["done a", "done b"] and returned[2].is_error
     assert len({e.call_id for e in returned}) == 3
-    assert abs(started[0] - started[1]) < 0.3  # ran at the same time
+    assert not together.broken  # the two calls ran at the same time (run one after the other, both would fail)
 
 
-def test_step_budget_asks_for_an_answer(tmp_path):
+def test_step_budget_asks_for_an_answer(tmp_path, boats):
     model = ScriptedModel([tool_call("inspect_frames", span="0-2", max_frames=1)] * 2 + [answer("boats")])
-    result = Agent(policy="plain", model=model, max_steps=2, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, max_steps=2, trace_dir=tmp_path).run(boats, "What?")
     assert result.status == "max_steps" and result.answer == "boats" and result.steps == 3
     last = model.calls[-1]
     assert [t["function"]["name"] for t in last.tools] == ["answer"]
@@ -141,40 +134,40 @@ def test_step_budget_asks_for_an_answer(tmp_path):
     assert [e.forced_answer for e in events if isinstance(e, ModelCalled)] == [False, False, True]
 
 
-def test_no_answer_after_budget(tmp_path):
+def test_no_answer_after_budget(tmp_path, boats):
     model = ScriptedModel([tool_call("inspect_frames", span="0-2", max_frames=1)] * 2)
-    result = Agent(policy="plain", model=model, max_steps=1, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, max_steps=1, trace_dir=tmp_path).run(boats, "What?")
     assert result.status == "no_answer" and result.answer == "" and not result.ok
 
 
-def test_bad_evidence_is_sent_back(tmp_path):
+def test_bad_evidence_is_sent_back(tmp_path, boats):
     model = ScriptedModel([answer("boats", evidence=["00:50-00:55"]), answer("boats", evidence=[[1, 3]])])
-    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What?")
     feedback = [m.text for m in model.calls[1].messages if m.role == "tool"][-1]
     assert "answer not accepted" in feedback and "after the video ends" in feedback
     assert result.evidence == [TimeSpan(1, 3)]
 
 
-def test_model_error_ends_run_with_message(tmp_path):
+def test_model_error_ends_run_with_message(tmp_path, boats):
     model = ScriptedModel([tool_call("inspect_frames", span="0-1", max_frames=1)])
-    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(BOATS, "What?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What?")
     assert result.status == "error" and "ScriptExhausted" in result.error
     assert isinstance(read_trace(result.trace_path)[-1], RunFinished)
     assert len(model.calls) == 2  # the failing second call was made once, not retried
 
 
-def test_options_in_task_and_empty_question(tmp_path):
+def test_options_in_task_and_empty_question(tmp_path, boats):
     model = ScriptedModel([answer("B")])
     agent = Agent(policy="plain", model=model, trace_dir=tmp_path)
-    agent.run(BOATS, "Which?", options=["cars", "boats"])
+    agent.run(boats, "Which?", options=["cars", "boats"])
     task = model.calls[0].messages[1].text
     assert "A. cars" in task and "B. boats" in task and "duration 00:00:12.5" in task
     with pytest.raises(ValueError, match="question is empty"):
-        agent.run(BOATS, "  ")
+        agent.run(boats, "  ")
 
 
-def test_render_keeps_within_frame_budget():
-    video = Video(BOATS)
+def test_render_keeps_within_frame_budget(boats):
+    video = Video(boats)
     ctx = Context(profile=RenderProfile(max_frames=4, keep_recent_results=1, short_result_chars=20))
     ctx.add_task("q", video={**video.info(), "name": "boats.mp4"})
     for i, span in enumerate(["0-2", "4-6", "8-10"]):

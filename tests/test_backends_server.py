@@ -21,6 +21,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -171,18 +172,27 @@ def test_native_tool_calls_and_streamed_text():
         assert srv.requests[0]["stream"] is True
 
 
-def test_429_and_500_are_retried_with_backoff():
+def waits_of(monkeypatch) -> list[float]:
+    """The seconds the model waits between tries, recorded instead of slept."""
+    import mcr.models.openai_server as server_model
+
+    waits: list[float] = []
+    monkeypatch.setattr(server_model, "time", SimpleNamespace(sleep=waits.append))
+    return waits
+
+
+def test_429_and_500_are_retried_with_backoff(monkeypatch):
+    waits = waits_of(monkeypatch)
     replies = [Reply({"error": {"message": "slow down"}}, 429, {"Retry-After": "0.2"}),
                Reply({"error": {"message": "overloaded"}}, 500),
                Reply(completion("<tool_call>" + json.dumps(CALL) + "</tool_call>"))]
     with ScriptedServer(replies) as srv:
         model = OpenAIServerModel(srv.url, "stub-model", backoff_s=0.1)
-        started = time.perf_counter()
         out = model.generate(ASK, TOOLS)
-        elapsed = time.perf_counter() - started
     assert len(srv.requests) == 3 and model.retries == 2
     assert out.tool_calls[0].name == "inspect_frames"
-    assert 0.25 <= elapsed < 5  # the Retry-After of 0.2 s, then about 0.1 s of backoff
+    # the server's Retry-After of 0.2 s, then the second backoff: 0.1 s x 2, plus up to a quarter of jitter
+    assert waits[0] == 0.2 and 0.2 <= waits[1] <= 0.25 and len(waits) == 2
 
     with ScriptedServer([Reply({"error": {"message": "still overloaded"}}, 503)]) as srv:
         model = OpenAIServerModel(srv.url, "stub-model", max_retries=2, backoff_s=0.05)
@@ -191,15 +201,14 @@ def test_429_and_500_are_retried_with_backoff():
     assert len(srv.requests) == 3
 
 
-def test_a_server_that_never_answers_times_out_clearly():
+def test_a_server_that_never_answers_times_out_clearly(monkeypatch):
+    waits = waits_of(monkeypatch)
     with ScriptedServer([Reply(completion("late"), delay=30)]) as srv:
         model = OpenAIServerModel(srv.url, "stub-model", timeout=1.0, max_retries=1, backoff_s=0.1)
-        started = time.perf_counter()
         with pytest.raises(ModelError) as info:
             model.generate(ASK, TOOLS)
-        elapsed = time.perf_counter() - started
     assert "did not answer within 1 s (2 tries)" in str(info.value) and srv.url in str(info.value)
-    assert 2.0 <= elapsed < 8 and len(srv.requests) == 2
+    assert len(srv.requests) == 2 and len(waits) == 1 and 0.1 <= waits[0] <= 0.125  # one backoff between
 
 
 def test_a_server_that_refuses_tools_gets_them_in_the_prompt():

@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from media import shared_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-MEDIA = ROOT.parent / "shared" / "media"
-BOATS = MEDIA / "boats.mp4"
 SCRIPT = ROOT / "examples" / "scripts" / "boats.json"
 HEAVY = ("torch", "transformers", "decord", "av", "rich", "numpy", "pydantic", "networkx")
 
@@ -20,9 +19,9 @@ def cli(*args, cwd=None, env_extra=None):
                           cwd=cwd, env=env, timeout=120)
 
 
-def test_run_json_and_replay(tmp_path):
+def test_run_json_and_replay(tmp_path, boats):
     trace = tmp_path / "t.jsonl"
-    proc = cli("run", BOATS, "What is on the water?", "--model", f"replay:{SCRIPT}", "--json", "--trace", trace,
+    proc = cli("run", boats, "What is on the water?", "--model", f"replay:{SCRIPT}", "--json", "--trace", trace,
                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -41,18 +40,18 @@ def test_run_json_and_replay(tmp_path):
     assert "plan" in shown.stdout and "model check: supported" in shown.stdout
 
     # a trace is itself a recording: run it again against the current tools
-    again = cli("run", BOATS, "What is on the water?", "--model", f"replay:{trace}", "--json", cwd=tmp_path)
+    again = cli("run", boats, "What is on the water?", "--model", f"replay:{trace}", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["answer"] == "Boats moving on the water."
     assert list((tmp_path / ".mcr" / "traces").glob("*.jsonl"))  # default trace folder
 
 
-def test_run_live_trace_and_quiet(tmp_path):
-    live = cli("run", BOATS, "What is on the water?", "--model", f"replay:{SCRIPT}", cwd=tmp_path)
+def test_run_live_trace_and_quiet(tmp_path, boats):
+    live = cli("run", boats, "What is on the water?", "--model", f"replay:{SCRIPT}", cwd=tmp_path)
     assert live.returncode == 0, live.stderr
     assert "step 1" in live.stdout and "→ inspect_frames" in live.stdout and "Answer: Boats" in live.stdout
     assert "perceive" in live.stdout and "reflect" in live.stdout and "status verified" in live.stdout
-    quiet = cli("run", BOATS, "What?", "--model", f"replay:{SCRIPT}", "--quiet", cwd=tmp_path)
+    quiet = cli("run", boats, "What?", "--model", f"replay:{SCRIPT}", "--quiet", cwd=tmp_path)
     assert quiet.stdout.strip() == "Boats moving on the water."
 
 
@@ -67,21 +66,22 @@ def test_tools_listing():
     assert "inspect_frames" in table.stdout and "span" in table.stdout
 
 
-@pytest.mark.parametrize(
+@pytest.mark.parametrize(  # "BOATS": the real clip
     "args, message",
     [
         (["run", "missing.mp4", "q", "--model", f"replay:{SCRIPT}"], "not found"),
-        (["run", BOATS, "q", "--model", "no-such-model"], "unknown model 'no-such-model'"),
-        (["run", BOATS, "q", "--model", "replay:nowhere.json"], "replay file not found"),
-        (["run", BOATS, "q", "--model", "OpenGVLab/InternVideo3-8B-Instruct"], "not available offline"),
-        (["run", BOATS, "q"], "OpenGVLab/InternVideo3-8B-Instruct is not available offline"),
+        (["run", "BOATS", "q", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["run", "BOATS", "q", "--model", "replay:nowhere.json"], "replay file not found"),
+        (["run", "BOATS", "q", "--model", "OpenGVLab/InternVideo3-8B-Instruct"], "not available offline"),
+        (["run", "BOATS", "q"], "OpenGVLab/InternVideo3-8B-Instruct is not available offline"),
         (["replay", "nowhere.jsonl"], "trace not found"),
-        (["run", BOATS, "q", "--tools", "nowhere.py"], "tools file not found"),
-        (["run", BOATS, "q", "--tools", "asr,nope"], "unknown tool 'nope' in --tools asr,nope"),
-        (["run", BOATS, "q", "--index", "shots,nope"], "unknown index stage 'nope' in --index"),
+        (["run", "BOATS", "q", "--tools", "nowhere.py"], "tools file not found"),
+        (["run", "BOATS", "q", "--tools", "asr,nope"], "unknown tool 'nope' in --tools asr,nope"),
+        (["run", "BOATS", "q", "--index", "shots,nope"], "unknown index stage 'nope' in --index"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, message):
+    args = [shared_clip("boats.mp4") if a == "BOATS" else a for a in args]
     proc = cli(*args, cwd=tmp_path, env_extra={"HF_HOME": str(tmp_path / "hf"), "MCR_MODEL": ""})
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -109,8 +109,8 @@ def test_help_and_import_stay_light():
     assert helped.returncode == 0 and "run" in helped.stdout and "replay" in helped.stdout
 
 
-def test_example_custom_tool_runs_as_documented(tmp_path):
-    proc = subprocess.run([sys.executable, ROOT / "examples" / "custom_tool.py", BOATS], capture_output=True,
+def test_example_custom_tool_runs_as_documented(tmp_path, boats):
+    proc = subprocess.run([sys.executable, ROOT / "examples" / "custom_tool.py", boats], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "answer: The water looks dark blue-grey." in proc.stdout and "status: verified" in proc.stdout

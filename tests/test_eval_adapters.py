@@ -2,6 +2,7 @@
 scored for a scripted agent whose answers are known."""
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,31 +11,36 @@ from mcr.agents import Agent
 from mcr.eval import load_benchmark, resolve_videos, run_eval
 from mcr.eval.samples import EvalError, MissingVideos
 from mcr.models import ModelOutput
+from mcr.testing import RecordingModel
 from mcr.types import ToolCall, Usage
 
 
-class Oracle:
-    """Answers each question with the text given for it (keyed by the question's first line)."""
+def question_of(messages) -> str:
+    """The question of a run's task message (its first line)."""
+    task = next(m.text for m in messages if m.role == "user" and "Question: " in m.text)
+    return task.split("Question: ", 1)[1].split("\n", 1)[0]
 
-    name = "oracle"
 
-    def __init__(self, answers: dict, delay: float = 0.0, fail_on: str | None = None) -> None:
-        self.answers, self.delay, self.fail_on = answers, delay, fail_on
-        self.asked: list[str] = []
+def oracle(answers: dict, delay: float = 0.0, fail_on: str | None = None) -> RecordingModel:
+    """A model that answers each question with the text given for it (keyed by the question's
+    first line), after ``delay`` seconds; a question containing ``fail_on`` raises instead."""
 
-    def generate(self, messages, tools=None, **options):
-        import time
-
-        task = next(m.text for m in messages if m.role == "user" and "Question: " in m.text)
-        question = task.split("Question: ", 1)[1].split("\n", 1)[0]
-        self.asked.append(question)
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail_on and self.fail_on in question:
+    def reply(messages, tools=None, **options):
+        question = question_of(messages)
+        if delay:
+            time.sleep(delay)
+        if fail_on and fail_on in question:
             raise RuntimeError("the server went away")
-        answer = self.answers[question]
-        return ModelOutput(tool_calls=[ToolCall("answer", {"answer": answer, "evidence": ["00:00:00-00:00:01"]})],
+        return ModelOutput(tool_calls=[ToolCall("answer", {"answer": answers[question],
+                                                           "evidence": ["00:00:00-00:00:01"]})],
                            usage=Usage(100, 10, 1))
+
+    return RecordingModel(reply, name="oracle")
+
+
+def asked(model: RecordingModel) -> list[str]:
+    """The questions the model was asked, in order."""
+    return [question_of(c.messages) for c in model.calls]
 
 
 def oracle_factory(model):
@@ -62,7 +68,7 @@ def place(video: Path, folder: Path, *names: str) -> Path:
 
 
 def evaluate(samples, answers, out):
-    return run_eval(samples, oracle_factory(Oracle(answers)), out)
+    return run_eval(samples, oracle_factory(oracle(answers)), out)
 
 
 def test_videomme_parquet(tmp_path, tiny_video):

@@ -12,7 +12,7 @@ import pytest
 from mcr.cli import main
 from mcr.eval import AgentSpec, load_benchmark, resolve_videos, run_eval
 from mcr.eval.results import ResultsWriter, iter_records, read_results, repair
-from test_eval_adapters import Oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
+from test_eval_adapters import asked, oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
 
 N = 12
 
@@ -40,10 +40,10 @@ def _stable(record):
 KILLED_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_eval_adapters import Oracle, oracle_factory
+from test_eval_adapters import oracle, oracle_factory
 from mcr.eval import load_benchmark, resolve_videos, run_eval
 samples = resolve_videos(load_benchmark("jsonl", {ann!r}), {videos!r})
-run_eval(samples, oracle_factory(Oracle({answers!r}, delay=0.25)), {out!r})
+run_eval(samples, oracle_factory(oracle({answers!r}, delay=0.25)), {out!r})
 """
 
 
@@ -69,10 +69,10 @@ def test_resume_after_kill_reruns_nothing_finished_and_loses_nothing(tmp_path, b
         f.write(b'{"id": "q99", "answer": "tor')
     assert len(list(iter_records(results))) == len(before)  # the torn line is skipped when reading
 
-    model = Oracle(answers)
+    model = oracle(answers)
     summary = run_eval(_samples(ann, videos), oracle_factory(model), out)
     done_first = {r["question"] for r in before.values()}
-    assert sorted(model.asked) == sorted(q for q in answers if q not in done_first)  # nothing finished re-ran
+    assert sorted(asked(model)) == sorted(q for q in answers if q not in done_first)  # nothing finished re-ran
     lines = results.read_text().splitlines()
     assert len(lines) == N and all(json.loads(line)["id"] != "q99" for line in lines)  # nothing lost, no torn line
     after = read_results(results)
@@ -101,8 +101,8 @@ def test_repair_cuts_only_a_torn_last_line(tmp_path):
 
 def test_four_workers_give_the_same_results_as_one(tmp_path, bench):
     ann, videos, answers = bench
-    one = run_eval(_samples(ann, videos), oracle_factory(Oracle(answers)), tmp_path / "one", workers=1)
-    four = run_eval(_samples(ann, videos), oracle_factory(Oracle(answers, delay=0.02)), tmp_path / "four", workers=4)
+    one = run_eval(_samples(ann, videos), oracle_factory(oracle(answers)), tmp_path / "one", workers=1)
+    four = run_eval(_samples(ann, videos), oracle_factory(oracle(answers, delay=0.02)), tmp_path / "four", workers=4)
     r1, r4 = read_results(tmp_path / "one" / "results.jsonl"), read_results(tmp_path / "four" / "results.jsonl")
     assert sorted(r1) == sorted(r4) == [f"q{i:02d}" for i in range(N)]
     assert {k: _stable(v) for k, v in r1.items()} == {k: _stable(v) for k, v in r4.items()}
@@ -116,16 +116,16 @@ def test_four_workers_give_the_same_results_as_one(tmp_path, bench):
 def test_a_failing_question_is_recorded_not_fatal_and_can_be_retried(tmp_path, bench):
     ann, videos, answers = bench
     out = tmp_path / "out"
-    summary = run_eval(_samples(ann, videos), oracle_factory(Oracle(answers, fail_on="Question 5?")), out, workers=2)
+    summary = run_eval(_samples(ann, videos), oracle_factory(oracle(answers, fail_on="Question 5?")), out, workers=2)
     rec = read_results(out / "results.jsonl")
     assert summary["questions"] == N and summary["errors"] == 1
     assert rec["q05"]["status"] == "error" and "server went away" in rec["q05"]["error"]
     assert rec["q05"]["correct"] is False and rec["q06"]["status"] == "answered"
-    again = Oracle(answers)
+    again = oracle(answers)
     run_eval(_samples(ann, videos), oracle_factory(again), out)
-    assert again.asked == []  # an errored question is finished unless asked to retry
+    assert asked(again) == []  # an errored question is finished unless asked to retry
     run_eval(_samples(ann, videos), oracle_factory(again), out, retry_errors=True)
-    assert again.asked == ["Question 5?"]
+    assert asked(again) == ["Question 5?"]
     assert read_results(out / "results.jsonl")["q05"]["status"] == "answered"
 
 

@@ -10,12 +10,11 @@ import logging
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from media import DRAWN_CUES, MEDIA, SPOKEN_CUES, corrupt_audio, make_cue_video, make_silent_audio_video
+from media import DRAWN_CUES, SPOKEN_CUES, corrupt_audio, make_cue_video, make_silent_audio_video, shared_clip
 from mcr.memory import Memory, VideoIndex
 from mcr.tools import ModelCache, ToolContext, ToolRegistry, builtin_tools
 from mcr.tools.asr import asr
@@ -27,9 +26,6 @@ from mcr.tools.web import web_search
 from mcr.types import TimeSpan, ToolCall
 from mcr.video import Video
 
-MEGAMIND = MEDIA / "megamind.mp4"
-KITCHEN = MEDIA / "kitchen_segment3.mp4"
-needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"real clips not found at {MEDIA}")
 GROUNDING_QUERIES = [  # (query, the cue it is about: "s"poken or "d"rawn, its index)
     ("a cat asleep on a piano", "s", 0),
     ("watering the tomatoes", "s", 1),
@@ -70,9 +66,8 @@ def cue_window(kind: str, i: int) -> TimeSpan:
 
 # --------------------------------------------------------------------- ASR
 
-@needs_media
 def test_asr_finds_judge_and_cover_in_megamind_at_their_times():
-    ctx = ToolContext(video=Video(MEGAMIND))
+    ctx = ToolContext(video=Video(shared_clip("megamind.mp4")))
     result = call(ctx, asr, words=True)
     assert not result.is_error, result.text
     assert "judge a book by its cover" in result.text.lower() and result.metadata["language"] == "en"
@@ -124,17 +119,14 @@ def test_asr_workers_split_long_audio_at_a_pause_and_miss_nothing(tmp_path, monk
 def test_asr_span_is_answered_from_the_cached_index(cue_ctx):
     call(cue_ctx, asr)  # built (or already built by the test before)
     fresh = ToolContext(video=Video(cue_ctx.video.path), memory=cue_ctx.memory, models=ModelCache())
-    t0 = time.perf_counter()
     result = call(fresh, asr, span="00:00:20-00:00:40")
-    assert time.perf_counter() - t0 < 2.0
     assert not any(key[0] == "whisper" for key in fresh.models._items)  # no model was loaded for it
     assert len(result.spans) == 2 and "Edinburgh" in result.text and "chocolate" in result.text
     assert VideoIndex(fresh.video, fresh.memory).state("transcript")["status"] == "done"
 
 
-@needs_media
 def test_asr_on_a_video_without_audio_says_so():
-    result = call(ToolContext(video=Video(KITCHEN)), asr)
+    result = call(ToolContext(video=Video(shared_clip("kitchen_segment3.mp4"))), asr)
     assert not result.is_error and result.text.startswith("no audio track") and result.metadata["no_audio"]
 
 
@@ -256,10 +248,9 @@ def test_web_search_offline_answers_at_once(cue_ctx, monkeypatch):
 
     monkeypatch.setattr(web, "SEARCH_HOST", "unreachable.invalid")
     monkeypatch.setattr(web, "_reach_cache", {})
-    t0 = time.perf_counter()
     result = call(cue_ctx, web_search, query="Edinburgh trains")
-    assert time.perf_counter() - t0 < 5.0
     assert result.is_error and result.text == "web search unavailable: no network"
+    assert [ok for _, ok in web._reach_cache.values()] == [False]  # one bounded probe, kept for the next call
 
 
 def test_web_results_are_marked_untrusted(cue_ctx, monkeypatch):
@@ -316,7 +307,7 @@ def test_perception_tools_in_an_agent_run(cue_video, tmp_path):
     assert result.answer == "platform seven"
     tool_texts = [m.text for m in model.calls[2].messages if m.role == "tool"]
     assert "Edinburgh" in tool_texts[0] and "transcript" in tool_texts[0]
-    assert "platform 7" in tool_texts[1].lower() or "platform seven" in tool_texts[1].lower()
+    assert "leaves from platform 7." in tool_texts[1]  # whisper tiny.en writes the number as a digit
 
 
 def test_index_command_builds_the_perception_stages(cue_video, tmp_path):

@@ -1,10 +1,10 @@
 """@tool schemas, validation, and every failure reaching the model as a result."""
-import time
+import threading
 from typing import List, Literal, Optional
 
 import pytest
 
-from mcr.tools import Tool, ToolContext, ToolRegistry, ToolResult, ToolRetry, builtin_tools, tool
+from mcr.tools import Tool, ToolContext, ToolError, ToolRegistry, ToolResult, ToolRetry, builtin_tools, tool
 from mcr.types import TimeSpan, ToolCall
 
 
@@ -104,11 +104,13 @@ def registry():
             raise ToolRetry("level must be 3 for this video")
         return "ok"
 
-    @tool(timeout=0.2)
-    def slow(seconds: float) -> str:
-        """Sleeps."""
-        time.sleep(seconds)
-        return "awake"
+    @tool(timeout=0.5, cancellable=True)
+    def slow(ctx: ToolContext, wake: bool) -> str:
+        """Answers at once when woken, else waits until the call is cancelled."""
+        if wake:
+            return "awake"
+        ctx.cancelled.wait(60)
+        raise ToolError("stopped")
 
     @tool
     def rich_result(ctx: ToolContext) -> ToolResult:
@@ -155,11 +157,10 @@ def test_retry_result(registry):
 
 
 def test_timeout_result(registry):
-    t0 = time.perf_counter()
-    r = run(registry, "slow", seconds=3)
-    assert r.is_error and "timed out after 0.2 s" in r.text
-    assert time.perf_counter() - t0 < 2
-    assert run(registry, "slow", seconds=0.01).text == "awake"
+    r = run(registry, "slow", wake=False)
+    assert r.is_error and r.text.startswith("error: tool 'slow' timed out after 0.5 s and was stopped;")
+    assert r.metadata["timed_out"] and r.metadata["stopped"]
+    assert run(registry, "slow", wake=True).text == "awake"
 
 
 def test_results_from_plain_values(registry):
@@ -189,3 +190,102 @@ def test_builtin_inspect_frames_schema():
 def test_inspect_frames_without_video_is_a_result():
     r = ToolRegistry(builtin_tools()).execute(ToolCall("inspect_frames", {"span": "0-1"}, "c"), ToolContext())
     assert r.is_error and r.text == "error: no video is open in this run"
+
+
+# ------------------------------------------------------------- timeouts and cancelling
+
+def test_a_cancellable_tool_that_times_out_is_stopped():
+    started, threads = threading.Event(), []
+
+    @tool(timeout=0.05, cancellable=True)
+    def crawl(ctx: ToolContext) -> str:
+        """Works in chunks until cancelled."""
+        threads.append(threading.current_thread())
+        started.set()
+        while not ctx.cancelled.wait(0.01):  # one chunk of work, then look at the event
+            pass
+        raise ToolError("stopped")
+
+    caller = ToolContext()
+    registry = ToolRegistry([crawl], cancel_grace_s=60)  # it ends as soon as it sees the event
+    r = registry.execute(ToolCall("crawl", {}, "c"), caller)
+    assert started.is_set()
+    assert r.is_error and r.text == ("error: tool 'crawl' timed out after 0.05 s and was stopped; try a narrower "
+                                     "span or a cheaper call.")
+    assert r.metadata["stopped"] is True
+    assert not threads[0].is_alive()  # its thread has ended
+    assert not caller.cancelled.is_set()  # each call has its own event: the caller's context is untouched
+
+
+def test_a_tool_that_cannot_be_cancelled_is_reported_abandoned():
+    release, threads = threading.Event(), []
+
+    @tool(timeout=0.05)
+    def stubborn() -> str:
+        """Blocks until released, whatever happens."""
+        threads.append(threading.current_thread())
+        release.wait(60)
+        return "late"
+
+    r = ToolRegistry([stubborn]).execute(ToolCall("stubborn", {}, "c"), ToolContext())
+    try:
+        assert r.is_error and "timed out after 0.05 s and was abandoned" in r.text
+        assert "cannot be stopped, so it may still be running" in r.text and r.metadata["stopped"] is False
+        assert threads[0].is_alive()  # still on its thread: abandoned, as the result says
+    finally:
+        release.set()
+        threads[0].join(60)
+    assert not threads[0].is_alive()
+
+
+def test_a_cancellable_tool_that_does_not_stop_is_reported_abandoned():
+    release, threads = threading.Event(), []
+
+    @tool(timeout=0.05, cancellable=True)
+    def deaf(ctx: ToolContext) -> str:
+        """Says it can be cancelled but never looks at the event."""
+        threads.append(threading.current_thread())
+        release.wait(60)
+        return "late"
+
+    r = ToolRegistry([deaf], cancel_grace_s=0.01).execute(ToolCall("deaf", {}, "c"), ToolContext())
+    try:
+        assert r.is_error and "and was abandoned (asked to stop, it was still running 0.01 s later)" in r.text
+        assert r.metadata["stopped"] is False and threads[0].is_alive()
+    finally:
+        release.set()
+        threads[0].join(60)
+
+
+def test_listing_says_which_tools_can_be_cancelled_and_schemas_do_not():
+    registry = ToolRegistry(builtin_tools(perception=False))
+    rows = {row["name"]: row for row in registry.listing()}
+    assert rows["inspect_frames"]["cancellable"] is True and rows["inspect_frames"]["timeout"] is None
+    assert rows["inspect_frames"]["parameters"] == registry.get("inspect_frames").parameters
+    assert "cancel" not in str(registry.schemas())  # the model sees the same schemas as before
+
+
+def test_inspect_frames_stops_once_cancelled(code_video):
+    from mcr.video import Video
+
+    ctx = ToolContext(video=Video(code_video))
+    ctx.cancelled.set()
+    r = ToolRegistry(builtin_tools(perception=False)).execute(ToolCall("inspect_frames", {"span": "0-4"}, "c"), ctx)
+    assert r.is_error and r.text == "error: the call was cancelled"
+    ctx.cancelled.clear()
+    r = ToolRegistry(builtin_tools(perception=False)).execute(ToolCall("inspect_frames", {"span": "0-4"}, "c"), ctx)
+    assert not r.is_error and len(r.frames) == 4
+
+
+def test_stream_frames_stops_at_the_next_frame_once_cancelled(code_video):
+    from mcr.tools.sampling import stream_frames
+    from mcr.video import Video
+
+    cancelled = threading.Event()
+    frames = stream_frames(Video(code_video), [0.0, 1.0, 2.0, 3.0], cancelled=cancelled)
+    assert next(frames)[0] == 0.0
+    cancelled.set()
+    with pytest.raises(ToolError, match="cancelled"):
+        next(frames)
+    assert [t for t, _ in stream_frames(Video(code_video), [0.0, 1.0, 2.0, 3.0], cancelled=threading.Event())] == \
+        [0.0, 1.0, 2.0, 3.0]

@@ -59,7 +59,7 @@ def test_clamp():
 
 
 def test_format():
-    assert format_time(3723.25) == "01:02:03.2" or format_time(3723.25) == "01:02:03.3"
+    assert format_time(3723.25) == "01:02:03.2"  # 37232.5 tenths round half to even
     assert format_time(0) == "00:00:00.0"
     assert format_time(59.96) == "00:01:00.0"
     assert str(TimeSpan(2, 4)) == "00:00:02.0-00:00:04.0"

@@ -46,6 +46,9 @@ class ToolContext:
     device: str = "auto"
     max_pixels: int | None = None  # frames are decoded no larger than this (the model's own limit)
     state: dict[str, Any] = field(default_factory=dict)
+    # set by the registry when a call with a timeout runs out of time; a tool marked
+    # ``cancellable`` checks it between chunks of work and stops (raise ToolError)
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def require_video(self) -> Video:
         if self.video is None:
@@ -104,6 +107,7 @@ class Tool:
         description: str | None = None,
         timeout: float | None = None,
         max_output_chars: int | None = None,
+        cancellable: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@tool needs a function, got {fn!r}")
@@ -116,6 +120,7 @@ class Tool:
         doc_text, arg_docs = parse_docstring(fn.__doc__)
         self.description = (description or doc_text or self.name.replace("_", " ")).strip()
         self.timeout = timeout
+        self.cancellable = cancellable  # stops soon after ctx.cancelled is set
         self.max_output_chars = max_output_chars
         params = list(inspect.signature(fn).parameters.values())
         first = params[0] if params else None
@@ -164,15 +169,20 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     max_output_chars: int | None = None,
+    cancellable: bool = False,
 ):
     """Make a function a tool: ``@tool`` or ``@tool(name=..., timeout=...)``.
 
     The schema comes from the type hints and the Google-style docstring. A first
     parameter annotated ``ToolContext`` is injected at call time and never shown.
+    With a ``timeout``, ``cancellable=True`` says the tool checks ``ctx.cancelled`` between
+    chunks of work and stops when it is set, so a call that runs out of time is stopped
+    rather than abandoned on its thread.
     """
 
     def wrap(f: Callable) -> Tool:
-        return Tool(f, name=name, description=description, timeout=timeout, max_output_chars=max_output_chars)
+        return Tool(f, name=name, description=description, timeout=timeout, max_output_chars=max_output_chars,
+                    cancellable=cancellable)
 
     if fn is not None:
         return wrap(fn)

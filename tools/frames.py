@@ -8,13 +8,14 @@ shot. A span of one shot gets evenly spread frames, as before.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Optional
 
 import numpy as np
 
 from mcr.types import Frames, TimeSpan, format_time
 
-from .base import ToolContext, ToolResult, ToolRetry, tool
+from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
 from .shots import SAMPLE_PIXELS, find_cuts
 from .stages import stage_data
 
@@ -61,9 +62,20 @@ def representative_times(span: TimeSpan, cuts: list[float], n: int) -> list[floa
     return times
 
 
-def frames_at(video: Any, times: list[float], max_pixels: int | None) -> Frames:
-    """The frames on screen at ``times``, each once, in time order."""
-    parts = [video.frame_at(t, max_pixels=max_pixels) for t in sorted(times)]
+def stop_if_cancelled(cancelled: threading.Event | None) -> None:
+    """Raise ``ToolError`` when the call was cancelled (the registry sets the event when its time is up)."""
+    if cancelled is not None and cancelled.is_set():
+        raise ToolError("the call was cancelled")
+
+
+def frames_at(video: Any, times: list[float], max_pixels: int | None,
+              cancelled: threading.Event | None = None) -> Frames:
+    """The frames on screen at ``times``, each once, in time order; stops between frames once
+    ``cancelled`` is set."""
+    parts = []
+    for t in sorted(times):
+        stop_if_cancelled(cancelled)
+        parts.append(video.frame_at(t, max_pixels=max_pixels))
     seen, keep = set(), []
     for p in parts:
         if p.indices[0] not in seen:
@@ -73,7 +85,7 @@ def frames_at(video: Any, times: list[float], max_pixels: int | None) -> Frames:
                   indices=[p.indices[0] for p in keep], source=keep[0].source, video_id=keep[0].video_id)
 
 
-@tool
+@tool(cancellable=True)
 def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frames: int = 8,
                    max_pixels: Optional[int] = None) -> ToolResult:
     """Look at frames of the video in a time span.
@@ -107,11 +119,13 @@ def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frame
     how = "evenly spread"
     frames = None
     if clamped.duration * fps > max_frames and max_frames > 1:
+        stop_if_cancelled(ctx.cancelled)
         cuts = span_cuts(ctx, video, clamped)
         if cuts:
-            frames = frames_at(video, representative_times(clamped, cuts, max_frames), limit)
+            frames = frames_at(video, representative_times(clamped, cuts, max_frames), limit, ctx.cancelled)
             how = f"chosen across {len(cuts) + 1} shots"
     if frames is None:
+        stop_if_cancelled(ctx.cancelled)
         frames = video.frames(clamped, fps=fps, max_frames=max_frames, max_pixels=limit)
     if len(frames) == 0:
         raise ToolRetry(f"no frames in {clamped}; widen the span")

@@ -1,6 +1,16 @@
-"""The tool registry: lists tools and their schemas, and runs a call into exactly one result."""
+"""The tool registry: lists tools and their schemas, and runs a call into exactly one result.
+
+A tool with a ``timeout`` runs on its own thread. When the time is up, the registry sets
+the call's ``ctx.cancelled`` event (each call gets its own, so calls running side by side
+are not touched) and answers the model at once. A tool marked ``cancellable`` checks that
+event between chunks of work and stops; the registry gives it ``cancel_grace_s`` seconds
+to end and says in the result whether the call was stopped. Any other tool cannot be
+stopped from outside its thread: the call is abandoned there, may still be running, and
+the result says so.
+"""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any, Iterable
@@ -10,6 +20,7 @@ from mcr.types import ToolCall
 from .base import Tool, ToolContext, ToolError, ToolResult, ToolRetry
 
 DEFAULT_MAX_OUTPUT_CHARS = 12000
+DEFAULT_CANCEL_GRACE_S = 2.0
 
 
 def format_validation_error(exc: Exception) -> str:
@@ -37,9 +48,11 @@ def cut_text(text: str, limit: int | None) -> str:
 class ToolRegistry:
     """Named tools. ``execute`` never raises for anything the model did."""
 
-    def __init__(self, tools: Iterable[Tool] = (), max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> None:
+    def __init__(self, tools: Iterable[Tool] = (), max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+                 cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S) -> None:
         self._tools: dict[str, Tool] = {}
         self.max_output_chars = max_output_chars
+        self.cancel_grace_s = cancel_grace_s  # how long a cancelled call may take to stop
         for t in tools:
             self.add(t)
 
@@ -67,7 +80,15 @@ class ToolRegistry:
         return list(self._tools)
 
     def schemas(self) -> list[dict]:
+        """The function schemas the model sees (nothing about timeouts or cancelling)."""
         return [t.schema() for t in self._tools.values()]
+
+    def listing(self) -> list[dict]:
+        """Each tool for people and programs (``mcr-agent tools``): its name, description and
+        parameters, its timeout, and whether a timed-out call can be stopped (``cancellable``)
+        or is abandoned on its thread."""
+        return [{"name": t.name, "description": t.description, "parameters": t.parameters, "timeout": t.timeout,
+                 "cancellable": t.cancellable} for t in self._tools.values()]
 
     def execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
         """Run one call. Unknown tools, bad arguments, retries, errors and timeouts
@@ -92,6 +113,8 @@ class ToolRegistry:
                 "Fix the arguments and call again."
             )
         outcome: dict[str, Any] = {}
+        if t.timeout is not None:  # its own cancellation event, so a timeout stops this call only
+            ctx = dataclasses.replace(ctx, cancelled=threading.Event())
 
         def target() -> None:
             try:
@@ -106,10 +129,7 @@ class ToolRegistry:
             worker.start()
             worker.join(t.timeout)
             if worker.is_alive():
-                return ToolResult.error(
-                    f"error: tool {t.name!r} timed out after {t.timeout:g} s and was abandoned; "
-                    "try a narrower span or a cheaper call."
-                )
+                return self._timed_out(t, ctx, worker)
         exc = outcome.get("error")
         if isinstance(exc, ToolRetry):
             return ToolResult.error(f"retry: {exc}", retry=True)
@@ -125,3 +145,17 @@ class ToolRegistry:
         limit = t.max_output_chars or self.max_output_chars
         result.text = cut_text(result.text, limit)
         return result
+
+    def _timed_out(self, t: Tool, ctx: ToolContext, worker: threading.Thread) -> ToolResult:
+        """Ask the call to stop; say whether it did (cancellable tools) or was abandoned."""
+        ctx.cancelled.set()
+        head = f"error: tool {t.name!r} timed out after {t.timeout:g} s"
+        advice = "try a narrower span or a cheaper call."
+        if not t.cancellable:
+            return ToolResult.error(f"{head} and was abandoned (it cannot be stopped, so it may still be running); "
+                                    f"{advice}", timed_out=True, stopped=False)
+        worker.join(self.cancel_grace_s)
+        if worker.is_alive():
+            return ToolResult.error(f"{head} and was abandoned (asked to stop, it was still running "
+                                    f"{self.cancel_grace_s:g} s later); {advice}", timed_out=True, stopped=False)
+        return ToolResult.error(f"{head} and was stopped; {advice}", timed_out=True, stopped=True)

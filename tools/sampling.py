@@ -25,6 +25,8 @@ import numpy as np
 
 from mcr.types import Frames, TimeSpan
 
+from .base import ToolError
+
 _EPS = 5e-4  # seconds of slack when comparing a frame's time with a wanted time
 PARALLEL_MIN_S = 120.0  # passes over at least this long are decoded by several workers
 SEGMENT_FRAMES = 48  # wanted frames per segment of a parallel pass (at least; segments start at keyframes)
@@ -82,7 +84,8 @@ def _decoded(stream: Any, packets: Iterator[Any]) -> Iterator[Any]:
 
 
 def stream_frames(video: Any, times: Sequence[float], max_pixels: int | None = None, threads: int = 1,
-                  workers: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+                  workers: int | None = None,
+                  cancelled: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(timestamp, image)`` for the frame on screen at each of ``times`` (sorted,
     in video seconds), decoding the stream once from the keyframe before the first time.
 
@@ -102,6 +105,9 @@ def stream_frames(video: Any, times: Sequence[float], max_pixels: int | None = N
     nothing depends on them, so the frames that are returned are the same, and a sparse
     pass decodes a third to a half fewer frames. This is done for constant-rate streams,
     where the frame on screen at ``t`` is always within one frame period of ``t``.
+
+    Once ``cancelled`` is set (a tool call whose time is up), decoding stops at the next
+    frame and ``ToolError`` is raised.
     """
     wanted = np.asarray(sorted(float(t) for t in times), dtype=np.float64)
     if wanted.size == 0:
@@ -110,9 +116,9 @@ def stream_frames(video: Any, times: Sequence[float], max_pixels: int | None = N
         workers = 2 if (os.cpu_count() or 1) >= 2 and wanted[-1] - wanted[0] >= PARALLEL_MIN_S else 1
     segments = _segments(video, wanted) if workers > 1 else [wanted]
     if len(segments) < 2:
-        yield from _stream_part(video, wanted, max_pixels, threads)
+        yield from _stream_part(video, wanted, max_pixels, threads, cancelled)
         return
-    yield from _parallel(video, segments, max_pixels, threads, min(workers, len(segments)))
+    yield from _parallel(video, segments, max_pixels, threads, min(workers, len(segments)), cancelled)
 
 
 def keyframe_times(video: Any) -> np.ndarray:
@@ -143,14 +149,14 @@ def _segments(video: Any, wanted: np.ndarray) -> list[np.ndarray]:
 
 
 def _parallel(video: Any, segments: list[np.ndarray], max_pixels: int | None, threads: int,
-              workers: int) -> Iterator[tuple[float, np.ndarray]]:
+              workers: int, cancelled: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
     stop = threading.Event()
     slots = [queue.Queue(maxsize=1) for _ in range(workers)]
 
     def work(w: int) -> None:
         for j in range(w, len(segments), workers):
             try:
-                item: Any = list(_stream_part(video, segments[j], max_pixels, threads))
+                item: Any = list(_stream_part(video, segments[j], max_pixels, threads, cancelled))
             except BaseException as exc:  # handed to the reader, which raises it
                 item = exc
             while not stop.is_set():
@@ -181,8 +187,8 @@ def _parallel(video: Any, segments: list[np.ndarray], max_pixels: int | None, th
             t.join(timeout=5)
 
 
-def _stream_part(video: Any, wanted: np.ndarray, max_pixels: int | None,
-                 threads: int) -> Iterator[tuple[float, np.ndarray]]:
+def _stream_part(video: Any, wanted: np.ndarray, max_pixels: int | None, threads: int,
+                 cancelled: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """The frames on screen at the sorted times ``wanted``, decoded in one pass (see
     :func:`stream_frames`)."""
     w, h = _size_for(video.width, video.height, max_pixels)
@@ -210,6 +216,8 @@ def _stream_part(video: Any, wanted: np.ndarray, max_pixels: int | None,
             return frame.to_ndarray(format="rgb24", width=w, height=h)
 
         for frame in _decoded(stream, packets()):
+            if cancelled is not None and cancelled.is_set():
+                raise ToolError("the call was cancelled")
             if frame.pts is None:
                 continue
             t = frame.pts * tb - t0
@@ -229,11 +237,12 @@ def _stream_part(video: Any, wanted: np.ndarray, max_pixels: int | None,
         container.close()
 
 
-def sample(video: Any, span: TimeSpan, fps: float, max_pixels: int | None = None, threads: int = 1) -> Frames:
+def sample(video: Any, span: TimeSpan, fps: float, max_pixels: int | None = None, threads: int = 1,
+           cancelled: threading.Event | None = None) -> Frames:
     """The frames at ``span.start + k / fps`` inside ``span`` as one :class:`Frames`."""
     span = span.clamp(video.duration)
     stamps, images = [], []
-    for t, img in stream_frames(video, sample_times(span, fps), max_pixels, threads):
+    for t, img in stream_frames(video, sample_times(span, fps), max_pixels, threads, cancelled=cancelled):
         stamps.append(t)
         images.append(img)
     w, h = _size_for(video.width, video.height, max_pixels)
