@@ -17,7 +17,7 @@ from mcr.types import Frames, TimeSpan, format_time
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
 from .shots import SAMPLE_PIXELS, find_cuts
-from .stages import stage_data
+from .stages import check_span, stage_data
 
 MAX_FRAMES_PER_CALL = 64
 MIN_PIXELS = 32 * 32
@@ -107,12 +107,7 @@ def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frame
         raise ToolRetry(f"max_frames must be between 1 and {MAX_FRAMES_PER_CALL}")
     if max_pixels is not None and max_pixels < MIN_PIXELS:
         raise ToolRetry(f"max_pixels must be at least {MIN_PIXELS} (e.g. 200704 for 448x448)")
-    clamped = span.clamp(video.duration)
-    if span.start >= video.duration:
-        raise ToolRetry(
-            f"the span {span} starts after the video ends ({format_time(video.duration)}); "
-            f"choose a span inside 00:00:00.0-{format_time(video.duration)}"
-        )
+    clamped = check_span(video, span)
     limit = ctx.max_pixels
     if max_pixels is not None:
         limit = min(limit, max_pixels) if limit else max_pixels
