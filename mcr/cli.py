@@ -139,11 +139,14 @@ def cmd_tools(args: argparse.Namespace) -> int:
     table.add_column("tool", style="bold")
     table.add_column("arguments")
     table.add_column("description")
-    for t in registry:
-        props = t.parameters.get("properties", {})
-        required = set(t.parameters.get("required", []))
+    table.add_column("timeout")
+    for t in registry.listing():
+        props = t["parameters"].get("properties", {})
+        required = set(t["parameters"].get("required", []))
         argtext = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in props.items())
-        table.add_row(t.name, argtext, t.description.splitlines()[0] if t.description else "")
+        timeout = ("none" if t["timeout"] is None else f"{t['timeout']:g} s") + (
+            ", can be stopped" if t["cancellable"] else "")
+        table.add_row(t["name"], argtext, t["description"].splitlines()[0] if t["description"] else "", timeout)
     Console().print(table)
     return 0
 
