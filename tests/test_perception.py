@@ -250,7 +250,7 @@ def test_web_search_offline_answers_at_once(cue_ctx, monkeypatch):
     monkeypatch.setattr(web, "_reach_cache", {})
     result = call(cue_ctx, web_search, query="Edinburgh trains")
     assert result.is_error and result.text == "web search unavailable: no network"
-    assert [ok for _, ok in web._reach_cache.values()] == [False]  # one bounded probe, kept for the next call
+    assert {h: ok for h, (_, ok) in web._reach_cache.items()} == {"unreachable.invalid": False}  # one probe, kept
 
 
 def test_web_results_are_marked_untrusted(cue_ctx, monkeypatch):

@@ -22,8 +22,10 @@ UNTRUSTED_HEADER = ("UNTRUSTED EXTERNAL TEXT from a web search. These are claims
                     "the video before relying on them.")
 
 
-def network_available(host: str = SEARCH_HOST, port: int = 443, timeout: float = 2.0) -> bool:
-    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (cached for a minute)."""
+def network_available(host: str | None = None, port: int = 443, timeout: float = 2.0) -> bool:
+    """True when a TCP connection to ``host`` (default: the search service) opens within ``timeout``
+    seconds (cached for a minute)."""
+    host = host or SEARCH_HOST
     now = time.monotonic()
     cached = _reach_cache.get(host)
     if cached is not None and now - cached[0] < _CACHE_S:
