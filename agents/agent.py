@@ -1,63 +1,26 @@
 """``Agent``: a model, tools and budgets; ``run`` answers a question about a video."""
 from __future__ import annotations
 
+import logging
 import os
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mcr.context import Context, RenderProfile
 from mcr.errors import ToolNameError
 from mcr.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
-from mcr.loop import Budget, Outcome
+from mcr.loop import Budget
 from mcr.loop import run as run_loop
 from mcr.models import load_model
 from mcr.policy import Policy
+from mcr.result import RunResult
 from mcr.tools import Tool, ToolContext, ToolRegistry, builtin_tools
 from mcr.trace import TraceWriter, default_trace_path
-from mcr.types import TimeSpan, Usage
+from mcr.types import TimeSpan
 
 Subscriber = Callable[[Event], Any]
-
-
-@dataclass
-class RunResult:
-    answer: str
-    status: str  # verified | unverified | failed | answered | max_steps | timeout | ... | no_answer | error
-    evidence: list[TimeSpan] = field(default_factory=list)
-    steps: int = 0
-    trace_path: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    run_id: str = ""
-    wall_s: float = 0.0
-    error: str | None = None
-    answer_form: str = "text"
-    value: Any = None  # choice: option index; span: TimeSpan; count: int; text: str
-    verdicts: list[dict] = field(default_factory=list)
-    frames_seen: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.status not in ("error", "no_answer", "failed")
-
-    def to_dict(self) -> dict:
-        return {
-            "answer": self.answer,
-            "status": self.status,
-            "evidence": [str(s) for s in self.evidence],
-            "evidence_seconds": [s.to_list() for s in self.evidence],
-            "steps": self.steps,
-            "trace_path": self.trace_path,
-            "usage": self.usage.to_dict(),
-            "run_id": self.run_id,
-            "wall_s": self.wall_s,
-            "error": self.error,
-            "answer_form": self.answer_form,
-            "value": self.value.to_list() if isinstance(self.value, TimeSpan) else self.value,
-            "verdicts": self.verdicts,
-            "frames_seen": self.frames_seen,
-        }
+log = logging.getLogger(__name__)
 
 
 class Agent:
@@ -160,13 +123,21 @@ class Agent:
             writer = TraceWriter(path)
         self.last_context = context
 
+        subscribers = list(self.subscribers)
+
         def emit(event: Event) -> Event:
             if isinstance(event, RunFinished) and writer is not None:
-                event.trace_path = str(writer.path)
+                event.result.trace_path = str(writer.path)
             if writer is not None and not isinstance(event, ModelDelta):  # model_called holds the whole reply
                 writer.write(event)
-            for sub in self.subscribers:
-                sub(event)
+            for sub in list(subscribers):
+                try:
+                    sub(event)
+                except Exception as exc:  # a broken subscriber must not end the run
+                    subscribers.remove(sub)
+                    log.warning("subscriber %s raised %s: %s on a %s event; it gets no more events of this run",
+                                _name_of(sub), type(exc).__name__, exc, event.kind)
+                    log.debug("subscriber %s failed", _name_of(sub), exc_info=True)
             return event
 
         try:
@@ -175,7 +146,7 @@ class Agent:
                            policy=self.policy, answer_form=answer_form)
             for event in gen:
                 if isinstance(event, RunFinished) and event.depth == 0 and self.memory is not None:
-                    for written in self._write_back(handle, question, event):
+                    for written in self._write_back(handle, question, event.result):
                         yield emit(written)
                 yield emit(event)
         finally:
@@ -196,15 +167,15 @@ class Agent:
         if digest:
             context.add("memory", digest)
 
-    def _write_back(self, video: Any, question: str, finished: RunFinished) -> Iterator[Event]:
+    def _write_back(self, video: Any, question: str, finished: RunResult) -> Iterator[Event]:
         """Keep the answer for later questions about the same video."""
         if not finished.answer or finished.status in ("error", "no_answer"):
             return
-        spans = [TimeSpan(*s) for s in finished.evidence]
+        spans = finished.evidence
         span = TimeSpan(min(s.start for s in spans), max(s.end for s in spans)) if spans else None
         entry = self.memory.write(f"Q: {question.strip()} A: {finished.answer}", "answer",
                                   video.id if video is not None else None, span, source=f"run:{finished.run_id}",
-                                  status=finished.status, evidence=finished.evidence)
+                                  status=finished.status, evidence=[s.to_list() for s in spans])
         yield MemoryWritten(run_id=finished.run_id, step=finished.steps, entry_id=entry.id, entry_kind="answer",
                             text=entry.text, span=span.to_list() if span else None)
 
@@ -226,21 +197,7 @@ class Agent:
             if isinstance(event, RunFinished) and event.depth == 0:
                 finished = event
         assert finished is not None, "the loop ended without a run_finished event"
-        return RunResult(
-            answer=finished.answer,
-            status=finished.status,
-            evidence=[TimeSpan(*s) for s in finished.evidence],
-            steps=finished.steps,
-            trace_path=finished.trace_path,
-            usage=Usage.from_dict(finished.usage),
-            run_id=finished.run_id,
-            wall_s=finished.wall_s,
-            error=finished.error,
-            answer_form=finished.answer_form,
-            value=TimeSpan(*finished.value) if finished.answer_form == "span" and finished.value else finished.value,
-            verdicts=finished.verdicts,
-            frames_seen=finished.frames_seen,
-        )
+        return finished.result
 
 
 class BaselineAgent(Agent):
@@ -271,7 +228,13 @@ def _open_memory(memory: Any):
     return Memory(memory)  # None: .mcr/memory.db in the current directory
 
 
-__all__ = ["Agent", "BaselineAgent", "Outcome", "RunResult"]
+def _name_of(subscriber: Any) -> str:
+    """A subscriber's name for a log line: a function's qualified name, else its class's."""
+    name = getattr(subscriber, "__qualname__", None) or type(subscriber).__qualname__
+    return f"{getattr(subscriber, '__module__', None) or type(subscriber).__module__}.{name}"
+
+
+__all__ = ["Agent", "BaselineAgent", "RunResult"]
 
 
 def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry:

@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from mcr.result import RunResult
+
 
 @dataclass
 class Event:
@@ -20,6 +22,11 @@ class Event:
 
     def to_dict(self) -> dict:
         return {"event": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Event":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -89,19 +96,32 @@ class AnswerProposed(Event):
 
 @dataclass
 class RunFinished(Event):
+    """The end of a run (or of a child run): its ``RunResult``.
+
+    Its trace line is the result's fields beside the event's, as it always was, and those
+    fields read through the event as they always did (``event.status``; ``event.evidence`` as
+    ``[start, end]`` lists, ``event.usage`` as a dict): ``event.result`` has them typed.
+    """
+
     kind: ClassVar[str] = "run_finished"
-    answer: str = ""
-    status: str = ""
-    evidence: list[list[float]] = field(default_factory=list)
-    steps: int = 0
-    usage: dict = field(default_factory=dict)
-    wall_s: float = 0.0
-    error: str | None = None
-    trace_path: str | None = None
-    answer_form: str = "text"
-    value: Any = None
-    verdicts: list[dict] = field(default_factory=list)
-    frames_seen: int = 0
+    result: RunResult = field(default_factory=RunResult)
+
+    def __getattr__(self, name: str) -> Any:  # only called for names the event itself lacks
+        if name in _TRACE_FIELDS and "result" in self.__dict__:
+            return self.result.to_trace()[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, "run_id": self.run_id, "depth": self.depth, "step": self.step, "time": self.time,
+                **self.result.to_trace()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunFinished":
+        ids = {k: d[k] for k in ("run_id", "depth", "step", "time") if k in d}
+        return cls(**ids, result=RunResult.from_trace(d, d.get("run_id", "")))
+
+
+_TRACE_FIELDS = frozenset(RunResult().to_trace())
 
 
 @dataclass
@@ -126,6 +146,7 @@ class Verification(Event):
     confidence: float = 0.0
     reason: str = ""
     checks: list[str] = field(default_factory=list)
+    passed: bool | None = None  # None in traces from before it was kept: read it from the verdict
 
 
 @dataclass
@@ -163,8 +184,7 @@ def event_from_dict(d: dict) -> Event:
     cls = EVENT_TYPES.get(d.get("event", ""))
     if cls is None:
         raise ValueError(f"unknown event type {d.get('event')!r}")
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    return cls.from_dict(d)
 
 
 def jsonable(value: Any) -> Any:

@@ -7,23 +7,42 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generator, Iterable
 
 import numpy as np
+from pydantic import ValidationError
 
-from mcr.answers import ANSWER_NAMES, TypedAnswer, answer_schema, detect_form, interpret, read_answer
+from mcr.answers import (
+    ANSWER_NAMES,
+    TypedAnswer,
+    answer_schema,
+    detect_form,
+    interpret,
+    read_answer,
+    validation_problem,
+)
 from mcr.context import Context
-from mcr.events import AnswerProposed, Event, ModelCalled, PhaseEntry, RunFinished, RunStarted, Verification
-from mcr.events import ToolCalled, ToolReturned
+from mcr.events import (
+    AnswerProposed,
+    Event,
+    ModelCalled,
+    PhaseEntry,
+    RunFinished,
+    RunStarted,
+    ToolCalled,
+    ToolReturned,
+    Verification,
+)
 from mcr.models import ModelOutput
-from mcr.policy import INVESTIGATE_SCHEMA, PLAN_PROMPT, REFLECT_PROMPT, Policy
+from mcr.policy import INVESTIGATE_SCHEMA, PLAN_PROMPT, REFLECT_PROMPT, InvestigateArguments, Policy
+from mcr.result import RunResult
 from mcr.steps import generate, run_tools
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
-from mcr.types import Frames, TimeSpan, TimeSpanError, ToolCall, Usage, format_time
+from mcr.types import Frames, TimeSpan, ToolCall, Usage, format_time
 from mcr.verify import VERDICT_SCHEMA, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
 
-__all__ = ["Budget", "Outcome", "answer_schema", "read_answer", "run"]
+__all__ = ["Budget", "RunResult", "answer_schema", "read_answer", "run"]
 
 
 @dataclass
@@ -39,19 +58,6 @@ class Budget:
         return {"max_steps": self.max_steps, "max_wall_s": self.max_wall_s, "max_tokens": self.max_tokens}
 
 
-@dataclass
-class Outcome:
-    answer: str = ""
-    status: str = "no_answer"
-    evidence: list[TimeSpan] = field(default_factory=list)
-    steps: int = 0
-    usage: Usage = field(default_factory=Usage)
-    error: str | None = None
-    typed: TypedAnswer | None = None
-    verdicts: list[dict] = field(default_factory=list)
-    run_id: str = ""
-
-
 class _Stop(Exception):
     """The model failed; the run ends with status ``error``."""
 
@@ -60,8 +66,9 @@ def run(model: Any, context: Context, registry: ToolRegistry, tool_ctx: ToolCont
         run_id: str | None = None, depth: int = 0, parent_run_id: str | None = None,
         generate_options: dict | None = None, before: Iterable[Event] = (), policy: Policy | None = None,
         answer_form: str | None = None, focus: TimeSpan | None = None,
-        calls: dict | None = None) -> Generator[Event, None, Outcome]:
-    """Run the agent over ``context`` and yield events; the generator's return value is the Outcome.
+        calls: dict | None = None) -> Generator[Event, None, RunResult]:
+    """Run the agent over ``context`` and yield events; the generator's return value is the
+    ``RunResult`` that the last event, ``RunFinished``, carries.
 
     ``before`` yields events of work done once the run has started (indexing, memory);
     ``focus`` limits a child run's overview to a span; ``calls`` is the model-call count
@@ -87,7 +94,7 @@ class _Run:
         self.video = tool_ctx.video
         self.duration = self.video.duration if self.video is not None else None
         self.cite = bool(self.policy.verify and self.policy.require_evidence and self.video is not None)
-        self.out = Outcome(run_id=run_id)
+        self.out = RunResult(run_id=run_id, answer_form=self.form)
         self.started = time.perf_counter()
         self.seen_ids: set[str] = set()
         self.verify_rounds = 0
@@ -100,7 +107,7 @@ class _Run:
         return {"run_id": self.run_id, "depth": self.depth, "step": self.out.steps if step is None else step}
 
     # ------------------------------------------------------------------ driver
-    def drive(self, before: Iterable[Event]) -> Generator[Event, None, Outcome]:
+    def drive(self, before: Iterable[Event]) -> Generator[Event, None, RunResult]:
         v = self.video
         yield RunStarted(**self.ids(0), question=self.question, options=list(self.choices),
                          video=v.info() if v is not None else {}, model=getattr(self.model, "name", type(self.model).__name__),
@@ -229,7 +236,7 @@ class _Run:
         return entry.ref
 
     # ------------------------------------------------------------------ acting
-    def handle(self, output: ModelOutput, forced: bool) -> Generator[Event, None, tuple[bool, Outcome | None]]:
+    def handle(self, output: ModelOutput, forced: bool) -> Generator[Event, None, tuple[bool, RunResult | None]]:
         step = self.out.steps
         answers = [c for c in output.tool_calls if c.name in ANSWER_NAMES]
         probes = [c for c in output.tool_calls if c.name == "investigate"]
@@ -269,16 +276,14 @@ class _Run:
         t0 = time.perf_counter()
         result = None
         try:
-            span = TimeSpan.parse(call.arguments.get("span")).clamp(self.duration)
-            question = str(call.arguments.get("question") or "").strip()
-        except (TimeSpanError, TypeError) as exc:
-            result = ToolResult.error(f"error: invalid arguments for 'investigate': span: {exc}")
+            args = InvestigateArguments.model_validate(call.arguments, context={"duration": self.duration})
+        except ValidationError as exc:
+            result = ToolResult.error(f"error: invalid arguments for 'investigate': {validation_problem(exc)}")
         else:
+            span, question = args.span, args.question
             if not self.can_investigate:
                 result = ToolResult.error(f"error: investigations may nest at most {self.policy.max_depth} deep; "
                                           "look at the span with inspect_frames instead")
-            elif not question:
-                result = ToolResult.error("error: invalid arguments for 'investigate': question is empty")
             elif span.duration <= 0:
                 result = ToolResult.error(f"error: the span {span} is empty; give a span inside the video")
         if result is None:
@@ -316,7 +321,7 @@ class _Run:
                            metadata=dict(result.metadata), latency_s=round(time.perf_counter() - t0, 4))
 
     # --------------------------------------------------------------- answering
-    def propose(self, call: ToolCall, forced: bool) -> Generator[Event, None, Outcome | None]:
+    def propose(self, call: ToolCall, forced: bool) -> Generator[Event, None, RunResult | None]:
         step = self.out.steps
         text, evidence, problem = read_answer(call, self.duration)
         typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
@@ -380,29 +385,30 @@ class _Run:
             transcripts.append(" ".join(self._memory_lines("transcript", span, 20)))
         messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
         output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)
-        return parse_verdict(output.text or output.reasoning)
+        return parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
 
     def _record(self, verdict: Verdict) -> Verification:
         self.out.verdicts.append({**verdict.to_dict(), "round": self.verify_rounds})
         return Verification(**self.ids(), round=self.verify_rounds, source=verdict.source, verdict=verdict.verdict,
-                            confidence=verdict.confidence, reason=verdict.reason, checks=verdict.checks)
+                            confidence=verdict.confidence, reason=verdict.reason, checks=verdict.checks,
+                            passed=verdict.passed)
 
     def _note_verdicts(self, verdicts: list[Verdict]) -> None:
         for v in verdicts:
             self.context.add("verification", f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
                              self.out.steps, confidence=v.confidence)
 
-    def commit(self, text, evidence, typed, call, status, verdicts=()) -> Generator[Event, None, Outcome]:
+    def commit(self, text, evidence, typed, call, status, verdicts=()) -> Generator[Event, None, RunResult]:
         if call.id:
             self.context.add_tool_result(self.out.steps, call, "answer committed.")
         self._note_verdicts(list(verdicts))
         self.context.add("answer", text, self.out.steps, evidence=[s.to_list() for s in evidence])
-        self.out.answer, self.out.evidence, self.out.typed = text, evidence, typed
+        self._keep(text, evidence, typed)
         return (yield from self.finish(status))
 
     _stop_reason: str | None = None
 
-    def final_call(self, stop: str) -> Generator[Event, None, Outcome]:
+    def final_call(self, stop: str) -> Generator[Event, None, RunResult]:
         """The budget is spent (or, with no steps at all, there is nothing to do but answer):
         one last call that may only answer."""
         if stop == "max_steps" and self.budget.max_steps == 0:
@@ -417,24 +423,25 @@ class _Run:
         _, done = yield from self.handle(output, forced=True)
         return done if done is not None else (yield from self.final_status(True))
 
-    def final_status(self, forced: bool, failed: bool = False) -> Generator[Event, None, Outcome]:
+    def final_status(self, forced: bool, failed: bool = False) -> Generator[Event, None, RunResult]:
         """End with the best answer so far: ``unverified`` (budget) or ``failed`` (checks kept failing)."""
         if self.best is None:
             return (yield from self.finish("no_answer"))
-        text, evidence, typed = self.best
-        self.out.answer, self.out.evidence, self.out.typed = text, evidence, typed
+        self._keep(*self.best)
         if not self.policy.verify:
             return (yield from self.finish(self._stop_reason or "answered"))
         return (yield from self.finish("failed" if failed else "unverified"))
 
-    def finish(self, status: str, error: str | None = None) -> Generator[Event, None, Outcome]:
+    def _keep(self, text: str, evidence: list[TimeSpan], typed: TypedAnswer | None) -> None:
+        self.out.answer, self.out.evidence = text, evidence
+        self.out.value = typed.value if typed is not None else None
+
+    def finish(self, status: str, error: str | None = None) -> Generator[Event, None, RunResult]:
         out = self.out
         out.status, out.error = status, error
-        typed = out.typed
-        yield RunFinished(**self.ids(), answer=out.answer, status=status, evidence=[s.to_list() for s in out.evidence],
-                          steps=out.steps, usage=out.usage.to_dict(), wall_s=round(time.perf_counter() - self.started, 3),
-                          error=error, answer_form=self.form, value=typed.to_json() if typed else None,
-                          verdicts=list(out.verdicts), frames_seen=len(self.context.frames_seen()))
+        out.wall_s = round(time.perf_counter() - self.started, 3)
+        out.frames_seen = len(self.context.frames_seen())
+        yield RunFinished(**self.ids(), result=out)
         return out
 
 

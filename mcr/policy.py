@@ -13,6 +13,12 @@ investigate: the model may hand a sub-question about a sub-span to a child run o
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from mcr.answers import Problem, function_schema
+from mcr.types import TimeSpan
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class Policy:
     verify: bool = True
     model_check: bool = True
     max_verify_rounds: int = 3
-    min_confidence: float = 0.5
+    min_confidence: float = 0.5  # a model check's "supported" passes only this sure or more
     require_evidence: bool = True
     verify_fps: float = 2.0
     verify_frames: int = 8  # per cited span
@@ -64,20 +70,29 @@ REFLECT_PROMPT = (
     "answer, and how does the plan change? Do not call tools or answer yet."
 )
 
-INVESTIGATE_SCHEMA = {
-    "type": "function",
-    "function": {
-        "name": "investigate",
-        "description": ("Hand a sub-question about one span to a focused sub-agent that looks at that span "
-                        "with denser frames and reports its conclusion."),
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "span": {"type": "string", "description": "The span to investigate, 'HH:MM:SS.s-HH:MM:SS.s'."},
-                "question": {"type": "string", "description": "The sub-question to answer about that span."},
-            },
-            "required": ["span", "question"],
-            "additionalProperties": False,
-        },
-    },
-}
+class InvestigateArguments(BaseModel):
+    """Hand a sub-question about one span to a focused sub-agent that looks at that span
+    with denser frames and reports its conclusion."""
+
+    # Extra keys are ignored; the span is clamped to the video (``context={"duration": seconds}``).
+    model_config = ConfigDict(extra="ignore")
+
+    span: TimeSpan = Field(description="The span to investigate, 'HH:MM:SS.s-HH:MM:SS.s'.")
+    question: str = Field(description="The sub-question to answer about that span.")
+
+    @field_validator("span", mode="after")
+    @classmethod
+    def _inside_the_video(cls, span: TimeSpan, info: ValidationInfo) -> TimeSpan:
+        duration = (info.context or {}).get("duration")
+        return span.clamp(duration) if duration is not None else span
+
+    @field_validator("question", mode="before")
+    @classmethod
+    def _question(cls, value: Any) -> str:
+        text = str(value or "").strip()
+        if not text:
+            raise Problem("question is empty")
+        return text
+
+
+INVESTIGATE_SCHEMA = function_schema("investigate", InvestigateArguments)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mcr.events import (AnswerProposed, Event, ModelCalled, ModelDelta, RunFinished, RunStarted, ToolCalled,
-                        ToolReturned)
+from mcr.events import AnswerProposed, Event, ModelCalled, ModelDelta, RunFinished, RunStarted, ToolCalled, ToolReturned
 from mcr.types import format_time
 
 MAX_RESULT_LINES = 20
@@ -13,7 +12,7 @@ MAX_RESULT_CHARS = 1600
 
 
 def _span_text(spans: list) -> str:
-    return ", ".join(f"{format_time(a)}-{format_time(b)}" for a, b in spans) or "none"
+    return ", ".join(str(s) for s in spans) or "none"
 
 
 def _cut(text: str, lines: int = MAX_RESULT_LINES, chars: int = MAX_RESULT_CHARS) -> str:
@@ -124,7 +123,7 @@ class RichRenderer:
     def _verification(self, e: Any) -> None:
         from rich.text import Text
 
-        ok = e.verdict in ("pass", "supported")
+        ok = e.passed if e.passed is not None else e.verdict in ("pass", "supported")
         line = Text("  ✓ " if ok else "  ✗ ", style="green" if ok else "yellow")
         line.append(f"{e.source} check: {e.verdict}", style="bold")
         if e.source == "model":
@@ -151,16 +150,16 @@ class RichRenderer:
         from rich.panel import Panel
         from rich.text import Text
 
-        ok = e.status not in ("error", "no_answer")
+        r = e.result
         body = Text()
-        body.append("Answer: ", style="bold").append((e.answer or "(none)") + "\n")
-        body.append("Evidence: ", style="bold").append(_span_text(e.evidence) + "\n")
-        usage = e.usage or {}
-        body.append(f"status {e.status} · {e.steps} steps · {usage.get('model_calls', 0)} model calls · "
-                    f"{usage.get('input_tokens', 0) + usage.get('output_tokens', 0)} tokens · {e.wall_s:.2f} s",
-                    style="dim")
-        if e.error:
-            body.append(f"\nerror: {e.error}", style="red")
-        if e.trace_path:
-            body.append(f"\ntrace: {e.trace_path}", style="dim")
+        body.append("Answer: ", style="bold").append((r.answer or "(none)") + "\n")
+        body.append("Evidence: ", style="bold").append(_span_text(r.evidence) + "\n")
+        usage = r.usage
+        body.append(f"status {r.status} · {r.steps} steps · {usage.model_calls} model calls · "
+                    f"{usage.input_tokens + usage.output_tokens} tokens · {r.wall_s:.2f} s", style="dim")
+        if r.error:
+            body.append(f"\nerror: {r.error}", style="red")
+        if r.trace_path:
+            body.append(f"\ntrace: {r.trace_path}", style="dim")
+        ok = r.status not in ("error", "no_answer")
         self.console.print(self._pad(e)(Panel(body, border_style="green" if ok else "red", expand=False)))

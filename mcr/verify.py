@@ -1,29 +1,65 @@
-"""Checking an answer before it is committed: rules first, then the model over the cited spans."""
+"""Checking an answer before it is committed: rules first, then the model over the cited spans.
+
+The model's reply is a ``VerdictReply`` (a pydantic model whose JSON schema, ``VERDICT_SCHEMA``,
+holds a constrained reply); a check's outcome, by rules or by the model, is a ``Verdict``.
+"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcr.answers import TypedAnswer
-from mcr.models.parse import loads_lenient, split_reasoning
+from mcr.models.parse import json_values, split_reasoning
+from mcr.tools.schema import json_schema_of
 from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, format_time
 
 VERDICTS = ("supported", "contradicted", "insufficient")
+MAX_REASON = 300
 
 VERIFY_SYSTEM = """You check whether an answer about a video is supported by the video.
 You are shown the question, the proposed answer and the frames (with their times) and any transcript
 of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
 {"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}"""
 
-VERDICT_SCHEMA = {
-    "type": "object",
-    "properties": {"verdict": {"type": "string", "enum": list(VERDICTS)},
-                   "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                   "reason": {"type": "string", "maxLength": 300}},
-    "required": ["verdict", "confidence", "reason"],
-    "additionalProperties": False,
-}
+class VerdictReply(BaseModel):
+    # What the model replies when it checks an answer; its JSON schema holds a constrained
+    # reply. Read leniently, as a model writes it: the verdict in any case, a confidence that
+    # is missing or not a number as 0.5 and one outside 0-1 clamped, a missing reason as "".
+    model_config = ConfigDict(extra="ignore")
+
+    verdict: Literal["supported", "contradicted", "insufficient"]
+    confidence: float = Field(ge=0, le=1)
+    reason: str = Field(json_schema_extra={"maxLength": MAX_REASON})  # asked for; a longer one is kept
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        return {"confidence": 0.5, "reason": "", **data} if isinstance(data, dict) else data
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _word(cls, value: Any) -> str:
+        return str(value if value is not None else "").strip().lower()
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _clamped(cls, value: Any) -> float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return 0.5
+        return min(1.0, max(0.0, value))
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return str(value if value is not None else "").strip()
+
+
+VERDICT_SCHEMA = json_schema_of(VerdictReply)
 
 
 @dataclass
@@ -33,10 +69,13 @@ class Verdict:
     confidence: float = 1.0
     reason: str = ""
     checks: list[str] = field(default_factory=list)
+    min_confidence: float = 0.0  # a "supported" verdict passes only this sure (Policy.min_confidence)
 
     @property
     def passed(self) -> bool:
-        return self.verdict in ("pass", "supported")
+        if self.verdict == "supported":
+            return self.confidence >= self.min_confidence
+        return self.verdict == "pass"
 
     def to_dict(self) -> dict:
         return {"source": self.source, "verdict": self.verdict, "confidence": round(self.confidence, 3),
@@ -87,30 +126,36 @@ def model_check_messages(question: str, options: Sequence[str], answer: str, evi
     return [Message("system", VERIFY_SYSTEM), Message("user", parts)]
 
 
-def parse_verdict(text: str) -> Verdict:
-    """The model's verdict, read leniently; unreadable replies count as insufficient."""
+def parse_verdict(text: str, min_confidence: float = 0.0) -> Verdict:
+    """The model's verdict, read leniently; unreadable replies count as insufficient.
+
+    The first JSON object holding a ``verdict`` (found with balanced brackets, so a reason
+    holding braces or a nested object does not cut it short) is read with ``VerdictReply``;
+    failing that, the one verdict word the reply names.
+    """
     _, rest = split_reasoning(text or "")
-    blob = None
-    for m in re.finditer(r"\{.*?\}", rest, re.S):
-        try:
-            obj = loads_lenient(m.group(0))
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and "verdict" in obj:
-            blob = obj
-            break
+    blob = next((obj for obj in _objects(json_values(rest)) if "verdict" in obj), None)
     if blob is not None:
-        verdict = str(blob.get("verdict", "")).strip().lower()
         try:
-            conf = float(blob.get("confidence", 0.5))
-        except (TypeError, ValueError):
-            conf = 0.5
-        if verdict in VERDICTS:
-            return Verdict("model", verdict, min(1.0, max(0.0, conf)), str(blob.get("reason", "")).strip())
+            reply = VerdictReply.model_validate(blob)
+        except ValidationError:
+            pass
+        else:
+            return Verdict("model", reply.verdict, reply.confidence, reply.reason, min_confidence=min_confidence)
     words = [v for v in VERDICTS if re.search(rf"\b{v}\b", rest.lower())]
     if len(words) == 1:
-        return Verdict("model", words[0], 0.5, rest.strip()[:300])
-    return Verdict("model", "insufficient", 0.0, f"the verdict could not be read: {rest.strip()[:200]!r}")
+        return Verdict("model", words[0], 0.5, rest.strip()[:MAX_REASON], min_confidence=min_confidence)
+    return Verdict("model", "insufficient", 0.0, f"the verdict could not be read: {rest.strip()[:200]!r}",
+                   min_confidence=min_confidence)
+
+
+def _objects(values: list[Any]) -> Iterator[dict]:
+    """The dicts among JSON values, and those inside a top-level list."""
+    for value in values:
+        if isinstance(value, dict):
+            yield value
+        elif isinstance(value, list):
+            yield from (v for v in value if isinstance(v, dict))
 
 
 def feedback_for(verdict: Verdict) -> str:
@@ -120,5 +165,9 @@ def feedback_for(verdict: Verdict) -> str:
     if verdict.verdict == "contradicted":
         return (f"A check of the cited spans contradicts your answer: {verdict.reason} "
                 "Look again at the relevant spans and revise the answer.")
+    if verdict.verdict == "supported":  # but not sure enough
+        return (f"A check of the cited spans supports your answer only with confidence {verdict.confidence:.2f}, "
+                f"below the {verdict.min_confidence:.2f} needed ({verdict.reason or 'no reason given'}). "
+                "Gather more evidence (inspect other spans, or investigate one), then answer again.")
     return (f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
             "Gather more evidence (inspect other spans, or investigate one), then answer again.")

@@ -109,6 +109,18 @@ def _balanced_objects(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def json_values(text: str) -> list[Any]:
+    """The JSON objects and arrays written in ``text`` (found by balanced brackets, quoted
+    strings respected), each read leniently; ones that cannot be read are left out."""
+    found = []
+    for start, end in _balanced_objects(text):
+        try:
+            found.append(loads_lenient(text[start:end]))
+        except ValueError:
+            continue
+    return found
+
+
 def _call_from_obj(obj: Any) -> ToolCall | None:
     if not isinstance(obj, dict):
         return None
