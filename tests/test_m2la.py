@@ -33,6 +33,7 @@ from mcr.m2la import (
     RotaryEmbedding,
     convert_to_m2la,
 )
+from tiny_models import greedy, logits
 
 SMALL = dict(vocab_size=160, hidden_size=64, intermediate_size=128, num_hidden_layers=2, max_position_embeddings=512)
 
@@ -79,20 +80,6 @@ def gemma3(**over):
 
 def ids(batch=1, n=12, seed=1):
     return torch.randint(0, SMALL["vocab_size"], (batch, n), generator=torch.Generator().manual_seed(seed))
-
-
-def logits(model, x):
-    with torch.no_grad():
-        return model(x).logits
-
-
-def greedy(model, x, n=32, **kw):
-    from mcr.m2la import cache_argument
-
-    if "past_key_values" in kw:  # the name this transformers takes it by
-        kw[cache_argument(model)] = kw.pop("past_key_values")
-    with torch.no_grad():
-        return model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False, **kw)
 
 
 # ---------------------------------------------------------------- the layer

@@ -30,6 +30,7 @@ from mcr.m2la import (
     load_m2la,
     save_m2la,
 )
+from tiny_models import greedy, logits
 from mcr.m2la.cli import main, register
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,20 +46,6 @@ def qwen3():
 
 def ids(batch=1, n=12, seed=1):
     return torch.randint(0, 160, (batch, n), generator=torch.Generator().manual_seed(seed))
-
-
-def logits(model, x):
-    with torch.no_grad():
-        return model(x).logits
-
-
-def greedy(model, x, n=16, **kw):
-    from mcr.m2la import cache_argument
-
-    if "past_key_values" in kw:  # the name this transformers takes it by
-        kw[cache_argument(model)] = kw.pop("past_key_values")
-    with torch.no_grad():
-        return model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False, **kw)
 
 
 def tokenizer():
@@ -92,13 +79,13 @@ def test_convert_save_load_generate_round_trip(tmp_path):
     model = qwen3()
     convert_to_m2la(model, rank=24, rope_dim=8, shared_rope=True, calibration=ids(1, 24, 3))
     x = ids()
-    expected_logits, expected_tokens = logits(model, x), greedy(model, x, past_key_values=LatentCache(model))
+    expected_logits, expected_tokens = logits(model, x), greedy(model, x, n=16, past_key_values=LatentCache(model))
     folder = save_m2la(model, tmp_path / "m2la", tokenizer=tokenizer())
     assert is_m2la_checkpoint(folder) and (folder / "model.safetensors").is_file()
     loaded = load_m2la(folder)
     assert torch.equal(logits(loaded, x), expected_logits)
-    assert torch.equal(greedy(loaded, x, past_key_values=LatentCache(loaded)), expected_tokens)
-    assert torch.equal(greedy(loaded, x), expected_tokens)  # plain generate picks the latent cache itself
+    assert torch.equal(greedy(loaded, x, n=16, past_key_values=LatentCache(loaded)), expected_tokens)
+    assert torch.equal(greedy(loaded, x, n=16), expected_tokens)  # plain generate picks the latent cache itself
     half = load_m2la(folder, dtype="bfloat16")
     assert half.model.layers[0].self_attn.kv_b_proj.weight.dtype == torch.bfloat16
 

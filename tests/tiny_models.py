@@ -148,3 +148,25 @@ def steer_to_reply(folder: Path, reply: str = FIXED_CALL) -> list[int]:
     config.sequence_bias = [[target[: i + 1], 10.0 * (i + 1)] for i in range(len(target))]
     config.save_pretrained(folder)
     return target
+
+
+def logits(model, x):
+    """A causal LM's logits for the token ids ``x``, without gradients."""
+    import torch
+
+    with torch.no_grad():
+        return model(x).logits
+
+
+def greedy(model, x, n=32, **kw):
+    """``n`` greedily decoded tokens after ``x``; ``past_key_values`` goes by the name this
+    transformers takes it by."""
+    import torch
+
+    from mcr.m2la import cache_argument
+
+    if "past_key_values" in kw:
+        kw[cache_argument(model)] = kw.pop("past_key_values")
+    with torch.no_grad():
+        return model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False, **kw)
+
