@@ -123,7 +123,7 @@ class MemoryGraph:
         timed = sorted((d["start"], d["end"], n) for n, d in g.nodes(data=True)
                        if d["type"] == "event" and d["start"] is not None)
         for i, (s1, e1, a) in enumerate(timed):
-            for s2, e2, b in timed[i + 1:]:
+            for s2, _, b in timed[i + 1:]:
                 if s2 >= e1:
                     g.add_edge(a, b, relation="before")
                     break  # the chain of 'before' edges gives the rest by transitivity

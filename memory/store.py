@@ -143,7 +143,7 @@ class MemoryStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.RLock()
-        conn = self.conn
+        self.conn  # noqa: B018 (opens this thread's connection now: a file that is not a database fails here)
         if not readonly:
             with self.write() as c:
                 for statement in SCHEMA.split(";"):
@@ -209,8 +209,8 @@ class MemoryStore:
             rows.append((e.video_id, e.span.start if e.span else None, e.span.end if e.span else None, e.kind,
                          e.text, e.source, e.confidence, e.created_at, json.dumps(e.data, default=str), vec,
                          encoder if vec is not None else None))
-        sql = (f'INSERT INTO entries (video_id, start, "end", kind, text, source, confidence, created_at, data, '
-               f"embedding, encoder) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+        sql = ('INSERT INTO entries (video_id, start, "end", kind, text, source, confidence, created_at, data, '
+               "embedding, encoder) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
         with self.write() as c:
             new_ids = [c.execute(sql, row).lastrowid for row in rows]
         for e, new_id in zip(entries, new_ids):

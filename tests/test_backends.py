@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from media import make_code_video
+
 from mcr import Agent
 from mcr.context import RenderProfile
 from mcr.events import ModelCalled, ModelDelta
@@ -322,8 +322,9 @@ def test_streaming_thinking_and_native_template(model, tmp_path):
     assert len(out.tool_calls) == 1 and out.tool_calls[0].name in {t["function"]["name"] for t in TOOLS}
     assert out.usage.output_tokens <= 160
 
-    from mcr.render import RichRenderer
     from rich.console import Console
+
+    from mcr.render import RichRenderer
 
     console = Console(record=True, width=100, force_terminal=False)
     renderer = RichRenderer(console)
@@ -362,10 +363,10 @@ def test_constrained_decoding_is_on_without_native_tools(tiny_vlm, tmp_path):
 def test_latent_attention_checkpoint_loads_and_calls_tools(tmp_path):
     """A folder written by the M2LA conversion runs through TransformersModel with its latent cache."""
     import torch
+    from tiny_models import make_tokenizer
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from mcr.m2la import M2LAAttention, convert_to_m2la, save_m2la
-    from tiny_models import make_tokenizer
 
     tok = make_tokenizer()
     torch.manual_seed(0)

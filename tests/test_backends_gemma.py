@@ -12,8 +12,8 @@ import json
 import re
 
 import pytest
-
 from media import make_code_video
+
 from mcr import Agent
 from mcr.loop import answer_schema
 from mcr.models import load_model

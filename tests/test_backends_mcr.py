@@ -14,6 +14,7 @@ import json
 from collections import Counter
 
 import pytest
+from media import make_code_video
 
 from mcr import Agent
 from mcr.models import load_model
@@ -21,7 +22,6 @@ from mcr.policy import Policy
 from mcr.testing import RecordingModel
 from mcr.trace import read_trace
 from mcr.verify import VERDICTS
-from media import make_code_video
 
 ORDERED_SPAN = r"00:00:0[0-2]\.[0-9]-00:00:0[3-5]\.[0-9]"  # the clip is 6 s long
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from media import make_code_video
+
 from mcr import Agent
 from mcr.events import ModelCalled
 from mcr.loop import answer_schema

@@ -8,17 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
+from test_eval_adapters import asked, oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
 
 from mcr.cli import main
 from mcr.eval import AgentSpec, load_benchmark, resolve_videos, run_eval
 from mcr.eval.results import ResultsWriter, iter_records, read_results, repair
-from test_eval_adapters import asked, oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
 
 N = 12
 
 
 @pytest.fixture
-def bench(tmp_path, tiny_video):
+def bench(tmp_path, tiny_video):  # noqa: F811 (the fixture imported above)
     """12 multiple-choice questions over 3 videos; gold answers A, B, C, A, B, C, ..."""
     videos = place(tiny_video, tmp_path / "videos", "v0.mp4", "v1.mp4", "v2.mp4")
     ann = tmp_path / "q.jsonl"

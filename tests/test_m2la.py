@@ -10,6 +10,7 @@ import torch
 
 pytest.importorskip("transformers")
 
+from tiny_models import greedy, logits
 from transformers import (
     Gemma3ForCausalLM,
     Gemma3TextConfig,
@@ -33,7 +34,6 @@ from mcr.m2la import (
     RotaryEmbedding,
     convert_to_m2la,
 )
-from tiny_models import greedy, logits
 
 SMALL = dict(vocab_size=160, hidden_size=64, intermediate_size=128, num_hidden_layers=2, max_position_embeddings=512)
 

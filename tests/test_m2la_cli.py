@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
+from tiny_models import greedy, logits
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -30,7 +31,6 @@ from mcr.m2la import (
     load_m2la,
     save_m2la,
 )
-from tiny_models import greedy, logits
 from mcr.m2la.cli import main, register
 
 ROOT = Path(__file__).resolve().parents[1]

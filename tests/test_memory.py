@@ -13,8 +13,8 @@ import pytest
 
 from mcr import Agent, TimeSpan
 from mcr.memory import Memory, MemoryEntry, MemoryStore, MemoryStoreError, VideoIndex
-from mcr.tools.shots import ShotStage, shot_spans
 from mcr.testing import ScriptedModel, answer, tool_call
+from mcr.tools.shots import ShotStage, shot_spans
 from mcr.trace import read_trace
 from mcr.video import Video
 

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from media import DRAWN_CUES, SPOKEN_CUES, corrupt_audio, make_cue_video, make_silent_audio_video, shared_clip
+
 from mcr.memory import Memory, VideoIndex
 from mcr.tools import ModelCache, ToolContext, ToolRegistry, builtin_tools
 from mcr.tools.asr import asr
@@ -348,9 +348,9 @@ def test_index_command_builds_the_perception_stages(cue_video, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_streaming_sampler_returns_exactly_the_frames_on_screen(code_video, workers, monkeypatch):
     import numpy as np
+    from media import read_code
 
     import mcr.tools.sampling as sampling
-    from media import read_code
 
     monkeypatch.setattr(sampling, "SEGMENT_FRAMES", 4)  # several segments even in 10 s
     video = Video(code_video)

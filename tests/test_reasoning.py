@@ -2,7 +2,6 @@
 import re
 
 import numpy as np
-import pytest
 
 from mcr import Agent, TimeSpan
 from mcr.agents import BaselineAgent

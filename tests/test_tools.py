@@ -16,7 +16,7 @@ def find_objects(
     k: int = 5,
     threshold: Optional[float] = None,
     mode: Literal["fast", "accurate"] = "fast",
-    labels: List[str] = [],
+    labels: List[str] = [],  # noqa: B006 (arguments are validated and copied before the call)
 ) -> str:
     """Find objects matching a query in a span.
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media import MEDIA, copy_to, ffmpeg, make_bad_file, read_code
+
 from mcr.types import Frames, TimeSpan, TimeSpanError
 from mcr.video import NoAudioError, Video, VideoError
 
@@ -370,7 +370,6 @@ def test_import_is_lazy():
 def test_other_containers_keep_frames_and_audio_in_sync(ext, tmp_path, code_video):
     """MPEG-TS starts its clock at ~1.4 s and mkv keeps the AAC priming before the
     video: time 0 is the first frame either way, for frames and audio alike."""
-    from media import ffmpeg
 
     path = tmp_path / f"code.{ext}"
     ffmpeg("-i", str(code_video), "-c", "copy", str(path))

@@ -94,8 +94,13 @@ def make_tokenizer(vocab_size: int = 600):
 def make_qwen3_vl(folder: Path, seed: int = 0) -> Path:
     """A tiny random Qwen3-VL (text hidden 64, 2 layers; vision depth 2) saved to ``folder``."""
     import torch
-    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
-                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     folder = Path(folder)
     tokenizer = make_tokenizer()

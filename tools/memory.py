@@ -29,7 +29,7 @@ def _clamp(ctx: ToolContext, span: TimeSpan | None) -> TimeSpan | None:
 
 @tool
 def memory_write(ctx: ToolContext, text: str, span: Optional[TimeSpan] = None, kind: Kind = "observation",
-                 entities: List[str] = []) -> ToolResult:
+                 entities: List[str] = []) -> ToolResult:  # noqa: B006 (validated and copied before the call)
     """Save something you learned about the video, so later steps and later questions can use it.
 
     Args:
