@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Generator, Iterable
 
-import numpy as np
 from pydantic import ValidationError
 
 from mcr.answers import (
@@ -18,13 +17,12 @@ from mcr.answers import (
     TypedAnswer,
     answer_schema,
     detect_form,
-    interpret,
     read_answer,
     validation_problem,
 )
+from mcr.checking import AnswerChecking
 from mcr.context import Context
 from mcr.events import (
-    AnswerProposed,
     Event,
     ModelCalled,
     PhaseEntry,
@@ -32,15 +30,14 @@ from mcr.events import (
     RunStarted,
     ToolCalled,
     ToolReturned,
-    Verification,
 )
 from mcr.models import ModelOutput
+from mcr.overview import overview
 from mcr.policy import INVESTIGATE_SCHEMA, PLAN_PROMPT, REFLECT_PROMPT, InvestigateArguments, Policy
 from mcr.result import RunResult
 from mcr.steps import generate, run_tools
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
-from mcr.types import Frames, TimeSpan, ToolCall, Usage, format_time
-from mcr.verify import VERDICT_SCHEMA, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+from mcr.types import TimeSpan, ToolCall, Usage
 
 __all__ = ["Budget", "RunResult", "answer_schema", "read_answer", "run"]
 
@@ -80,7 +77,7 @@ def run(model: Any, context: Context, registry: ToolRegistry, tool_ctx: ToolCont
     return (yield from state.drive(before))
 
 
-class _Run:
+class _Run(AnswerChecking):
     def __init__(self, model, context, registry, tool_ctx, budget, run_id, depth, parent_run_id, options, policy,
                  answer_form, focus, calls) -> None:
         self.model, self.context, self.registry, self.tool_ctx = model, context, registry, tool_ctx
@@ -199,33 +196,12 @@ class _Run:
     def perceive(self) -> Generator[Event, None, None]:
         """An overview before the first turn: representative frames and the index's digests."""
         span = self.focus or self.video.span
-        n = self.policy.overview_frames
-        cuts = self._shot_cuts(span)
-        times = _overview_times(span, n, cuts, self.policy.investigate_fps if self.focus else None)
-        frames = _frames_at(self.video, times, self.tool_ctx.max_pixels)
-        lines = [f"Overview of {span}: {len(frames)} frames at " + ", ".join(format_time(t) for t in frames.timestamps) + "."]
-        if cuts:
-            lines.append(f"{len(cuts) + 1} shots; cuts at " + ", ".join(format_time(c) for c in cuts[:40]) + ".")
-        for kind, label in (("transcript", "Speech"), ("ocr", "On-screen text")):
-            items = self._memory_lines(kind, span, 30)
-            if items:
-                lines.append(f"{label}:\n" + "\n".join(items))
-        text = "\n".join(lines)
+        text, frames = overview(self.video, span, self.policy.overview_frames,
+                                self.policy.investigate_fps if self.focus else None, self.tool_ctx.max_pixels,
+                                self.tool_ctx.memory)
         ref = self._remember(f"overview frames of {span}", span)
         self.context.add("perception", text, 0, frames=frames, memory_ref=ref, spans=[span.to_list()])
         yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
-
-    def _shot_cuts(self, span: TimeSpan) -> list[float]:
-        memory = self.tool_ctx.memory
-        if memory is None:
-            return []
-        return sorted(e.span.end for e in memory.store.query(self.video.id, kind="shot", span=span))
-
-    def _memory_lines(self, kind: str, span: TimeSpan, limit: int) -> list[str]:
-        memory = self.tool_ctx.memory
-        if memory is None:
-            return []
-        return [f"[{format_time(e.span.start)}] {e.text}" for e in memory.store.query(self.video.id, kind, span, limit)]
 
     def _remember(self, text: str, span: TimeSpan | None) -> str | None:
         """A memory entry for what was perceived, so the view can point at it once elided."""
@@ -320,84 +296,6 @@ class _Run:
                            is_error=result.is_error, spans=[s.to_list() for s in result.spans],
                            metadata=dict(result.metadata), latency_s=round(time.perf_counter() - t0, 4))
 
-    # --------------------------------------------------------------- answering
-    def propose(self, call: ToolCall, forced: bool) -> Generator[Event, None, RunResult | None]:
-        step = self.out.steps
-        text, evidence, problem = read_answer(call, self.duration)
-        typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
-        yield AnswerProposed(**self.ids(), call_id=call.id, answer=text, evidence=[s.to_list() for s in evidence],
-                             accepted=not problem, reason=problem)
-        if problem:
-            if call.id:
-                self.context.add_tool_result(step, call, f"error: answer not accepted: {problem}. Fix it and answer "
-                                             "again.", is_error=True)
-            else:
-                self.context.add("feedback", f"Your answer was not accepted: {problem}.", step)
-            if not forced:
-                return None
-            if text and self.best is None:  # the last chance: keep the answer, without the broken evidence
-                self.best = (text, [], interpret(self.form, text, self.choices, self.duration)[0])
-            return (yield from self.final_status(True))
-        if typed is not None and not form_problem:
-            self.best = (text, evidence, typed)
-        elif self.best is None:
-            self.best = (text, evidence, typed)
-        if not self.policy.verify:
-            status = (self._stop_reason or "answered") if forced else "answered"
-            return (yield from self.commit(text, evidence, typed, call, status))
-        self.verify_rounds += 1
-        verdicts = [self._rules(typed, form_problem, evidence)]
-        yield self._record(verdicts[-1])
-        if verdicts[-1].passed and self.policy.model_check and self.video is not None and evidence:
-            verdicts.append((yield from self.model_check(text, evidence)))
-            yield self._record(verdicts[-1])
-        verdict = verdicts[-1]
-        if verdict.passed:
-            return (yield from self.commit(text, evidence, typed, call, "verified", verdicts))
-        feedback = feedback_for(verdict)
-        if call.id:  # the call's result comes first, so the turn stays whole in the view
-            self.context.add_tool_result(step, call, "error: " + feedback, is_error=True)
-        self._note_verdicts(verdicts)
-        if not call.id:
-            self.context.add("feedback", feedback, step)
-        if forced:
-            return (yield from self.final_status(True))
-        if self.verify_rounds >= self.policy.max_verify_rounds:
-            return (yield from self.final_status(False, failed=True))
-        return None
-
-    def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
-        seen_spans = [TimeSpan(*s) for e in self.context.entries for s in e.data.get("spans", [])
-                      if e.kind in ("tool_result", "perception") and not e.data.get("is_error")]
-        memory = self.tool_ctx.memory
-        if memory is not None and self.video is not None:
-            for span in evidence:
-                seen_spans += [e.span for e in memory.store.query(self.video.id, span=span, limit=5)
-                               if e.kind != "shot" and e.span is not None]
-        return check_rules(typed or TypedAnswer(self.form, ""), form_problem, evidence, self.duration,
-                           self.context.frames_seen(), seen_spans, self.cite)
-
-    def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
-        frames, transcripts = [], []
-        for span in evidence:
-            frames.append(self.video.frames(span, fps=self.policy.verify_fps, max_frames=self.policy.verify_frames,
-                                            max_pixels=self.tool_ctx.max_pixels))
-            transcripts.append(" ".join(self._memory_lines("transcript", span, 20)))
-        messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
-        output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)
-        return parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
-
-    def _record(self, verdict: Verdict) -> Verification:
-        self.out.verdicts.append({**verdict.to_dict(), "round": self.verify_rounds})
-        return Verification(**self.ids(), round=self.verify_rounds, source=verdict.source, verdict=verdict.verdict,
-                            confidence=verdict.confidence, reason=verdict.reason, checks=verdict.checks,
-                            passed=verdict.passed)
-
-    def _note_verdicts(self, verdicts: list[Verdict]) -> None:
-        for v in verdicts:
-            self.context.add("verification", f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
-                             self.out.steps, confidence=v.confidence)
-
     def commit(self, text, evidence, typed, call, status, verdicts=()) -> Generator[Event, None, RunResult]:
         if call.id:
             self.context.add_tool_result(self.out.steps, call, "answer committed.")
@@ -449,30 +347,3 @@ def _user(text: str):
     from mcr.types import Message
 
     return Message("user", text)
-
-
-def _overview_times(span: TimeSpan, n: int, cuts: list[float], fps: float | None) -> list[float]:
-    """Times for an overview: the middle of each shot when there are shots, else evenly spread."""
-    if fps:
-        n = max(1, min(n, int(round(span.duration * fps)) or 1))
-    bounds = [span.start] + [c for c in cuts if span.start < c < span.end] + [span.end]
-    middles = [(a + b) / 2 for a, b in zip(bounds, bounds[1:]) if b > a]
-    if 1 < len(middles) <= n:
-        extra = n - len(middles)
-        even = [span.start + (k + 0.5) * span.duration / max(extra, 1) for k in range(extra)]
-        return sorted(set(round(t, 3) for t in middles + even))
-    if len(middles) > n:
-        picks = np.linspace(0, len(middles) - 1, n).round().astype(int)
-        return [middles[i] for i in sorted(set(picks.tolist()))]
-    return [span.start + (k + 0.5) * span.duration / n for k in range(n)]
-
-
-def _frames_at(video: Any, times: list[float], max_pixels: int | None) -> Frames:
-    """The frames on screen at the given times, in one ``Frames``."""
-    got = [video.frame_at(t, max_pixels=max_pixels) for t in times]
-    got = [g for g in got if len(g)]
-    seen: dict[float, int] = {}
-    keep = [i for i, g in enumerate(got) if seen.setdefault(g.timestamps[0], i) == i]
-    images = np.stack([got[i].images[0] for i in keep]) if keep else np.zeros((0, 1, 1, 3), np.uint8)
-    return Frames(images, [got[i].timestamps[0] for i in keep], [got[i].indices[0] for i in keep],
-                  source=str(video.path), video_id=video.id)

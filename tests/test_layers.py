@@ -17,7 +17,7 @@ LAYERS = [
     ("base", ("mcr.types", "mcr.errors", "mcr.cache", "mcr.video", "mcr.onnxrun")),
     ("stores and models", ("mcr.memory", "mcr.models", "mcr.m2la")),
     ("tools", ("mcr.tools",)),
-    ("core", ("mcr.result", "mcr.context", "mcr.events", "mcr.answers", "mcr.policy", "mcr.verify", "mcr.trace", "mcr.steps",
+    ("core", ("mcr.result", "mcr.overview", "mcr.checking", "mcr.context", "mcr.events", "mcr.answers", "mcr.policy", "mcr.verify", "mcr.trace", "mcr.steps",
               "mcr.loop", "mcr.testing")),
     ("agents", ("mcr.agents",)),
     ("faces", ("mcr.cli", "mcr.memory_cli", "mcr.render", "mcr.eval")),

@@ -70,19 +70,20 @@ def stop_if_cancelled(cancelled: threading.Event | None) -> None:
 
 def frames_at(video: Any, times: list[float], max_pixels: int | None,
               cancelled: threading.Event | None = None) -> Frames:
-    """The frames on screen at ``times``, each once, in time order; stops between frames once
-    ``cancelled`` is set."""
+    """The frames on screen at ``times``, each once, in time order (a time whose frame cannot be
+    decoded gives none); stops between frames once ``cancelled`` is set."""
     parts = []
     for t in sorted(times):
         stop_if_cancelled(cancelled)
         parts.append(video.frame_at(t, max_pixels=max_pixels))
     seen, keep = set(), []
     for p in parts:
-        if p.indices[0] not in seen:
+        if len(p) and p.indices[0] not in seen:
             seen.add(p.indices[0])
             keep.append(p)
-    return Frames(images=np.concatenate([p.images for p in keep]), timestamps=[p.timestamps[0] for p in keep],
-                  indices=[p.indices[0] for p in keep], source=keep[0].source, video_id=keep[0].video_id)
+    images = np.concatenate([p.images for p in keep]) if keep else np.zeros((0, 1, 1, 3), np.uint8)
+    return Frames(images=images, timestamps=[p.timestamps[0] for p in keep], indices=[p.indices[0] for p in keep],
+                  source=str(video.path), video_id=video.id)
 
 
 @tool(cancellable=True)

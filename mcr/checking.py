@@ -1,0 +1,98 @@
+"""Checking a proposed answer inside a run: read it, check it by rules and by the model over
+the cited spans, and commit it, send feedback, or end the run.
+
+``AnswerChecking`` is one part of the loop's run (``mcr.loop``), kept in a module of its own:
+it uses the run's context, policy, video and tools, and its ``call``, ``commit`` and
+``final_status``.
+"""
+from __future__ import annotations
+
+from typing import Generator
+
+from mcr.answers import TypedAnswer, interpret, read_answer
+from mcr.events import AnswerProposed, Event, Verification
+from mcr.overview import memory_lines
+from mcr.result import RunResult
+from mcr.types import TimeSpan, ToolCall
+from mcr.verify import VERDICT_SCHEMA, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+
+
+class AnswerChecking:
+    """The answering part of a run (mixed into the loop's run)."""
+
+    def propose(self, call: ToolCall, forced: bool) -> Generator[Event, None, RunResult | None]:
+        step = self.out.steps
+        text, evidence, problem = read_answer(call, self.duration)
+        typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
+        yield AnswerProposed(**self.ids(), call_id=call.id, answer=text, evidence=[s.to_list() for s in evidence],
+                             accepted=not problem, reason=problem)
+        if problem:
+            if call.id:
+                self.context.add_tool_result(step, call, f"error: answer not accepted: {problem}. Fix it and answer "
+                                             "again.", is_error=True)
+            else:
+                self.context.add("feedback", f"Your answer was not accepted: {problem}.", step)
+            if not forced:
+                return None
+            if text and self.best is None:  # the last chance: keep the answer, without the broken evidence
+                self.best = (text, [], interpret(self.form, text, self.choices, self.duration)[0])
+            return (yield from self.final_status(True))
+        if typed is not None and not form_problem:
+            self.best = (text, evidence, typed)
+        elif self.best is None:
+            self.best = (text, evidence, typed)
+        if not self.policy.verify:
+            status = (self._stop_reason or "answered") if forced else "answered"
+            return (yield from self.commit(text, evidence, typed, call, status))
+        self.verify_rounds += 1
+        verdicts = [self._rules(typed, form_problem, evidence)]
+        yield self._record(verdicts[-1])
+        if verdicts[-1].passed and self.policy.model_check and self.video is not None and evidence:
+            verdicts.append((yield from self.model_check(text, evidence)))
+            yield self._record(verdicts[-1])
+        verdict = verdicts[-1]
+        if verdict.passed:
+            return (yield from self.commit(text, evidence, typed, call, "verified", verdicts))
+        feedback = feedback_for(verdict)
+        if call.id:  # the call's result comes first, so the turn stays whole in the view
+            self.context.add_tool_result(step, call, "error: " + feedback, is_error=True)
+        self._note_verdicts(verdicts)
+        if not call.id:
+            self.context.add("feedback", feedback, step)
+        if forced:
+            return (yield from self.final_status(True))
+        if self.verify_rounds >= self.policy.max_verify_rounds:
+            return (yield from self.final_status(False, failed=True))
+        return None
+
+    def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
+        seen_spans = [TimeSpan(*s) for e in self.context.entries for s in e.data.get("spans", [])
+                      if e.kind in ("tool_result", "perception") and not e.data.get("is_error")]
+        memory = self.tool_ctx.memory
+        if memory is not None and self.video is not None:
+            for span in evidence:
+                seen_spans += [e.span for e in memory.store.query(self.video.id, span=span, limit=5)
+                               if e.kind != "shot" and e.span is not None]
+        return check_rules(typed or TypedAnswer(self.form, ""), form_problem, evidence, self.duration,
+                           self.context.frames_seen(), seen_spans, self.cite)
+
+    def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
+        frames, transcripts = [], []
+        for span in evidence:
+            frames.append(self.video.frames(span, fps=self.policy.verify_fps, max_frames=self.policy.verify_frames,
+                                            max_pixels=self.tool_ctx.max_pixels))
+            transcripts.append(" ".join(memory_lines(self.tool_ctx.memory, self.video.id, "transcript", span, 20)))
+        messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
+        output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)
+        return parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
+
+    def _record(self, verdict: Verdict) -> Verification:
+        self.out.verdicts.append({**verdict.to_dict(), "round": self.verify_rounds})
+        return Verification(**self.ids(), round=self.verify_rounds, source=verdict.source, verdict=verdict.verdict,
+                            confidence=verdict.confidence, reason=verdict.reason, checks=verdict.checks,
+                            passed=verdict.passed)
+
+    def _note_verdicts(self, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            self.context.add("verification", f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
+                             self.out.steps, confidence=v.confidence)
