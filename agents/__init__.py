@@ -1,4 +1,5 @@
 """Agents: ``Agent`` and its run result."""
+
 from __future__ import annotations
 
 from .agent import Agent, BaselineAgent, RunResult

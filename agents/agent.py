@@ -1,4 +1,5 @@
 """``Agent``: a model, tools and budgets; ``run`` answers a question about a video."""
+
 from __future__ import annotations
 
 import logging
@@ -112,8 +113,9 @@ class Agent:
         if info is not None:
             info = {**info, "name": Path(info["path"]).name}
         context.add_task(question.strip(), list(options or []), info)
-        tool_ctx = ToolContext(video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device,
-                               memory=self.memory)
+        tool_ctx = ToolContext(
+            video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device, memory=self.memory
+        )
         max_pixels = getattr(getattr(self.model, "profile", None), "max_pixels", None)
         if max_pixels:  # frames are decoded no larger than the model takes them
             tool_ctx.max_pixels = max_pixels
@@ -135,15 +137,29 @@ class Agent:
                     sub(event)
                 except Exception as exc:  # a broken subscriber must not end the run
                     subscribers.remove(sub)
-                    log.warning("subscriber %s raised %s: %s on a %s event; it gets no more events of this run",
-                                _name_of(sub), type(exc).__name__, exc, event.kind)
+                    log.warning(
+                        "subscriber %s raised %s: %s on a %s event; it gets no more events of this run",
+                        _name_of(sub),
+                        type(exc).__name__,
+                        exc,
+                        event.kind,
+                    )
                     log.debug("subscriber %s failed", _name_of(sub), exc_info=True)
             return event
 
         try:
-            gen = run_loop(self.model, context, self.registry, tool_ctx, self.budget, run_id=run_id,
-                           generate_options=self.generate_options, before=self._prepare(handle, question, context),
-                           policy=self.policy, answer_form=answer_form)
+            gen = run_loop(
+                self.model,
+                context,
+                self.registry,
+                tool_ctx,
+                self.budget,
+                run_id=run_id,
+                generate_options=self.generate_options,
+                before=self._prepare(handle, question, context),
+                policy=self.policy,
+                answer_form=answer_form,
+            )
             for event in gen:
                 if isinstance(event, RunFinished) and event.depth == 0 and self.memory is not None:
                     for written in self._write_back(handle, question, event.result):
@@ -161,8 +177,14 @@ class Agent:
             from mcr.memory import VideoIndex
 
             for report in VideoIndex(video, self.memory).build(self.index_stages):
-                yield IndexStage(video_id=video.id, stage=report.stage, status=report.status,
-                                 entries=report.entries, seconds=round(report.seconds, 3), reason=report.reason)
+                yield IndexStage(
+                    video_id=video.id,
+                    stage=report.stage,
+                    status=report.status,
+                    entries=report.entries,
+                    seconds=round(report.seconds, 3),
+                    reason=report.reason,
+                )
         digest = self.memory.digest(question, video.id)
         if digest:
             context.add("memory", digest)
@@ -173,11 +195,23 @@ class Agent:
             return
         spans = finished.evidence
         span = TimeSpan(min(s.start for s in spans), max(s.end for s in spans)) if spans else None
-        entry = self.memory.write(f"Q: {question.strip()} A: {finished.answer}", "answer",
-                                  video.id if video is not None else None, span, source=f"run:{finished.run_id}",
-                                  status=finished.status, evidence=[s.to_list() for s in spans])
-        yield MemoryWritten(run_id=finished.run_id, step=finished.steps, entry_id=entry.id, entry_kind="answer",
-                            text=entry.text, span=span.to_list() if span else None)
+        entry = self.memory.write(
+            f"Q: {question.strip()} A: {finished.answer}",
+            "answer",
+            video.id if video is not None else None,
+            span,
+            source=f"run:{finished.run_id}",
+            status=finished.status,
+            evidence=[s.to_list() for s in spans],
+        )
+        yield MemoryWritten(
+            run_id=finished.run_id,
+            step=finished.steps,
+            entry_id=entry.id,
+            entry_kind="answer",
+            text=entry.text,
+            span=span.to_list() if span else None,
+        )
 
     def run(
         self,
@@ -243,8 +277,10 @@ def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry
     available = {t.name: t for t in builtin_tools(memory=memory)} if builtin or names else {}
     unknown = [n for n in names if n not in available and n not in ("investigate", "answer")]
     if unknown:
-        raise ToolNameError(f"unknown tool {unknown[0]!r}: the built-in tools here are {', '.join(available)} "
-                            "(a tool whose library or model is missing is left out, with a warning saying why)")
+        raise ToolNameError(
+            f"unknown tool {unknown[0]!r}: the built-in tools here are {', '.join(available)} "
+            "(a tool whose library or model is missing is left out, with a warning saying why)"
+        )
     chosen = [available[n] for n in names if n in available] if names else list(available.values())
     registry = ToolRegistry(chosen)
     for t in tools:

@@ -12,6 +12,7 @@
    token with it (xgrammar, on the Gemma 3 vocabulary of 262,144 tokens when its
    converted weights are cached, else skipped).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,11 @@ class Timed:
 
 def filled_context(entries: int) -> Context:
     ctx = Context(profile=RenderProfile())
-    ctx.add_task("What happens to the boat?", [], {"name": "boats.mp4", "duration": 600, "fps": 25, "width": 640,
-                                                   "height": 360, "has_audio": True})
+    ctx.add_task(
+        "What happens to the boat?",
+        [],
+        {"name": "boats.mp4", "duration": 600, "fps": 25, "width": 640, "height": 360, "has_audio": True},
+    )
     step = 0
     while len(ctx.entries) < entries:
         step += 1
@@ -106,10 +110,15 @@ def loop_overhead(entries: int, steps: int) -> dict:
     finally:
         ModelOutput.from_text = original_parse
     n = len(stamps)
-    return {"entries": entries, "steps": n, "step_ms": 1e3 * (total - model_s) / n,
-            "render_ms": 1e3 * render.seconds / max(1, render.calls),
-            "parse_ms": 1e3 * parse.seconds / max(1, parse.calls),
-            "dispatch_ms": 1e3 * execute.seconds / max(1, execute.calls), "final_entries": len(context.entries)}
+    return {
+        "entries": entries,
+        "steps": n,
+        "step_ms": 1e3 * (total - model_s) / n,
+        "render_ms": 1e3 * render.seconds / max(1, render.calls),
+        "parse_ms": 1e3 * parse.seconds / max(1, parse.calls),
+        "dispatch_ms": 1e3 * execute.seconds / max(1, execute.calls),
+        "final_entries": len(context.entries),
+    }
 
 
 def median_ms(fn, repeat: int = 7) -> float:
@@ -124,17 +133,28 @@ def median_ms(fn, repeat: int = 7) -> float:
 def backend_costs() -> None:
     from mcr.models.chat import arrange, jpeg_data_url
 
-    frames = Frames(np.random.default_rng(0).integers(0, 255, (8, 480, 640, 3), dtype=np.uint8),
-                    [float(i) for i in range(8)], list(range(8)))
+    frames = Frames(
+        np.random.default_rng(0).integers(0, 255, (8, 480, 640, 3), dtype=np.uint8),
+        [float(i) for i in range(8)],
+        list(range(8)),
+    )
     messages = [Message("system", "sys"), Message("user", "question")]
     for i in range(49):
         messages.append(Message("assistant", "", [ToolCall("inspect_frames", {"span": f"{i}-{i + 1}"}, f"c{i}")]))
-        messages.append(Message("tool", [TextPart("8 frames"), FramesPart(frames)] if i % 10 == 0 else "result",
-                                tool_call_id=f"c{i}", name="inspect_frames"))
+        messages.append(
+            Message(
+                "tool",
+                [TextPart("8 frames"), FramesPart(frames)] if i % 10 == 0 else "result",
+                tool_call_id=f"c{i}",
+                name="inspect_frames",
+            )
+        )
     arranged = median_ms(lambda: arrange(messages, False))
     print(f"arrange 100 messages for a template (no native tools): {arranged:.2f} ms")
-    print(f"JPEG data URL for one 640x480 frame (scaled to 448x448 pixels): "
-          f"{median_ms(lambda: jpeg_data_url(frames.images[0], 448 * 448)):.2f} ms")
+    print(
+        f"JPEG data URL for one 640x480 frame (scaled to 448x448 pixels): "
+        f"{median_ms(lambda: jpeg_data_url(frames.images[0], 448 * 448)):.2f} ms"
+    )
 
     from mcr.models.gguf import cache_root
 
@@ -169,8 +189,10 @@ def backend_costs() -> None:
     logits = torch.zeros(1, 262144)
     fill = median_ms(lambda: matcher.fill_next_token_bitmask(mask), 21)
     apply = median_ms(lambda: xgr.apply_token_bitmask_inplace(logits, mask), 21)
-    print(f"grammar on the Gemma 3 vocabulary: tokenizer info {info_s * 1e3:.0f} ms, compile {compile_s * 1e3:.0f} ms "
-          f"(once per tool set), mask per token {fill:.3f} ms + apply {apply:.3f} ms")
+    print(
+        f"grammar on the Gemma 3 vocabulary: tokenizer info {info_s * 1e3:.0f} ms, compile {compile_s * 1e3:.0f} ms "
+        f"(once per tool set), mask per token {fill:.3f} ms + apply {apply:.3f} ms"
+    )
 
 
 def main() -> None:
@@ -178,20 +200,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     print("Loop overhead per step (instant model, text tool call parsed, one trivial tool):")
-    print(f"{'entries':>8} {'steps':>6} {'step ms':>8} {'render':>8} {'parse':>8} {'dispatch':>9} "
-          f"{'share of a 1 s step':>20}")
+    print(
+        f"{'entries':>8} {'steps':>6} {'step ms':>8} {'render':>8} {'parse':>8} {'dispatch':>9} "
+        f"{'share of a 1 s step':>20}"
+    )
     rows = []
     for entries in (10, 100, 1000):
         loop_overhead(entries, 3)  # warm up
         r = loop_overhead(entries, args.steps)
         rows.append(r)
-        print(f"{r['entries']:>8} {r['steps']:>6} {r['step_ms']:>8.3f} {r['render_ms']:>8.3f} {r['parse_ms']:>8.3f} "
-              f"{r['dispatch_ms']:>9.3f} {r['step_ms'] / 1000:>19.3%}")
+        print(
+            f"{r['entries']:>8} {r['steps']:>6} {r['step_ms']:>8.3f} {r['render_ms']:>8.3f} {r['parse_ms']:>8.3f} "
+            f"{r['dispatch_ms']:>9.3f} {r['step_ms'] / 1000:>19.3%}"
+        )
     at100 = next(r for r in rows if r["entries"] == 100)
     verdict = "meets" if at100["step_ms"] < 2.0 else "misses"
-    print(f"at 100 entries: {at100['step_ms']:.3f} ms per step ({verdict} the 2 ms goal); "
-          f"render {at100['render_ms'] / at100['step_ms']:.0%}, parse {at100['parse_ms'] / at100['step_ms']:.0%}, "
-          f"dispatch {at100['dispatch_ms'] / at100['step_ms']:.0%} of it")
+    print(
+        f"at 100 entries: {at100['step_ms']:.3f} ms per step ({verdict} the 2 ms goal); "
+        f"render {at100['render_ms'] / at100['step_ms']:.0%}, parse {at100['parse_ms'] / at100['step_ms']:.0%}, "
+        f"dispatch {at100['dispatch_ms'] / at100['step_ms']:.0%} of it"
+    )
     print()
     backend_costs()
     print(json.dumps({"step_ms_at_100": round(at100["step_ms"], 3)}))

@@ -8,6 +8,7 @@ steps) grows from 10 to 10,000 entries; each size is rendered against a 32K-toke
 render is linear), rendered tokens (flat at the budget once the context is larger).
 Goal: under 10 ms at 10,000 entries.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -24,7 +25,9 @@ from mcr.context import RenderProfile  # noqa: E402
 
 def main() -> None:
     profile = RenderProfile(max_context_tokens=32768, max_frames=64)
-    print(f"{'entries':>8} {'context tokens':>15} {'render ms':>10} {'us/entry':>9} {'rendered tokens':>16} {'messages':>9}")
+    print(
+        f"{'entries':>8} {'context tokens':>15} {'render ms':>10} {'us/entry':>9} {'rendered tokens':>16} {'messages':>9}"
+    )
     for n in (10, 100, 1000, 3000, 10000):
         ctx = _synthetic_context(n, profile)
         times = []
@@ -33,8 +36,10 @@ def main() -> None:
             messages = ctx.render()
             times.append(time.perf_counter() - t0)
         ms = statistics.median(times) * 1e3
-        print(f"{len(ctx.entries):>8} {ctx.tokens:>15,} {ms:>10.2f} {1e3 * ms / len(ctx.entries):>9.2f} "
-              f"{_rendered_tokens(messages, profile):>16,} {len(messages):>9}")
+        print(
+            f"{len(ctx.entries):>8} {ctx.tokens:>15,} {ms:>10.2f} {1e3 * ms / len(ctx.entries):>9.2f} "
+            f"{_rendered_tokens(messages, profile):>16,} {len(messages):>9}"
+        )
 
 
 if __name__ == "__main__":

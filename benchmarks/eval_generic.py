@@ -7,6 +7,7 @@ is said). Needs ffmpeg and espeak-ng.
     mcr-agent eval jsonl --annotations OUT_DIR/questions.jsonl --videos OUT_DIR/videos \\
         --model gemma3-270m --agent baseline --index shots,transcript,ocr --out OUT_DIR/results
 """
+
 from __future__ import annotations
 
 import json
@@ -19,38 +20,134 @@ SECONDS = 12.0
 
 # (spoken sentence, spoken at, question kind, question, options, answer index)
 ITEMS = [
-    ("The orange cat is sleeping on the piano.", "PLATFORM 7", "speech", "Which animal is mentioned in the speech?",
-     ["a dog", "a cat", "a horse", "a bird"], 1),
-    ("Please water the tomato plants tomorrow.", "MUSEUM CLOSED", "speech", "Which plants should be watered?",
-     ["roses", "tomato plants", "cactus", "apple trees"], 1),
-    ("The train to Edinburgh leaves at noon.", "EXIT 14", "speech", "Where does the train go?",
-     ["London", "Paris", "Edinburgh", "Dublin"], 2),
-    ("My grandmother baked a chocolate cake.", "FRESH BREAD", "speech", "What did the grandmother bake?",
-     ["a chocolate cake", "bread", "cookies", "a pie"], 0),
-    ("The football match was cancelled because of snow.", "GATE B", "speech", "Why was the match cancelled?",
-     ["rain", "wind", "fog", "snow"], 3),
-    ("I left my umbrella on the red bus.", "NO PARKING", "speech", "Where was the umbrella left?",
-     ["on the red bus", "at home", "in a taxi", "at school"], 0),
-    ("The library opens at nine in the morning.", "SALE 50", "speech", "When does the library open?",
-     ["at seven", "at eight", "at nine", "at ten"], 2),
-    ("We saw three dolphins near the harbour.", "HOTEL", "speech", "Which animals were seen near the harbour?",
-     ["seals", "dolphins", "whales", "sharks"], 1),
-    ("The concert starts after dinner.", "WIFI SEAGULL", "text", "What is the wifi password shown on screen?",
-     ["lighthouse", "seagull", "harbour", "anchor"], 1),
-    ("Turn left at the bakery.", "ROOM 404", "text", "Which room number is shown on screen?",
-     ["101", "202", "303", "404"], 3),
-    ("It will be sunny on Friday.", "OPEN MONDAY", "text", "Which day is written on screen?",
-     ["Monday", "Tuesday", "Friday", "Sunday"], 0),
-    ("The kettle is in the kitchen.", "BLUE LINE", "text", "Which line colour is written on screen?",
-     ["red", "green", "blue", "yellow"], 2),
-    ("Do not forget the keys.", "PRICE 12 EUROS", "text", "What price is shown on screen?",
-     ["5 euros", "12 euros", "20 euros", "8 euros"], 1),
-    ("The meeting moved to Thursday.", "TERMINAL 3", "text", "Which terminal is shown on screen?",
-     ["terminal 1", "terminal 2", "terminal 3", "terminal 5"], 2),
-    ("Our neighbour plays the violin.", "SPEED 30", "text", "Which speed limit is shown on screen?",
-     ["30", "50", "70", "90"], 0),
-    ("The parcel arrived this morning.", "CAFE LUNA", "text", "What is the name of the cafe on screen?",
-     ["Cafe Sol", "Cafe Luna", "Cafe Roma", "Cafe Mar"], 1),
+    (
+        "The orange cat is sleeping on the piano.",
+        "PLATFORM 7",
+        "speech",
+        "Which animal is mentioned in the speech?",
+        ["a dog", "a cat", "a horse", "a bird"],
+        1,
+    ),
+    (
+        "Please water the tomato plants tomorrow.",
+        "MUSEUM CLOSED",
+        "speech",
+        "Which plants should be watered?",
+        ["roses", "tomato plants", "cactus", "apple trees"],
+        1,
+    ),
+    (
+        "The train to Edinburgh leaves at noon.",
+        "EXIT 14",
+        "speech",
+        "Where does the train go?",
+        ["London", "Paris", "Edinburgh", "Dublin"],
+        2,
+    ),
+    (
+        "My grandmother baked a chocolate cake.",
+        "FRESH BREAD",
+        "speech",
+        "What did the grandmother bake?",
+        ["a chocolate cake", "bread", "cookies", "a pie"],
+        0,
+    ),
+    (
+        "The football match was cancelled because of snow.",
+        "GATE B",
+        "speech",
+        "Why was the match cancelled?",
+        ["rain", "wind", "fog", "snow"],
+        3,
+    ),
+    (
+        "I left my umbrella on the red bus.",
+        "NO PARKING",
+        "speech",
+        "Where was the umbrella left?",
+        ["on the red bus", "at home", "in a taxi", "at school"],
+        0,
+    ),
+    (
+        "The library opens at nine in the morning.",
+        "SALE 50",
+        "speech",
+        "When does the library open?",
+        ["at seven", "at eight", "at nine", "at ten"],
+        2,
+    ),
+    (
+        "We saw three dolphins near the harbour.",
+        "HOTEL",
+        "speech",
+        "Which animals were seen near the harbour?",
+        ["seals", "dolphins", "whales", "sharks"],
+        1,
+    ),
+    (
+        "The concert starts after dinner.",
+        "WIFI SEAGULL",
+        "text",
+        "What is the wifi password shown on screen?",
+        ["lighthouse", "seagull", "harbour", "anchor"],
+        1,
+    ),
+    (
+        "Turn left at the bakery.",
+        "ROOM 404",
+        "text",
+        "Which room number is shown on screen?",
+        ["101", "202", "303", "404"],
+        3,
+    ),
+    (
+        "It will be sunny on Friday.",
+        "OPEN MONDAY",
+        "text",
+        "Which day is written on screen?",
+        ["Monday", "Tuesday", "Friday", "Sunday"],
+        0,
+    ),
+    (
+        "The kettle is in the kitchen.",
+        "BLUE LINE",
+        "text",
+        "Which line colour is written on screen?",
+        ["red", "green", "blue", "yellow"],
+        2,
+    ),
+    (
+        "Do not forget the keys.",
+        "PRICE 12 EUROS",
+        "text",
+        "What price is shown on screen?",
+        ["5 euros", "12 euros", "20 euros", "8 euros"],
+        1,
+    ),
+    (
+        "The meeting moved to Thursday.",
+        "TERMINAL 3",
+        "text",
+        "Which terminal is shown on screen?",
+        ["terminal 1", "terminal 2", "terminal 3", "terminal 5"],
+        2,
+    ),
+    (
+        "Our neighbour plays the violin.",
+        "SPEED 30",
+        "text",
+        "Which speed limit is shown on screen?",
+        ["30", "50", "70", "90"],
+        0,
+    ),
+    (
+        "The parcel arrived this morning.",
+        "CAFE LUNA",
+        "text",
+        "What is the name of the cafe on screen?",
+        ["Cafe Sol", "Cafe Luna", "Cafe Roma", "Cafe Mar"],
+        1,
+    ),
     ("The bridge is closed for repairs.", "ZOO", "when", "When does the speaker say the bridge is closed?", None, None),
     ("My brother fixed the old bicycle.", "PARK", "when", "When does the speaker talk about the bicycle?", None, None),
     ("The soup needs more salt.", "MENU", "when", "When is the soup mentioned?", None, None),
@@ -73,15 +170,47 @@ def make_video(path: Path, sentence: str, spoken_at: float, text: str, shown: tu
     with wave.open(str(wav)) as w:
         spoken_for = w.getnframes() / w.getframerate()
     font = f"fontfile={FONT}:" if FONT.exists() else ""
-    draw = (f"drawtext={font}text='{text}':fontsize=28:fontcolor=white:x=(w-text_w)/2:y=(h-text_h)/2:"
-            f"enable='between(t,{shown[0]},{shown[1]})'")
+    draw = (
+        f"drawtext={font}text='{text}':fontsize=28:fontcolor=white:x=(w-text_w)/2:y=(h-text_h)/2:"
+        f"enable='between(t,{shown[0]},{shown[1]})'"
+    )
     ms = int(spoken_at * 1000)
-    run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-f", "lavfi", "-i",
-         f"color=c=0x1d2b44:size=320x180:rate=10:duration={SECONDS}", "-i", str(wav), "-filter_complex",
-         f"[1:a]aresample=16000,adelay={ms}|{ms},apad,atrim=0:{SECONDS}[a];[0:v]{draw}[v]",
-         "-map", "[v]", "-map", "[a]",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "16000", "-ac", "1",
-         "-t", str(SECONDS), str(path)])
+    run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=0x1d2b44:size=320x180:rate=10:duration={SECONDS}",
+            "-i",
+            str(wav),
+            "-filter_complex",
+            f"[1:a]aresample=16000,adelay={ms}|{ms},apad,atrim=0:{SECONDS}[a];[0:v]{draw}[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-t",
+            str(SECONDS),
+            str(path),
+        ]
+    )
     wav.unlink()
     return spoken_for
 

@@ -5,6 +5,7 @@ length, a title drawn each minute, a colour change every 90 s, and the frame num
 as 17 black/white bars in a strip along the top (``read_frame_number`` reads it back), so
 every sampled frame can be checked against the frame it should be.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,40 @@ STRIP = 24  # pixels of frame-number bars along the top
 BITS = 17
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
-SUBJECTS = ["the harbour master", "a young cyclist", "the old baker", "two engineers", "the museum guide",
-            "a tired pilot", "the river ferry", "the night nurse", "a street musician", "the mountain guide"]
-ACTIONS = ["checks the weather report", "repairs a broken bridge", "tells a story about the war",
-           "counts the boxes in the warehouse", "explains how the engine works", "waits for the last train",
-           "paints the fence green", "reads the morning news", "plans a trip to the coast",
-           "cooks soup for the neighbours"]
-PLACES = ["before sunrise", "in the busy market", "near the lighthouse", "after the storm", "in the quiet library",
-          "at the central station", "on the frozen lake", "behind the town hall"]
+SUBJECTS = [
+    "the harbour master",
+    "a young cyclist",
+    "the old baker",
+    "two engineers",
+    "the museum guide",
+    "a tired pilot",
+    "the river ferry",
+    "the night nurse",
+    "a street musician",
+    "the mountain guide",
+]
+ACTIONS = [
+    "checks the weather report",
+    "repairs a broken bridge",
+    "tells a story about the war",
+    "counts the boxes in the warehouse",
+    "explains how the engine works",
+    "waits for the last train",
+    "paints the fence green",
+    "reads the morning news",
+    "plans a trip to the coast",
+    "cooks soup for the neighbours",
+]
+PLACES = [
+    "before sunrise",
+    "in the busy market",
+    "near the lighthouse",
+    "after the storm",
+    "in the quiet library",
+    "at the central station",
+    "on the frozen lake",
+    "behind the town hall",
+]
 
 
 def ffmpeg(*args: str, timeout: float = 3600) -> None:
@@ -64,16 +91,60 @@ def make_long_video(path: Path, minutes: int) -> Path:
         w, h = SIZE
         bits = "255*mod(floor(N/pow(2,floor(X/2))),2)"
         font = f"fontfile={FONT}:" if os.path.exists(FONT) else ""
-        strip = (f"color=c=black:size={2 * BITS}x1:rate={FPS},format=gray,geq=lum='{bits}',"
-                 f"scale={w}:{STRIP}:flags=neighbor,format=yuv420p")
-        main = (f"testsrc2=size={w}x{h - STRIP}:rate={FPS},hue=h='floor(t/90)*67',"
-                f"drawtext={font}text='Part %{{eif\\:floor(t/60)+1\\:d}}':fontsize=30:fontcolor=white:"
-                f"box=1:boxcolor=black@0.6:x=20:y={h - STRIP - 50},format=yuv420p")
-        ffmpeg("-f", "lavfi", "-t", str(seconds), "-i", strip, "-f", "lavfi", "-t", str(seconds), "-i", main,
-               "-stream_loop", "-1", "-i", str(wav),
-               "-filter_complex", "[0:v][1:v]vstack[v];[2:a]apad[a]", "-map", "[v]", "-map", "[a]",
-               "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-keyint_min", "250",
-               "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ar", "16000", "-ac", "1", str(path))
+        strip = (
+            f"color=c=black:size={2 * BITS}x1:rate={FPS},format=gray,geq=lum='{bits}',"
+            f"scale={w}:{STRIP}:flags=neighbor,format=yuv420p"
+        )
+        main = (
+            f"testsrc2=size={w}x{h - STRIP}:rate={FPS},hue=h='floor(t/90)*67',"
+            f"drawtext={font}text='Part %{{eif\\:floor(t/60)+1\\:d}}':fontsize=30:fontcolor=white:"
+            f"box=1:boxcolor=black@0.6:x=20:y={h - STRIP - 50},format=yuv420p"
+        )
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-t",
+            str(seconds),
+            "-i",
+            strip,
+            "-f",
+            "lavfi",
+            "-t",
+            str(seconds),
+            "-i",
+            main,
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(wav),
+            "-filter_complex",
+            "[0:v][1:v]vstack[v];[2:a]apad[a]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "250",
+            "-keyint_min",
+            "250",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            str(path),
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
@@ -86,7 +157,7 @@ def read_frame_number(image) -> int:
     value = 0
     for k in range(BITS):
         lo, hi = int((k + 0.25) * w / BITS), int((k + 0.75) * w / BITS)
-        if row[lo:max(hi, lo + 1)].mean() > 128:
+        if row[lo : max(hi, lo + 1)].mean() > 128:
             value |= 1 << k
     return value
 

@@ -194,8 +194,10 @@ def decode_ms(model, cache, length, device, steps):
 def context_bytes(model, bytes_per_token, length):
     """KV bytes of the whole model holding ``length`` tokens (sliding layers keep their window)."""
     window = model.config.sliding_window
-    return sum(bytes_per_token * (length if t == "full_attention" else min(length, window - 1))
-               for t in model.config.layer_types)
+    return sum(
+        bytes_per_token * (length if t == "full_attention" else min(length, window - 1))
+        for t in model.config.layer_types
+    )
 
 
 def set_mode(model, mode):
@@ -214,8 +216,12 @@ def main(argv=None):
     parser.add_argument("--lengths", default="1024,8192,32768")
     parser.add_argument("--steps", type=int, default=3, help="timed decode steps per measurement")
     parser.add_argument("--fold-ranks", default="128,256", help="ranks also converted with key_norm=fold")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for the latency measurements (1 is steadiest on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for the latency measurements (1 is steadiest on a shared machine)",
+    )
     args = parser.parse_args(argv)
 
     if args.device == "auto":
@@ -233,11 +239,15 @@ def main(argv=None):
     cfg = base.config
     eval_ids = tokenizer(EVAL_TEXT, return_tensors="pt")["input_ids"].to(device)
     calib_ids = tokenizer(CALIBRATION_TEXT, return_tensors="pt")["input_ids"]
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"dtype {args.dtype}, torch {torch.__version__}")
-    print(f"Gemma 3 270M: {cfg.num_hidden_layers} layers ({len(full_layers(base))} full attention, others sliding "
-          f"window {cfg.sliding_window}), {cfg.num_attention_heads} heads, {cfg.num_key_value_heads} KV head, "
-          f"head dim {cfg.head_dim}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"dtype {args.dtype}, torch {torch.__version__}"
+    )
+    print(
+        f"Gemma 3 270M: {cfg.num_hidden_layers} layers ({len(full_layers(base))} full attention, others sliding "
+        f"window {cfg.sliding_window}), {cfg.num_attention_heads} heads, {cfg.num_key_value_heads} KV head, "
+        f"head dim {cfg.head_dim}"
+    )
     print(f"perplexity text: {eval_ids.shape[1]} tokens; calibration text (different): {calib_ids.shape[1]} tokens")
 
     from transformers import DynamicCache
@@ -269,8 +279,18 @@ def main(argv=None):
         configured = spec.cached_values_per_token * elem
         energy = statistics.mean(r.energy for r in report.layers)
         name = f"r{rank}/rope{rope_dim}/{key_norm}" + ("" if calibrated else "/nocal")
-        rows.append((name, spec.cached_values_per_token, bpt, configured, bpt / gqa_bpt, energy, ppl,
-                     context_bytes(model, bpt, max(lengths))))
+        rows.append(
+            (
+                name,
+                spec.cached_values_per_token,
+                bpt,
+                configured,
+                bpt / gqa_bpt,
+                energy,
+                ppl,
+                context_bytes(model, bpt, max(lengths)),
+            )
+        )
         if key_norm == "scale" and calibrated and rank in ranks:
             torch.set_num_threads(timing_threads)
             for n in lengths:
@@ -285,23 +305,35 @@ def main(argv=None):
         del model
 
     print()
-    print(f"KV cache and perplexity (original GQA cache: {2 * cfg.num_key_value_heads * cfg.head_dim} values = "
-          f"{gqa_bpt:.0f} bytes per token per layer; perplexity {base_ppl:.3f}; no fine-tuning)")
+    print(
+        f"KV cache and perplexity (original GQA cache: {2 * cfg.num_key_value_heads * cfg.head_dim} values = "
+        f"{gqa_bpt:.0f} bytes per token per layer; perplexity {base_ppl:.3f}; no fine-tuning)"
+    )
     big = max(lengths)
-    print(f"bytes/tok: measured in a full-attention layer's cache after a forward pass; configured: "
-          f"(rank + rope_dim x rope keys + key scales) x {elem} bytes; MB@{big // 1024}K: whole model, "
-          f"original {context_bytes(base, gqa_bpt, big) / 2**20:.1f} MB")
-    print(f"{'config':<24}{'values/tok':>11}{'bytes/tok':>10}{'configured':>11}{'ratio':>8}"
-          f"{f'MB@{big // 1024}K':>9}{'energy':>8}{'ppl':>10}{'ppl/orig':>9}")
+    print(
+        f"bytes/tok: measured in a full-attention layer's cache after a forward pass; configured: "
+        f"(rank + rope_dim x rope keys + key scales) x {elem} bytes; MB@{big // 1024}K: whole model, "
+        f"original {context_bytes(base, gqa_bpt, big) / 2**20:.1f} MB"
+    )
+    print(
+        f"{'config':<24}{'values/tok':>11}{'bytes/tok':>10}{'configured':>11}{'ratio':>8}"
+        f"{f'MB@{big // 1024}K':>9}{'energy':>8}{'ppl':>10}{'ppl/orig':>9}"
+    )
     for name, values, bpt, configured, ratio, energy, ppl, ctx in rows:
-        print(f"{name:<24}{values:>11}{bpt:>10.0f}{configured:>11}{ratio:>8.4f}{ctx / 2**20:>9.1f}{energy:>8.3f}"
-              f"{ppl:>10.3f}{ppl / base_ppl:>9.3f}")
+        print(
+            f"{name:<24}{values:>11}{bpt:>10.0f}{configured:>11}{ratio:>8.4f}{ctx / 2**20:>9.1f}{energy:>8.3f}"
+            f"{ppl:>10.3f}{ppl / base_ppl:>9.3f}"
+        )
     print()
-    print(f"decode latency, ms per token, median of {args.steps} steps, {timing_threads} thread(s); synthetic cache "
-          f"of the given length in every layer (no real prefill); GQA = transformers DynamicCache")
+    print(
+        f"decode latency, ms per token, median of {args.steps} steps, {timing_threads} thread(s); synthetic cache "
+        f"of the given length in every layer (no real prefill); GQA = transformers DynamicCache"
+    )
     print("(attn: time inside the attention of the full-attention layers, part of the whole step)")
-    print(f"{'config':<24}{'cached':>7}{'GQA':>9}{'MLA mat.':>9}{'absorbed':>9}{'abs/mat':>8}"
-          f"{'GQA attn':>10}{'mat attn':>10}{'abs attn':>10}")
+    print(
+        f"{'config':<24}{'cached':>7}{'GQA':>9}{'MLA mat.':>9}{'absorbed':>9}{'abs/mat':>8}"
+        f"{'GQA attn':>10}{'mat attn':>10}{'abs attn':>10}"
+    )
     for name, n, (g, ga), (m, ma), (a, aa) in lat_rows:
         print(f"{name:<24}{n:>7}{g:>9.1f}{m:>9.1f}{a:>9.1f}{a / m:>8.3f}{ga:>10.2f}{ma:>10.2f}{aa:>10.2f}")
     print(f"\ntotal time {time.time() - t0:.0f} s")

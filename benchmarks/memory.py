@@ -11,6 +11,7 @@
    (matrix product + argpartition) over the very same vectors, in the same run; recall@10
    of the index against brute force is printed with each size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,52 @@ import numpy as np
 from mcr.memory import Memory, MemoryEntry
 from mcr.memory.vectors import exact_top_k
 
-SUBJECTS = ["a man", "a woman", "the child", "two dogs", "the chef", "a cyclist", "the goalkeeper", "an old car",
-            "the teacher", "a red bus", "the crowd", "a cat", "the pilot", "a nurse", "the band", "a robot"]
-ACTIONS = ["opens the door", "crosses the street", "cooks pasta", "reads a letter", "scores a goal", "waves at",
-           "drinks coffee", "repairs a bicycle", "sings on stage", "jumps into the pool", "paints a wall",
-           "writes on the board", "runs through the rain", "climbs a ladder", "feeds the birds", "falls asleep"]
-PLACES = ["in the kitchen", "at the station", "in the park", "on the bridge", "at night", "near the river",
-          "inside the stadium", "on the rooftop"]
+SUBJECTS = [
+    "a man",
+    "a woman",
+    "the child",
+    "two dogs",
+    "the chef",
+    "a cyclist",
+    "the goalkeeper",
+    "an old car",
+    "the teacher",
+    "a red bus",
+    "the crowd",
+    "a cat",
+    "the pilot",
+    "a nurse",
+    "the band",
+    "a robot",
+]
+ACTIONS = [
+    "opens the door",
+    "crosses the street",
+    "cooks pasta",
+    "reads a letter",
+    "scores a goal",
+    "waves at",
+    "drinks coffee",
+    "repairs a bicycle",
+    "sings on stage",
+    "jumps into the pool",
+    "paints a wall",
+    "writes on the board",
+    "runs through the rain",
+    "climbs a ladder",
+    "feeds the birds",
+    "falls asleep",
+]
+PLACES = [
+    "in the kitchen",
+    "at the station",
+    "in the park",
+    "on the bridge",
+    "at night",
+    "near the river",
+    "inside the stadium",
+    "on the rooftop",
+]
 
 
 def sentences(n: int) -> list[str]:
@@ -46,15 +86,16 @@ def synthetic(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         a = base[rng.integers(0, len(base), m)]
         b = base[rng.integers(0, len(base), m)]
         v = a + 0.35 * b + 0.04 * rng.standard_normal(a.shape).astype(np.float32)
-        out[start:start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return out
 
 
 def fill_store(memory: Memory, vecs: np.ndarray, name: str) -> None:
     for start in range(0, len(vecs), 20_000):
-        chunk = vecs[start:start + 20_000]
-        entries = [MemoryEntry(f"entry {start + i}", "observation", video_id=f"v{(start + i) % 50}")
-                   for i in range(len(chunk))]
+        chunk = vecs[start : start + 20_000]
+        entries = [
+            MemoryEntry(f"entry {start + i}", "observation", video_id=f"v{(start + i) % 50}") for i in range(len(chunk))
+        ]
         memory.store.add_many(entries, embeddings=chunk, encoder=name)
 
 
@@ -77,10 +118,14 @@ def main() -> None:
     t_write = time.perf_counter() - t0
     memory.embed_pending(batch=256)
     t_all = time.perf_counter() - t0
-    print(f"insert: {args.insert} entries, {args.insert / t_write:,.0f} entries/s written, "
-          f"{args.insert / t_all:,.0f} entries/s with embeddings (all-MiniLM-L6-v2, batches of 256)")
+    print(
+        f"insert: {args.insert} entries, {args.insert / t_write:,.0f} entries/s written, "
+        f"{args.insert / t_all:,.0f} entries/s with embeddings (all-MiniLM-L6-v2, batches of 256)"
+    )
     base = encoder.encode(sentences(3000))
-    queries = encoder.encode([f"{s} {a} somewhere" for s, a in zip(SUBJECTS * 20, ACTIONS[3:] + ACTIONS)][:args.queries])
+    queries = encoder.encode(
+        [f"{s} {a} somewhere" for s, a in zip(SUBJECTS * 20, ACTIONS[3:] + ACTIONS)][: args.queries]
+    )
     memory.close()
 
     print(f"\n{'entries':>10} {'index':>14} {'ms/query':>9} {'numpy ms/query':>15} {'speed-up':>9} {'recall@10':>10}")
@@ -108,8 +153,10 @@ def main() -> None:
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
         ms, base_ms = statistics.median(lat) * 1e3, statistics.median(base_lat) * 1e3
         kind = "IVF (faiss)" if n >= index.ann_threshold else "exact"
-        print(f"{n:>10,} {kind:>14} {ms:9.2f} {base_ms:15.2f} {base_ms / ms:8.1f}x {recall:10.3f}"
-              f"   (load + index build {build_s:.1f} s)")
+        print(
+            f"{n:>10,} {kind:>14} {ms:9.2f} {base_ms:15.2f} {base_ms / ms:8.1f}x {recall:10.3f}"
+            f"   (load + index build {build_s:.1f} s)"
+        )
         mem.close()
         (tmp / f"search-{n}.db").unlink(missing_ok=True)
 

@@ -24,19 +24,20 @@ should be.
 (e) ``temporal_grounding`` latency on the built index.
 (f) OCR engines on drawn text: rapidocr-onnxruntime against tesseract (when installed).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from long_video import FONT, FPS, SIZE, make_long_video, read_frame_number
+from long_video import FPS, SIZE, make_long_video, read_frame_number
+from ocr_engines import child_ocr_engines
 
 
 def peak_mib() -> float:
@@ -81,7 +82,7 @@ def child_decord(video_path: str) -> dict:
     idx = np.searchsorted(starts, times + 5e-4, side="right") - 1
     codes = []
     for i in range(0, len(idx), 64):
-        batch = reader.get_batch([int(j) for j in idx[i:i + 64]]).asnumpy()
+        batch = reader.get_batch([int(j) for j in idx[i : i + 64]]).asnumpy()
         codes += [read_frame_number(img) for img in batch]
     return {"seconds": time.perf_counter() - t0, "frames": len(codes), "check": check_codes(codes, len(times))}
 
@@ -114,8 +115,25 @@ def child_ffmpeg(video_path: str) -> dict:
 
     w, h = SIZE
     t0 = time.perf_counter()
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", "2", "-i", video_path, "-vf",
-           f"select=not(mod(n\\,{FPS}))", "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-threads",
+        "2",
+        "-i",
+        video_path,
+        "-vf",
+        f"select=not(mod(n\\,{FPS}))",
+        "-vsync",
+        "0",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     codes = []
     size = w * h * 3
@@ -136,8 +154,11 @@ def child_overview(video_path: str) -> dict:
     video = Video(video_path)
     t0 = time.perf_counter()
     stamps = [t for t, _ in keyframes(video, max_pixels=160 * 90)]
-    return {"seconds": time.perf_counter() - t0, "frames": len(stamps),
-            "check": f"every {video.duration / max(1, len(stamps)):.1f} s"}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "frames": len(stamps),
+        "check": f"every {video.duration / max(1, len(stamps)):.1f} s",
+    }
 
 
 def child_asr(video_path: str, minutes: float) -> dict:
@@ -173,7 +194,7 @@ def child_encoder(video_path: str) -> dict:
     audio = Video(video_path).audio(TimeSpan(0, 240), sr=SAMPLE_RATE)
     model = WhisperModel(resolve_model(), device="cpu", compute_type="int8", cpu_threads=_threads())
     window = 30 * SAMPLE_RATE
-    feats = np.stack([model.feature_extractor(audio[i * window:(i + 1) * window])[..., :3000] for i in range(8)])
+    feats = np.stack([model.feature_extractor(audio[i * window : (i + 1) * window])[..., :3000] for i in range(8)])
     batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.astype(np.float32)))
     model.model.encode(batch)
     t0 = time.perf_counter()
@@ -207,20 +228,41 @@ def child_index(video_path: str, db: str, stages: str) -> dict:
     out = {}
     for name in stages.split(","):
         (report,) = index.build([name])
-        out[name] = {"status": report.status, "seconds": report.seconds, "entries": report.entries,
-                     "reason": report.reason}
+        out[name] = {
+            "status": report.status,
+            "seconds": report.seconds,
+            "entries": report.entries,
+            "reason": report.reason,
+        }
     return {"stages": out}
 
 
-QUERIES = ["the harbour master repairs a broken bridge", "a tired pilot waits for the last train",
-           "the museum guide explains how the engine works", "part twelve", "the old baker paints the fence green",
-           "two engineers on the frozen lake", "reads the morning news in the quiet library", "part 40",
-           "cooks soup for the neighbours after the storm", "the mountain guide checks the weather report",
-           "a street musician near the lighthouse", "the night nurse plans a trip to the coast",
-           "counting boxes in the warehouse", "a story about the war", "the ferry on the river", "part 7",
-           "engineers explain the engine", "a trip to the coast before sunrise", "the fence is painted green",
-           "the last train at the central station", "news read in the morning", "soup for the neighbours",
-           "behind the town hall", "the weather report after the storm"]
+QUERIES = [
+    "the harbour master repairs a broken bridge",
+    "a tired pilot waits for the last train",
+    "the museum guide explains how the engine works",
+    "part twelve",
+    "the old baker paints the fence green",
+    "two engineers on the frozen lake",
+    "reads the morning news in the quiet library",
+    "part 40",
+    "cooks soup for the neighbours after the storm",
+    "the mountain guide checks the weather report",
+    "a street musician near the lighthouse",
+    "the night nurse plans a trip to the coast",
+    "counting boxes in the warehouse",
+    "a story about the war",
+    "the ferry on the river",
+    "part 7",
+    "engineers explain the engine",
+    "a trip to the coast before sunrise",
+    "the fence is painted green",
+    "the last train at the central station",
+    "news read in the morning",
+    "soup for the neighbours",
+    "behind the town hall",
+    "the weather report after the storm",
+]
 
 
 def child_grounding(video_path: str, db: str) -> dict:
@@ -244,70 +286,32 @@ def child_grounding(video_path: str, db: str) -> dict:
         times.append(time.perf_counter() - t0)
         assert not result.is_error, result.text
     times.sort()
-    return {"first_s": warm, "median_ms": 1000 * statistics.median(times),
-            "p90_ms": 1000 * times[int(0.9 * (len(times) - 1))], "signals": first.metadata.get("signals"),
-            "queries": len(times)}
+    return {
+        "first_s": warm,
+        "median_ms": 1000 * statistics.median(times),
+        "p90_ms": 1000 * times[int(0.9 * (len(times) - 1))],
+        "signals": first.metadata.get("signals"),
+        "queries": len(times),
+    }
 
 
-def child_ocr_engines() -> dict:
-    import io
-    import re
-
-    import numpy as np
-    from PIL import Image
-
-    from mcr.tools import ModelCache
-    from mcr.tools.ocr import load_ocr, read_text
-
-    serif = "/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf"
-    cases = [("Platform nine departures", 36, "white", "color=c=0x202840", FONT),
-             ("Fresh lemon cake four dollars", 28, "yellow", "color=c=0x202840", FONT),
-             ("Welcome to the harbour museum", 24, "black", "color=c=0xdddddd", serif),
-             ("Exit seventeen north", 20, "white", "testsrc2", FONT),
-             ("Chapter three the long winter", 40, "red", "color=c=0x101010", serif),
-             ("Quarterly revenue grew by twelve percent", 22, "white", "smptebars", FONT),
-             ("Gate closes at noon", 18, "white", "color=c=0x303030", FONT),
-             ("Bridge inspection report", 30, "cyan", "mandelbrot", serif)]
-    images = []
-    for i, (text, size, colour, bg, font) in enumerate(cases):
-        sep = ":" if "=" in bg else "="
-        png = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"{bg}{sep}size=640x360",
-                              "-frames:v", "1", "-vf", f"drawtext=fontfile={font}:text='{text}':fontsize={size}:"
-                              f"fontcolor={colour}:x={30 + 10 * i}:y={40 + 35 * i}", "-f", "image2pipe",
-                              "-vcodec", "png", "-"], capture_output=True, check=True).stdout
-        images.append(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
-
-    def found(truth: str, got: str) -> float:
-        g = re.sub(r"[^a-z0-9]", "", got.lower())
-        words = truth.lower().split()
-        return sum(w in g for w in words) / len(words)
-
-    out = {}
-    engine = load_ocr(ModelCache())
-    read_text(engine, images[0])
-    t0 = time.perf_counter()
-    scores = [found(c[0], " ".join(d.text for d in read_text(engine, im))) for c, im in zip(cases, images)]
-    out["rapidocr"] = {"words": float(np.mean(scores)), "s_per_frame": (time.perf_counter() - t0) / len(images)}
-    if shutil.which("tesseract"):
-        t0 = time.perf_counter()
-        scores = []
-        for c, im in zip(cases, images):
-            buf = io.BytesIO()
-            Image.fromarray(im).save(buf, format="PNG")
-            got = subprocess.run(["tesseract", "stdin", "stdout", "-l", "eng"], input=buf.getvalue(),
-                                 capture_output=True, env={**os.environ, "OMP_THREAD_LIMIT": "2"}).stdout.decode()
-            scores.append(found(c[0], got))
-        out["tesseract"] = {"words": float(np.mean(scores)), "s_per_frame": (time.perf_counter() - t0) / len(images)}
-    return out
-
-
-CHILDREN = {"ours": child_ours, "decord": child_decord, "pyav": child_pyav, "ffmpeg": child_ffmpeg,
-            "overview": child_overview}
+CHILDREN = {
+    "ours": child_ours,
+    "decord": child_decord,
+    "pyav": child_pyav,
+    "ffmpeg": child_ffmpeg,
+    "overview": child_overview,
+}
 
 
 def run_child(*args: str, env: dict | None = None, timeout: float = 7200) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
@@ -353,8 +357,10 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     video = make_long_video(work / f"long_{args.minutes}min.mp4", args.minutes)
-    print(f"video {video} ({args.minutes} min, {SIZE[0]}x{SIZE[1]}, {FPS} fps) ready in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"video {video} ({args.minutes} min, {SIZE[0]}x{SIZE[1]}, {FPS} fps) ready in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     if args.make_only:
         return 0
     threads = os.environ.get("MCR_ASR_THREADS") or "2"
@@ -370,8 +376,12 @@ def main(argv=None) -> int:
     if "a" in args.parts:
         results = {m: run_child(m, str(video)) for m in ("ours", "decord", "pyav", "ffmpeg")}
         best = min((r["seconds"] for m, r in results.items() if m != "ours" and "seconds" in r), default=None)
-        labels = {"ours": "(a) 1 fps exact: mcr stream_frames", "decord": "(a) 1 fps: decord get_batch, chunks of 64",
-                  "pyav": "(a) 1 fps: PyAV sequential decode", "ffmpeg": "(a) 1 fps: ffmpeg select, -threads 2"}
+        labels = {
+            "ours": "(a) 1 fps exact: mcr stream_frames",
+            "decord": "(a) 1 fps: decord get_batch, chunks of 64",
+            "pyav": "(a) 1 fps: PyAV sequential decode",
+            "ffmpeg": "(a) 1 fps: ffmpeg select, -threads 2",
+        }
         for m, r in results.items():
             if "error" in r:
                 add([labels[m], "-", "-", "-", r["error"]])
@@ -380,23 +390,48 @@ def main(argv=None) -> int:
             add([labels[m], f"{r['seconds']:.1f}", ratio, f"{r['peak_mib']:.0f}", r["check"]])
     if "b" in args.parts:
         r = run_child("overview", str(video))
-        add(["(b) overview from keyframes", f"{r.get('seconds', 0):.2f}", f"{r.get('frames', '-')} keyframes",
-             f"{r.get('peak_mib', 0):.0f}", r.get("check", r.get("error", ""))])
+        add(
+            [
+                "(b) overview from keyframes",
+                f"{r.get('seconds', 0):.2f}",
+                f"{r.get('frames', '-')} keyframes",
+                f"{r.get('peak_mib', 0):.0f}",
+                r.get("check", r.get("error", "")),
+            ]
+        )
     if "c" in args.parts:
         for minutes in (10, args.minutes):
             r = run_child("asr", str(video), str(minutes), env={"MCR_ASR_THREADS": threads})
             if "error" in r:
                 add([f"(c) ASR tiny.en int8, {minutes} min", "-", "-", "-", r["error"]])
                 continue
-            add([f"(c) ASR tiny.en int8 {threads} thr, {minutes} min", f"{r['seconds']:.1f}",
-                 f"{r['rtf']:.1f}x real time", f"{r['peak_mib']:.0f}", f"{r['sentences']} sentences"])
+            add(
+                [
+                    f"(c) ASR tiny.en int8 {threads} thr, {minutes} min",
+                    f"{r['seconds']:.1f}",
+                    f"{r['rtf']:.1f}x real time",
+                    f"{r['peak_mib']:.0f}",
+                    f"{r['sentences']} sentences",
+                ]
+            )
         r = run_child("encoder", str(video), env={"MCR_ASR_THREADS": threads})
         if "error" not in r:
-            add(["(c) ceiling: whisper encoder alone, 240 s", f"{r['seconds']:.1f}", f"{r['rtf']:.1f}x real time",
-                 f"{r['peak_mib']:.0f}", "dense speech: every 30 s window encoded"])
+            add(
+                [
+                    "(c) ceiling: whisper encoder alone, 240 s",
+                    f"{r['seconds']:.1f}",
+                    f"{r['rtf']:.1f}x real time",
+                    f"{r['peak_mib']:.0f}",
+                    "dense speech: every 30 s window encoded",
+                ]
+            )
     db = work / f"index_{args.minutes}min.db"
-    clip_env = {"MCR_CLIP_MODEL": str(random_clip_folder(work / "clip-vit-b-32-random")) if "d" in args.parts
-                or "e" in args.parts else "", "MCR_ASR_THREADS": threads}
+    clip_env = {
+        "MCR_CLIP_MODEL": str(random_clip_folder(work / "clip-vit-b-32-random"))
+        if "d" in args.parts or "e" in args.parts
+        else "",
+        "MCR_ASR_THREADS": threads,
+    }
     if "d" in args.parts:
         if db.exists():
             db.unlink()
@@ -415,16 +450,29 @@ def main(argv=None) -> int:
         if "error" in r:
             add(["(e) grounding query latency", "-", "-", "-", r["error"]])
         else:
-            add(["(e) grounding query, median (p90)", f"{r['median_ms'] / 1000:.3f}",
-                 f"{r['median_ms']:.1f} ms ({r['p90_ms']:.1f})", f"{r['peak_mib']:.0f}",
-                 f"{r['queries']} queries; {'+'.join(r['signals'] or [])}"])
+            add(
+                [
+                    "(e) grounding query, median (p90)",
+                    f"{r['median_ms'] / 1000:.3f}",
+                    f"{r['median_ms']:.1f} ms ({r['p90_ms']:.1f})",
+                    f"{r['peak_mib']:.0f}",
+                    f"{r['queries']} queries; {'+'.join(r['signals'] or [])}",
+                ]
+            )
             add(["(e) grounding first query (loads caches)", f"{r['first_s']:.1f}", "", "", ""])
     if "f" in args.parts:
         r = run_child("ocr_engines")
         for engine in ("rapidocr", "tesseract"):
             if engine in r:
-                add([f"(f) OCR {engine}, 8 drawn-text frames", f"{r[engine]['s_per_frame']:.2f}", "s/frame", "",
-                     f"{r[engine]['words']:.0%} of words found"])
+                add(
+                    [
+                        f"(f) OCR {engine}, 8 drawn-text frames",
+                        f"{r[engine]['s_per_frame']:.2f}",
+                        "s/frame",
+                        "",
+                        f"{r[engine]['words']:.0%} of words found",
+                    ]
+                )
             else:
                 add([f"(f) OCR {engine}", "-", "-", "-", r.get("error", "not installed")])
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

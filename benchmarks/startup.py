@@ -5,6 +5,7 @@
 Prints the median wall time of each command and its ratio to ``python -c pass``
 measured in the same run. The goal is under one second for both.
 """
+
 from __future__ import annotations
 
 import argparse

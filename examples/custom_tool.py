@@ -10,6 +10,7 @@ or load it into the command line:
     mcr-agent run ../shared/media/boats.mp4 "What colour is the water?" \
         --tools examples/custom_tool.py --model replay:examples/scripts/custom_tool.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,18 @@ import numpy as np
 from mcr import Agent, TimeSpan, ToolContext, ToolResult, tool
 
 NAMED_COLOURS = {
-    "black": (0, 0, 0), "white": (255, 255, 255), "grey": (128, 128, 128), "red": (200, 30, 30),
-    "green": (40, 160, 60), "blue": (40, 80, 200), "sky blue": (135, 190, 235), "yellow": (230, 210, 40),
-    "orange": (240, 140, 30), "brown": (120, 80, 40), "dark blue": (20, 40, 90), "teal": (30, 120, 120),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "grey": (128, 128, 128),
+    "red": (200, 30, 30),
+    "green": (40, 160, 60),
+    "blue": (40, 80, 200),
+    "sky blue": (135, 190, 235),
+    "yellow": (230, 210, 40),
+    "orange": (240, 140, 30),
+    "brown": (120, 80, 40),
+    "dark blue": (20, 40, 90),
+    "teal": (30, 120, 120),
 }
 
 

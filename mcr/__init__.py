@@ -5,6 +5,7 @@
 Names are resolved on first use so that ``import mcr`` stays fast: torch,
 transformers and the decoders load only inside the code that needs them.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -5,6 +5,7 @@ The model answers with the ``answer`` tool, whose arguments are a pydantic model
 builds a tool's. ``read_answer`` validates a call with it; ``interpret`` turns the answer
 text into a typed value for the form, or says what is wrong with it.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -35,9 +36,13 @@ FORMS = ("text", "choice", "span", "count")
 
 _SPAN_QUESTION = re.compile(r"^\s*(when|at what (time|point|moment)|during which|in which (part|segment|span))\b", re.I)
 _COUNT_QUESTION = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b", re.I)
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
 _TIME = r"\d+(?::\d{1,2}){0,2}(?:\.\d+)?"
 _SPAN_IN_TEXT = re.compile(rf"({_TIME})\s*(?:-|–|—|to)\s*({_TIME})")
 
@@ -60,12 +65,12 @@ class Problem(ValueError):
 MAX_EVIDENCE = 8
 _DESCRIBED = {
     "text": "The final answer, in a sentence or a few words.",
-    "choice": "Exactly one of the options: its letter (e.g. \"B\").",
+    "choice": 'Exactly one of the options: its letter (e.g. "B").',
     "span": "The span when it happens, 'HH:MM:SS.s-HH:MM:SS.s'.",
     "count": "The number, in digits.",
 }
 _EVIDENCE = "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'."
-EMPTY_ANSWER = "the answer is empty; pass it as {\"answer\": \"...\"}"
+EMPTY_ANSWER = 'the answer is empty; pass it as {"answer": "..."}'
 Span = Annotated[TimeSpan, WithJsonSchema({"type": "string"})]  # a span the model writes as text
 
 
@@ -114,8 +119,9 @@ class AnswerArguments(BaseModel):
     def _spans(cls, value: Any, info: ValidationInfo) -> list[TimeSpan]:
         duration = (info.context or {}).get("duration")
         raw = value if value is not None else []
-        if not isinstance(raw, (list, tuple)) or (len(raw) == 2 and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)):
+        if not isinstance(raw, (list, tuple)) or (
+            len(raw) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+        ):
             raw = [raw]  # one span: "a-b", {"start": .., "end": ..} or [a, b]
         spans = []
         for item in raw:
@@ -136,8 +142,13 @@ def answer_model(form: str = "text", choices: int = 0, cite: bool = False) -> ty
     ``choices`` options make the answer one of their letters; with ``cite`` at least one
     evidence span is required (a model under constrained decoding then cannot leave it out).
     """
-    return create_model(f"{form.capitalize()}Answer", __base__=AnswerArguments, __doc__=AnswerArguments.__doc__,
-                        answer=(str, _answer_field(form, choices)), evidence=(list[Span], _evidence_field(cite)))
+    return create_model(
+        f"{form.capitalize()}Answer",
+        __base__=AnswerArguments,
+        __doc__=AnswerArguments.__doc__,
+        answer=(str, _answer_field(form, choices)),
+        evidence=(list[Span], _evidence_field(cite)),
+    )
 
 
 def function_schema(name: str, model: type[BaseModel]) -> dict:
@@ -221,8 +232,9 @@ def _choice(text: str, options: list[str]) -> tuple[int | None, str]:
     return None, f"the answer is not one of the options; answer with exactly one letter of: {listing}"
 
 
-def interpret(form: str, text: str, options: list[str] | None = None,
-              duration: float | None = None) -> tuple[TypedAnswer, str]:
+def interpret(
+    form: str, text: str, options: list[str] | None = None, duration: float | None = None
+) -> tuple[TypedAnswer, str]:
     """The typed answer and a problem ('' when the text fits the form)."""
     if form == "choice":
         idx, problem = _choice(text, options or [])

@@ -3,6 +3,7 @@
 A bottom-layer module: the memory's encoder, the tools and the models all share one
 ``shared_models`` cache, so a model loaded by one is reused by the others.
 """
+
 from __future__ import annotations
 
 import threading

@@ -5,6 +5,7 @@ the cited spans, and commit it, send feedback, or end the run.
 it uses the run's context, policy, video and tools, and its ``call``, ``commit`` and
 ``final_status``.
 """
+
 from __future__ import annotations
 
 from typing import Generator
@@ -24,12 +25,19 @@ class AnswerChecking:
         step = self.out.steps
         text, evidence, problem = read_answer(call, self.duration)
         typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
-        yield AnswerProposed(**self.ids(), call_id=call.id, answer=text, evidence=[s.to_list() for s in evidence],
-                             accepted=not problem, reason=problem)
+        yield AnswerProposed(
+            **self.ids(),
+            call_id=call.id,
+            answer=text,
+            evidence=[s.to_list() for s in evidence],
+            accepted=not problem,
+            reason=problem,
+        )
         if problem:
             if call.id:
-                self.context.add_tool_result(step, call, f"error: answer not accepted: {problem}. Fix it and answer "
-                                             "again.", is_error=True)
+                self.context.add_tool_result(
+                    step, call, f"error: answer not accepted: {problem}. Fix it and answer again.", is_error=True
+                )
             else:
                 self.context.add("feedback", f"Your answer was not accepted: {problem}.", step)
             if not forced:
@@ -66,21 +74,41 @@ class AnswerChecking:
         return None
 
     def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
-        seen_spans = [TimeSpan(*s) for e in self.context.entries for s in e.data.get("spans", [])
-                      if e.kind in ("tool_result", "perception") and not e.data.get("is_error")]
+        seen_spans = [
+            TimeSpan(*s)
+            for e in self.context.entries
+            for s in e.data.get("spans", [])
+            if e.kind in ("tool_result", "perception") and not e.data.get("is_error")
+        ]
         memory = self.tool_ctx.memory
         if memory is not None and self.video is not None:
             for span in evidence:
-                seen_spans += [e.span for e in memory.store.query(self.video.id, span=span, limit=5)
-                               if e.kind != "shot" and e.span is not None]
-        return check_rules(typed or TypedAnswer(self.form, ""), form_problem, evidence, self.duration,
-                           self.context.frames_seen(), seen_spans, self.cite)
+                seen_spans += [
+                    e.span
+                    for e in memory.store.query(self.video.id, span=span, limit=5)
+                    if e.kind != "shot" and e.span is not None
+                ]
+        return check_rules(
+            typed or TypedAnswer(self.form, ""),
+            form_problem,
+            evidence,
+            self.duration,
+            self.context.frames_seen(),
+            seen_spans,
+            self.cite,
+        )
 
     def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
         frames, transcripts = [], []
         for span in evidence:
-            frames.append(self.video.frames(span, fps=self.policy.verify_fps, max_frames=self.policy.verify_frames,
-                                            max_pixels=self.tool_ctx.max_pixels))
+            frames.append(
+                self.video.frames(
+                    span,
+                    fps=self.policy.verify_fps,
+                    max_frames=self.policy.verify_frames,
+                    max_pixels=self.tool_ctx.max_pixels,
+                )
+            )
             transcripts.append(" ".join(memory_lines(self.tool_ctx.memory, self.video.id, "transcript", span, 20)))
         messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
         output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)
@@ -88,11 +116,22 @@ class AnswerChecking:
 
     def _record(self, verdict: Verdict) -> Verification:
         self.out.verdicts.append({**verdict.to_dict(), "round": self.verify_rounds})
-        return Verification(**self.ids(), round=self.verify_rounds, source=verdict.source, verdict=verdict.verdict,
-                            confidence=verdict.confidence, reason=verdict.reason, checks=verdict.checks,
-                            passed=verdict.passed)
+        return Verification(
+            **self.ids(),
+            round=self.verify_rounds,
+            source=verdict.source,
+            verdict=verdict.verdict,
+            confidence=verdict.confidence,
+            reason=verdict.reason,
+            checks=verdict.checks,
+            passed=verdict.passed,
+        )
 
     def _note_verdicts(self, verdicts: list[Verdict]) -> None:
         for v in verdicts:
-            self.context.add("verification", f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
-                             self.out.steps, confidence=v.confidence)
+            self.context.add(
+                "verification",
+                f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
+                self.out.steps,
+                confidence=v.confidence,
+            )

@@ -1,4 +1,5 @@
 """``mcr-agent``: run an agent on a video, replay a trace, list tools."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,9 @@ def tool_specs(spec: str) -> list:
         return names
     if "," in spec:
         unknown = [n for n in names if n not in BUILTIN_NAMES]
-        raise ToolNameError(f"unknown tool {unknown[0]!r} in --tools {spec}: the built-in tools are "
-                            f"{', '.join(BUILTIN_NAMES)}")
+        raise ToolNameError(
+            f"unknown tool {unknown[0]!r} in --tools {spec}: the built-in tools are {', '.join(BUILTIN_NAMES)}"
+        )
     return load_tools(spec)
 
 
@@ -86,17 +88,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_stages(stages, " in --index")
     from mcr.models import load_model
 
-    model = load_model(args.model, endpoint=args.endpoint, device=args.device,
-                       **({"constrain": False} if args.no_constrain else {}))
+    model = load_model(
+        args.model, endpoint=args.endpoint, device=args.device, **({"constrain": False} if args.no_constrain else {})
+    )
     if args.policy == "baseline":
         from mcr.agents import BaselineAgent
 
-        agent = BaselineAgent(model=model, frames=args.frames, subscribers=subscribers, trace_dir=args.trace_dir,
-                              device=args.device, max_wall_s=args.max_time)
+        agent = BaselineAgent(
+            model=model,
+            frames=args.frames,
+            subscribers=subscribers,
+            trace_dir=args.trace_dir,
+            device=args.device,
+            max_wall_s=args.max_time,
+        )
     else:
-        agent = Agent(model=model, tools=tools, max_steps=args.max_steps, max_wall_s=args.max_time,
-                      subscribers=subscribers, trace_dir=args.trace_dir, device=args.device, memory=memory,
-                      policy=args.policy, index=stages)
+        agent = Agent(
+            model=model,
+            tools=tools,
+            max_steps=args.max_steps,
+            max_wall_s=args.max_time,
+            subscribers=subscribers,
+            trace_dir=args.trace_dir,
+            device=args.device,
+            memory=memory,
+            policy=args.policy,
+            index=stages,
+        )
     result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
@@ -145,7 +163,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
         required = set(t["parameters"].get("required", []))
         argtext = ", ".join(f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in props.items())
         timeout = ("none" if t["timeout"] is None else f"{t['timeout']:g} s") + (
-            ", can be stopped" if t["cancellable"] else "")
+            ", can be stopped" if t["cancellable"] else ""
+        )
         table.add_row(t["name"], argtext, t["description"].splitlines()[0] if t["description"] else "", timeout)
     Console().print(table)
     return 0
@@ -159,24 +178,47 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("video", help="path of the video file")
     run.add_argument("question", help="the question to answer")
     run.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
-    run.add_argument("--model", default=None,
-                     help="hub id, local model folder or .gguf, openai:MODEL@URL, or replay:FILE (default: $MCR_MODEL, "
-                          "else InternVideo3-8B-Instruct with a GPU, Qwen3-VL-2B-Instruct on CPU; see `models`)")
-    run.add_argument("--endpoint", default=None, metavar="URL",
-                     help="an OpenAI-compatible server (vLLM, SGLang, llama.cpp); --model names the served model")
-    run.add_argument("--no-constrain", action="store_true",
-                     help="let a local model without native tool calls write freely (no constrained decoding)")
+    run.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local model folder or .gguf, openai:MODEL@URL, or replay:FILE (default: $MCR_MODEL, "
+        "else InternVideo3-8B-Instruct with a GPU, Qwen3-VL-2B-Instruct on CPU; see `models`)",
+    )
+    run.add_argument(
+        "--endpoint",
+        default=None,
+        metavar="URL",
+        help="an OpenAI-compatible server (vLLM, SGLang, llama.cpp); --model names the served model",
+    )
+    run.add_argument(
+        "--no-constrain",
+        action="store_true",
+        help="let a local model without native tool calls write freely (no constrained decoding)",
+    )
     run.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns before asking for the answer")
     run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget")
-    run.add_argument("--policy", default="mcr", choices=["mcr", "plain", "baseline"],
-                     help="mcr: perceive, plan, reflect, verify, investigate (default); plain: a bare tool loop; "
-                          "baseline: uniform frames and one answer")
+    run.add_argument(
+        "--policy",
+        default="mcr",
+        choices=["mcr", "plain", "baseline"],
+        help="mcr: perceive, plan, reflect, verify, investigate (default); plain: a bare tool loop; "
+        "baseline: uniform frames and one answer",
+    )
     run.add_argument("--frames", type=int, default=32, metavar="N", help="frames for --policy baseline")
-    run.add_argument("--tools", action="append", default=[], metavar="NAMES_OR_FILE",
-                     help="built-in tools to keep (e.g. asr,ocr,inspect_frames), or a .py file or module whose "
-                          "@tool functions are added (repeat)")
-    run.add_argument("--index", default=None, metavar="STAGES",
-                     help="index stages to build before the run (default: shots, and transcript under --policy mcr)")
+    run.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="NAMES_OR_FILE",
+        help="built-in tools to keep (e.g. asr,ocr,inspect_frames), or a .py file or module whose "
+        "@tool functions are added (repeat)",
+    )
+    run.add_argument(
+        "--index",
+        default=None,
+        metavar="STAGES",
+        help="index stages to build before the run (default: shots, and transcript under --policy mcr)",
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--trace", default=None, metavar="FILE", help="write the trace here")
     run.add_argument("--trace-dir", default=None, metavar="DIR", help="folder for traces (default .mcr/traces)")

@@ -6,6 +6,7 @@ shown whole, older ones shortened, the oldest folded into one line; frames beyon
 frame budget become references to the memory entry written for them. Everything left
 out says where its content went. Rendering is one pass over the entries.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -16,8 +17,17 @@ from typing import Any, Callable
 from mcr.types import Frames, FramesPart, Message, Part, TextPart, ToolCall, format_time
 
 ENTRY_KINDS = (
-    "task", "perception", "plan", "thought", "tool_call", "tool_result",
-    "reflection", "verification", "memory", "feedback", "answer",
+    "task",
+    "perception",
+    "plan",
+    "thought",
+    "tool_call",
+    "tool_result",
+    "reflection",
+    "verification",
+    "memory",
+    "feedback",
+    "answer",
 )
 
 TOOL_PROTOCOL = """To use a tool, reply with one or more blocks, each holding one JSON object:
@@ -68,8 +78,12 @@ def estimate_tokens(text: str) -> int:
 class Context:
     """Everything the model perceived and did in one run, in order."""
 
-    def __init__(self, system_prompt: str | None = None, profile: RenderProfile | None = None,
-                 count_tokens: Callable[[str], int] | None = None) -> None:
+    def __init__(
+        self,
+        system_prompt: str | None = None,
+        profile: RenderProfile | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+    ) -> None:
         self.system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
         self.profile = profile or RenderProfile()
         self.count_tokens = count_tokens or estimate_tokens
@@ -143,16 +157,21 @@ class Context:
         for call in calls:
             self.add("tool_call", json.dumps(call.to_dict(), ensure_ascii=False), step, call=call)
 
-    def add_tool_result(self, step: int, call: ToolCall, text: str, frames: Frames | None = None,
-                        is_error: bool = False, **data: Any) -> Entry:
-        return self.add("tool_result", text, step, frames=frames, call_id=call.id, name=call.name,
-                        is_error=is_error, **data)
+    def add_tool_result(
+        self, step: int, call: ToolCall, text: str, frames: Frames | None = None, is_error: bool = False, **data: Any
+    ) -> Entry:
+        return self.add(
+            "tool_result", text, step, frames=frames, call_id=call.id, name=call.name, is_error=is_error, **data
+        )
 
     # ------------------------------------------------------------- reading
     @property
     def task(self) -> Entry | None:
-        return self.entries[0] if self.entries and self.entries[0].kind == "task" else \
-            next((e for e in self.entries if e.kind == "task"), None)
+        return (
+            self.entries[0]
+            if self.entries and self.entries[0].kind == "task"
+            else next((e for e in self.entries if e.kind == "task"), None)
+        )
 
     def of_kind(self, kind: str) -> list[Entry]:
         return [e for e in self.entries if e.kind == kind]
@@ -192,8 +211,9 @@ class Context:
                 if e.frames is not None and len(e.frames) and len(e.frames) <= frames_left:
                     shown_frames.add(e.id)
                     frames_left -= len(e.frames)
-            text_tokens = sum(e.tokens - (len(e.frames) * p.tokens_per_frame if e.frames is not None else 0)
-                              for e in entries)
+            text_tokens = sum(
+                e.tokens - (len(e.frames) * p.tokens_per_frame if e.frames is not None else 0) for e in entries
+            )
             frame_tokens = sum(len(e.frames) * p.tokens_per_frame for e in entries if e.id in shown_frames)
             results = sum(1 for e in entries if e.kind == "tool_result")
             short = sum(min(e.tokens, p.short_result_chars // 4 + 24) for e in entries) + frame_tokens
@@ -245,16 +265,26 @@ class Context:
             return [Message("user", first.text)]
         if first.kind == "answer":
             return [Message("assistant", first.text)]
-        text = first.text if level == "full" else _cut(first.text, level, p, first) if level == "short" \
+        text = (
+            first.text
+            if level == "full"
+            else _cut(first.text, level, p, first)
+            if level == "short"
             else _one_line(first.text) + f" [folded; trace entry #{first.id}]"
+        )
         content: list[Part] = [TextPart(f"[{first.kind.capitalize()}] {text}")]
         if first.frames is not None and len(first.frames):
             content.append(FramesPart(first.frames) if first.id in shown else TextPart(_elided(first)))
         return [Message("user", content)]
 
     def _result_message(self, e: Entry, level: str, shown: set[int], p: RenderProfile) -> Message:
-        text = e.text if level == "full" else _cut(e.text, level, p, e) if level == "short" \
+        text = (
+            e.text
+            if level == "full"
+            else _cut(e.text, level, p, e)
+            if level == "short"
             else _one_line(e.text) + f" [folded; full result: trace entry #{e.id}{_mem(e)}]"
+        )
         parts: list[Part] = [TextPart(text)]
         if e.frames is not None and len(e.frames):
             parts.append(FramesPart(e.frames) if e.id in shown else TextPart(_elided(e)))
@@ -276,9 +306,12 @@ class Context:
         first_step, last_step = self.entries[0].step, self.entries[last].step
         where = f"; what was seen is in memory {_ranges(refs)}" if refs else ""
         kept = len([i for i in pinned if i <= last])
-        return Message("user", f"[{last + 1 - kept} earlier context entries (steps {first_step}-{last_step}, {frames} "
-                               f"frames) folded to keep within the context budget: trace entries #0-#{last}{where}; "
-                               "use memory_search to recall them]")
+        return Message(
+            "user",
+            f"[{last + 1 - kept} earlier context entries (steps {first_step}-{last_step}, {frames} "
+            f"frames) folded to keep within the context budget: trace entries #0-#{last}{where}; "
+            "use memory_search to recall them]",
+        )
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -301,14 +334,16 @@ def _mem(e: Entry) -> str:
 def _elided(e: Entry) -> str:
     span = e.frames.span
     where = f"see memory {e.data['memory_ref']}, or " if e.data.get("memory_ref") else ""
-    return (f"[{len(e.frames)} frames {format_time(span.start)}-{format_time(span.end)} elided from view to keep "
-            f"within the frame budget; {where}call inspect_frames on that span to see them again]")
+    return (
+        f"[{len(e.frames)} frames {format_time(span.start)}-{format_time(span.end)} elided from view to keep "
+        f"within the frame budget; {where}call inspect_frames on that span to see them again]"
+    )
 
 
 def _cut(text: str, level: str, p: RenderProfile, e: Entry) -> str:
     if level == "full" or len(text) <= p.short_result_chars:
         return text
-    return text[:p.short_result_chars].rstrip() + SHORT_NOTE.format(id=e.id, mem=_mem(e))
+    return text[: p.short_result_chars].rstrip() + SHORT_NOTE.format(id=e.id, mem=_mem(e))
 
 
 def _one_line(text: str, limit: int = 80) -> str:

@@ -8,6 +8,7 @@ are not part of it: they go back to the model as tool results.
 
 This module imports nothing from ``mcr``, so every layer can use it.
 """
+
 from __future__ import annotations
 
 

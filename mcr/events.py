@@ -3,6 +3,7 @@
 Every event is plain data: ``to_dict()`` gives one JSON object (frames only as
 references) and ``event_from_dict`` reads it back.
 """
+
 from __future__ import annotations
 
 import time
@@ -112,8 +113,14 @@ class RunFinished(Event):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict:
-        return {"event": self.kind, "run_id": self.run_id, "depth": self.depth, "step": self.step, "time": self.time,
-                **self.result.to_trace()}
+        return {
+            "event": self.kind,
+            "run_id": self.run_id,
+            "depth": self.depth,
+            "step": self.step,
+            "time": self.time,
+            **self.result.to_trace(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunFinished":
@@ -174,8 +181,20 @@ class MemoryWritten(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (RunStarted, ModelCalled, ModelDelta, ToolCalled, ToolReturned, AnswerProposed,
-                              RunFinished, IndexStage, MemoryWritten, PhaseEntry, Verification)
+    cls.kind: cls
+    for cls in (
+        RunStarted,
+        ModelCalled,
+        ModelDelta,
+        ToolCalled,
+        ToolReturned,
+        AnswerProposed,
+        RunFinished,
+        IndexStage,
+        MemoryWritten,
+        PhaseEntry,
+        Verification,
+    )
 }
 
 

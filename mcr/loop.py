@@ -2,6 +2,7 @@
 verifies a proposed answer before committing it, and recurses into sub-spans. It yields a
 typed event for everything that happens and never prints: subscribers (trace, renderer) do.
 """
+
 from __future__ import annotations
 
 import time
@@ -59,11 +60,22 @@ class _Stop(Exception):
     """The model failed; the run ends with status ``error``."""
 
 
-def run(model: Any, context: Context, registry: ToolRegistry, tool_ctx: ToolContext, budget: Budget | None = None,
-        run_id: str | None = None, depth: int = 0, parent_run_id: str | None = None,
-        generate_options: dict | None = None, before: Iterable[Event] = (), policy: Policy | None = None,
-        answer_form: str | None = None, focus: TimeSpan | None = None,
-        calls: dict | None = None) -> Generator[Event, None, RunResult]:
+def run(
+    model: Any,
+    context: Context,
+    registry: ToolRegistry,
+    tool_ctx: ToolContext,
+    budget: Budget | None = None,
+    run_id: str | None = None,
+    depth: int = 0,
+    parent_run_id: str | None = None,
+    generate_options: dict | None = None,
+    before: Iterable[Event] = (),
+    policy: Policy | None = None,
+    answer_form: str | None = None,
+    focus: TimeSpan | None = None,
+    calls: dict | None = None,
+) -> Generator[Event, None, RunResult]:
     """Run the agent over ``context`` and yield events; the generator's return value is the
     ``RunResult`` that the last event, ``RunFinished``, carries.
 
@@ -71,15 +83,41 @@ def run(model: Any, context: Context, registry: ToolRegistry, tool_ctx: ToolCont
     ``focus`` limits a child run's overview to a span; ``calls`` is the model-call count
     shared by a run and its children.
     """
-    state = _Run(model, context, registry, tool_ctx, budget or Budget(), run_id or uuid.uuid4().hex[:12], depth,
-                 parent_run_id, dict(generate_options or {}), policy or Policy.plain(), answer_form, focus,
-                 calls if calls is not None else {"used": 0})
+    state = _Run(
+        model,
+        context,
+        registry,
+        tool_ctx,
+        budget or Budget(),
+        run_id or uuid.uuid4().hex[:12],
+        depth,
+        parent_run_id,
+        dict(generate_options or {}),
+        policy or Policy.plain(),
+        answer_form,
+        focus,
+        calls if calls is not None else {"used": 0},
+    )
     return (yield from state.drive(before))
 
 
 class _Run(AnswerChecking):
-    def __init__(self, model, context, registry, tool_ctx, budget, run_id, depth, parent_run_id, options, policy,
-                 answer_form, focus, calls) -> None:
+    def __init__(
+        self,
+        model,
+        context,
+        registry,
+        tool_ctx,
+        budget,
+        run_id,
+        depth,
+        parent_run_id,
+        options,
+        policy,
+        answer_form,
+        focus,
+        calls,
+    ) -> None:
         self.model, self.context, self.registry, self.tool_ctx = model, context, registry, tool_ctx
         self.budget, self.run_id, self.depth, self.parent_run_id = budget, run_id, depth, parent_run_id
         self.options, self.policy, self.focus, self.calls = options, policy, focus, calls
@@ -106,10 +144,16 @@ class _Run(AnswerChecking):
     # ------------------------------------------------------------------ driver
     def drive(self, before: Iterable[Event]) -> Generator[Event, None, RunResult]:
         v = self.video
-        yield RunStarted(**self.ids(0), question=self.question, options=list(self.choices),
-                         video=v.info() if v is not None else {}, model=getattr(self.model, "name", type(self.model).__name__),
-                         tools=list(self.registry.names), budget={**self.budget.to_dict(), "form": self.form},
-                         parent_run_id=self.parent_run_id)
+        yield RunStarted(
+            **self.ids(0),
+            question=self.question,
+            options=list(self.choices),
+            video=v.info() if v is not None else {},
+            model=getattr(self.model, "name", type(self.model).__name__),
+            tools=list(self.registry.names),
+            budget={**self.budget.to_dict(), "form": self.form},
+            parent_run_id=self.parent_run_id,
+        )
         for event in before:
             event.run_id, event.depth = self.run_id, self.depth
             yield event
@@ -154,8 +198,9 @@ class _Run(AnswerChecking):
         return None
 
     # ------------------------------------------------------------ model calls
-    def call(self, phase: str, tools: list[dict] | None, messages: list | None = None,
-             forced: bool = False, **extra: Any) -> Generator[Event, None, ModelOutput]:
+    def call(
+        self, phase: str, tools: list[dict] | None, messages: list | None = None, forced: bool = False, **extra: Any
+    ) -> Generator[Event, None, ModelOutput]:
         if messages is None:
             messages = self.context.render(tools=tools)
         if phase == "act":
@@ -172,16 +217,23 @@ class _Run(AnswerChecking):
         latency = time.perf_counter() - t0
         if not output.tool_calls and output.text and tools:
             parsed = ModelOutput.from_text(output.text, output.usage, known=self.known)
-            output = ModelOutput(parsed.text, parsed.tool_calls, output.reasoning or parsed.reasoning, output.usage,
-                                 output.text)
+            output = ModelOutput(
+                parsed.text, parsed.tool_calls, output.reasoning or parsed.reasoning, output.usage, output.text
+            )
         self.out.usage = self.out.usage + Usage(output.usage.input_tokens, output.usage.output_tokens, 1)
         for i, c in enumerate(output.tool_calls):
             if not c.id or c.id in self.seen_ids:
                 c.id = f"call_{self.depth}_{self.out.steps}_{phase}_{i}"
             self.seen_ids.add(c.id)
-        yield ModelCalled(**self.ids(), latency_s=round(latency, 4), output=output.to_dict(),
-                          input_messages=len(messages), context_tokens=self.context.tokens, forced_answer=forced,
-                          phase=phase)
+        yield ModelCalled(
+            **self.ids(),
+            latency_s=round(latency, 4),
+            output=output.to_dict(),
+            input_messages=len(messages),
+            context_tokens=self.context.tokens,
+            forced_answer=forced,
+            phase=phase,
+        )
         return output
 
     def phase(self, name: str, prompt: str) -> Generator[Event, None, None]:
@@ -196,9 +248,14 @@ class _Run(AnswerChecking):
     def perceive(self) -> Generator[Event, None, None]:
         """An overview before the first turn: representative frames and the index's digests."""
         span = self.focus or self.video.span
-        text, frames = overview(self.video, span, self.policy.overview_frames,
-                                self.policy.investigate_fps if self.focus else None, self.tool_ctx.max_pixels,
-                                self.tool_ctx.memory)
+        text, frames = overview(
+            self.video,
+            span,
+            self.policy.overview_frames,
+            self.policy.investigate_fps if self.focus else None,
+            self.tool_ctx.max_pixels,
+            self.tool_ctx.memory,
+        )
         ref = self._remember(f"overview frames of {span}", span)
         self.context.add("perception", text, 0, frames=frames, memory_ref=ref, spans=[span.to_list()])
         yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
@@ -220,17 +277,27 @@ class _Run(AnswerChecking):
         self.context.add_model_turn(step, output.text if output.tool_calls else "", output.tool_calls)
         if forced:
             for c in work + probes:
-                self.context.add_tool_result(step, c, "error: the budget is spent; only the answer tool can be "
-                                             "called now.", is_error=True)
+                self.context.add_tool_result(
+                    step, c, "error: the budget is spent; only the answer tool can be called now.", is_error=True
+                )
         else:
             if work:
-                yield from run_tools(work, self.registry, self.tool_ctx, self.context, self.budget.max_parallel_tools,
-                                     self.ids(), on_result=self._on_result)
+                yield from run_tools(
+                    work,
+                    self.registry,
+                    self.tool_ctx,
+                    self.context,
+                    self.budget.max_parallel_tools,
+                    self.ids(),
+                    on_result=self._on_result,
+                )
             for c in probes:
                 yield from self.investigate(c)
         if answers:
             for extra in answers[:-1]:
-                self.context.add_tool_result(step, extra, "error: only the last answer of a turn counts.", is_error=True)
+                self.context.add_tool_result(
+                    step, extra, "error: only the last answer of a turn counts.", is_error=True
+                )
             done = yield from self.propose(answers[-1], forced)
             return bool(work or probes), done
         if not output.tool_calls:
@@ -258,8 +325,10 @@ class _Run(AnswerChecking):
         else:
             span, question = args.span, args.question
             if not self.can_investigate:
-                result = ToolResult.error(f"error: investigations may nest at most {self.policy.max_depth} deep; "
-                                          "look at the span with inspect_frames instead")
+                result = ToolResult.error(
+                    f"error: investigations may nest at most {self.policy.max_depth} deep; "
+                    "look at the span with inspect_frames instead"
+                )
             elif span.duration <= 0:
                 result = ToolResult.error(f"error: the span {span} is empty; give a span inside the video")
         if result is None:
@@ -267,34 +336,64 @@ class _Run(AnswerChecking):
             info = {**self.video.info(), "name": self.video.path.name}
             child_ctx.add_task(f"{question}\n(Investigate only the span {span} of the video.)", None, info)
             child_ctx.entries[0].data["question"] = question
-            child_tool = ToolContext(video=self.video, work_dir=self.tool_ctx.work_dir, memory=self.tool_ctx.memory,
-                                     models=self.tool_ctx.models, device=self.tool_ctx.device,
-                                     max_pixels=self.tool_ctx.max_pixels, state=dict(self.tool_ctx.state))
+            child_tool = ToolContext(
+                video=self.video,
+                work_dir=self.tool_ctx.work_dir,
+                memory=self.tool_ctx.memory,
+                models=self.tool_ctx.models,
+                device=self.tool_ctx.device,
+                max_pixels=self.tool_ctx.max_pixels,
+                state=dict(self.tool_ctx.state),
+            )
             wall = None
             if self.budget.max_wall_s is not None:
                 wall = max(1.0, self.budget.max_wall_s - (time.perf_counter() - self.started))
-            child = yield from run(self.model, child_ctx, self.registry, child_tool,
-                                   Budget(self.policy.investigate_steps, wall, None, self.budget.max_parallel_tools),
-                                   depth=self.depth + 1, parent_run_id=self.run_id, generate_options=self.options,
-                                   policy=self.policy.for_child(), focus=span, calls=self.calls)
+            child = yield from run(
+                self.model,
+                child_ctx,
+                self.registry,
+                child_tool,
+                Budget(self.policy.investigate_steps, wall, None, self.budget.max_parallel_tools),
+                depth=self.depth + 1,
+                parent_run_id=self.run_id,
+                generate_options=self.options,
+                policy=self.policy.for_child(),
+                focus=span,
+                calls=self.calls,
+            )
             self.out.usage = self.out.usage + child.usage
             cited = ", ".join(str(s) for s in child.evidence) or "none"
-            text = (f"investigation of {span} ({child.status}): {child.answer or '(no conclusion)'}; "
-                    f"evidence: {cited}")
+            text = f"investigation of {span} ({child.status}): {child.answer or '(no conclusion)'}; evidence: {cited}"
             ref = None
             if child.answer and self.tool_ctx.memory is not None:
-                ref = self.tool_ctx.memory.write(f"About {span}, asked '{question}': {child.answer}", "fact",
-                                                 self.video.id, span, source=f"run:{child.run_id}",
-                                                 confidence=None).ref
+                ref = self.tool_ctx.memory.write(
+                    f"About {span}, asked '{question}': {child.answer}",
+                    "fact",
+                    self.video.id,
+                    span,
+                    source=f"run:{child.run_id}",
+                    confidence=None,
+                ).ref
                 text += f" (saved as {ref})"
-            result = ToolResult(text, spans=[span] + list(child.evidence),
-                                metadata={"child_run_id": child.run_id, "status": child.status, "memory_ref": ref})
-        entry = self.context.add_tool_result(step, call, result.text, is_error=result.is_error,
-                                             spans=[s.to_list() for s in result.spans])
+            result = ToolResult(
+                text,
+                spans=[span] + list(child.evidence),
+                metadata={"child_run_id": child.run_id, "status": child.status, "memory_ref": ref},
+            )
+        entry = self.context.add_tool_result(
+            step, call, result.text, is_error=result.is_error, spans=[s.to_list() for s in result.spans]
+        )
         entry.data["memory_ref"] = result.metadata.get("memory_ref")
-        yield ToolReturned(**self.ids(), call_id=call.id, name="investigate", text=result.text,
-                           is_error=result.is_error, spans=[s.to_list() for s in result.spans],
-                           metadata=dict(result.metadata), latency_s=round(time.perf_counter() - t0, 4))
+        yield ToolReturned(
+            **self.ids(),
+            call_id=call.id,
+            name="investigate",
+            text=result.text,
+            is_error=result.is_error,
+            spans=[s.to_list() for s in result.spans],
+            metadata=dict(result.metadata),
+            latency_s=round(time.perf_counter() - t0, 4),
+        )
 
     def commit(self, text, evidence, typed, call, status, verdicts=()) -> Generator[Event, None, RunResult]:
         if call.id:
@@ -314,8 +413,10 @@ class _Run(AnswerChecking):
             note = "Answer the question now from the frames above, with the answer tool, and cite the spans."
         else:
             self._stop_reason = stop
-            note = (f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best "
-                    "answer from what you have seen, and cite the spans.")
+            note = (
+                f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best "
+                "answer from what you have seen, and cite the spans."
+            )
         self.context.add("feedback", note, self.out.steps)
         output = yield from self.call("act", [answer_schema(self.form, self.choices, self.cite)], forced=True)
         _, done = yield from self.handle(output, forced=True)

@@ -3,6 +3,7 @@
 
 Nothing heavy is imported here at module level: the main CLI imports this at start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     memory = _open(args)
-    entries = memory.store.query(_video_id(args.video), args.kind, limit=args.limit,
-                                 order="recent" if args.recent else "time")
+    entries = memory.store.query(
+        _video_id(args.video), args.kind, limit=args.limit, order="recent" if args.recent else "time"
+    )
     table = Table(title=f"{memory.path}: {memory.store.count()} entries", show_lines=False)
     for col in ("id", "video", "kind", "span", "text", "source"):
         table.add_column(col, overflow="fold")
@@ -83,7 +85,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
     memory = _open(args, readonly=False)
     video_id = _video_id(args.video)
     n = memory.store.count(video_id, args.kind)
-    what = f"{n} entries" + (f" of video {video_id}" if video_id else "") + (f" of kind {args.kind}" if args.kind else "")
+    what = (
+        f"{n} entries" + (f" of video {video_id}" if video_id else "") + (f" of kind {args.kind}" if args.kind else "")
+    )
     if not args.yes:
         print(f"would delete {what} from {memory.path}; add --yes to do it", file=sys.stderr)
         return 1
@@ -99,8 +103,13 @@ def _build(video, memory, stages: list[str], quiet: bool) -> list:
     from mcr.memory import VideoIndex
 
     index = VideoIndex(video, memory)
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                  TimeElapsedColumn(), disable=quiet) as bar:
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        disable=quiet,
+    ) as bar:
         tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in stages}
         return index.build(stages, progress=lambda s, done, total: bar.update(tasks[s], completed=done))
 
@@ -146,7 +155,9 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     from mcr.video import Video
 
     video = Video(args.video)
-    span = TimeSpan.parse(args.span).clamp(video.duration) if args.span else None  # a bad span: one line, before any work
+    span = (
+        TimeSpan.parse(args.span).clamp(video.duration) if args.span else None
+    )  # a bad span: one line, before any work
     memory = Memory(_db_path(args))
     stages = _without_missing_clip(["transcript", "ocr", "embeddings"])
     failed = [r for r in _build(video, memory, stages, args.quiet) if r.status == "failed"]
@@ -164,8 +175,13 @@ def cmd_search_video(args: argparse.Namespace) -> int:
         print(json.dumps({"query": args.query, "video": str(video.path), **meta}, ensure_ascii=False, default=str))
         return 0
     table = Table(title=f"{args.query!r} in {video.path.name}")
-    for col, justify in (("#", "right"), ("span", "left"), ("score", "right"), ("signals", "left"),
-                         ("evidence", "left")):
+    for col, justify in (
+        ("#", "right"),
+        ("span", "left"),
+        ("score", "right"),
+        ("signals", "left"),
+        ("evidence", "left"),
+    ):
         table.add_column(col, justify=justify, overflow="fold")
     for i, r in enumerate(meta["results"], 1):
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
@@ -216,8 +232,11 @@ def register(sub) -> None:
 
     idx = sub.add_parser("index", help="build (or reuse) a video's index")
     idx.add_argument("video")
-    idx.add_argument("--stages", default="transcript,ocr,shots,embeddings",
-                     help="comma-separated stages (default: transcript,ocr,shots,embeddings)")
+    idx.add_argument(
+        "--stages",
+        default="transcript,ocr,shots,embeddings",
+        help="comma-separated stages (default: transcript,ocr,shots,embeddings)",
+    )
     idx.add_argument("--quiet", action="store_true", help="no progress bars")
     workspace_args(idx)
     idx.set_defaults(func=cmd_index)

@@ -9,6 +9,7 @@ written to a temporary file and renamed, so a killed export leaves nothing half-
 and checks each graph against the module on a probe before using it. ``MCR_ONNX=0``
 turns it off; without ``onnx`` and ``onnxruntime`` callers keep their PyTorch path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -103,9 +104,16 @@ class BucketedGraphs:
         try:
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(self.module, tuple(inputs.values()), tmp, input_names=list(inputs),
-                                  output_names=["output"], dynamic_axes={k: {0: "batch"} for k in inputs},
-                                  opset_version=17, dynamo=False)
+                torch.onnx.export(
+                    self.module,
+                    tuple(inputs.values()),
+                    tmp,
+                    input_names=list(inputs),
+                    output_names=["output"],
+                    dynamic_axes={k: {0: "batch"} for k in inputs},
+                    opset_version=17,
+                    dynamo=False,
+                )
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -1,5 +1,6 @@
 """The perceive phase's overview: representative frames of a span and what the index and
 memory already hold about it (shot cuts, speech, on-screen text)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,13 +41,15 @@ def memory_lines(memory: Any, video_id: str, kind: str, span: TimeSpan, limit: i
     return [f"[{format_time(e.span.start)}] {e.text}" for e in memory.store.query(video_id, kind, span, limit)]
 
 
-def overview(video: Any, span: TimeSpan, n: int, fps: float | None, max_pixels: int | None,
-             memory: Any) -> tuple[str, Frames]:
+def overview(
+    video: Any, span: TimeSpan, n: int, fps: float | None, max_pixels: int | None, memory: Any
+) -> tuple[str, Frames]:
     """The overview of ``span``: its text (frame times, cuts, speech, on-screen text) and frames."""
     cuts = shot_cuts(memory, video.id, span)
     frames = frames_at(video, overview_times(span, n, cuts, fps), max_pixels)
-    lines = [f"Overview of {span}: {len(frames)} frames at " + ", ".join(format_time(t) for t in frames.timestamps)
-             + "."]
+    lines = [
+        f"Overview of {span}: {len(frames)} frames at " + ", ".join(format_time(t) for t in frames.timestamps) + "."
+    ]
     if cuts:
         lines.append(f"{len(cuts) + 1} shots; cuts at " + ", ".join(format_time(c) for c in cuts[:40]) + ".")
     for kind, label in (("transcript", "Speech"), ("ocr", "On-screen text")):

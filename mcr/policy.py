@@ -10,6 +10,7 @@ verify: a proposed answer is checked (rules, then a model pass over the cited sp
 investigate: the model may hand a sub-question about a sub-span to a child run of the
     same loop, with denser frames and its own step budget, sharing memory.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -48,13 +49,18 @@ class Policy:
     @classmethod
     def baseline(cls, frames: int = 32) -> "Policy":
         """How VLMs are usually evaluated: uniform frames, one answer, nothing else."""
-        return cls(perceive=True, overview_frames=frames, plan=False, reflect_every=0, verify=False,
-                   investigate=False)
+        return cls(perceive=True, overview_frames=frames, plan=False, reflect_every=0, verify=False, investigate=False)
 
     def for_child(self) -> "Policy":
         """Children look and answer; the parent plans, reflects and verifies."""
-        return replace(self, perceive=True, plan=False, reflect_every=0, model_check=False,
-                       overview_frames=min(self.overview_frames, 8))
+        return replace(
+            self,
+            perceive=True,
+            plan=False,
+            reflect_every=0,
+            model_check=False,
+            overview_frames=min(self.overview_frames, 8),
+        )
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -69,6 +75,7 @@ REFLECT_PROMPT = (
     "Reflect in a few lines: what did the last results show (cite spans), what is still missing to "
     "answer, and how does the plan change? Do not call tools or answer yet."
 )
+
 
 class InvestigateArguments(BaseModel):
     """Hand a sub-question about one span to a focused sub-agent that looks at that span

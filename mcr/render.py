@@ -1,4 +1,5 @@
 """The live trace: a rich renderer that subscribes to the loop's events."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,8 @@ class RichRenderer:
             v = e.video
             body.append("Video: ", style="bold").append(
                 f"{v.get('path', '')}  {format_time(v.get('duration', 0))}  {v.get('fps', 0):.2f} fps  "
-                f"{v.get('width', 0)}x{v.get('height', 0)}  audio {'yes' if v.get('has_audio') else 'no'}\n")
+                f"{v.get('width', 0)}x{v.get('height', 0)}  audio {'yes' if v.get('has_audio') else 'no'}\n"
+            )
         body.append("Model: ", style="bold").append(f"{e.model}   ")
         body.append("Tools: ", style="bold").append(", ".join(e.tools) or "none")
         title = f"MCR run {e.run_id}" + (f" (child of {e.parent_run_id})" if e.parent_run_id else "")
@@ -81,8 +83,11 @@ class RichRenderer:
             self._streaming = None
         label = f"step {e.step}" if e.phase == "act" else e.phase
         head = Text("  " if streamed else label, style="bold cyan" if e.phase == "act" else "bold blue")
-        head.append(f"  model {e.latency_s:.2f} s  {usage.get('input_tokens', 0)} in / "
-                    f"{usage.get('output_tokens', 0)} out tokens", style="dim")
+        head.append(
+            f"  model {e.latency_s:.2f} s  {usage.get('input_tokens', 0)} in / "
+            f"{usage.get('output_tokens', 0)} out tokens",
+            style="dim",
+        )
         if e.forced_answer:
             head.append("  (budget spent: asked for the answer)", style="yellow")
         self.console.print(self._pad(e)(head))
@@ -102,7 +107,11 @@ class RichRenderer:
         from rich.text import Text
 
         style = "red" if e.is_error else "green"
-        head = Text("  ← ", style=style).append(e.name, style=f"bold {style}").append(f"  {e.latency_s:.2f} s", style="dim")
+        head = (
+            Text("  ← ", style=style)
+            .append(e.name, style=f"bold {style}")
+            .append(f"  {e.latency_s:.2f} s", style="dim")
+        )
         if e.frames:
             head.append(f"  [{len(e.frames.get('timestamps', []))} frames]", style="dim")
         self.console.print(self._pad(e)(head))
@@ -155,8 +164,11 @@ class RichRenderer:
         body.append("Answer: ", style="bold").append((r.answer or "(none)") + "\n")
         body.append("Evidence: ", style="bold").append(_span_text(r.evidence) + "\n")
         usage = r.usage
-        body.append(f"status {r.status} · {r.steps} steps · {usage.model_calls} model calls · "
-                    f"{usage.input_tokens + usage.output_tokens} tokens · {r.wall_s:.2f} s", style="dim")
+        body.append(
+            f"status {r.status} · {r.steps} steps · {usage.model_calls} model calls · "
+            f"{usage.input_tokens + usage.output_tokens} tokens · {r.wall_s:.2f} s",
+            style="dim",
+        )
         if r.error:
             body.append(f"\nerror: {r.error}", style="red")
         if r.trace_path:

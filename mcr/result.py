@@ -1,5 +1,6 @@
 """``RunResult``: how a run ended. The loop returns it, the ``run_finished`` event carries it,
 and ``Agent.run`` hands it to the caller."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """One model turn and one round of tool calls, as event generators the loop yields from."""
+
 from __future__ import annotations
 
 import queue
@@ -13,8 +14,9 @@ from mcr.tools import ToolContext, ToolRegistry, ToolResult
 from mcr.types import ToolCall
 
 
-def generate(model: Any, messages: list, tools: list[dict], options: dict,
-              ids: dict) -> Generator[Event, None, ModelOutput]:
+def generate(
+    model: Any, messages: list, tools: list[dict], options: dict, ids: dict
+) -> Generator[Event, None, ModelOutput]:
     """Ask the model for one turn. A model with ``streams_text`` runs in a worker thread and its
     text is handed out as ``ModelDelta`` events while it is generated (``stream=False`` turns that off)."""
     options = dict(options)
@@ -47,9 +49,15 @@ def generate(model: Any, messages: list, tools: list[dict], options: dict,
     return result[0]
 
 
-def run_tools(calls: list[ToolCall], registry: ToolRegistry, tool_ctx: ToolContext, context: Context,
-              max_parallel: int, ids: dict,
-              on_result: Callable[[ToolCall, ToolResult, Any], None] | None = None) -> Generator[Event, None, None]:
+def run_tools(
+    calls: list[ToolCall],
+    registry: ToolRegistry,
+    tool_ctx: ToolContext,
+    context: Context,
+    max_parallel: int,
+    ids: dict,
+    on_result: Callable[[ToolCall, ToolResult, Any], None] | None = None,
+) -> Generator[Event, None, None]:
     """Run the calls (in parallel where several) and append exactly one result for each."""
     for call in calls:
         yield ToolCalled(**ids, call_id=call.id, name=call.name, arguments=jsonable(call.arguments))
@@ -60,13 +68,26 @@ def run_tools(calls: list[ToolCall], registry: ToolRegistry, tool_ctx: ToolConte
             results = list(pool.map(lambda c: registry.execute(c, tool_ctx), calls))
     for call, result in zip(calls, results):
         result: ToolResult
-        entry = context.add_tool_result(ids["step"], call, result.text, frames=result.frames, is_error=result.is_error,
-                                        spans=[s.to_list() for s in result.spans])
+        entry = context.add_tool_result(
+            ids["step"],
+            call,
+            result.text,
+            frames=result.frames,
+            is_error=result.is_error,
+            spans=[s.to_list() for s in result.spans],
+        )
         if on_result is not None:
             on_result(call, result, entry)
         meta = dict(result.metadata)
         latency = float(meta.pop("latency_s", 0.0))
-        yield ToolReturned(**ids, call_id=call.id, name=call.name, text=result.text, is_error=result.is_error,
-                           spans=[s.to_list() for s in result.spans],
-                           frames=result.frames.ref() if result.frames is not None else None,
-                           metadata=jsonable(meta), latency_s=round(latency, 4))
+        yield ToolReturned(
+            **ids,
+            call_id=call.id,
+            name=call.name,
+            text=result.text,
+            is_error=result.is_error,
+            spans=[s.to_list() for s in result.spans],
+            frames=result.frames.ref() if result.frames is not None else None,
+            metadata=jsonable(meta),
+            latency_s=round(latency, 4),
+        )

@@ -19,6 +19,7 @@ policy reflects: script the reflection before a plain-text answer there.
 ``ScriptedModel(steps, strict=True)`` gives every call, phase requests too, the next step
 in order and raises ``ScriptExhausted`` when there is none.
 """
+
 from __future__ import annotations
 
 import json
@@ -138,8 +139,9 @@ class RecordingModel:
             raise
         return call.output
 
-    def reply(self, call: RecordedCall, messages: list[Message], tools: list[dict] | None,
-              options: dict) -> ModelOutput:
+    def reply(
+        self, call: RecordedCall, messages: list[Message], tools: list[dict] | None, options: dict
+    ) -> ModelOutput:
         """The answer to one recorded call: the inner model's (override in a subclass)."""
         generate = getattr(self.inner, "generate", None)
         if callable(generate):
@@ -160,8 +162,13 @@ class ScriptedModel(RecordingModel):
     requests the script has no step for get a neutral reply unless ``strict`` (see the module).
     """
 
-    def __init__(self, steps: Sequence[Step], name: str = "scripted", tokens_per_call: tuple[int, int] = (100, 20),
-                 strict: bool = False) -> None:
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        name: str = "scripted",
+        tokens_per_call: tuple[int, int] = (100, 20),
+        strict: bool = False,
+    ) -> None:
         super().__init__(None, name)
         self.steps = list(steps)
         self.used = 0
@@ -172,8 +179,9 @@ class ScriptedModel(RecordingModel):
     def remaining(self) -> int:
         return len(self.steps) - self.used
 
-    def reply(self, call: RecordedCall, messages: list[Message], tools: list[dict] | None,
-              options: dict) -> ModelOutput:
+    def reply(
+        self, call: RecordedCall, messages: list[Message], tools: list[dict] | None, options: dict
+    ) -> ModelOutput:
         with self._lock:
             step = self._take(call)
         if step is None:
@@ -181,8 +189,13 @@ class ScriptedModel(RecordingModel):
         else:
             out = step(messages, tools) if callable(step) else step
         usage = out.usage if out.usage.total_tokens else Usage(*self.tokens_per_call, 1)
-        return ModelOutput(out.text, [ToolCall(c.name, dict(c.arguments), c.id) for c in out.tool_calls],
-                           out.reasoning, Usage(usage.input_tokens, usage.output_tokens, 1), out.raw)
+        return ModelOutput(
+            out.text,
+            [ToolCall(c.name, dict(c.arguments), c.id) for c in out.tool_calls],
+            out.reasoning,
+            Usage(usage.input_tokens, usage.output_tokens, 1),
+            out.raw,
+        )
 
     def _take(self, call: RecordedCall) -> Step | None:
         """The next step for this call (and mark it used), or None for a default phase reply."""
@@ -198,8 +211,7 @@ class ScriptedModel(RecordingModel):
             return None
         defaults = sum(1 for c in self.calls if c is not call and c.step is None and c.error is None)
         note = f"; {defaults} phase requests got the default reply" if defaults > 0 else ""
-        raise ScriptExhausted(f"ScriptedModel was called {len(self.calls)} times but has {len(self.steps)} steps"
-                              f"{note}")
+        raise ScriptExhausted(f"ScriptedModel was called {len(self.calls)} times but has {len(self.steps)} steps{note}")
 
     def assert_complete(self) -> None:
         """Fail unless every step was used."""

@@ -1,4 +1,5 @@
 """Traces: every run's events as JSON lines, frames as references, never as bytes."""
+
 from __future__ import annotations
 
 import json

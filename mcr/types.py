@@ -2,6 +2,7 @@
 
 Everything here is plain data with no heavy imports, so every layer can use it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class TimeSpanError(MCRError, ValueError):
     """A time or span the model (or a user) wrote could not be understood."""
-
-
 
 
 def parse_time(value: Any) -> float:
@@ -109,9 +108,7 @@ class TimeSpan:
                     pass
             pieces = [p for p in _SPAN_SEP.split(text) if p]
             if len(pieces) != 2:
-                raise TimeSpanError(
-                    f"not a span: {value!r} (write start-end, e.g. '00:01:05-00:01:20' or '65-80')"
-                )
+                raise TimeSpanError(f"not a span: {value!r} (write start-end, e.g. '00:01:05-00:01:20' or '65-80')")
             return cls(parse_time(pieces[0]), parse_time(pieces[1]))
         raise TimeSpanError(f"not a span: {value!r}")
 
@@ -168,6 +165,7 @@ SpanLike = Union[TimeSpan, str, Sequence[float], dict]
 
 # --------------------------------------------------------------------- frames
 
+
 @dataclass
 class Frames:
     """Decoded frames with the real timestamps they were shown at.
@@ -207,6 +205,7 @@ class Frames:
 
 
 # ------------------------------------------------------------------- messages
+
 
 @dataclass
 class TextPart:

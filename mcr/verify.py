@@ -3,6 +3,7 @@
 The model's reply is a ``VerdictReply`` (a pydantic model whose JSON schema, ``VERDICT_SCHEMA``,
 holds a constrained reply); a check's outcome, by rules or by the model, is a ``Verdict``.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ VERIFY_SYSTEM = """You check whether an answer about a video is supported by the
 You are shown the question, the proposed answer and the frames (with their times) and any transcript
 of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
 {"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}"""
+
 
 class VerdictReply(BaseModel):
     # What the model replies when it checks an answer; its JSON schema holds a constrained
@@ -78,8 +80,13 @@ class Verdict:
         return self.verdict == "pass"
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "verdict": self.verdict, "confidence": round(self.confidence, 3),
-                "reason": self.reason, "checks": list(self.checks)}
+        return {
+            "source": self.source,
+            "verdict": self.verdict,
+            "confidence": round(self.confidence, 3),
+            "reason": self.reason,
+            "checks": list(self.checks),
+        }
 
 
 def _observed(span: TimeSpan, seen_times: Sequence[float], seen_spans: Sequence[TimeSpan], slack: float) -> bool:
@@ -87,9 +94,16 @@ def _observed(span: TimeSpan, seen_times: Sequence[float], seen_spans: Sequence[
     return any(wide.contains(t) for t in seen_times) or any(wide.overlaps(s) for s in seen_spans)
 
 
-def check_rules(answer: TypedAnswer, problem: str, evidence: Sequence[TimeSpan], duration: float | None,
-                seen_times: Sequence[float], seen_spans: Sequence[TimeSpan], require_evidence: bool,
-                slack: float = 1.0) -> Verdict:
+def check_rules(
+    answer: TypedAnswer,
+    problem: str,
+    evidence: Sequence[TimeSpan],
+    duration: float | None,
+    seen_times: Sequence[float],
+    seen_spans: Sequence[TimeSpan],
+    require_evidence: bool,
+    slack: float = 1.0,
+) -> Verdict:
     """The answer fits its form; cited spans lie inside the video and were looked at in this
     run or are in memory."""
     checks, failures = [], []
@@ -103,15 +117,22 @@ def check_rules(answer: TypedAnswer, problem: str, evidence: Sequence[TimeSpan],
         if duration is not None and span.end > duration + 1e-6:
             failures.append(f"evidence {span} runs past the end of the video ({format_time(duration)})")
         elif not _observed(span, seen_times, seen_spans, slack):
-            failures.append(f"evidence {span} was not looked at in this run nor is it in memory; "
-                            "inspect it before citing it")
+            failures.append(
+                f"evidence {span} was not looked at in this run nor is it in memory; inspect it before citing it"
+            )
         else:
             checks.append(f"evidence {span} was observed")
     return Verdict("rules", "fail" if failures else "pass", 1.0, "; ".join(failures), checks)
 
 
-def model_check_messages(question: str, options: Sequence[str], answer: str, evidence: Sequence[TimeSpan],
-                         frames: Sequence[Frames], transcripts: Sequence[str]) -> list[Message]:
+def model_check_messages(
+    question: str,
+    options: Sequence[str],
+    answer: str,
+    evidence: Sequence[TimeSpan],
+    frames: Sequence[Frames],
+    transcripts: Sequence[str],
+) -> list[Message]:
     lines = [f"Question: {question}"]
     if options:
         lines += [f"{chr(65 + i)}. {o}" for i, o in enumerate(options)]
@@ -145,8 +166,13 @@ def parse_verdict(text: str, min_confidence: float = 0.0) -> Verdict:
     words = [v for v in VERDICTS if re.search(rf"\b{v}\b", rest.lower())]
     if len(words) == 1:
         return Verdict("model", words[0], 0.5, rest.strip()[:MAX_REASON], min_confidence=min_confidence)
-    return Verdict("model", "insufficient", 0.0, f"the verdict could not be read: {rest.strip()[:200]!r}",
-                   min_confidence=min_confidence)
+    return Verdict(
+        "model",
+        "insufficient",
+        0.0,
+        f"the verdict could not be read: {rest.strip()[:200]!r}",
+        min_confidence=min_confidence,
+    )
 
 
 def _objects(values: list[Any]) -> Iterator[dict]:
@@ -163,11 +189,17 @@ def feedback_for(verdict: Verdict) -> str:
     if verdict.source == "rules":
         return f"Your answer was not accepted: {verdict.reason}. Fix this, then answer again."
     if verdict.verdict == "contradicted":
-        return (f"A check of the cited spans contradicts your answer: {verdict.reason} "
-                "Look again at the relevant spans and revise the answer.")
+        return (
+            f"A check of the cited spans contradicts your answer: {verdict.reason} "
+            "Look again at the relevant spans and revise the answer."
+        )
     if verdict.verdict == "supported":  # but not sure enough
-        return (f"A check of the cited spans supports your answer only with confidence {verdict.confidence:.2f}, "
-                f"below the {verdict.min_confidence:.2f} needed ({verdict.reason or 'no reason given'}). "
-                "Gather more evidence (inspect other spans, or investigate one), then answer again.")
-    return (f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
-            "Gather more evidence (inspect other spans, or investigate one), then answer again.")
+        return (
+            f"A check of the cited spans supports your answer only with confidence {verdict.confidence:.2f}, "
+            f"below the {verdict.min_confidence:.2f} needed ({verdict.reason or 'no reason given'}). "
+            "Gather more evidence (inspect other spans, or investigate one), then answer again."
+        )
+    return (
+        f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
+        "Gather more evidence (inspect other spans, or investigate one), then answer again."
+    )

@@ -13,6 +13,7 @@ file that the probe cannot see opens, and :meth:`Video.frames` raises a
 small damage that the codec conceals decodes with artefacts and is no error.
 Every problem is a :class:`VideoError` naming the file and what to do.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -114,9 +115,15 @@ class Video:
 
     def info(self) -> dict:
         """The video's properties as a JSON-able dict."""
-        return {"path": str(self.path), "duration": round(self.duration, 3), "fps": round(self.fps, 3),
-                "frame_count": self.frame_count, "width": self.width, "height": self.height,
-                "has_audio": self.has_audio}
+        return {
+            "path": str(self.path),
+            "duration": round(self.duration, 3),
+            "fps": round(self.fps, 3),
+            "frame_count": self.frame_count,
+            "width": self.width,
+            "height": self.height,
+            "has_audio": self.has_audio,
+        }
 
     def __repr__(self) -> str:
         audio = "audio" if self.has_audio else "no audio"
@@ -125,8 +132,13 @@ class Video:
 
     # --------------------------------------------------------------- frames
 
-    def frames(self, span: SpanLike | None = None, fps: float = 1.0, max_frames: int | None = None,
-               max_pixels: int | None = None) -> Frames:
+    def frames(
+        self,
+        span: SpanLike | None = None,
+        fps: float = 1.0,
+        max_frames: int | None = None,
+        max_pixels: int | None = None,
+    ) -> Frames:
         """Frames sampled uniformly from ``span`` (anything ``TimeSpan.parse``
         takes; None is the whole video), clamped to the video.
 
@@ -291,8 +303,13 @@ class Video:
                 out[i : i + len(part)] = arr
                 del arr
         assert out is not None
-        return Frames(images=out, timestamps=[round(float(starts[j]), 6) for j in indices],
-                      indices=[int(j) for j in indices], source=str(self.path), video_id=self.id)
+        return Frames(
+            images=out,
+            timestamps=[round(float(starts[j]), 6) for j in indices],
+            indices=[int(j) for j in indices],
+            source=str(self.path),
+            video_id=self.id,
+        )
 
     def _decode_chunk(self, part: list[int], size: tuple[int, int] | None) -> np.ndarray:
         """Frames ``part`` as ``(n, H, W, 3)`` uint8, resized to ``size`` when given.
@@ -318,6 +335,7 @@ class Video:
 
 
 # ----------------------------------------------------------------- helpers
+
 
 def _short(err: BaseException) -> str:
     """The last line of a library's error message, for our own messages."""
@@ -392,8 +410,14 @@ def _probe(p: pathlib.Path) -> dict:
                 f"{p}: the data stops at {format_time(end)} of {format_time(duration)}, so the file is "
                 "truncated; copy or download it again, or cut it to the part that is there with ffmpeg"
             )
-        return {"width": width, "height": height, "fps": float(rate) if rate else 0.0, "duration": duration,
-                "has_audio": bool(container.streams.audio), "start": t0}
+        return {
+            "width": width,
+            "height": height,
+            "fps": float(rate) if rate else 0.0,
+            "duration": duration,
+            "has_audio": bool(container.streams.audio),
+            "start": t0,
+        }
 
 
 def _first_frame_decodes(container: Any, stream: Any, max_packets: int = 600) -> bool:

@@ -6,6 +6,7 @@ content hash, with the stage protocol and registry). Memory is a store: it knows
 nothing of perception; the perception stages live beside their engines in
 ``mcr.tools`` and register themselves. Names load on first use, so the command line starts fast.
 """
+
 from __future__ import annotations
 
 import importlib

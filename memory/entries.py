@@ -1,4 +1,5 @@
 """Memory entries: one thing the agent learned, where in which video, from what source."""
+
 from __future__ import annotations
 
 import time

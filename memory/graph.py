@@ -4,6 +4,7 @@ Nodes and edges persist in the memory store; ``to_networkx()`` builds a networkx
 ``MultiDiGraph`` with the temporal relations (``before``, ``during``) derived from
 the events' spans.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,26 +39,48 @@ class MemoryGraph:
     def add_entity(self, name: str, video_id: str | None = None, **data) -> str:
         node = entity_id(video_id, name)
         with self.store.write() as c:
-            c.execute("INSERT OR IGNORE INTO nodes (id, video_id, type, label, data) VALUES (?,?,?,?,?)",
-                      (node, video_id, "entity", name.strip(), json.dumps(data, default=str)))
+            c.execute(
+                "INSERT OR IGNORE INTO nodes (id, video_id, type, label, data) VALUES (?,?,?,?,?)",
+                (node, video_id, "entity", name.strip(), json.dumps(data, default=str)),
+            )
         return node
 
-    def add_event(self, label: str, span: TimeSpan | None, entities: Iterable[str] = (), video_id: str | None = None,
-                  entry_id: int | None = None, relation: str = "participates") -> str:
+    def add_event(
+        self,
+        label: str,
+        span: TimeSpan | None,
+        entities: Iterable[str] = (),
+        video_id: str | None = None,
+        entry_id: int | None = None,
+        relation: str = "participates",
+    ) -> str:
         """An event with its span, linked to the entities that take part in it."""
         names = [n for n in (e.strip() for e in entities) if n]
         with self.store.write() as c:
             n = c.execute("SELECT COUNT(*) FROM nodes WHERE type = 'event'").fetchone()[0]
             node = f"event:{video_id or '-'}:{n + 1}"
-            c.execute('INSERT INTO nodes (id, video_id, type, label, start, "end", entry_id) VALUES (?,?,?,?,?,?,?)',
-                      (node, video_id, "event", label.strip(), span.start if span else None,
-                       span.end if span else None, entry_id))
+            c.execute(
+                'INSERT INTO nodes (id, video_id, type, label, start, "end", entry_id) VALUES (?,?,?,?,?,?,?)',
+                (
+                    node,
+                    video_id,
+                    "event",
+                    label.strip(),
+                    span.start if span else None,
+                    span.end if span else None,
+                    entry_id,
+                ),
+            )
             for name in names:
                 ent = entity_id(video_id, name)
-                c.execute("INSERT OR IGNORE INTO nodes (id, video_id, type, label) VALUES (?,?,?,?)",
-                          (ent, video_id, "entity", name))
-                c.execute("INSERT OR IGNORE INTO edges (src, dst, relation, video_id) VALUES (?,?,?,?)",
-                          (ent, node, relation, video_id))
+                c.execute(
+                    "INSERT OR IGNORE INTO nodes (id, video_id, type, label) VALUES (?,?,?,?)",
+                    (ent, video_id, "entity", name),
+                )
+                c.execute(
+                    "INSERT OR IGNORE INTO edges (src, dst, relation, video_id) VALUES (?,?,?,?)",
+                    (ent, node, relation, video_id),
+                )
         return node
 
     def events(self, video_id: str | None = None, entity: str | None = None) -> list[Event]:
@@ -75,19 +98,30 @@ class MemoryGraph:
         rows = self.store.conn.execute(sql, args).fetchall()
         out = []
         for node, label, start, end in rows:
-            ents = [r[0] for r in self.store.conn.execute(
-                "SELECT m.label FROM edges e JOIN nodes m ON m.id = e.src WHERE e.dst = ? ORDER BY m.label", (node,))]
+            ents = [
+                r[0]
+                for r in self.store.conn.execute(
+                    "SELECT m.label FROM edges e JOIN nodes m ON m.id = e.src WHERE e.dst = ? ORDER BY m.label", (node,)
+                )
+            ]
             out.append(Event(node, label, TimeSpan(start, end) if start is not None else None, ents))
         return out
 
     def entities(self, video_id: str | None = None) -> list[str]:
         rows = self.store.conn.execute(
             "SELECT label FROM nodes WHERE type = 'entity' AND (? IS NULL OR video_id = ?) ORDER BY label",
-            (video_id, video_id)).fetchall()
+            (video_id, video_id),
+        ).fetchall()
         return [r[0] for r in rows]
 
-    def query(self, entity: str, relation: str = "any", time: float | None = None, span: TimeSpan | None = None,
-              video_id: str | None = None) -> list[Event]:
+    def query(
+        self,
+        entity: str,
+        relation: str = "any",
+        time: float | None = None,
+        span: TimeSpan | None = None,
+        video_id: str | None = None,
+    ) -> list[Event]:
         """Events of ``entity`` before/after a time, during a span, or all, in time order."""
         if relation not in RELATIONS:
             raise ValueError(f"relation must be one of {', '.join(RELATIONS)}")
@@ -114,16 +148,19 @@ class MemoryGraph:
 
         g = nx.MultiDiGraph()
         rows = self.store.conn.execute(
-            'SELECT id, type, label, start, "end" FROM nodes WHERE (? IS NULL OR video_id = ?)', (video_id, video_id))
+            'SELECT id, type, label, start, "end" FROM nodes WHERE (? IS NULL OR video_id = ?)', (video_id, video_id)
+        )
         for node, typ, label, start, end in rows:
             g.add_node(node, type=typ, label=label, start=start, end=end)
         for src, dst, rel in self.store.conn.execute(
-                "SELECT src, dst, relation FROM edges WHERE (? IS NULL OR video_id = ?)", (video_id, video_id)):
+            "SELECT src, dst, relation FROM edges WHERE (? IS NULL OR video_id = ?)", (video_id, video_id)
+        ):
             g.add_edge(src, dst, relation=rel)
-        timed = sorted((d["start"], d["end"], n) for n, d in g.nodes(data=True)
-                       if d["type"] == "event" and d["start"] is not None)
+        timed = sorted(
+            (d["start"], d["end"], n) for n, d in g.nodes(data=True) if d["type"] == "event" and d["start"] is not None
+        )
         for i, (s1, e1, a) in enumerate(timed):
-            for s2, _, b in timed[i + 1:]:
+            for s2, _, b in timed[i + 1 :]:
                 if s2 >= e1:
                     g.add_edge(a, b, relation="before")
                     break  # the chain of 'before' edges gives the rest by transitivity
@@ -136,5 +173,7 @@ class MemoryGraph:
 def describe_events(events: Sequence[Event]) -> str:
     if not events:
         return "no events found."
-    return "\n".join(f"{e.span if e.span else '(no time)'} {e.label}"
-                     + (f" [{', '.join(e.entities)}]" if e.entities else "") for e in events)
+    return "\n".join(
+        f"{e.span if e.span else '(no time)'} {e.label}" + (f" [{', '.join(e.entities)}]" if e.entities else "")
+        for e in events
+    )

@@ -6,6 +6,7 @@ commit in one transaction, so a killed build resumes at the next chunk and never
 stores a chunk twice. The key is the file's content hash: a renamed or moved copy
 finds its index, a changed file gets a new one.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,7 @@ class Stage(Protocol):
     def skip_reason(self, video: Any) -> str | None:
         """Why this stage cannot run on this video (e.g. no audio track), or None."""
 
-    def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult:
-        ...
+    def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult: ...
 
 
 @dataclass
@@ -53,8 +53,13 @@ class StageReport:
     reason: str = ""
 
     def to_dict(self) -> dict:
-        return {"stage": self.stage, "status": self.status, "entries": self.entries,
-                "seconds": round(self.seconds, 3), "reason": self.reason}
+        return {
+            "stage": self.stage,
+            "status": self.status,
+            "entries": self.entries,
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+        }
 
 
 _STAGES: dict[str, Callable[..., Stage]] = {}
@@ -126,12 +131,19 @@ class VideoIndex:
         info and updated_at (changes whenever the stage's data does); None when never built."""
         row = self.store.conn.execute(
             "SELECT version, status, cursor, total, info, updated_at FROM stages WHERE video_id = ? AND stage = ?",
-            (self.video_id, stage)).fetchone()
+            (self.video_id, stage),
+        ).fetchone()
         if row is None:
             return None
         version, status, cursor, total, info, updated_at = row
-        return {"version": version, "status": status, "cursor": cursor, "total": total, "info": json.loads(info),
-                "updated_at": updated_at}
+        return {
+            "version": version,
+            "status": status,
+            "cursor": cursor,
+            "total": total,
+            "info": json.loads(info),
+            "updated_at": updated_at,
+        }
 
     def is_built(self, stage: str, version: str | None = None) -> bool:
         st = self.state(stage)
@@ -149,8 +161,12 @@ class VideoIndex:
         if st is not None and st["version"] == stage.version and st["status"] in ("done", "skipped"):
             if progress:
                 progress(stage.name, total, total)
-            return StageReport(stage.name, "reused" if st["status"] == "done" else "skipped",
-                               self._count(stage.name), reason=st["info"].get("reason", ""))
+            return StageReport(
+                stage.name,
+                "reused" if st["status"] == "done" else "skipped",
+                self._count(stage.name),
+                reason=st["info"].get("reason", ""),
+            )
         reason = stage.skip_reason(self.video)
         if reason:
             self._set_state(stage, "skipped", total, total, {"reason": reason})
@@ -180,16 +196,19 @@ class VideoIndex:
                 self.store.add_many(result.entries)
                 for key, arr in result.arrays.items():
                     arr = np.ascontiguousarray(arr)
-                    c.execute("INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) "
-                              "VALUES (?,?,?,?,?,?)", (self.video_id, stage.name, float(key), str(arr.dtype),
-                                                       json.dumps(arr.shape), arr.tobytes()))
+                    c.execute(
+                        "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) "
+                        "VALUES (?,?,?,?,?,?)",
+                        (self.video_id, stage.name, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
+                    )
                 self._set_state(stage, "running", span.end, total, conn=c)
             cursor = span.end
             if progress:
                 progress(stage.name, cursor, total)
         self._set_state(stage, "done", total, total)
-        return StageReport(stage.name, "resumed" if resumed else "built", self._count(stage.name),
-                           time.perf_counter() - t0)
+        return StageReport(
+            stage.name, "resumed" if resumed else "built", self._count(stage.name), time.perf_counter() - t0
+        )
 
     def entries(self, stage: str) -> list[MemoryEntry]:
         return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]
@@ -197,12 +216,14 @@ class VideoIndex:
     def arrays(self, stage: str) -> list[tuple[float, np.ndarray]]:
         rows = self.store.conn.execute(
             "SELECT key, dtype, shape, value FROM arrays WHERE video_id = ? AND stage = ? ORDER BY key",
-            (self.video_id, stage)).fetchall()
+            (self.video_id, stage),
+        ).fetchall()
         return [(k, np.frombuffer(v, dtype=d).reshape(json.loads(s))) for k, d, s, v in rows]
 
     def _count(self, stage: str) -> int:
-        return self.store.conn.execute("SELECT COUNT(*) FROM entries WHERE video_id = ? AND source = ?",
-                                       (self.video_id, f"index:{stage}")).fetchone()[0]
+        return self.store.conn.execute(
+            "SELECT COUNT(*) FROM entries WHERE video_id = ? AND source = ?", (self.video_id, f"index:{stage}")
+        ).fetchone()[0]
 
     def _reset(self, stage: str) -> None:
         with self.store.write() as c:
@@ -210,16 +231,18 @@ class VideoIndex:
             c.execute("DELETE FROM arrays WHERE video_id = ? AND stage = ?", (self.video_id, stage))
             c.execute("DELETE FROM stages WHERE video_id = ? AND stage = ?", (self.video_id, stage))
 
-    def _set_state(self, stage: Stage, status: str, cursor: float, total: float, info: dict | None = None,
-                   conn: Any = None) -> None:
-        sql = ("INSERT INTO stages (video_id, stage, version, status, cursor, total, info, updated_at) "
-               "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(video_id, stage) DO UPDATE SET version = excluded.version, "
-               "status = excluded.status, cursor = excluded.cursor, total = excluded.total, info = excluded.info, "
-               "updated_at = excluded.updated_at")
+    def _set_state(
+        self, stage: Stage, status: str, cursor: float, total: float, info: dict | None = None, conn: Any = None
+    ) -> None:
+        sql = (
+            "INSERT INTO stages (video_id, stage, version, status, cursor, total, info, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(video_id, stage) DO UPDATE SET version = excluded.version, "
+            "status = excluded.status, cursor = excluded.cursor, total = excluded.total, info = excluded.info, "
+            "updated_at = excluded.updated_at"
+        )
         args = (self.video_id, stage.name, stage.version, status, cursor, total, json.dumps(info or {}), time.time())
         if conn is not None:
             conn.execute(sql, args)
         else:
             with self.store.write() as c:
                 c.execute(sql, args)
-

@@ -3,6 +3,7 @@
 Writes are cheap: text goes to the store at once and its embedding is computed later,
 in batches, the first time a search by meaning needs it.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,13 @@ class Memory:
     """A workspace's memory. ``encoder`` is any object with ``name``, ``dim``, ``encode``;
     by default all-MiniLM-L6-v2 loads on first use."""
 
-    def __init__(self, path: str | os.PathLike | MemoryStore | None = None, encoder: Any = None,
-                 readonly: bool = False, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | MemoryStore | None = None,
+        encoder: Any = None,
+        readonly: bool = False,
+        device: str = "cpu",
+    ) -> None:
         self.store = path if isinstance(path, MemoryStore) else MemoryStore(path, readonly=readonly)
         self._encoder = encoder
         self._device = device
@@ -67,8 +73,16 @@ class Memory:
         return self._graph
 
     # ------------------------------------------------------------ writing
-    def write(self, text: str, kind: str = "observation", video_id: str | None = None, span: Any = None,
-              source: str = "", confidence: float | None = None, **data: Any) -> MemoryEntry:
+    def write(
+        self,
+        text: str,
+        kind: str = "observation",
+        video_id: str | None = None,
+        span: Any = None,
+        source: str = "",
+        confidence: float | None = None,
+        **data: Any,
+    ) -> MemoryEntry:
         span = TimeSpan.parse(span) if span is not None else None
         entry = MemoryEntry(text.strip(), kind, video_id, span, source, confidence, data=data)
         return self.store.add(entry)
@@ -105,8 +119,15 @@ class Memory:
             return self._vectors
 
     # ------------------------------------------------------------ reading
-    def search(self, query: str = "", video_id: str | None = None, span: Any = None,
-               kind: str | Sequence[str] | None = None, k: int = 5, near: float | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str = "",
+        video_id: str | None = None,
+        span: Any = None,
+        kind: str | Sequence[str] | None = None,
+        k: int = 5,
+        near: float | None = None,
+    ) -> list[Hit]:
         """Entries ranked by meaning (``query``), filtered by video, kind and span, and,
         with ``near``, lifted when close to that time. Without a query: by time."""
         span = TimeSpan.parse(span) if span is not None else None
@@ -119,8 +140,9 @@ class Memory:
         filtered = video_id is not None or kind is not None or span is not None
         pool = max(k * 4, 50) if near is not None else k
         if filtered:
-            ids = np.array([e.id for e in self.store.query(video_id, kind, span, limit=EXACT_SUBSET_LIMIT)],
-                           dtype=np.int64)
+            ids = np.array(
+                [e.id for e in self.store.query(video_id, kind, span, limit=EXACT_SUBSET_LIMIT)], dtype=np.int64
+            )
             ids, vecs = index.vectors_for(ids)
             top_ids, scores = exact_top_k(ids, vecs, q, pool)
         else:

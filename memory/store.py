@@ -3,6 +3,7 @@
 A killed writer leaves the store as of its last committed transaction. Many
 readers and one writer may use the file from several processes at once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -107,8 +108,10 @@ def _check_foreign(path: Path) -> None:
     except OSError as exc:
         raise MemoryStoreError(f"cannot read the memory database {path}: {exc.strerror}") from None
     if header != b"SQLite format 3\x00":
-        raise MemoryStoreError(f"{path} is not an MCR memory database (not SQLite); it was left untouched. "
-                               "Name another file with --memory or move this one away")
+        raise MemoryStoreError(
+            f"{path} is not an MCR memory database (not SQLite); it was left untouched. "
+            "Name another file with --memory or move this one away"
+        )
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
@@ -119,15 +122,26 @@ def _check_foreign(path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise MemoryStoreError(f"{path} is not a readable memory database ({exc}); it was left untouched") from None
     if app_id != APPLICATION_ID and tables:
-        raise MemoryStoreError(f"{path} is a SQLite database of another program, not an MCR memory database; "
-                               "it was left untouched. Name another file")
+        raise MemoryStoreError(
+            f"{path} is a SQLite database of another program, not an MCR memory database; "
+            "it was left untouched. Name another file"
+        )
 
 
 def _row_to_entry(row: Sequence[Any]) -> MemoryEntry:
     id_, video_id, start, end, kind, text, source, confidence, created_at, data = row
     span = TimeSpan(start, end) if start is not None and end is not None else None
-    return MemoryEntry(text=text, kind=kind, video_id=video_id, span=span, source=source, confidence=confidence,
-                       created_at=created_at, id=id_, data=json.loads(data or "{}"))
+    return MemoryEntry(
+        text=text,
+        kind=kind,
+        video_id=video_id,
+        span=span,
+        source=source,
+        confidence=confidence,
+        created_at=created_at,
+        id=id_,
+        data=json.loads(data or "{}"),
+    )
 
 
 class MemoryStore:
@@ -197,8 +211,9 @@ class MemoryStore:
     def add(self, entry: MemoryEntry) -> MemoryEntry:
         return self.add_many([entry])[0]
 
-    def add_many(self, entries: Iterable[MemoryEntry], embeddings: np.ndarray | None = None,
-                 encoder: str | None = None) -> list[MemoryEntry]:
+    def add_many(
+        self, entries: Iterable[MemoryEntry], embeddings: np.ndarray | None = None, encoder: str | None = None
+    ) -> list[MemoryEntry]:
         """Insert entries in one transaction (or inside the caller's ``write()`` transaction)."""
         entries = list(entries)
         rows = []
@@ -206,11 +221,25 @@ class MemoryStore:
             vec = None
             if embeddings is not None:
                 vec = np.ascontiguousarray(embeddings[i], dtype=np.float32).tobytes()
-            rows.append((e.video_id, e.span.start if e.span else None, e.span.end if e.span else None, e.kind,
-                         e.text, e.source, e.confidence, e.created_at, json.dumps(e.data, default=str), vec,
-                         encoder if vec is not None else None))
-        sql = ('INSERT INTO entries (video_id, start, "end", kind, text, source, confidence, created_at, data, '
-               "embedding, encoder) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+            rows.append(
+                (
+                    e.video_id,
+                    e.span.start if e.span else None,
+                    e.span.end if e.span else None,
+                    e.kind,
+                    e.text,
+                    e.source,
+                    e.confidence,
+                    e.created_at,
+                    json.dumps(e.data, default=str),
+                    vec,
+                    encoder if vec is not None else None,
+                )
+            )
+        sql = (
+            'INSERT INTO entries (video_id, start, "end", kind, text, source, confidence, created_at, data, '
+            "embedding, encoder) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        )
         with self.write() as c:
             new_ids = [c.execute(sql, row).lastrowid for row in rows]
         for e, new_id in zip(entries, new_ids):
@@ -227,14 +256,20 @@ class MemoryStore:
         found: dict[int, MemoryEntry] = {}
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
+            chunk = ids[start : start + 900]
             marks = ",".join("?" * len(chunk))
             for row in self.conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id IN ({marks})", chunk):
                 found[row[0]] = _row_to_entry(row)
         return [found[i] for i in ids if i in found]
 
-    def query(self, video_id: str | None = None, kind: str | Sequence[str] | None = None,
-              span: TimeSpan | None = None, limit: int | None = None, order: str = "time") -> list[MemoryEntry]:
+    def query(
+        self,
+        video_id: str | None = None,
+        kind: str | Sequence[str] | None = None,
+        span: TimeSpan | None = None,
+        limit: int | None = None,
+        order: str = "time",
+    ) -> list[MemoryEntry]:
         """Entries by video, kind and time: ``span`` keeps exactly those overlapping it."""
         where, args = self._where(video_id, kind, span)
         order_sql = 'start IS NULL, start, "end", id' if order == "time" else "id DESC" if order == "recent" else "id"
@@ -243,8 +278,9 @@ class MemoryStore:
             sql += f" LIMIT {int(limit)}"
         return [_row_to_entry(r) for r in self.conn.execute(sql, args)]
 
-    def nearest(self, t: float, video_id: str | None = None, kind: str | Sequence[str] | None = None,
-                k: int = 5) -> list[MemoryEntry]:
+    def nearest(
+        self, t: float, video_id: str | None = None, kind: str | Sequence[str] | None = None, k: int = 5
+    ) -> list[MemoryEntry]:
         """The ``k`` timed entries closest to time ``t`` (0 distance when inside their span)."""
         where, args = self._where(video_id, kind, None)
         where = (where + " AND" if where else "WHERE") + " start IS NOT NULL"
@@ -300,21 +336,24 @@ class MemoryStore:
     def pending_embeddings(self, encoder: str, limit: int = 512) -> list[tuple[int, str]]:
         """Entries without an embedding from ``encoder``: ``(id, text)``."""
         return self.conn.execute(
-            "SELECT id, text FROM entries WHERE encoder IS NULL OR encoder != ? ORDER BY id LIMIT ?",
-            (encoder, limit)).fetchall()
+            "SELECT id, text FROM entries WHERE encoder IS NULL OR encoder != ? ORDER BY id LIMIT ?", (encoder, limit)
+        ).fetchall()
 
     def set_embeddings(self, ids: Sequence[int], vectors: np.ndarray, encoder: str) -> None:
         rows = [(np.ascontiguousarray(v, dtype=np.float32).tobytes(), encoder, int(i)) for i, v in zip(ids, vectors)]
         with self.write() as c:
             c.executemany("UPDATE entries SET embedding = ?, encoder = ? WHERE id = ?", rows)
 
-    def embeddings(self, encoder: str, after_id: int = 0, batch: int = 50000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def embeddings(
+        self, encoder: str, after_id: int = 0, batch: int = 50000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(ids, vectors)`` batches of the entries embedded by ``encoder`` with id > ``after_id``."""
         last = after_id
         while True:
             rows = self.conn.execute(
                 "SELECT id, embedding FROM entries WHERE encoder = ? AND id > ? ORDER BY id LIMIT ?",
-                (encoder, last, batch)).fetchall()
+                (encoder, last, batch),
+            ).fetchall()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -325,9 +364,11 @@ class MemoryStore:
     # ------------------------------------------------------------- videos
     def remember_video(self, video_id: str, path: str, info: dict) -> None:
         with self.write() as c:
-            c.execute("INSERT INTO videos (video_id, path, info, seen_at) VALUES (?,?,?,?) ON CONFLICT(video_id) "
-                      "DO UPDATE SET path = excluded.path, info = excluded.info, seen_at = excluded.seen_at",
-                      (video_id, path, json.dumps(info, default=str), time.time()))
+            c.execute(
+                "INSERT INTO videos (video_id, path, info, seen_at) VALUES (?,?,?,?) ON CONFLICT(video_id) "
+                "DO UPDATE SET path = excluded.path, info = excluded.info, seen_at = excluded.seen_at",
+                (video_id, path, json.dumps(info, default=str), time.time()),
+            )
 
     def videos(self) -> list[dict]:
         rows = self.conn.execute("SELECT video_id, path, info, seen_at FROM videos ORDER BY seen_at DESC").fetchall()

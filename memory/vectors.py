@@ -5,6 +5,7 @@ inverted-file index (faiss ``IndexIVFFlat``, inner product) answers top-k by sca
 the ``nprobe`` nearest clusters; it is trained once on a sample and takes new vectors
 without retraining until the collection has grown ``retrain_growth`` times.
 """
+
 from __future__ import annotations
 
 import threading
@@ -92,7 +93,7 @@ class VectorIndex:
             self._quantizer = quantizer  # keep alive with the index
         if self._ann_count < n:
             # rows of self._vecs are the positions the ANN returns
-            self._ann.add(self._vecs[self._ann_count:n])
+            self._ann.add(self._vecs[self._ann_count : n])
             self._ann_count = n
         return True
 

@@ -1,4 +1,5 @@
 """Shared fixtures. Generated test videos are made once per session."""
+
 from __future__ import annotations
 
 import sys

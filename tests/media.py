@@ -4,6 +4,7 @@ The "code" videos show their own frame number as a row of 10 black/white bars
 (bar k is white when bit k of the frame number is set), which survives lossy
 compression and resizing, so a test can read back which frame it was given.
 """
+
 from __future__ import annotations
 
 import random
@@ -47,7 +48,12 @@ def make_code_video(
     """A grey video drawing its frame number as bars; with ``tone_hz``, a stereo
     44.1 kHz AAC track that is silent until ``tone_from`` seconds, then a sine."""
     bits = f"255*mod(floor(N/pow(2,floor(X*{CODE_BITS}/W))),2)"
-    args = ["-f", "lavfi", "-i", f"color=c=gray:size={size}:rate={rate}:duration={seconds},format=gray,geq=lum='{bits}'"]
+    args = [
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=gray:size={size}:rate={rate}:duration={seconds},format=gray,geq=lum='{bits}'",
+    ]
     if tone_hz:
         expr = f"0.5*sin(2*PI*{tone_hz}*t)*gte(t,{tone_from})"
         args += ["-f", "lavfi", "-i", f"aevalsrc='{expr}':s=44100:d={seconds}:c=stereo", "-c:a", "aac"]
@@ -70,8 +76,17 @@ def read_code(image: np.ndarray) -> int:
 def make_long_video(path: Path, seconds: int = 600, fps: int = 5) -> Path:
     """A long, cheap video (320x240 test pattern, no audio)."""
     ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={fps}:duration={seconds}",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path),
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size=320x240:rate={fps}:duration={seconds}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
         timeout=120,
     )
     return path
@@ -129,8 +144,20 @@ def make_cut_video(path: Path, cuts: int = 5, shot_seconds: float = 4.0, size: s
         inputs += ["-f", "lavfi", "-t", str(shot_seconds), "-i", f"{source}{sep}size={size}:rate={rate}"]
     chains = "".join(f"[{i}:v]format=yuv420p,setsar=1[v{i}];" for i in range(cuts + 1))
     concat = "".join(f"[v{i}]" for i in range(cuts + 1)) + f"concat=n={cuts + 1}:v=1:a=0[out]"
-    ffmpeg(*inputs, "-filter_complex", chains + concat, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
-           "-g", "50", str(path))
+    ffmpeg(
+        *inputs,
+        "-filter_complex",
+        chains + concat,
+        "-map",
+        "[out]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "50",
+        str(path),
+    )
     return path
 
 
@@ -156,8 +183,9 @@ DRAWN_CUES = (  # (start, end, text)
 
 def speak(text: str, path: Path, speed: int = 160) -> Path:
     """``text`` spoken by espeak-ng into a WAV file."""
-    proc = subprocess.run(["espeak-ng", "-s", str(speed), "-w", str(path), text], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["espeak-ng", "-s", str(speed), "-w", str(path), text], capture_output=True, text=True, timeout=60
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"espeak-ng failed: {proc.stderr}")
     return path
@@ -165,12 +193,15 @@ def speak(text: str, path: Path, speed: int = 160) -> Path:
 
 def _drawtext(text: str, start: float, end: float, y: int, size: int = 30) -> str:
     font = f"fontfile={FONT}:" if FONT.exists() else ""
-    return (f"drawtext={font}text='{text}':fontsize={size}:fontcolor=white:x=(w-text_w)/2:y={y}:"
-            f"enable='between(t,{start},{end})'")
+    return (
+        f"drawtext={font}text='{text}':fontsize={size}:fontcolor=white:x=(w-text_w)/2:y={y}:"
+        f"enable='between(t,{start},{end})'"
+    )
 
 
-def make_cue_video(path: Path, spoken=SPOKEN_CUES, drawn=DRAWN_CUES, seconds: float = 63.0,
-                   size: str = "640x360", rate: int = 10) -> Path:
+def make_cue_video(
+    path: Path, spoken=SPOKEN_CUES, drawn=DRAWN_CUES, seconds: float = 63.0, size: str = "640x360", rate: int = 10
+) -> Path:
     """A dark video with ``spoken`` sentences (espeak-ng) starting at known times and
     ``drawn`` texts shown from start to end (ffmpeg drawtext); mono 16 kHz AAC (no audio
     track when nothing is spoken)."""
@@ -184,21 +215,54 @@ def make_cue_video(path: Path, spoken=SPOKEN_CUES, drawn=DRAWN_CUES, seconds: fl
         chains.append(f"[{i + 1}:a]aresample=16000,adelay={ms}|{ms}[a{i}]")
     mix = "".join(f"[a{i}]" for i in range(len(spoken)))
     audio = [f"{mix}amix=inputs={len(spoken)}:normalize=0,apad,atrim=0:{seconds}[aout]"] if spoken else []
-    video = "[0:v]" + (",".join(_drawtext(text, a, b, 60 + 70 * (k % 3)) for k, (a, b, text) in enumerate(drawn))
-                       or "null") + "[vout]"
+    video = (
+        "[0:v]"
+        + (",".join(_drawtext(text, a, b, 60 + 70 * (k % 3)) for k, (a, b, text) in enumerate(drawn)) or "null")
+        + "[vout]"
+    )
     maps = ["-map", "[vout]"] + (["-map", "[aout]", "-c:a", "aac", "-ar", "16000", "-ac", "1"] if spoken else [])
-    ffmpeg(*inputs, "-filter_complex", ";".join(chains + audio + [video]), *maps,
-           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "50", "-t", str(seconds),
-           str(path), timeout=120)
+    ffmpeg(
+        *inputs,
+        "-filter_complex",
+        ";".join(chains + audio + [video]),
+        *maps,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "50",
+        "-t",
+        str(seconds),
+        str(path),
+        timeout=120,
+    )
     return path
 
 
 def make_object_video(path: Path, seconds: float = 6.0, size: str = "320x240", rate: int = 10) -> Path:
     """A white 60x40 box moving right at 20 px/s over a black background (no audio)."""
-    ffmpeg("-f", "lavfi", "-i", f"color=c=black:size={size}:rate={rate}:duration={seconds}",
-           "-f", "lavfi", "-i", f"color=c=white:size=60x40:rate={rate}:duration={seconds}",
-           "-filter_complex", "[0:v][1:v]overlay=x='40+20*t':y=100", "-c:v", "libx264", "-preset", "ultrafast",
-           "-pix_fmt", "yuv420p", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=black:size={size}:rate={rate}:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=white:size=60x40:rate={rate}:duration={seconds}",
+        "-filter_complex",
+        "[0:v][1:v]overlay=x='40+20*t':y=100",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
     return path
 
 
@@ -206,16 +270,45 @@ def make_shape_video(path: Path, seconds: float = 6.0, size: str = "320x240", ra
     """A red 100x100 square in the middle of a black frame, still, no audio."""
     w, h = (int(v) for v in size.split("x"))
     box = f"drawbox=x={(w - 100) // 2}:y={(h - 100) // 2}:w=100:h=100:color=red:t=fill"
-    ffmpeg("-f", "lavfi", "-i", f"color=c=black:size={size}:rate={rate}:duration={seconds},{box}",
-           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=black:size={size}:rate={rate}:duration={seconds},{box}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
     return path
 
 
 def make_silent_audio_video(path: Path, seconds: float = 4.0) -> Path:
     """A short test pattern with an audio track of pure silence."""
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={seconds}",
-           "-f", "lavfi", "-i", f"anullsrc=r=16000:cl=mono:d={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", str(seconds), str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size=160x120:rate=10:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"anullsrc=r=16000:cl=mono:d={seconds}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-t",
+        str(seconds),
+        str(path),
+    )
     return path
 
 
@@ -224,11 +317,14 @@ def corrupt_audio(src: Path, dst: Path, seed: int = 5) -> Path:
     import av
 
     with av.open(str(src)) as container:
-        places = [(p.pos, p.size) for p in container.demux(container.streams.audio[0])
-                  if p.pos is not None and p.pos >= 0 and p.size]
+        places = [
+            (p.pos, p.size)
+            for p in container.demux(container.streams.audio[0])
+            if p.pos is not None and p.pos >= 0 and p.size
+        ]
     rng = random.Random(seed)
     data = bytearray(src.read_bytes())
     for pos, size in places:
-        data[pos:pos + size] = bytes(rng.randrange(256) for _ in range(size))
+        data[pos : pos + size] = bytes(rng.randrange(256) for _ in range(size))
     dst.write_bytes(bytes(data))
     return dst

@@ -1,4 +1,5 @@
 """The loop end to end: a scripted model drives real tools on a real clip."""
+
 import json
 import threading
 from pathlib import Path
@@ -23,16 +24,19 @@ def mean_brightness(ctx: ToolContext, span: TimeSpan) -> ToolResult:
     """
     frames = ctx.video.frames(span, fps=2.0, max_frames=6)
     value = float(frames.images.mean())
-    return ToolResult(f"mean brightness {value:.1f} over {len(frames)} frames", spans=[span],
-                      metadata={"brightness": value})
+    return ToolResult(
+        f"mean brightness {value:.1f} over {len(frames)} frames", spans=[span], metadata={"brightness": value}
+    )
 
 
 def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
-    model = ScriptedModel([
-        tool_call("mean_brightness", thought="First measure the light.", span="00:00-00:04"),
-        tool_call("inspect_frames", span="00:02-00:06", fps=1.0, max_frames=3),
-        answer("boats on water", evidence=["00:02-00:06"]),
-    ])
+    model = ScriptedModel(
+        [
+            tool_call("mean_brightness", thought="First measure the light.", span="00:00-00:04"),
+            tool_call("inspect_frames", span="00:02-00:06", fps=1.0, max_frames=3),
+            answer("boats on water", evidence=["00:02-00:06"]),
+        ]
+    )
     trace = tmp_path / "run.jsonl"
     agent = Agent(policy="plain", model=model, tools=[mean_brightness], max_steps=5)
     result = agent.run(str(boats), "What is in the video?", trace=trace)
@@ -56,9 +60,20 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
     # the JSONL trace holds every event, in order, with frames as references only
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds == ["run_started", "index_stage", "model_called", "tool_called", "tool_returned", "model_called",
-                     "tool_called", "tool_returned", "model_called", "answer_proposed", "memory_written",
-                     "run_finished"]
+    assert kinds == [
+        "run_started",
+        "index_stage",
+        "model_called",
+        "tool_called",
+        "tool_returned",
+        "model_called",
+        "tool_called",
+        "tool_returned",
+        "model_called",
+        "answer_proposed",
+        "memory_written",
+        "run_finished",
+    ]
     assert events[0]["video"]["path"].endswith("boats.mp4") and events[0]["question"] == "What is in the video?"
     assert events[1]["stage"] == "shots" and events[1]["status"] == "built"
     assert events[4]["metadata"]["brightness"] > 0
@@ -72,8 +87,13 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
 
 def test_tools_by_name_keep_only_those_built_ins(tmp_path, boats):
     model = ScriptedModel([tool_call("inspect_frames", span="00:00-00:02"), answer("boats", evidence=["00:00-00:02"])])
-    agent = Agent(policy="plain", model=model, tools=["inspect_frames", mean_brightness], memory=tmp_path / "m.db",
-                  trace_dir=tmp_path)
+    agent = Agent(
+        policy="plain",
+        model=model,
+        tools=["inspect_frames", mean_brightness],
+        memory=tmp_path / "m.db",
+        trace_dir=tmp_path,
+    )
     assert [t.name for t in agent.tools] == ["inspect_frames", "mean_brightness"]
     assert agent.run(str(boats), "What?").answer == "boats"
     assert [t["function"]["name"] for t in model.calls[0].tools] == ["inspect_frames", "mean_brightness", "answer"]
@@ -86,12 +106,14 @@ def test_tools_by_name_keep_only_those_built_ins(tmp_path, boats):
 
 
 def test_failures_reach_the_model_and_the_run_goes_on(tmp_path, boats):
-    model = ScriptedModel([
-        tool_call("inspect_frames", span="00:09-00:05"),  # end before start
-        tool_call("no_such_tool"),
-        tool_call("inspect_frames", span="00:30-00:40"),  # past the end of a 12.5 s clip
-        say("The frames show boats."),  # plain text is the answer
-    ])
+    model = ScriptedModel(
+        [
+            tool_call("inspect_frames", span="00:09-00:05"),  # end before start
+            tool_call("no_such_tool"),
+            tool_call("inspect_frames", span="00:30-00:40"),  # past the end of a 12.5 s clip
+            say("The frames show boats."),  # plain text is the answer
+        ]
+    )
     result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What is shown?")
     texts = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert "ends before it starts" in texts[0]
@@ -110,11 +132,16 @@ def test_parallel_tool_calls_each_get_one_result(tmp_path):
         together.wait()
         return f"done {label}"
 
-    model = ScriptedModel([
-        tool_calls(("wait", {"seconds": 0.5, "label": "a"}), ("wait", {"seconds": 0.5, "label": "b"}),
-                   ("wait", {"seconds": "x", "label": "c"})),
-        answer("ok"),
-    ])
+    model = ScriptedModel(
+        [
+            tool_calls(
+                ("wait", {"seconds": 0.5, "label": "a"}),
+                ("wait", {"seconds": 0.5, "label": "b"}),
+                ("wait", {"seconds": "x", "label": "c"}),
+            ),
+            answer("ok"),
+        ]
+    )
     agent = Agent(policy="plain", model=model, tools=[wait], trace_dir=tmp_path)
     events = list(agent.stream(None, "wait"))
     returned = [e for e in events if isinstance(e, ToolReturned)]

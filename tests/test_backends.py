@@ -1,5 +1,6 @@
 """Model backends: profiles, model specs, constrained tool calls, and ``TransformersModel``
 run for real on a tiny random Qwen3-VL built here from a config (plumbing, not quality)."""
+
 from __future__ import annotations
 
 import json
@@ -61,13 +62,16 @@ def frames(n: int = 8, start: float = 2.0, step: float = 0.5, size=(240, 320)) -
 
 
 def history(f: Frames) -> list[Message]:
-    return [Message("system", "You answer questions about a video."), Message("user", "What is shown?"),
-            Message("assistant", "", [ToolCall("inspect_frames", {"span": "00:00:02-00:00:06"}, "call_1_0")]),
-            Message("tool", [TextPart(f"{len(f)} frames"), FramesPart(f)], tool_call_id="call_1_0",
-                    name="inspect_frames")]
+    return [
+        Message("system", "You answer questions about a video."),
+        Message("user", "What is shown?"),
+        Message("assistant", "", [ToolCall("inspect_frames", {"span": "00:00:02-00:00:06"}, "call_1_0")]),
+        Message("tool", [TextPart(f"{len(f)} frames"), FramesPart(f)], tool_call_id="call_1_0", name="inspect_frames"),
+    ]
 
 
 # ------------------------------------------------------------------- profiles
+
 
 def test_profiles_match_ids_folders_aliases_and_configs():
     assert find_profile("OpenGVLab/InternVideo3-8B-Instruct").trust_remote_code
@@ -106,18 +110,25 @@ def test_missing_models_say_what_to_do(tmp_path, monkeypatch):
 
 
 def test_models_command_lists_profiles():
-    proc = subprocess.run([sys.executable, "-m", "mcr.cli", "models", "--json"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcr.cli", "models", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert rows["OpenGVLab/InternVideo3-8B-Instruct"]["default_for"] == "gpu"
     assert rows["openai-compatible"]["native_tools"] and rows["google/gemma-3-270m"]["vision"] == "text only"
-    table = subprocess.run([sys.executable, "-m", "mcr.cli", "models"], capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "COLUMNS": "140"})
+    table = subprocess.run(
+        [sys.executable, "-m", "mcr.cli", "models"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "140"},
+    )
     assert "InternVideo3-8B-Instruct" in table.stdout and "Qwen3-VL-2B-Instruct" in table.stdout
 
 
 # ------------------------------------------------------------ constrained calls
+
 
 def test_schemas_are_bounded_before_compiling():
     from mcr.models.constrain import SPAN_PATTERN, Bounds, bounded_schema, call_schema
@@ -143,14 +154,21 @@ def test_grammar_accepts_calls_and_rejects_slips(model):
 
     def accepts(text: str) -> bool:
         matcher = grammar.matcher(TOOLS)
-        return matcher.accept_string(text) and matcher.is_terminated() is False and matcher.accept_token(
-            model.stop_token_ids[0])
+        return (
+            matcher.accept_string(text)
+            and matcher.is_terminated() is False
+            and matcher.accept_token(model.stop_token_ids[0])
+        )
 
-    good = ('<tool_call>\n{"name": "inspect_frames", "arguments": {"span": "00:00:01.0-00:00:03.0", "max_frames": 4}}'
-            '\n</tool_call>')
+    good = (
+        '<tool_call>\n{"name": "inspect_frames", "arguments": {"span": "00:00:01.0-00:00:03.0", "max_frames": 4}}'
+        "\n</tool_call>"
+    )
     assert accepts(good)
-    assert accepts('<tool_call>\n{"name": "answer", "arguments": {"answer": "red", '
-                   '"evidence": ["00:00:01-00:00:02"]}}\n</tool_call>')
+    assert accepts(
+        '<tool_call>\n{"name": "answer", "arguments": {"answer": "red", '
+        '"evidence": ["00:00:01-00:00:02"]}}\n</tool_call>'
+    )
     for slip in (
         good.replace("inspect_frames", "inspect"),  # unknown tool
         good.replace("00:00:01.0-00:00:03.0", "1-3"),  # a span in another format
@@ -195,19 +213,22 @@ def test_a_reply_can_be_held_to_a_json_schema(model):
     from mcr.verify import VERDICT_SCHEMA, VERDICTS, parse_verdict
 
     for question in ("Is the answer supported?", "Check it."):
-        out = model.generate([Message("user", question)], None, constrain=True, max_new_tokens=60,
-                             response_schema=VERDICT_SCHEMA)
+        out = model.generate(
+            [Message("user", question)], None, constrain=True, max_new_tokens=60, response_schema=VERDICT_SCHEMA
+        )
         reply = json.loads(out.raw)
         jsonschema.validate(reply, VERDICT_SCHEMA)
         verdict = parse_verdict(out.text)
         assert verdict.verdict == reply["verdict"] in VERDICTS and verdict.source == "model"
         assert out.usage.output_tokens <= 60
-    free = model.generate([Message("user", "Check it.")], None, constrain=False, max_new_tokens=20,
-                          response_schema=VERDICT_SCHEMA)
+    free = model.generate(
+        [Message("user", "Check it.")], None, constrain=False, max_new_tokens=20, response_schema=VERDICT_SCHEMA
+    )
     assert free.usage.output_tokens <= 20  # unconstrained: the schema is only a request
 
 
 # ------------------------------------------------------- TransformersModel
+
 
 def test_video_frames_reach_generate_tiny_random_qwen3_vl(model):
     assert type(model).__name__ == "TransformersModel" and model.profile.video and model.profile.native_tools
@@ -275,8 +296,7 @@ def test_constrained_agent_run_20_valid_steps_tiny_random_vlm(model, tmp_path):
     model.constrain = True
     try:
         recorded = RecordingModel(model)
-        agent = Agent(model=recorded, tools=[inspect_frames], builtin=False, max_steps=20, memory=False,
-                      policy="plain")
+        agent = Agent(model=recorded, tools=[inspect_frames], builtin=False, max_steps=20, memory=False, policy="plain")
         turns: list[tuple[str, list[dict]]] = []
         runs = 0
         while len(turns) < 20:
@@ -304,15 +324,24 @@ def test_constrained_agent_run_20_valid_steps_tiny_random_vlm(model, tmp_path):
 
 def test_streaming_thinking_and_native_template(model, tmp_path):
     video = make_code_video(tmp_path / "clip.mp4", seconds=3, tone_hz=None)
-    agent = Agent(model=model, tools=[inspect_frames], builtin=False, max_steps=1, memory=False, policy="plain",
-                  generate_options={"constrain": True, "max_new_tokens": 200})
+    agent = Agent(
+        model=model,
+        tools=[inspect_frames],
+        builtin=False,
+        max_steps=1,
+        memory=False,
+        policy="plain",
+        generate_options={"constrain": True, "max_new_tokens": 200},
+    )
     events = list(agent.stream(video, "What is drawn?"))
     deltas = [e for e in events if isinstance(e, ModelDelta)]
     called = [e for e in events if isinstance(e, ModelCalled)]
     assert deltas and deltas[0].step == 1 and called[0].step == 1
     streamed = "".join(e.text for e in deltas if e.step == 1)
-    assert CALL_BLOCK.match(streamed) and json.loads(CALL_BLOCK.match(streamed).group(1))["name"] == \
-        called[0].output["tool_calls"][0]["name"]
+    assert (
+        CALL_BLOCK.match(streamed)
+        and json.loads(CALL_BLOCK.match(streamed).group(1))["name"] == called[0].output["tool_calls"][0]["name"]
+    )
 
     text, _ = model.inputs([Message("user", "hi")], TOOLS, enable_thinking=False)
     assert text.endswith("<think>\n\n</think>\n\n")  # passed through to the template
@@ -348,9 +377,11 @@ def test_constrained_decoding_is_on_without_native_tools(tiny_vlm, tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(tiny_vlm, plain)
     for name in ("chat_template.jinja",):
-        (plain / name).write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n"
-                                  "{{ m.content if m.content is string else '' }}<|im_end|>\n{% endfor %}"
-                                  "<|im_start|>assistant\n")
+        (plain / name).write_text(
+            "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+            "{{ m.content if m.content is string else '' }}<|im_end|>\n{% endfor %}"
+            "<|im_start|>assistant\n"
+        )
     model = load_model(str(plain))
     assert not model.profile.native_tools and model.constrain
     assert not load_model(str(plain), constrain=False).constrain
@@ -370,10 +401,19 @@ def test_latent_attention_checkpoint_loads_and_calls_tools(tmp_path):
 
     tok = make_tokenizer()
     torch.manual_seed(0)
-    source = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                          head_dim=16, max_position_embeddings=1024,
-                                          eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))).eval()
+    source = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=1024,
+            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        )
+    ).eval()
     convert_to_m2la(source, rank=24, rope_dim=8, shared_rope=True)
     folder = save_m2la(source, tmp_path / "latent", tokenizer=tok)
     model = load_model(str(folder))

@@ -6,6 +6,7 @@ that every turn is a valid call, the run ends with a status and the trace is who
 The GGUF is converted once to safetensors under ``~/.cache/mcr/gguf`` (about a
 minute on two cores) and loads in seconds after that.
 """
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ schema. So the run goes through every phase: perceive, plan, act, reflect, a nes
 investigation (which perceives its span, answers and is checked by the rules), and a
 model check of the final answer.
 """
+
 import copy
 import json
 from collections import Counter
@@ -98,7 +99,7 @@ def test_mcr_policy_with_a_real_constrained_vlm(model, tmp_path):
     # the child's events all lie between its start and its end, at depth 1
     first = events.index(child)
     last = next(i for i, e in enumerate(events) if e.kind == "run_finished" and e.run_id == child.run_id)
-    assert all(e.depth == 1 and e.run_id == child.run_id for e in events[first:last + 1])
+    assert all(e.depth == 1 and e.run_id == child.run_id for e in events[first : last + 1])
     probe = next(e for e in events if e.kind == "tool_returned" and e.name == "investigate")
     assert probe.text.startswith("investigation of") and probe.metadata["child_run_id"] == child.run_id
     called = [e.call_id for e in events if e.kind == "tool_called"]
@@ -108,7 +109,7 @@ def test_mcr_policy_with_a_real_constrained_vlm(model, tmp_path):
     offered = [(c.tools, c.output.raw or "") for c in real.of_kind("act")]
     verdicts = [c.output.raw for c in real.of_kind("verify")]
     for offer, raw in offered:
-        body = json.loads(raw[raw.index("<tool_call>") + len("<tool_call>"):raw.index("</tool_call>")])
+        body = json.loads(raw[raw.index("<tool_call>") + len("<tool_call>") : raw.index("</tool_call>")])
         assert body["name"] == offer[0]["function"]["name"]
         jsonschema.validate(body["arguments"], offer[0]["function"]["parameters"])
     assert [o[0]["function"]["name"] for o, _ in offered][:2] == ["investigate", "answer"]

@@ -6,6 +6,7 @@ calls natively and once leaving them in the text; and a scripted server (stdlib
 ``http.server``) for what a real one does only on a bad day: 429s, 500s, refusing
 ``tools=``, never answering. Every server is started and stopped by the test.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,8 +39,10 @@ from mcr.types import Frames, FramesPart, Message, TextPart, ToolCall
 pytest.importorskip("openai")
 
 TOOLS = [inspect_frames.schema(), answer_schema()]
-ASK = [Message("system", "You answer questions about a video by looking at it with tools."),
-       Message("user", "What is shown in the video?")]
+ASK = [
+    Message("system", "You answer questions about a video by looking at it with tools."),
+    Message("user", "What is shown in the video?"),
+]
 CALL = {"name": "inspect_frames", "arguments": {"span": "00:00:00.0-00:00:04.0"}}
 
 
@@ -51,17 +54,28 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- scripted server
 
+
 def completion(content: str | None = None, tool_calls: list[dict] | None = None, reasoning: str | None = None) -> dict:
     message: dict = {"role": "assistant", "content": content}
     if tool_calls:
-        message["tool_calls"] = [{"id": f"call_{i}", "type": "function",
-                                  "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-                                 for i, c in enumerate(tool_calls)]
+        message["tool_calls"] = [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
+            for i, c in enumerate(tool_calls)
+        ]
     if reasoning:
         message["reasoning_content"] = reasoning
-    return {"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": "stub-model",
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "stub-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
 
 
 class Reply:
@@ -94,8 +108,13 @@ class ScriptedServer:
 
             def do_GET(self):
                 if self.path.endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "stub-model", "object": "model",
-                                                                 "created": 0, "owned_by": "test"}]})
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "test"}],
+                        },
+                    )
                 else:
                     self._send(404, {"error": {"message": "no such path"}})
 
@@ -112,20 +131,40 @@ class ScriptedServer:
                 self.end_headers()
                 message = reply.body["choices"][0]["message"]
                 text = message.get("content") or ""
-                pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+                pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
                 deltas = [{"content": piece} for piece in pieces]
                 for i, call in enumerate(message.get("tool_calls") or []):  # each call in two pieces
                     args = call["function"]["arguments"]
-                    deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                                   "function": {"name": call["function"]["name"],
-                                                                "arguments": args[:5]}}]})
+                    deltas.append(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": i,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": args[:5]},
+                                }
+                            ]
+                        }
+                    )
                     deltas.append({"tool_calls": [{"index": i, "function": {"arguments": args[5:]}}]})
                 for delta in deltas:
-                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "stub-model",
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    chunk = {
+                        "id": "c",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": "stub-model",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                    }
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                last = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "stub-model",
-                        "choices": [], "usage": reply.body["usage"]}
+                last = {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "stub-model",
+                    "choices": [],
+                    "usage": reply.body["usage"],
+                }
                 self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -183,9 +222,11 @@ def waits_of(monkeypatch) -> list[float]:
 
 def test_429_and_500_are_retried_with_backoff(monkeypatch):
     waits = waits_of(monkeypatch)
-    replies = [Reply({"error": {"message": "slow down"}}, 429, {"Retry-After": "0.2"}),
-               Reply({"error": {"message": "overloaded"}}, 500),
-               Reply(completion("<tool_call>" + json.dumps(CALL) + "</tool_call>"))]
+    replies = [
+        Reply({"error": {"message": "slow down"}}, 429, {"Retry-After": "0.2"}),
+        Reply({"error": {"message": "overloaded"}}, 500),
+        Reply(completion("<tool_call>" + json.dumps(CALL) + "</tool_call>")),
+    ]
     with ScriptedServer(replies) as srv:
         model = OpenAIServerModel(srv.url, "stub-model", backoff_s=0.1)
         out = model.generate(ASK, TOOLS)
@@ -242,6 +283,7 @@ def test_a_reply_schema_goes_as_response_format_and_a_refusal_drops_it():
     assert "response_format" not in srv.requests[3] and model.schema_refused
     assert parse_verdict(first.text).verdict == "supported"
 
+
 def test_frames_go_as_timestamped_jpeg_parts(tmp_path):
     import numpy as np
     from PIL import Image
@@ -279,8 +321,20 @@ def test_model_specs_and_the_command_line(tmp_path):
         assert model.base_url == srv.url and model.name == f"openai:stub-model@{srv.url}"
         assert load_model(None, endpoint=srv.url).model == "stub-model"  # asked the server
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        command = [sys.executable, "-m", "mcr.cli", "run", str(video), "What is drawn?", "--endpoint", srv.url,
-                   "--json", "--no-memory", "--policy", "plain"]
+        command = [
+            sys.executable,
+            "-m",
+            "mcr.cli",
+            "run",
+            str(video),
+            "What is drawn?",
+            "--endpoint",
+            srv.url,
+            "--json",
+            "--no-memory",
+            "--policy",
+            "plain",
+        ]
         proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     result = json.loads(proc.stdout)
@@ -289,8 +343,13 @@ def test_model_specs_and_the_command_line(tmp_path):
     assert sum(p["type"] == "image_url" for m in second if isinstance(m["content"], list) for p in m["content"]) == 2
 
     gone = f"http://127.0.0.1:{free_port()}/v1"
-    proc = subprocess.run([sys.executable, "-m", "mcr.cli", "run", str(video), "q", "--endpoint", gone, "--no-memory"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcr.cli", "run", str(video), "q", "--endpoint", gone, "--no-memory"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr
     assert lines[0].startswith("mcr-agent: error: cannot list the models of the server at " + gone)
@@ -299,6 +358,7 @@ def test_model_specs_and_the_command_line(tmp_path):
 
 
 # ------------------------------------------------------------ transformers serve
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -315,17 +375,23 @@ def served(tmp_path_factory):
     text = root / "text"
     shutil.copytree(native, text)
     config = json.loads((text / "tokenizer_config.json").read_text())
-    config["response_template"] = {"defaults": {"role": "assistant"}, "start_anchor": "<|im_start|>assistant\n",
-                                   "fields": {"content": {"close_pattern": r"\s*(?:<\|im_end\|>|<\|endoftext\|>)",
-                                                          "content": "text"}}}
+    config["response_template"] = {
+        "defaults": {"role": "assistant"},
+        "start_anchor": "<|im_start|>assistant\n",
+        "fields": {"content": {"close_pattern": r"\s*(?:<\|im_end\|>|<\|endoftext\|>)", "content": "text"}},
+    }
     (text / "tokenizer_config.json").write_text(json.dumps(config))
     (root / "hf" / "hub").mkdir(parents=True)
     port = free_port()
     exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
     env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
     log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -388,8 +454,13 @@ def test_agent_runs_over_transformers_serve_with_frames(served, tmp_path):
     called = [e for e in events if isinstance(e, ModelCalled)]
     assert len(called) == 3 and all(e.output["tool_calls"][0]["name"] == "inspect_frames" for e in called)
     assert all(r.get("stream") for r in sent)  # streamed (the calls come as tool-call deltas, not text)
-    images = [p for m in sent[1]["messages"] if isinstance(m["content"], list) for p in m["content"]
-              if p["type"] == "image_url"]
+    images = [
+        p
+        for m in sent[1]["messages"]
+        if isinstance(m["content"], list)
+        for p in m["content"]
+        if p["type"] == "image_url"
+    ]
     returned = next(e for e in events if e.kind == "tool_returned")
     assert len(images) == len(returned.frames["timestamps"]) >= 3  # every frame the tool returned, as a JPEG
     kinds = [e.kind for e in read_trace(tmp_path / "t.jsonl")]

@@ -1,4 +1,5 @@
 """``mcr-agent`` as a user runs it: subprocesses, real clip, recorded model turns."""
+
 import json
 import os
 import subprocess
@@ -15,14 +16,21 @@ HEAVY = ("torch", "transformers", "decord", "av", "rich", "numpy", "pydantic", "
 
 def cli(*args, cwd=None, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mcr.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mcr.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_run_json_and_replay(tmp_path, boats):
     trace = tmp_path / "t.jsonl"
-    proc = cli("run", boats, "What is on the water?", "--model", f"replay:{SCRIPT}", "--json", "--trace", trace,
-               cwd=tmp_path)
+    proc = cli(
+        "run", boats, "What is on the water?", "--model", f"replay:{SCRIPT}", "--json", "--trace", trace, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "verified" and result["answer"] == "Boats moving on the water."
@@ -100,8 +108,10 @@ def test_not_a_video_is_one_clear_line(tmp_path):
 
 def test_help_and_import_stay_light():
     """Heavy libraries load only where they are used (speed itself: benchmarks/startup.py)."""
-    code = ("import sys, mcr, mcr.cli; from mcr import tool, TimeSpan; mcr.cli.build_parser();"
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    code = (
+        "import sys, mcr, mcr.cli; from mcr import tool, TimeSpan; mcr.cli.build_parser();"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -110,11 +120,18 @@ def test_help_and_import_stay_light():
 
 
 def test_example_custom_tool_runs_as_documented(tmp_path, boats):
-    proc = subprocess.run([sys.executable, ROOT / "examples" / "custom_tool.py", boats], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, ROOT / "examples" / "custom_tool.py", boats],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "answer: The water looks dark blue-grey." in proc.stdout and "status: verified" in proc.stdout
     trace = next((tmp_path / ".mcr" / "traces").glob("*.jsonl"))
     returned = [json.loads(line) for line in trace.read_text().splitlines() if '"tool_returned"' in line]
-    assert returned[0]["name"] == "dominant_colours" and "dominant colours in 00:00:00.0-00:00:06.0" in returned[0]["text"]
+    assert (
+        returned[0]["name"] == "dominant_colours" and "dominant colours in 00:00:00.0-00:00:06.0" in returned[0]["text"]
+    )
     assert returned[0]["metadata"]["colours"]

@@ -1,5 +1,6 @@
 """One error family: every error a user can cause derives from ``MCRError``, and ``mcr-agent``
 prints each as one line and exits with its code."""
+
 import ast
 import builtins
 import json
@@ -27,14 +28,33 @@ SCRIPT = ROOT / "examples" / "scripts" / "boats.json"
 
 # each user-facing error with the other bases it keeps for code that catches those
 FAMILY = {
-    VideoError: (), NoAudioError: (VideoError,), ModelError: (RuntimeError,), ModelNotAvailable: (ModelError,),
-    TraceError: (ValueError,), TimeSpanError: (ValueError,), EvalError: (), MissingVideos: (EvalError,),
-    ResultsError: (ValueError,), M2LAError: (ValueError,), MemoryStoreError: (), EncoderError: (RuntimeError,),
-    CLIError: (), StageError: (ValueError,), ToolNameError: (ValueError,),
+    VideoError: (),
+    NoAudioError: (VideoError,),
+    ModelError: (RuntimeError,),
+    ModelNotAvailable: (ModelError,),
+    TraceError: (ValueError,),
+    TimeSpanError: (ValueError,),
+    EvalError: (),
+    MissingVideos: (EvalError,),
+    ResultsError: (ValueError,),
+    M2LAError: (ValueError,),
+    MemoryStoreError: (),
+    EncoderError: (RuntimeError,),
+    CLIError: (),
+    StageError: (ValueError,),
+    ToolNameError: (ValueError,),
 }
 # exceptions that are not the user's to fix: they go back to the model, or end a run as its error
-NOT_USER_FACING = {"ToolRetry", "ToolError", "ASRModelError", "ClipUnavailable", "ConstraintError", "Problem",
-                   "ScriptExhausted", "_Stop"}
+NOT_USER_FACING = {
+    "ToolRetry",
+    "ToolError",
+    "ASRModelError",
+    "ClipUnavailable",
+    "ConstraintError",
+    "Problem",
+    "ScriptExhausted",
+    "_Stop",
+}
 
 
 @pytest.mark.parametrize("cls", list(FAMILY), ids=lambda c: c.__name__)
@@ -116,8 +136,11 @@ def test_argument_errors(workdir, capsys):
     fails(capsys, ["run", BOATS, "q", "--tools", "nowhere.py"], "tools file not found: nowhere.py")
     fails(capsys, ["run", BOATS, "q", "--tools", "asr,nope"], "unknown tool 'nope' in --tools asr,nope")
     fails(capsys, ["run", BOATS, "q", "--index", "shots,nope"], "unknown index stage 'nope' in --index")
-    fails(capsys, ["eval", "jsonl", "--annotations", "a.jsonl", "--videos", ".", "--index", "shots,nope"],
-          "unknown index stage 'nope' in --index")
+    fails(
+        capsys,
+        ["eval", "jsonl", "--annotations", "a.jsonl", "--videos", ".", "--index", "shots,nope"],
+        "unknown index stage 'nope' in --index",
+    )
     fails(capsys, ["search", BOATS, "boats", "--span", "soon"], "not a span: 'soon'")
     fails(capsys, ["index", BOATS, "--stages", "shots,nope"], "unknown index stage 'nope'")
 
@@ -130,8 +153,11 @@ def test_trace_errors(workdir, capsys):
 
 def test_memory_errors(workdir, capsys, monkeypatch):
     (workdir / "notes.db").write_text("not a database")
-    fails(capsys, ["run", BOATS, "q", "--model", f"replay:{SCRIPT}", "--memory", "notes.db"],
-          "is not an MCR memory database")
+    fails(
+        capsys,
+        ["run", BOATS, "q", "--model", f"replay:{SCRIPT}", "--memory", "notes.db"],
+        "is not an MCR memory database",
+    )
     from mcr.memory import Memory
 
     Memory(workdir / "m.db").close()
@@ -143,8 +169,11 @@ def test_eval_errors(workdir, capsys):
     fails(capsys, ["eval", "report", "nowhere"], "result folder not found: nowhere")
     (workdir / "a.jsonl").write_text(json.dumps({"video": "v1.mp4", "question": "q", "answer": "x"}) + "\n")
     (workdir / "videos").mkdir()
-    fails(capsys, ["eval", "jsonl", "--annotations", "a.jsonl", "--videos", "videos", "--no-progress"],
-          "1 of 1 videos are not in")
+    fails(
+        capsys,
+        ["eval", "jsonl", "--annotations", "a.jsonl", "--videos", "videos", "--no-progress"],
+        "1 of 1 videos are not in",
+    )
     out = workdir / "out"
     out.mkdir()
     (out / "results.jsonl").write_text("{torn\n" + json.dumps({"id": "q1"}) + "\n")

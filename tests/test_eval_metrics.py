@@ -1,4 +1,5 @@
 """Metrics and rewards against hand-computed values."""
+
 import json
 
 import numpy as np
@@ -9,19 +10,31 @@ from mcr.eval.rewards import choice_reward, correctness_reward, extract_answer, 
 from mcr.eval.samples import predicted_value, score, temporal_iou, text_matches
 
 
-def rec(i, correct, form="choice", iou=None, cats=None, calls=2, tin=100, tout=10, frames=8, wall=1.0,
-        status="verified"):
-    return {"id": f"q{i}", "form": form, "correct": correct, "iou": iou, "categories": cats or {}, "status": status,
-            "usage": {"model_calls": calls, "input_tokens": tin, "output_tokens": tout}, "frames_seen": frames,
-            "wall_s": wall, "video_duration": 30.0}
+def rec(
+    i, correct, form="choice", iou=None, cats=None, calls=2, tin=100, tout=10, frames=8, wall=1.0, status="verified"
+):
+    return {
+        "id": f"q{i}",
+        "form": form,
+        "correct": correct,
+        "iou": iou,
+        "categories": cats or {},
+        "status": status,
+        "usage": {"model_calls": calls, "input_tokens": tin, "output_tokens": tout},
+        "frames_seen": frames,
+        "wall_s": wall,
+        "video_duration": 30.0,
+    }
 
 
 def test_accuracy_categories_and_cost():
-    records = [rec(1, True, cats={"task": "ocr", "duration": "short"}, calls=1, frames=4, wall=2.0),
-               rec(2, False, cats={"task": "ocr", "duration": "long"}, calls=3, frames=12, wall=4.0),
-               rec(3, True, cats={"task": ["count", "ocr"]}, calls=2, frames=8, wall=6.0),
-               rec(4, None, cats={"task": "count"}, status="answered"),  # no gold answer: not scored
-               rec(5, False, cats={"task": "count"}, status="error", calls=0, tin=0, tout=0, frames=0, wall=0.0)]
+    records = [
+        rec(1, True, cats={"task": "ocr", "duration": "short"}, calls=1, frames=4, wall=2.0),
+        rec(2, False, cats={"task": "ocr", "duration": "long"}, calls=3, frames=12, wall=4.0),
+        rec(3, True, cats={"task": ["count", "ocr"]}, calls=2, frames=8, wall=6.0),
+        rec(4, None, cats={"task": "count"}, status="answered"),  # no gold answer: not scored
+        rec(5, False, cats={"task": "count"}, status="error", calls=0, tin=0, tout=0, frames=0, wall=0.0),
+    ]
     s = summarize(records)
     assert (s["questions"], s["scored"], s["errors"]) == (5, 4, 1)
     assert s["statuses"] == {"answered": 1, "error": 1, "verified": 3}
@@ -75,40 +88,62 @@ def test_scoring_each_form():
     assert text_matches("It says: Wifi password SEAGULL.", "seagull") and not text_matches("seagulls", "seagull")
 
 
-SPAN_CALL = ('<tool_call>\n{"name": "answer", "arguments": {"answer": "00:00:02-00:00:06", '
-             '"evidence": ["00:00:02-00:00:06"]}}\n</tool_call>')
+SPAN_CALL = (
+    '<tool_call>\n{"name": "answer", "arguments": {"answer": "00:00:02-00:00:06", '
+    '"evidence": ["00:00:02-00:00:06"]}}\n</tool_call>'
+)
 
 
 def _msg(args):
-    return [{"role": "assistant", "content": "",
-             "tool_calls": [{"type": "function", "function": {"name": "answer", "arguments": json.dumps(args)}}]}]
+    return [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "answer", "arguments": json.dumps(args)}}],
+        }
+    ]
 
 
 def test_temporal_iou_reward():
-    completions = [SPAN_CALL, "It happens at 4-8.", _msg({"answer": "00:00:05-00:00:07"}), "no idea",
-                   '<tool_call>{"name": "inspect_frames", "arguments": {"span": "0-4"}}</tool_call>']
-    assert temporal_iou_reward(completions, gold=["4-8", [4, 8], "4-8", "4-8", "4-8"]) == \
-        [pytest.approx(1 / 3), 1.0, 0.5, 0.0, 0.0]
+    completions = [
+        SPAN_CALL,
+        "It happens at 4-8.",
+        _msg({"answer": "00:00:05-00:00:07"}),
+        "no idea",
+        '<tool_call>{"name": "inspect_frames", "arguments": {"span": "0-4"}}</tool_call>',
+    ]
+    assert temporal_iou_reward(completions, gold=["4-8", [4, 8], "4-8", "4-8", "4-8"]) == [
+        pytest.approx(1 / 3),
+        1.0,
+        0.5,
+        0.0,
+        0.0,
+    ]
 
 
 def test_choice_and_correctness_rewards():
     options = [["red", "green", "blue"]] * 4
     completions = [_msg({"answer": "B", "evidence": []}), "C", "green", "<think>maybe red</think>A"]
     assert choice_reward(completions, gold=["B", "B", 1, "A"], options=options) == [1.0, 0.0, 1.0, 1.0]
-    assert correctness_reward(["3", "two", "The password is seagull", SPAN_CALL],
-                              gold=["3", "3", "seagull", "0-5"], form=["count", "count", "text", "span"],
-                              options=[[], [], [], []]) == [1.0, 0.0, 1.0, 1.0]  # [2, 6] vs [0, 5]: IoU 3/6
+    assert correctness_reward(
+        ["3", "two", "The password is seagull", SPAN_CALL],
+        gold=["3", "3", "seagull", "0-5"],
+        form=["count", "count", "text", "span"],
+        options=[[], [], [], []],
+    ) == [1.0, 0.0, 1.0, 1.0]  # [2, 6] vs [0, 5]: IoU 3/6
     assert correctness_reward([SPAN_CALL], gold=["5-10"], form=["span"]) == [0.0]  # IoU 1/8
     assert extract_answer("<think>hmm</think>\n B ").text == "B"
 
 
 def test_format_reward_parts():
     options = [["red", "green", "blue"]] * 6
-    completions = [_msg({"answer": "B", "evidence": ["00:00:01-00:00:03"]}),  # 0.5 + 0.25 + 0.25
-                   _msg({"answer": "B"}),  # no evidence: 0.75
-                   "B",  # fits, but plain text: 0.5
-                   _msg({"answer": "Z", "evidence": ["1-3"]}),  # not an option: 0.25 + 0.25
-                   _msg({"answer": "B", "evidence": ["soon"]}),  # a span that is not one: 0.75
-                   ""]
+    completions = [
+        _msg({"answer": "B", "evidence": ["00:00:01-00:00:03"]}),  # 0.5 + 0.25 + 0.25
+        _msg({"answer": "B"}),  # no evidence: 0.75
+        "B",  # fits, but plain text: 0.5
+        _msg({"answer": "Z", "evidence": ["1-3"]}),  # not an option: 0.25 + 0.25
+        _msg({"answer": "B", "evidence": ["soon"]}),  # a span that is not one: 0.75
+        "",
+    ]
     assert format_reward(completions, form=["choice"] * 6, options=options) == [1.0, 0.75, 0.5, 0.5, 0.75, 0.0]
     assert format_reward([SPAN_CALL, "3 times"], form=["span", "count"]) == [1.0, 0.5]

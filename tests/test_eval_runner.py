@@ -1,4 +1,5 @@
 """The evaluation runner: resume after a kill, parallel workers, errors, the CLI, export, Ray."""
+
 import json
 import os
 import signal
@@ -22,9 +23,22 @@ def bench(tmp_path, tiny_video):  # noqa: F811 (the fixture imported above)
     """12 multiple-choice questions over 3 videos; gold answers A, B, C, A, B, C, ..."""
     videos = place(tiny_video, tmp_path / "videos", "v0.mp4", "v1.mp4", "v2.mp4")
     ann = tmp_path / "q.jsonl"
-    ann.write_text("".join(json.dumps({"id": f"q{i:02d}", "video": f"v{i % 3}.mp4", "question": f"Question {i}?",
-                                       "options": ["red", "green", "blue"], "answer": "ABC"[i % 3],
-                                       "category": "even" if i % 2 == 0 else "odd"}) + "\n" for i in range(N)))
+    ann.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i:02d}",
+                    "video": f"v{i % 3}.mp4",
+                    "question": f"Question {i}?",
+                    "options": ["red", "green", "blue"],
+                    "answer": "ABC"[i % 3],
+                    "category": "even" if i % 2 == 0 else "odd",
+                }
+            )
+            + "\n"
+            for i in range(N)
+        )
+    )
     answers = {f"Question {i}?": "ABC"[i % 3] if i % 4 else "ABC"[(i + 1) % 3] for i in range(N)}  # wrong: 0, 4, 8
     return ann, videos, answers
 
@@ -50,10 +64,12 @@ run_eval(samples, oracle_factory(oracle({answers!r}, delay=0.25)), {out!r})
 def test_resume_after_kill_reruns_nothing_finished_and_loses_nothing(tmp_path, bench):
     ann, videos, answers = bench
     out = tmp_path / "out"
-    script = KILLED_RUN.format(tests=str(Path(__file__).parent), ann=str(ann), videos=str(videos),
-                               answers=answers, out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    script = KILLED_RUN.format(
+        tests=str(Path(__file__).parent), ann=str(ann), videos=str(videos), answers=answers, out=str(out)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     results = out / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -135,8 +151,23 @@ def test_cli_eval_report_compare_and_export_load_with_datasets(tmp_path, bench, 
     ann, videos, _ = bench
     script = tmp_path / "b.json"
     script.write_text(json.dumps([{"answer": "B", "evidence": ["00:00:00-00:00:01"]}]))
-    base = ["eval", "jsonl", "--annotations", str(ann), "--videos", str(videos), "--model", f"replay:{script}",
-            "--agent", "baseline", "--frames", "4", "--memory", "none", "--no-progress"]
+    base = [
+        "eval",
+        "jsonl",
+        "--annotations",
+        str(ann),
+        "--videos",
+        str(videos),
+        "--model",
+        f"replay:{script}",
+        "--agent",
+        "baseline",
+        "--frames",
+        "4",
+        "--memory",
+        "none",
+        "--no-progress",
+    ]
     assert main(base + ["--out", str(tmp_path / "b1"), "--limit", "6"]) == 0
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "33.3%" in printed and (tmp_path / "b1" / "report.png").stat().st_size > 5000
@@ -179,10 +210,15 @@ def test_mcr_policy_with_memory_per_question_and_sft_phases(tmp_path, bench):
 
     ann, videos, _ = bench
     script = tmp_path / "mcr.json"
-    script.write_text(json.dumps([
-        {"text": "Plan: look at the overview, then answer."},
-        {"answer": "A", "evidence": ["00:00:00-00:00:02"]},
-        {"text": json.dumps({"verdict": "supported", "confidence": 0.9, "reason": "seen"})}]))
+    script.write_text(
+        json.dumps(
+            [
+                {"text": "Plan: look at the overview, then answer."},
+                {"answer": "A", "evidence": ["00:00:00-00:00:02"]},
+                {"text": json.dumps({"verdict": "supported", "confidence": 0.9, "reason": "seen"})},
+            ]
+        )
+    )
     spec = AgentSpec(agent="mcr", model=f"replay:{script}", memory="question", index=("shots",), max_steps=3)
     summary = run_eval(_samples(ann, videos)[:2], spec, tmp_path / "out")
     rec = read_results(tmp_path / "out" / "results.jsonl")
@@ -227,15 +263,28 @@ def test_workers_against_a_served_model(tmp_path, bench):
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            text = " ".join(p.get("text", "") if isinstance(p, dict) else "" for m in body["messages"]
-                            for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}]))
+            text = " ".join(
+                p.get("text", "") if isinstance(p, dict) else ""
+                for m in body["messages"]
+                for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+            )
             question = text.split("Question: ", 1)[1].split("\n", 1)[0]
             seen.append(question)
             call = {"name": "answer", "arguments": {"answer": answers[question], "evidence": ["00:00:00-00:00:01"]}}
-            reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                         "role": "assistant", "content": f"<tool_call>{json.dumps(call)}</tool_call>"}}],
-                     "usage": {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57}}
+            reply = {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": f"<tool_call>{json.dumps(call)}</tool_call>"},
+                    }
+                ],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57},
+            }
             data = json.dumps(reply).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -1,6 +1,7 @@
 """The import layers of DESIGN.md, checked on the source: every import (at module level, inside
 a function, or by ``importlib.import_module("...")``) goes down the layers, memory never imports
 perception, and no two modules import each other."""
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,23 @@ LAYERS = [
     ("base", ("mcr.types", "mcr.errors", "mcr.cache", "mcr.video", "mcr.onnxrun")),
     ("stores and models", ("mcr.memory", "mcr.models", "mcr.m2la")),
     ("tools", ("mcr.tools",)),
-    ("core", ("mcr.result", "mcr.overview", "mcr.checking", "mcr.context", "mcr.events", "mcr.answers", "mcr.policy", "mcr.verify", "mcr.trace", "mcr.steps",
-              "mcr.loop", "mcr.testing")),
+    (
+        "core",
+        (
+            "mcr.result",
+            "mcr.overview",
+            "mcr.checking",
+            "mcr.context",
+            "mcr.events",
+            "mcr.answers",
+            "mcr.policy",
+            "mcr.verify",
+            "mcr.trace",
+            "mcr.steps",
+            "mcr.loop",
+            "mcr.testing",
+        ),
+    ),
     ("agents", ("mcr.agents",)),
     ("faces", ("mcr.cli", "mcr.memory_cli", "mcr.render", "mcr.eval")),
 ]
@@ -48,8 +64,12 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             module = ".".join(base + ([node.module] if node.module else []))
             found.add(module)
             found.update(f"{module}.{a.name}" for a in node.names)  # ``from pkg import submodule``
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", "") == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             found.add(str(node.args[0].value))
     return {m for m in found if m in known and m not in (name, "mcr")}
 
@@ -73,16 +93,23 @@ def layer_of(name: str) -> int:
 
 
 def upward_imports(g: nx.DiGraph) -> list[str]:
-    return sorted(f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
-                  for a, b in g.edges if a != "mcr" and layer_of(b) > layer_of(a))  # "mcr": the lazy facade
+    return sorted(
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, b in g.edges
+        if a != "mcr" and layer_of(b) > layer_of(a)
+    )  # "mcr": the lazy facade
 
 
 def crossed_siblings(g: nx.DiGraph) -> list[str]:
     def under(name: str, pkg: str) -> bool:
         return name == pkg or name.startswith(pkg + ".")
 
-    return sorted(f"{a} imports {b}" for a, b in g.edges for pkg, apart in APART.items()
-                  if under(a, pkg) and not a.endswith(".cli") and any(under(b, x) for x in apart))
+    return sorted(
+        f"{a} imports {b}"
+        for a, b in g.edges
+        for pkg, apart in APART.items()
+        if under(a, pkg) and not a.endswith(".cli") and any(under(b, x) for x in apart)
+    )
 
 
 def cycles(g: nx.DiGraph) -> list[str]:
@@ -104,11 +131,19 @@ def test_no_two_modules_import_each_other():
     assert not cycles(GRAPH), "import cycles:\n" + "\n".join(cycles(GRAPH))
 
 
-@pytest.mark.parametrize("a, b", [
-    ("mcr.models", "mcr.models.local"), ("mcr.models", "mcr.models.gguf"), ("mcr.models", "mcr.models.replay"),
-    ("mcr.models", "mcr.models.openai_server"), ("mcr.eval.runner", "mcr.eval.ray_runner"),
-    ("mcr.cli", "mcr.eval.cli"), ("mcr.memory.index", "mcr.tools.shots"), ("mcr.tools.asr", "mcr.tools.stages"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("mcr.models", "mcr.models.local"),
+        ("mcr.models", "mcr.models.gguf"),
+        ("mcr.models", "mcr.models.replay"),
+        ("mcr.models", "mcr.models.openai_server"),
+        ("mcr.eval.runner", "mcr.eval.ray_runner"),
+        ("mcr.cli", "mcr.eval.cli"),
+        ("mcr.memory.index", "mcr.tools.shots"),
+        ("mcr.tools.asr", "mcr.tools.stages"),
+    ],
+)
 def test_pairs_that_once_imported_each_other_no_longer_do(a, b):
     assert a in GRAPH and b in GRAPH
     assert not (GRAPH.has_edge(a, b) and GRAPH.has_edge(b, a)), f"{a} and {b} import each other"
@@ -130,7 +165,9 @@ def test_the_checks_fail_on_a_tree_whose_memory_imports_tools(tmp_path):
     (tmp_path / "memory" / "index.py").write_text("def f():\n    from mcr.tools import asr\n", encoding="utf-8")
     (tmp_path / "tools" / "asr.py").write_text("from mcr.memory.index import f\n", encoding="utf-8")
     g = import_graph(tmp_path)
-    assert upward_imports(g) == ["mcr.memory.index (stores and models) imports mcr.tools (tools)",
-                                 "mcr.memory.index (stores and models) imports mcr.tools.asr (tools)"]
+    assert upward_imports(g) == [
+        "mcr.memory.index (stores and models) imports mcr.tools (tools)",
+        "mcr.memory.index (stores and models) imports mcr.tools.asr (tools)",
+    ]
     assert crossed_siblings(g) == ["mcr.memory.index imports mcr.tools", "mcr.memory.index imports mcr.tools.asr"]
     assert len(cycles(g)) == 1 and {"mcr.memory.index", "mcr.tools.asr"} <= set(cycles(g)[0].split(" -> "))

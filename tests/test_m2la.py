@@ -86,8 +86,18 @@ def ids(batch=1, n=12, seed=1):
 def random_layer(key_norm="none", shared=False, groups=2, rope_mix=False, seed=0):
     torch.manual_seed(seed)
     spec = M2LASpec(
-        hidden_size=64, num_heads=4, num_kv_heads=groups, head_dim=32, v_head_dim=32, rank=24, rope_dim=8,
-        shared_rope=shared, softmax_scale=32**-0.5, key_norm=key_norm, query_norm=True, qkv_bias=True,
+        hidden_size=64,
+        num_heads=4,
+        num_kv_heads=groups,
+        head_dim=32,
+        v_head_dim=32,
+        rank=24,
+        rope_dim=8,
+        shared_rope=shared,
+        softmax_scale=32**-0.5,
+        key_norm=key_norm,
+        query_norm=True,
+        qkv_bias=True,
         rope_mix=rope_mix,
     )
     layer = M2LAAttention(spec, layer_idx=0).eval()
@@ -216,8 +226,9 @@ def test_batched_left_padded_generation_with_latent_cache():
     assert torch.equal(cached[1:], alone)
 
 
-@pytest.mark.parametrize("make", [qwen2, lambda: LlamaForCausalLM(LlamaConfig(**SMALL, num_attention_heads=4,
-                                                                              num_key_value_heads=2)).eval()])
+@pytest.mark.parametrize(
+    "make", [qwen2, lambda: LlamaForCausalLM(LlamaConfig(**SMALL, num_attention_heads=4, num_key_value_heads=2)).eval()]
+)
 def test_lossless_conversion_reproduces_logits(make):
     model = make()
     x = ids(batch=2, n=16)
@@ -254,7 +265,9 @@ def test_qwen3_with_key_norm_converts_and_generates(key_norm, shared):
     model = qwen3()
     x = ids()
     before = logits(model, x)
-    report = convert_to_m2la(model, rank=24, rope_dim=8, key_norm=key_norm, shared_rope=shared, calibration=ids(2, 32, 5))
+    report = convert_to_m2la(
+        model, rank=24, rope_dim=8, key_norm=key_norm, shared_rope=shared, calibration=ids(2, 32, 5)
+    )
     assert report.key_norm == key_norm
     after = logits(model, x)
     assert torch.isfinite(after).all() and (after - before).abs().max() > 0  # lossy, as configured

@@ -34,13 +34,38 @@ from mcr.m2la import (
 from mcr.m2la.cli import main, register
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "table", "red", "blue", "big", "small", "and", "then"]
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "ran",
+    "on",
+    "under",
+    "mat",
+    "table",
+    "red",
+    "blue",
+    "big",
+    "small",
+    "and",
+    "then",
+]
 
 
 def qwen3():
     torch.manual_seed(0)
-    cfg = Qwen3Config(vocab_size=160, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
+    cfg = Qwen3Config(
+        vocab_size=160,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+    )
     return Qwen3ForCausalLM(cfg).eval()
 
 
@@ -61,8 +86,15 @@ def tokenizer():
 def source(tmp_path):
     """A tiny Qwen2 model and tokenizer saved as a normal transformers folder."""
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = Qwen2Config(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     folder = tmp_path / "src"
     Qwen2ForCausalLM(cfg).save_pretrained(folder)
     tokenizer().save_pretrained(folder)
@@ -157,8 +189,9 @@ def test_cli_bad_models_and_folders(source, tmp_path, capsys):
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).save_pretrained(gpt2)
     code, _, err = run(["convert", str(gpt2), str(tmp_path / "o1"), "--rank", "8", "--rope-dim", "4"], capsys)
     assert code == 2 and "unknown model family 'gpt2'" in one_error_line(err)
-    code, _, err = run(["convert", str(tmp_path / "missing"), str(tmp_path / "o2"), "--rank", "8", "--rope-dim", "4"],
-                       capsys)
+    code, _, err = run(
+        ["convert", str(tmp_path / "missing"), str(tmp_path / "o2"), "--rank", "8", "--rope-dim", "4"], capsys
+    )
     assert code == 2 and "not found" in one_error_line(err)
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -1,4 +1,5 @@
 """Memory with the real MiniLM encoder, real SQLite, real processes and real videos."""
+
 import json
 import os
 import shutil
@@ -48,8 +49,9 @@ def test_semantic_search_ranks_paraphrase_first(memory):
     memory.write("Pasta is being cooked by a chef.", "caption", video_id="v2", span=[0, 5])
     assert memory.search("cooking pasta", video_id="v2", k=1)[0].entry.video_id == "v2"
     assert [h.entry.kind for h in memory.search("cooking pasta", kind="caption", k=5)] == ["caption"]
-    assert memory.search("cooking pasta", video_id="v1", span="00:00-00:12", k=5)[0].entry.text.startswith("A woman") \
-        or all(h.entry.span.start <= 12 for h in memory.search("cooking pasta", video_id="v1", span="0-12", k=5))
+    assert memory.search("cooking pasta", video_id="v1", span="00:00-00:12", k=5)[0].entry.text.startswith(
+        "A woman"
+    ) or all(h.entry.span.start <= 12 for h in memory.search("cooking pasta", video_id="v1", span="0-12", k=5))
 
 
 def test_embeddings_are_stored_in_batches(memory):
@@ -88,14 +90,18 @@ def test_graph_answers_before_and_after(memory):
     after = g.query("ben", "after", time=1000, video_id="v")
     assert [e.label for e in after] == ["Anna hands the knife to Ben"]
     assert [e.label for e in g.query("Anna", "during", span=TimeSpan(305, 1305), video_id="v")] == [
-        "Anna picks up a knife", "Anna hands the knife to Ben"]
+        "Anna picks up a knife",
+        "Anna hands the knife to Ben",
+    ]
     nxg = g.to_networkx("v")
     rel = {(a, b, d["relation"]) for a, b, d in nxg.edges(data=True)}
     assert ("event:v:1", "event:v:2", "before") in rel
     assert sum(1 for *_, r in rel if r == "participates") == 6
     reopened = Memory(memory.path)
     assert [e.label for e in reopened.graph.query("Ben", video_id="v")] == [
-        "Ben opens the fridge", "Anna hands the knife to Ben"]
+        "Ben opens the fridge",
+        "Anna hands the knife to Ben",
+    ]
 
 
 def test_shot_stage_finds_the_cuts(cut_video, memory):
@@ -131,8 +137,9 @@ def test_killed_indexing_resumes_without_loss(cut_video, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     db = tmp_path / "killed.db"
-    proc = subprocess.Popen([sys.executable, str(script), str(cut_video), str(db), "0.4"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(cut_video), str(db), "0.4"], stdout=subprocess.PIPE, text=True
+    )
     seen = 0
     for line in proc.stdout:
         if line.startswith("chunk"):
@@ -153,8 +160,9 @@ def test_killed_indexing_resumes_without_loss(cut_video, tmp_path):
     assert committed == expected_so_far  # every committed chunk whole, nothing half-written
     store.close()
 
-    done = subprocess.run([sys.executable, str(script), str(cut_video), str(db), "0"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), str(cut_video), str(db), "0"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "report resumed 5" in done.stdout
     first_chunk = float(done.stdout.split()[1])
@@ -196,10 +204,13 @@ def test_two_readers_and_one_writer_across_processes(tmp_path):
     MemoryStore(db).close()
     (tmp_path / "reader.py").write_text(READER)
     (tmp_path / "writer.py").write_text(WRITER)
-    readers = [subprocess.Popen([sys.executable, str(tmp_path / "reader.py"), str(db)], stdout=subprocess.PIPE,
-                                text=True) for _ in range(2)]
-    writer = subprocess.run([sys.executable, str(tmp_path / "writer.py"), str(db)], capture_output=True, text=True,
-                            timeout=120)
+    readers = [
+        subprocess.Popen([sys.executable, str(tmp_path / "reader.py"), str(db)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    writer = subprocess.run(
+        [sys.executable, str(tmp_path / "writer.py"), str(db)], capture_output=True, text=True, timeout=120
+    )
     assert writer.returncode == 0, writer.stderr
     assert writer.stdout.strip() == "wrote 2000"
     for r in readers:
@@ -211,11 +222,22 @@ def test_two_readers_and_one_writer_across_processes(tmp_path):
 
 def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path):
     db = tmp_path / "ws.db"
-    first = Agent(policy="plain", model=ScriptedModel([
-        tool_call("memory_write", text="The third shot shows a colourful fractal.", span="00:08-00:12",
-                  kind="observation"),
-        answer("six shots", evidence=["00:00-00:24"]),
-    ]), memory=db, trace_dir=tmp_path / "t1").run(cut_video, "How many shots are there?")
+    first = Agent(
+        policy="plain",
+        model=ScriptedModel(
+            [
+                tool_call(
+                    "memory_write",
+                    text="The third shot shows a colourful fractal.",
+                    span="00:08-00:12",
+                    kind="observation",
+                ),
+                answer("six shots", evidence=["00:00-00:24"]),
+            ]
+        ),
+        memory=db,
+        trace_dir=tmp_path / "t1",
+    ).run(cut_video, "How many shots are there?")
     assert first.status == "answered"
     events = read_trace(first.trace_path)
     assert [(e.stage, e.status) for e in events if e.kind == "index_stage"] == [("shots", "built")]
@@ -224,34 +246,48 @@ def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path)
     copy.parent.mkdir()
     shutil.copy(cut_video, copy)
     model = ScriptedModel([tool_call("memory_search", query="fractal"), answer("a fractal")])
-    second = Agent(policy="plain", model=model, memory=db, trace_dir=tmp_path / "t2").run(copy, "What does the third shot show?")
+    second = Agent(policy="plain", model=model, memory=db, trace_dir=tmp_path / "t2").run(
+        copy, "What does the third shot show?"
+    )
     events = read_trace(second.trace_path)
     assert [(e.stage, e.status, e.entries) for e in events if e.kind == "index_stage"] == [("shots", "reused", 5)]
     first_view = model.calls[0].messages
     digest = next(m.text for m in first_view if m.text.startswith("[Memory]"))
-    assert "5 shot" in digest and "colourful fractal" in digest and "Q: How many shots are there? A: six shots" in digest
+    assert (
+        "5 shot" in digest and "colourful fractal" in digest and "Q: How many shots are there? A: six shots" in digest
+    )
     found = [e for e in events if e.kind == "tool_returned"][0]
-    assert found.text.splitlines()[0].endswith("The third shot shows a colourful fractal. (score %s)"
-                                               % found.text.split("score ")[1].split(")")[0])
+    assert found.text.splitlines()[0].endswith(
+        "The third shot shows a colourful fractal. (score %s)" % found.text.split("score ")[1].split(")")[0]
+    )
 
     changed = tmp_path / "changed.mp4"  # same pictures, other bytes: a changed file
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(copy), "-c", "copy", "-metadata", "title=edited",
-                    str(changed)], check=True, timeout=60)
-    third = Agent(policy="plain", model=ScriptedModel([answer("x")]), memory=db, trace_dir=tmp_path / "t3").run(changed, "q?")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(copy), "-c", "copy", "-metadata", "title=edited", str(changed)],
+        check=True,
+        timeout=60,
+    )
+    third = Agent(policy="plain", model=ScriptedModel([answer("x")]), memory=db, trace_dir=tmp_path / "t3").run(
+        changed, "q?"
+    )
     stages = [e for e in read_trace(third.trace_path) if e.kind == "index_stage"]
     assert stages[0].status == "built" and stages[0].video_id != events[1].video_id
 
 
 def test_memory_tools_and_event_graph_in_the_loop(tmp_path, cut_video):
-    model = ScriptedModel([
-        tool_call("memory_write", text="Anna enters", span="00:01-00:02", kind="event", entities=["Anna"]),
-        tool_call("memory_write", text="Anna leaves", span="00:20-00:21", kind="event", entities=["Anna"]),
-        tool_call("memory_events", entity="anna", relation="before", time="00:00:10"),
-        tool_call("memory_events", entity="Zed"),
-        tool_call("memory_write", text="late", span="00:50-00:55"),
-        answer("she enters"),
-    ])
-    Agent(policy="plain", model=model, memory=tmp_path / "m.db", index=(), trace_dir=tmp_path).run(cut_video, "What does Anna do?")
+    model = ScriptedModel(
+        [
+            tool_call("memory_write", text="Anna enters", span="00:01-00:02", kind="event", entities=["Anna"]),
+            tool_call("memory_write", text="Anna leaves", span="00:20-00:21", kind="event", entities=["Anna"]),
+            tool_call("memory_events", entity="anna", relation="before", time="00:00:10"),
+            tool_call("memory_events", entity="Zed"),
+            tool_call("memory_write", text="late", span="00:50-00:55"),
+            answer("she enters"),
+        ]
+    )
+    Agent(policy="plain", model=model, memory=tmp_path / "m.db", index=(), trace_dir=tmp_path).run(
+        cut_video, "What does Anna do?"
+    )
     results = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert results[0] == "saved as m1." and results[1] == "saved as m2."
     assert results[2] == "00:00:01.0-00:00:02.0 Anna enters [Anna]"
@@ -264,7 +300,9 @@ def test_damaged_span_fails_the_stage_not_the_run(cut_video, tmp_path):
     data = bytearray(Path(cut_video).read_bytes())
     data[-100] ^= 0xFF  # inside the sample tables at the end: some packets of the middle shots break
     damaged.write_bytes(bytes(data))
-    result = Agent(policy="plain", model=ScriptedModel([answer("x")]), memory=tmp_path / "m.db", trace_dir=tmp_path).run(damaged, "q?")
+    result = Agent(
+        policy="plain", model=ScriptedModel([answer("x")]), memory=tmp_path / "m.db", trace_dir=tmp_path
+    ).run(damaged, "q?")
     stage = [e for e in read_trace(result.trace_path) if e.kind == "index_stage"][0]
     assert result.status == "answered"
     assert stage.status == "failed" and stage.video_id
@@ -280,6 +318,7 @@ def test_foreign_or_unreadable_database_is_refused_untouched(tmp_path):
     assert text_file.read_bytes() == before
 
     import sqlite3
+
     other = tmp_path / "other.db"
     conn = sqlite3.connect(other)
     conn.execute("CREATE TABLE accounts (id INTEGER, balance REAL)")
@@ -305,8 +344,14 @@ def test_bad_entries_are_refused(memory):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "mcr.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=180, env={**os.environ, "COLUMNS": "160"})
+    return subprocess.run(
+        [sys.executable, "-m", "mcr.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "160"},
+    )
 
 
 def test_memory_and_index_commands(tmp_path, cut_video):

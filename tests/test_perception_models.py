@@ -5,6 +5,7 @@ from local files through the real loaders, the embeddings index stage, grounding
 the CLIP signal, box proposals, mask tracking, the overlay) and not the quality: their
 outputs are noise, and the tests say "plumbing" in their names.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,16 +56,35 @@ def build_tiny_sam(checkpoint=None):
 
     dim, size, patch = 32, 256, 16
     sam = Sam(
-        image_encoder=ImageEncoderViT(img_size=size, patch_size=patch, embed_dim=32, depth=1, num_heads=2,
-                                      mlp_ratio=2, out_chans=dim, qkv_bias=True,
-                                      norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
-                                      global_attn_indexes=(0,), window_size=4),
-        prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(size // patch, size // patch),
-                                     input_image_size=(size, size), mask_in_chans=4),
-        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(depth=1, embedding_dim=dim,
-                                                                                         mlp_dim=64, num_heads=2),
-                                 transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=32),
-        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+        image_encoder=ImageEncoderViT(
+            img_size=size,
+            patch_size=patch,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=2,
+            out_chans=dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            global_attn_indexes=(0,),
+            window_size=4,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=dim,
+            image_embedding_size=(size // patch, size // patch),
+            input_image_size=(size, size),
+            mask_in_chans=4,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
+            transformer_dim=dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
     )
     if checkpoint is not None:
         sam.load_state_dict(torch.load(checkpoint, weights_only=True))
@@ -156,11 +176,14 @@ def test_segment_box_and_point_plumbing(object_video, tiny_sam, tmp_path):
     assert not point.is_error and point.metadata["prompt_kind"] == "point" and len(point.metadata["frames"]) == 2
 
 
-@pytest.mark.parametrize("prompt, message", [
-    ("box 100,100,50,50", "X1 > X0"),
-    ("point 900,10", "outside the 320x240 frame"),
-    ("box 1,2,3", "a point is 'point X,Y'"),
-])
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        ("box 100,100,50,50", "X1 > X0"),
+        ("point 900,10", "outside the 320x240 frame"),
+        ("box 1,2,3", "a point is 'point X,Y'"),
+    ],
+)
 def test_segment_bad_prompts(object_video, tiny_sam, tmp_path, prompt, message):
     from mcr.tools.segment import segment
 

@@ -1,4 +1,5 @@
 """The MCR policy with scripted models: verification, recursion, budgets and the context budget."""
+
 import re
 
 import numpy as np
@@ -23,18 +24,23 @@ def agent(model, tmp_path, **kw):
 
 
 def test_wrong_first_answer_is_rejected_by_the_rules_and_fixed(tmp_path, boats):
-    model = ScriptedModel([
-        PLAN,
-        answer("a submarine", evidence=["00:00:01-00:00:03"]),  # not an option
-        answer("B", evidence=["00:00:50-00:01:00"]),  # past the end of the video
-        answer("B", evidence=["00:00:04-00:00:08"]),  # seen in the overview: passes the rules
-        verdict("supported", 0.85, "boats are visible"),
-    ])
+    model = ScriptedModel(
+        [
+            PLAN,
+            answer("a submarine", evidence=["00:00:01-00:00:03"]),  # not an option
+            answer("B", evidence=["00:00:50-00:01:00"]),  # past the end of the video
+            answer("B", evidence=["00:00:04-00:00:08"]),  # seen in the overview: passes the rules
+            verdict("supported", 0.85, "boats are visible"),
+        ]
+    )
     result = agent(model, tmp_path).run(boats, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "verified" and result.answer_form == "choice" and result.value == 1
-    assert [(v["source"], v["verdict"]) for v in result.verdicts] == [("rules", "fail"), ("rules", "pass"),
-                                                                      ("model", "supported")]
+    assert [(v["source"], v["verdict"]) for v in result.verdicts] == [
+        ("rules", "fail"),
+        ("rules", "pass"),
+        ("model", "supported"),
+    ]
     assert "not one of the options" in result.verdicts[0]["reason"]
     # the model read why each answer was refused
     feedback = [m.text for m in model.calls[3].messages if m.role == "tool"]
@@ -46,11 +52,13 @@ def test_wrong_first_answer_is_rejected_by_the_rules_and_fixed(tmp_path, boats):
 
 
 def test_evidence_never_looked_at_is_refused(tmp_path, boats):
-    model = ScriptedModel([
-        answer("boats", evidence=["00:00:05-00:00:06"]),
-        tool_call("inspect_frames", span="00:00:05-00:00:06", max_frames=2),
-        answer("boats", evidence=["00:00:05-00:00:06"]),
-    ])
+    model = ScriptedModel(
+        [
+            answer("boats", evidence=["00:00:05-00:00:06"]),
+            tool_call("inspect_frames", span="00:00:05-00:00:06", max_frames=2),
+            answer("boats", evidence=["00:00:05-00:00:06"]),
+        ]
+    )
     pol = Policy(perceive=False, plan=False, reflect_every=0, model_check=False)
     result = agent(model, tmp_path, policy=pol).run(boats, "What is on the water?")
     assert result.status == "verified" and result.verdicts[0]["verdict"] == "fail"
@@ -58,15 +66,17 @@ def test_evidence_never_looked_at_is_refused(tmp_path, boats):
 
 
 def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, boats):
-    model = ScriptedModel([
-        PLAN,
-        answer("B", evidence=["00:00:00-00:00:02"]),
-        verdict("insufficient", 0.3, "the first two seconds only show water"),
-        tool_call("inspect_frames", span="00:00:04-00:00:08", max_frames=4),
-        REFLECT,
-        answer("B", evidence=["00:00:04-00:00:08"]),
-        verdict("supported", 0.9, "boats visible"),
-    ])
+    model = ScriptedModel(
+        [
+            PLAN,
+            answer("B", evidence=["00:00:00-00:00:02"]),
+            verdict("insufficient", 0.3, "the first two seconds only show water"),
+            tool_call("inspect_frames", span="00:00:04-00:00:08", max_frames=4),
+            REFLECT,
+            answer("B", evidence=["00:00:04-00:00:08"]),
+            verdict("supported", 0.9, "boats visible"),
+        ]
+    )
     result = agent(model, tmp_path).run(boats, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "verified" and result.evidence == [TimeSpan(4, 8)]
@@ -80,19 +90,21 @@ def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, boats):
 
 
 def test_investigate_nests_twice_and_the_depth_bound_stops_a_third(tmp_path, boats):
-    model = ScriptedModel([
-        PLAN,
-        tool_call("investigate", span="00:00:02-00:00:10", question="What moves on the water?"),
-        # depth 1 (no plan in children): investigate deeper
-        tool_call("investigate", span="00:00:04-00:00:06", question="Is it a boat?"),
-        # depth 2: a third level is refused, then it answers from its overview
-        tool_call("investigate", span="00:00:04-00:00:05", question="What colour?"),
-        answer("yes, a boat", evidence=["00:00:04-00:00:06"]),
-        answer("boats", evidence=["00:00:04-00:00:06"]),  # depth 1 concludes
-        REFLECT,
-        answer("B", evidence=["00:00:04-00:00:06"]),
-        verdict("supported", 0.9, "ok"),
-    ])
+    model = ScriptedModel(
+        [
+            PLAN,
+            tool_call("investigate", span="00:00:02-00:00:10", question="What moves on the water?"),
+            # depth 1 (no plan in children): investigate deeper
+            tool_call("investigate", span="00:00:04-00:00:06", question="Is it a boat?"),
+            # depth 2: a third level is refused, then it answers from its overview
+            tool_call("investigate", span="00:00:04-00:00:05", question="What colour?"),
+            answer("yes, a boat", evidence=["00:00:04-00:00:06"]),
+            answer("boats", evidence=["00:00:04-00:00:06"]),  # depth 1 concludes
+            REFLECT,
+            answer("B", evidence=["00:00:04-00:00:06"]),
+            verdict("supported", 0.9, "ok"),
+        ]
+    )
     result = agent(model, tmp_path).run(boats, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "verified"
@@ -113,13 +125,15 @@ def test_investigate_nests_twice_and_the_depth_bound_stops_a_third(tmp_path, boa
 
 
 def test_spent_budget_gives_unverified_with_best_answer(tmp_path, boats):
-    model = ScriptedModel([
-        answer("B", evidence=["00:00:04-00:00:08"]),
-        verdict("insufficient", 0.2, "unclear"),
-        tool_call("inspect_frames", span="00:00:00-00:00:02", max_frames=1),
-        answer("B", evidence=["00:00:00-00:00:02"]),  # the forced last call
-        verdict("contradicted", 0.7, "only water"),
-    ])
+    model = ScriptedModel(
+        [
+            answer("B", evidence=["00:00:04-00:00:08"]),
+            verdict("insufficient", 0.2, "unclear"),
+            tool_call("inspect_frames", span="00:00:00-00:00:02", max_frames=1),
+            answer("B", evidence=["00:00:00-00:00:02"]),  # the forced last call
+            verdict("contradicted", 0.7, "only water"),
+        ]
+    )
     pol = Policy(plan=False, reflect_every=0)
     result = agent(model, tmp_path, policy=pol, max_steps=2).run(boats, "What is shown?", options=OPTIONS)
     model.assert_complete()
@@ -167,8 +181,10 @@ def test_baseline_answers_in_one_call_from_uniform_frames(tmp_path, boats):
 def _synthetic_context(entries: int, profile: RenderProfile) -> Context:
     """A 3-hour run: inspect_frames every few seconds, reflections every 10 steps."""
     ctx = Context(profile=profile)
-    ctx.add_task("What does the woman in red do after the train leaves?",
-                 video={"name": "long.mp4", "duration": 3 * 3600, "fps": 25, "width": 640, "height": 360})
+    ctx.add_task(
+        "What does the woman in red do after the train leaves?",
+        video={"name": "long.mp4", "duration": 3 * 3600, "fps": 25, "width": 640, "height": 360},
+    )
     ctx.add("memory", "Memory of this video: 3 answer.")
     ctx.add("plan", "Plan: find the train leaving (transcript, then frames), then follow the woman in red.")
     step, mem = 0, 0
@@ -179,8 +195,14 @@ def _synthetic_context(entries: int, profile: RenderProfile) -> Context:
         ctx.add_model_turn(step, f"Looking at {t}-{t + 8} for the train and the woman.", [call])
         frames = Frames(np.zeros((8, 2, 2, 3), np.uint8), [t + k for k in range(8)], list(range(8)))
         mem += 1
-        ctx.add_tool_result(step, call, f"8 frames from {t}s to {t + 8}s: platform, people waiting. " * 6,
-                            frames=frames, memory_ref=f"m{mem}", spans=[[t, t + 8]])
+        ctx.add_tool_result(
+            step,
+            call,
+            f"8 frames from {t}s to {t + 8}s: platform, people waiting. " * 6,
+            frames=frames,
+            memory_ref=f"m{mem}",
+            spans=[[t, t + 8]],
+        )
         if step % 10 == 0:
             ctx.add("reflection", f"After step {step}: the train has not left yet; keep scanning forward.", step)
     return ctx
@@ -217,7 +239,7 @@ def test_three_hour_context_renders_within_budget_and_points_at_memory():
     covered = {n for a, b in ranges for n in range(int(a), int(b) + 1)}
     folded_ids = re.search(r"trace entries #(\d+)-#(\d+)", folded)
     first, last = int(folded_ids.group(1)), int(folded_ids.group(2))
-    expected = {int(e.data["memory_ref"][1:]) for e in ctx.entries[first:last + 1] if e.data.get("memory_ref")}
+    expected = {int(e.data["memory_ref"][1:]) for e in ctx.entries[first : last + 1] if e.data.get("memory_ref")}
     assert expected and expected <= covered  # every folded observation is named by its memory entry
     # the view is valid chat: each tool message answers a call of the assistant message before it
     for i, m in enumerate(messages):

@@ -1,5 +1,6 @@
 """The model doubles in ``mcr.testing``: ``ScriptedModel`` under the default policy, strict
 scripts, and ``RecordingModel`` around a model or a function."""
+
 import textwrap
 import threading
 
@@ -29,8 +30,13 @@ def test_the_docstring_example_runs_under_the_default_policy(tmp_path):
     result, model = names["result"], names["model"]
     assert result.status == "verified" and result.answer == "a red square"
     # the plan, the reflection and the verdict were not scripted: they got the neutral replies
-    assert [(c.kind, c.step) for c in model.calls] == [("plan", None), ("act", 0), ("reflect", None), ("act", 1),
-                                                       ("verify", None)]
+    assert [(c.kind, c.step) for c in model.calls] == [
+        ("plan", None),
+        ("act", 0),
+        ("reflect", None),
+        ("act", 1),
+        ("verify", None),
+    ]
     assert [(v["source"], v["verdict"]) for v in result.verdicts] == [("rules", "pass"), ("model", "supported")]
     tools_seen = [m for m in model.calls[3].messages if m.role == "tool"]
     assert tools_seen[0].text.startswith("4 frames from 00:00:00.0-00:00:04.0")
@@ -38,8 +44,13 @@ def test_the_docstring_example_runs_under_the_default_policy(tmp_path):
 
 def test_strict_script_raises_where_it_has_no_step(tmp_path):
     make_shape_video(tmp_path / "clip.mp4")
-    model = ScriptedModel([tool_call("inspect_frames", span="00:00-00:04", max_frames=4),
-                           answer("a red square", evidence=["00:00-00:04"])], strict=True)
+    model = ScriptedModel(
+        [
+            tool_call("inspect_frames", span="00:00-00:04", max_frames=4),
+            answer("a red square", evidence=["00:00-00:04"]),
+        ],
+        strict=True,
+    )
     result = Agent(model=model).run("clip.mp4", "What shape is shown?")
     # every call took the next step: the plan took the tool call, the first turn the answer,
     # the verifier's request found the script used up
@@ -115,8 +126,10 @@ def test_recording_model_around_a_function_from_several_threads():
     barrier = threading.Barrier(2, timeout=30)
     model = RecordingModel(reply)
     outs = {}
-    threads = [threading.Thread(target=lambda q=q: outs.setdefault(q, model.generate([Message("user", q)], [])))
-               for q in ("a", "b")]
+    threads = [
+        threading.Thread(target=lambda q=q: outs.setdefault(q, model.generate([Message("user", q)], [])))
+        for q in ("a", "b")
+    ]
     for t in threads:
         t.start()
     for t in threads:

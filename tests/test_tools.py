@@ -1,4 +1,5 @@
 """@tool schemas, validation, and every failure reaching the model as a result."""
+
 import threading
 from typing import List, Literal, Optional
 
@@ -78,6 +79,7 @@ def test_decorator_with_arguments_and_direct_call():
 
 def test_tool_needs_type_hints():
     with pytest.raises(TypeError, match="needs a type hint"):
+
         @tool
         def untyped(x):
             return x
@@ -85,6 +87,7 @@ def test_tool_needs_type_hints():
 
 def test_answer_name_is_reserved():
     with pytest.raises(ValueError, match="reserved"):
+
         @tool(name="answer")
         def a(x: str) -> str:
             return x
@@ -194,6 +197,7 @@ def test_inspect_frames_without_video_is_a_result():
 
 # ------------------------------------------------------------- timeouts and cancelling
 
+
 def test_a_cancellable_tool_that_times_out_is_stopped():
     started, threads = threading.Event(), []
 
@@ -210,8 +214,9 @@ def test_a_cancellable_tool_that_times_out_is_stopped():
     registry = ToolRegistry([crawl], cancel_grace_s=60)  # it ends as soon as it sees the event
     r = registry.execute(ToolCall("crawl", {}, "c"), caller)
     assert started.is_set()
-    assert r.is_error and r.text == ("error: tool 'crawl' timed out after 0.05 s and was stopped; try a narrower "
-                                     "span or a cheaper call.")
+    assert r.is_error and r.text == (
+        "error: tool 'crawl' timed out after 0.05 s and was stopped; try a narrower span or a cheaper call."
+    )
     assert r.metadata["stopped"] is True
     assert not threads[0].is_alive()  # its thread has ended
     assert not caller.cancelled.is_set()  # each call has its own event: the caller's context is untouched
@@ -287,5 +292,9 @@ def test_stream_frames_stops_at_the_next_frame_once_cancelled(code_video):
     cancelled.set()
     with pytest.raises(ToolError, match="cancelled"):
         next(frames)
-    assert [t for t, _ in stream_frames(Video(code_video), [0.0, 1.0, 2.0, 3.0], cancelled=threading.Event())] == \
-        [0.0, 1.0, 2.0, 3.0]
+    assert [t for t, _ in stream_frames(Video(code_video), [0.0, 1.0, 2.0, 3.0], cancelled=threading.Event())] == [
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+    ]

@@ -1,5 +1,6 @@
 """Typed outputs (the answer, investigate and verdict models), the one ``RunResult`` from the loop
 to the caller, and subscribers that fail without ending the run."""
+
 import json
 import logging
 from pathlib import Path
@@ -20,40 +21,73 @@ from mcr.types import TimeSpan, ToolCall, Usage
 from mcr.verify import VERDICT_SCHEMA, Verdict, feedback_for, parse_verdict
 
 OPTIONS = ["a car race", "boats on water", "a cooking show"]
-EVIDENCE = {"type": "array", "items": {"type": "string"}, "maxItems": 8,
-            "description": "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'."}
+EVIDENCE = {
+    "type": "array",
+    "items": {"type": "string"},
+    "maxItems": 8,
+    "description": "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'.",
+}
 
 
 def answer_tool(answer_prop: dict, evidence: dict = EVIDENCE) -> dict:
     """The answer tool as it was written by hand before it was a pydantic model."""
-    return {"type": "function", "function": {
-        "name": "answer",
-        "description": "Commit the final answer to the question, citing the spans of the video that show it.",
-        "parameters": {"type": "object", "properties": {"answer": answer_prop, "evidence": evidence},
-                       "required": ["answer", "evidence"], "additionalProperties": False}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": "answer",
+            "description": "Commit the final answer to the question, citing the spans of the video that show it.",
+            "parameters": {
+                "type": "object",
+                "properties": {"answer": answer_prop, "evidence": evidence},
+                "required": ["answer", "evidence"],
+                "additionalProperties": False,
+            },
+        },
+    }
 
 
 def test_output_schemas_are_the_ones_the_model_saw_before():
-    assert answer_schema() == answer_tool({"type": "string",
-                                           "description": "The final answer, in a sentence or a few words."})
+    assert answer_schema() == answer_tool(
+        {"type": "string", "description": "The final answer, in a sentence or a few words."}
+    )
     assert answer_schema("choice", OPTIONS, cite=True) == answer_tool(
-        {"type": "string", "description": "Exactly one of the options: its letter (e.g. \"B\").",
-         "enum": ["A", "B", "C"]}, {**EVIDENCE, "minItems": 1})
+        {
+            "type": "string",
+            "description": 'Exactly one of the options: its letter (e.g. "B").',
+            "enum": ["A", "B", "C"],
+        },
+        {**EVIDENCE, "minItems": 1},
+    )
     assert answer_schema("count") == answer_tool({"type": "string", "description": "The number, in digits."})
-    assert INVESTIGATE_SCHEMA == {"type": "function", "function": {
-        "name": "investigate",
-        "description": ("Hand a sub-question about one span to a focused sub-agent that looks at that span "
-                        "with denser frames and reports its conclusion."),
-        "parameters": {"type": "object", "properties": {
-            "span": {"type": "string", "description": "The span to investigate, 'HH:MM:SS.s-HH:MM:SS.s'."},
-            "question": {"type": "string", "description": "The sub-question to answer about that span."}},
-            "required": ["span", "question"], "additionalProperties": False}}}
+    assert INVESTIGATE_SCHEMA == {
+        "type": "function",
+        "function": {
+            "name": "investigate",
+            "description": (
+                "Hand a sub-question about one span to a focused sub-agent that looks at that span "
+                "with denser frames and reports its conclusion."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "span": {"type": "string", "description": "The span to investigate, 'HH:MM:SS.s-HH:MM:SS.s'."},
+                    "question": {"type": "string", "description": "The sub-question to answer about that span."},
+                },
+                "required": ["span", "question"],
+                "additionalProperties": False,
+            },
+        },
+    }
     assert VERDICT_SCHEMA == {
         "type": "object",
-        "properties": {"verdict": {"type": "string", "enum": ["supported", "contradicted", "insufficient"]},
-                       "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                       "reason": {"type": "string", "maxLength": 300}},
-        "required": ["verdict", "confidence", "reason"], "additionalProperties": False}
+        "properties": {
+            "verdict": {"type": "string", "enum": ["supported", "contradicted", "insufficient"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "reason": {"type": "string", "maxLength": 300},
+        },
+        "required": ["verdict", "confidence", "reason"],
+        "additionalProperties": False,
+    }
 
 
 def test_constrained_schemas_keep_cited_evidence_and_spans_inside_the_video():
@@ -63,9 +97,11 @@ def test_constrained_schemas_keep_cited_evidence_and_spans_inside_the_video():
     assert cited["properties"]["evidence"]["items"]["pattern"] == span_pattern(6.0)
     assert cited["properties"]["answer"]["pattern"] == span_pattern(6.0)
     jsonschema.validate({"answer": "00:00:01-00:00:02", "evidence": ["00:00:01.0-00:00:05.5"]}, cited)
-    for slip in ({"answer": "00:00:01-00:00:02", "evidence": []},
-                 {"answer": "00:00:01-00:00:02", "evidence": ["00:00:01-00:00:07"]},
-                 {"answer": "00:00:01-00:00:02", "evidence": ["00:00:01-00:00:02"], "why": "x"}):
+    for slip in (
+        {"answer": "00:00:01-00:00:02", "evidence": []},
+        {"answer": "00:00:01-00:00:02", "evidence": ["00:00:01-00:00:07"]},
+        {"answer": "00:00:01-00:00:02", "evidence": ["00:00:01-00:00:02"], "why": "x"},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(slip, cited)
     free = bounded_schema(answer_schema("text", None, cite=False)["function"]["parameters"], bounds)
@@ -90,8 +126,9 @@ def test_answer_calls_are_read_leniently_and_their_problems_named():
 
 
 def test_investigate_arguments_are_validated_like_a_tools():
-    args = InvestigateArguments.model_validate({"span": "00:00:02-00:00:30", "question": " Who? ", "x": 1},
-                                               context={"duration": 12.5})
+    args = InvestigateArguments.model_validate(
+        {"span": "00:00:02-00:00:30", "question": " Who? ", "x": 1}, context={"duration": 12.5}
+    )
     assert (args.span, args.question) == (TimeSpan(2, 12.5), "Who?")
 
     def problem(arguments):
@@ -104,18 +141,29 @@ def test_investigate_arguments_are_validated_like_a_tools():
     assert problem({"question": "Who?"}) == "span: missing required argument"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"verdict": "supported", "confidence": 0.8, "reason": "a {boat} at 00:04"}',
-     ("supported", 0.8, "a {boat} at 00:04")),  # braces inside the reason do not cut the object short
-    ('Checked.\n```json\n{"verdict": "Contradicted", "details": {"seen": "water"}, "confidence": 0.7}\n```',
-     ("contradicted", 0.7, "")),  # a nested object; the verdict's case; a missing reason
-    ('<think>{"verdict": "supported"}</think>[{"verdict": "insufficient", "confidence": 3, "reason": "dark"}]',
-     ("insufficient", 1.0, "dark")),  # reasoning left out; a list holding the object; confidence clamped
-    ("{'verdict': 'supported', 'confidence': 'high', 'reason': None}", ("supported", 0.5, "")),
-    ("The answer is supported by the frames.", ("supported", 0.5, "The answer is supported by the frames.")),
-    ('{"verdict": "maybe"} I would say contradicted.', ("contradicted", 0.5, '{"verdict": "maybe"} I would say '
-                                                                            'contradicted.')),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            '{"verdict": "supported", "confidence": 0.8, "reason": "a {boat} at 00:04"}',
+            ("supported", 0.8, "a {boat} at 00:04"),
+        ),  # braces inside the reason do not cut the object short
+        (
+            'Checked.\n```json\n{"verdict": "Contradicted", "details": {"seen": "water"}, "confidence": 0.7}\n```',
+            ("contradicted", 0.7, ""),
+        ),  # a nested object; the verdict's case; a missing reason
+        (
+            '<think>{"verdict": "supported"}</think>[{"verdict": "insufficient", "confidence": 3, "reason": "dark"}]',
+            ("insufficient", 1.0, "dark"),
+        ),  # reasoning left out; a list holding the object; confidence clamped
+        ("{'verdict': 'supported', 'confidence': 'high', 'reason': None}", ("supported", 0.5, "")),
+        ("The answer is supported by the frames.", ("supported", 0.5, "The answer is supported by the frames.")),
+        (
+            '{"verdict": "maybe"} I would say contradicted.',
+            ("contradicted", 0.5, '{"verdict": "maybe"} I would say contradicted.'),
+        ),
+    ],
+)
 def test_verdicts_are_read_with_balanced_json(text, expected):
     got = parse_verdict(text)
     assert (got.source, got.verdict, got.confidence, got.reason) == ("model", *expected)
@@ -144,11 +192,16 @@ def test_a_low_confidence_supported_verdict_does_not_pass_a_run(tmp_path, boats)
     ]
     policy = Policy(plan=False, reflect_every=0, min_confidence=0.5)
     model = ScriptedModel(list(script))
-    result = Agent(model=model, policy=policy, memory=False, trace_dir=tmp_path).run(boats, "What is shown?",
-                                                                                      options=OPTIONS)
+    result = Agent(model=model, policy=policy, memory=False, trace_dir=tmp_path).run(
+        boats, "What is shown?", options=OPTIONS
+    )
     assert result.status == "verified" and result.value == 1
     assert [(v["verdict"], v["confidence"]) for v in result.verdicts] == [
-        ("pass", 1.0), ("supported", 0.3), ("pass", 1.0), ("supported", 0.9)]
+        ("pass", 1.0),
+        ("supported", 0.3),
+        ("pass", 1.0),
+        ("supported", 0.9),
+    ]
     told = [m.text for m in model.calls[2].messages if m.role == "tool"][-1]
     assert "only with confidence 0.30, below the 0.50 needed" in told
     checks = [e for e in read_trace(result.trace_path) if isinstance(e, Verification)]
@@ -156,18 +209,30 @@ def test_a_low_confidence_supported_verdict_does_not_pass_a_run(tmp_path, boats)
 
     trusting = Policy(plan=False, reflect_every=0, min_confidence=0.25)
     model = ScriptedModel(list(script[:2]))
-    result = Agent(model=model, policy=trusting, memory=False, trace_dir=tmp_path).run(boats, "What is shown?",
-                                                                                        options=OPTIONS)
+    result = Agent(model=model, policy=trusting, memory=False, trace_dir=tmp_path).run(
+        boats, "What is shown?", options=OPTIONS
+    )
     model.assert_complete()
     assert result.status == "verified" and [v["verdict"] for v in result.verdicts] == ["pass", "supported"]
 
 
 # A run_finished line as traces have always held it.
 OLD_FINISHED = {
-    "event": "run_finished", "run_id": "abc123", "depth": 0, "step": 3, "time": 1700000000.5,
-    "answer": "00:00:04.0-00:00:08.0", "status": "verified", "evidence": [[4.0, 8.0]], "steps": 3,
-    "usage": {"input_tokens": 1200, "output_tokens": 80, "model_calls": 4}, "wall_s": 2.5, "error": None,
-    "trace_path": "/tmp/t.jsonl", "answer_form": "span", "value": [4.0, 8.0],
+    "event": "run_finished",
+    "run_id": "abc123",
+    "depth": 0,
+    "step": 3,
+    "time": 1700000000.5,
+    "answer": "00:00:04.0-00:00:08.0",
+    "status": "verified",
+    "evidence": [[4.0, 8.0]],
+    "steps": 3,
+    "usage": {"input_tokens": 1200, "output_tokens": 80, "model_calls": 4},
+    "wall_s": 2.5,
+    "error": None,
+    "trace_path": "/tmp/t.jsonl",
+    "answer_form": "span",
+    "value": [4.0, 8.0],
     "verdicts": [{"source": "rules", "verdict": "pass", "confidence": 1.0, "reason": "", "checks": [], "round": 1}],
     "frames_seen": 16,
 }
@@ -177,8 +242,13 @@ def test_run_finished_carries_the_run_result_and_reads_old_traces():
     event = event_from_dict(OLD_FINISHED)
     assert isinstance(event, RunFinished) and isinstance(event.result, RunResult)
     r = event.result
-    assert (r.run_id, r.status, r.evidence, r.value, r.usage) == ("abc123", "verified", [TimeSpan(4, 8)],
-                                                                  TimeSpan(4, 8), Usage(1200, 80, 4))
+    assert (r.run_id, r.status, r.evidence, r.value, r.usage) == (
+        "abc123",
+        "verified",
+        [TimeSpan(4, 8)],
+        TimeSpan(4, 8),
+        Usage(1200, 80, 4),
+    )
     # the result's fields read through the event as they always did
     assert (event.status, event.steps, event.evidence, event.value) == ("verified", 3, [[4.0, 8.0]], [4.0, 8.0])
     assert event.usage == OLD_FINISHED["usage"]
@@ -186,11 +256,21 @@ def test_run_finished_carries_the_run_result_and_reads_old_traces():
     with pytest.raises(AttributeError):
         _ = event.colour
     assert r.to_dict() == {
-        "answer": "00:00:04.0-00:00:08.0", "status": "verified", "evidence": ["00:00:04.0-00:00:08.0"],
-        "evidence_seconds": [[4.0, 8.0]], "steps": 3, "trace_path": "/tmp/t.jsonl",
-        "usage": {"input_tokens": 1200, "output_tokens": 80, "model_calls": 4}, "run_id": "abc123", "wall_s": 2.5,
-        "error": None, "answer_form": "span", "value": [4.0, 8.0], "verdicts": OLD_FINISHED["verdicts"],
-        "frames_seen": 16}
+        "answer": "00:00:04.0-00:00:08.0",
+        "status": "verified",
+        "evidence": ["00:00:04.0-00:00:08.0"],
+        "evidence_seconds": [[4.0, 8.0]],
+        "steps": 3,
+        "trace_path": "/tmp/t.jsonl",
+        "usage": {"input_tokens": 1200, "output_tokens": 80, "model_calls": 4},
+        "run_id": "abc123",
+        "wall_s": 2.5,
+        "error": None,
+        "answer_form": "span",
+        "value": [4.0, 8.0],
+        "verdicts": OLD_FINISHED["verdicts"],
+        "frames_seen": 16,
+    }
 
 
 def test_an_old_trace_is_drawn_again(tmp_path):
@@ -199,9 +279,19 @@ def test_an_old_trace_is_drawn_again(tmp_path):
     from mcr.render import RichRenderer
     from mcr.trace import iter_trace
 
-    old_check = {"event": "verification", "run_id": "abc123", "depth": 0, "step": 3, "time": 1700000000.0,
-                 "round": 1, "source": "model", "verdict": "supported", "confidence": 0.9, "reason": "boats",
-                 "checks": []}
+    old_check = {
+        "event": "verification",
+        "run_id": "abc123",
+        "depth": 0,
+        "step": 3,
+        "time": 1700000000.0,
+        "round": 1,
+        "source": "model",
+        "verdict": "supported",
+        "confidence": 0.9,
+        "reason": "boats",
+        "checks": [],
+    }
     path = tmp_path / "old.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in (old_check, OLD_FINISHED)) + "\n")
     console = Console(record=True, width=120, force_terminal=False)
@@ -226,8 +316,13 @@ def test_one_result_type_from_the_loop_to_the_caller(tmp_path, boats):
     assert isinstance(finished, RunFinished) and finished.result.answer == "boats"
     line = json.loads(Path(finished.result.trace_path).read_text().splitlines()[-1])
     assert line == finished.to_dict() and line["evidence"] == [[1.0, 3.0]] and line["status"] == "answered"
-    result = Agent(model=ScriptedModel([answer("boats", evidence=["00:00:01-00:00:03"])]), policy="plain",
-                   memory=False, trace_dir=tmp_path, builtin=False).run(boats, "What is shown?")
+    result = Agent(
+        model=ScriptedModel([answer("boats", evidence=["00:00:01-00:00:03"])]),
+        policy="plain",
+        memory=False,
+        trace_dir=tmp_path,
+        builtin=False,
+    ).run(boats, "What is shown?")
     assert type(result) is RunResult and result.evidence == [TimeSpan(1, 3)] and result.trace_path
 
 
@@ -240,8 +335,14 @@ def test_a_failing_subscriber_is_reported_once_and_dropped(tmp_path, boats, capl
         raise RuntimeError("the terminal went away")
 
     model = ScriptedModel([answer("boats", evidence=["00:00:01-00:00:03"])])
-    agent = Agent(model=model, policy="plain", memory=False, trace_dir=tmp_path, builtin=False,
-                  subscribers=[broken_renderer, seen.append])
+    agent = Agent(
+        model=model,
+        policy="plain",
+        memory=False,
+        trace_dir=tmp_path,
+        builtin=False,
+        subscribers=[broken_renderer, seen.append],
+    )
     with caplog.at_level(logging.WARNING, logger="mcr.agents"):
         result = agent.run(boats, "What is shown?")
     assert result.status == "answered" and result.answer == "boats"

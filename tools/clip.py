@@ -7,6 +7,7 @@ file). A tag's weights are taken from the Hugging Face cache when they are there
 downloaded only when the hub can be reached; otherwise loading stops at once with a
 message naming the missing weights and how to provide them.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,9 @@ def clip_spec(model: str | None = None, pretrained: str | None = None) -> tuple[
         model = "local-dir:" + os.path.abspath(os.path.expanduser(model))
     if model.startswith(("local-dir:", "hf-hub:")):
         return model, ""
-    return model, pretrained if pretrained is not None else (os.environ.get("MCR_CLIP_PRETRAINED")
-                                                               or DEFAULT_PRETRAINED)
+    return model, pretrained if pretrained is not None else (
+        os.environ.get("MCR_CLIP_PRETRAINED") or DEFAULT_PRETRAINED
+    )
 
 
 def _looks_like_path(value: str) -> bool:
@@ -49,9 +51,11 @@ def _looks_like_path(value: str) -> bool:
 
 
 def _how_to_get(model: str, pretrained: str) -> str:
-    return (f"put the open_clip checkpoint of {model} ({pretrained or 'its weights'}) on this machine and set "
-            "MCR_CLIP_PRETRAINED=/path/to/open_clip_pytorch_model.bin (MCR_CLIP_MODEL names the architecture), "
-            "or MCR_CLIP_MODEL=/path/to/folder with open_clip_config.json and the weights")
+    return (
+        f"put the open_clip checkpoint of {model} ({pretrained or 'its weights'}) on this machine and set "
+        "MCR_CLIP_PRETRAINED=/path/to/open_clip_pytorch_model.bin (MCR_CLIP_MODEL names the architecture), "
+        "or MCR_CLIP_MODEL=/path/to/folder with open_clip_config.json and the weights"
+    )
 
 
 def unavailable_reason(model: str | None = None, pretrained: str | None = None) -> str | None:
@@ -62,7 +66,7 @@ def unavailable_reason(model: str | None = None, pretrained: str | None = None) 
     if importlib.util.find_spec("open_clip") is None:
         return "open_clip is not installed: `pip install open-clip-torch`"
     if model.startswith("local-dir:"):
-        folder = Path(model[len("local-dir:"):])
+        folder = Path(model[len("local-dir:") :])
         if not (folder / "open_clip_config.json").is_file():
             return f"CLIP folder {folder} not found or has no open_clip_config.json"
         return None
@@ -173,26 +177,36 @@ def load_clip(models: Any, model: str | None = None, pretrained: str | None = No
         weights = os.path.expanduser(pretrained) if pretrained else None
         if pretrained and not _looks_like_path(pretrained) and not model.startswith(("local-dir:", "hf-hub:")):
             if open_clip.get_pretrained_cfg(model, pretrained) is None and model in open_clip.list_models():
-                raise ClipUnavailable(f"{pretrained!r} is not a pretrained tag of {model}; "
-                                      f"known: {', '.join(open_clip.list_pretrained_tags_by_model(model))}")
+                raise ClipUnavailable(
+                    f"{pretrained!r} is not a pretrained tag of {model}; "
+                    f"known: {', '.join(open_clip.list_pretrained_tags_by_model(model))}"
+                )
             cached, cfg = _cached_tag_file(model, pretrained)
             if cached:  # load the file directly, with the tag's preprocessing
                 weights = cached
-                for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
-                                 ("resize_mode", "image_resize_mode")):
+                for key, arg in (
+                    ("mean", "image_mean"),
+                    ("std", "image_std"),
+                    ("interpolation", "image_interpolation"),
+                    ("resize_mode", "image_resize_mode"),
+                ):
                     if cfg.get(key):
                         kwargs[arg] = cfg[key]
             elif os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
-                raise ClipUnavailable(f"CLIP weights {model} / {pretrained} are not on this machine and the hub "
-                                      f"cannot be reached; {_how_to_get(model, pretrained)}")
+                raise ClipUnavailable(
+                    f"CLIP weights {model} / {pretrained} are not on this machine and the hub "
+                    f"cannot be reached; {_how_to_get(model, pretrained)}"
+                )
         try:
             net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=dev, **kwargs)
             tokenizer = open_clip.get_tokenizer(model)
         except ClipUnavailable:
             raise
         except Exception as exc:
-            raise ClipUnavailable(f"CLIP model {model} ({pretrained or 'folder weights'}) cannot load: "
-                                  f"{type(exc).__name__}: {str(exc)[:300]}; {_how_to_get(model, pretrained)}") from None
+            raise ClipUnavailable(
+                f"CLIP model {model} ({pretrained or 'folder weights'}) cannot load: "
+                f"{type(exc).__name__}: {str(exc)[:300]}; {_how_to_get(model, pretrained)}"
+            ) from None
         net.eval()
         size = getattr(net.visual, "image_size", 224)
         size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -216,13 +230,21 @@ def _hub_reachable() -> bool:
 
 # ------------------------------------------------------------------ the index stage
 
+
 class EmbeddingStage:
     """open_clip image embeddings of frames sampled at ``fps``."""
 
     name = "embeddings"
 
-    def __init__(self, model: str | None = None, pretrained: str | None = None, fps: float | None = None,
-                 device: str | None = None, chunk_s: float = 60.0, models: Any = None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        pretrained: str | None = None,
+        fps: float | None = None,
+        device: str | None = None,
+        chunk_s: float = 60.0,
+        models: Any = None,
+    ) -> None:
         self.model, self.pretrained = clip_spec(model, pretrained)
         self.fps = fps or env_float("MCR_CLIP_FPS", 1.0)
         self.device = device or env_device()

@@ -4,6 +4,7 @@ in eager PyTorch, 27-33 ms here, outputs equal to 3e-6). Used on CPU for open_cl
 causal ``CLIP`` text tower; otherwise, with ``MCR_ONNX=0`` or when an export or its
 check fails, the PyTorch path is used.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,12 @@ BUCKETS = (8, 12, 16, 20, 24, 32, 48, 77)  # token lengths a graph is made for
 
 def short_text_ok(net: Any) -> bool:
     """``net`` is open_clip's causal ``CLIP`` text tower, pooled at the end-of-text token."""
-    return (type(net).__name__ == "CLIP" and getattr(net, "text_pool_type", "") == "argmax"
-            and getattr(net, "attn_mask", None) is not None and hasattr(net, "positional_embedding"))
+    return (
+        type(net).__name__ == "CLIP"
+        and getattr(net, "text_pool_type", "") == "argmax"
+        and getattr(net, "attn_mask", None) is not None
+        and hasattr(net, "positional_embedding")
+    )
 
 
 def short_tower(net: Any) -> Any:
@@ -56,8 +61,13 @@ class TextTower:
     is causal and the embedding is taken there)."""
 
     def __init__(self, net: Any, tokenizer: Any) -> None:
-        self.graphs = BucketedGraphs(short_tower(net), "clip-text", fingerprint(net, skip=("visual.",)),
-                                     lambda n: {"tokens": tokenizer([PROBE, "x"])[:, :n]}, BUCKETS)
+        self.graphs = BucketedGraphs(
+            short_tower(net),
+            "clip-text",
+            fingerprint(net, skip=("visual.",)),
+            lambda n: {"tokens": tokenizer([PROBE, "x"])[:, :n]},
+            BUCKETS,
+        )
 
     def __call__(self, tokens: Any) -> np.ndarray:
         """Text embeddings (not normalised) of open_clip ``tokens``."""

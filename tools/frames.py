@@ -6,6 +6,7 @@ spot in spans up to two minutes) share the frames by length, every shot gets at 
 one while there are enough, and each frame is taken from the middle of its part of a
 shot. A span of one shot gets evenly spread frames, as before.
 """
+
 from __future__ import annotations
 
 import threading
@@ -68,8 +69,9 @@ def stop_if_cancelled(cancelled: threading.Event | None) -> None:
         raise ToolError("the call was cancelled")
 
 
-def frames_at(video: Any, times: list[float], max_pixels: int | None,
-              cancelled: threading.Event | None = None) -> Frames:
+def frames_at(
+    video: Any, times: list[float], max_pixels: int | None, cancelled: threading.Event | None = None
+) -> Frames:
     """The frames on screen at ``times``, each once, in time order (a time whose frame cannot be
     decoded gives none); stops between frames once ``cancelled`` is set."""
     parts = []
@@ -82,13 +84,19 @@ def frames_at(video: Any, times: list[float], max_pixels: int | None,
             seen.add(p.indices[0])
             keep.append(p)
     images = np.concatenate([p.images for p in keep]) if keep else np.zeros((0, 1, 1, 3), np.uint8)
-    return Frames(images=images, timestamps=[p.timestamps[0] for p in keep], indices=[p.indices[0] for p in keep],
-                  source=str(video.path), video_id=video.id)
+    return Frames(
+        images=images,
+        timestamps=[p.timestamps[0] for p in keep],
+        indices=[p.indices[0] for p in keep],
+        source=str(video.path),
+        video_id=video.id,
+    )
 
 
 @tool(cancellable=True)
-def inspect_frames(ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frames: int = 8,
-                   max_pixels: Optional[int] = None) -> ToolResult:
+def inspect_frames(
+    ctx: ToolContext, span: TimeSpan, fps: float = 1.0, max_frames: int = 8, max_pixels: Optional[int] = None
+) -> ToolResult:
     """Look at frames of the video in a time span.
 
     The frames are added to the conversation with their timestamps, so later

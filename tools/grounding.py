@@ -18,6 +18,7 @@ signals that agree in time add up). Peaks are taken greedily; each becomes the s
 around it where the smoothed score stays above half the peak, so neighbouring peaks
 merge into one span. Every result reports each signal's share of its score.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,11 +39,13 @@ from .stages import check_span, stage_data, stage_for
 WEIGHTS = {"transcript": 1.0, "ocr": 1.0, "clip": 0.8}
 SMOOTH_S = 1.0
 MIN_PEAK = 0.08
-STOPWORDS = set("""a an the and or of to in on at by for with from into onto over under is are was were be been
+STOPWORDS = set(
+    """a an the and or of to in on at by for with from into onto over under is are was were be been
 being it its this that these those there here what which who whom whose when where why how does do did doing
 done has have had having i you he she we they me him her us them my your his our their some any about as than
 then so such very can could should would will shall may might must not no yes up down out off again once
-scene video shown shows show part moment time say says said tell tells someone something""".split())
+scene video shown shows show part moment time say says said tell tells someone something""".split()
+)
 
 
 @dataclass
@@ -71,8 +74,12 @@ class Grounded:
     evidence: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"span": self.span.to_list(), "score": round(self.score, 4),
-                "shares": {k: round(v, 3) for k, v in self.shares.items()}, "evidence": self.evidence}
+        return {
+            "span": self.span.to_list(),
+            "score": round(self.score, 4),
+            "shares": {k: round(v, 3) for k, v in self.shares.items()},
+            "evidence": self.evidence,
+        }
 
 
 def _compact(text: str) -> str:
@@ -92,7 +99,7 @@ def lexical_scores(words: list[str], compact_texts: "list[str] | Haystack") -> n
         return np.zeros(hay.count, dtype=np.float32)
     out = np.zeros(hay.count, dtype=np.float32)
     for w in words:  # a word counts once per text, found whole or by its stem
-        out += hay.contains(w[:max(4, len(w) - 3)] if len(w) >= 6 else w)
+        out += hay.contains(w[: max(4, len(w) - 3)] if len(w) >= 6 else w)
     return out / len(words)
 
 
@@ -178,9 +185,15 @@ def _text_signal(ctx: ToolContext, name: str, make_items: Any, pad: float, key: 
             vecs = enc.encode(texts) if texts else None
         except Exception as exc:  # no sentence encoder here: words alone still match
             notes[name] = f"word matching only ({type(exc).__name__}: {str(exc)[:120]})"
-        return TextSignal(name, np.array([a for a, _, _ in items], dtype=np.float64),
-                          np.array([b for _, b, _ in items], dtype=np.float64), texts,
-                          Haystack([_compact(t) for t in texts]), vecs, pad)
+        return TextSignal(
+            name,
+            np.array([a for a, _, _ in items], dtype=np.float64),
+            np.array([b for _, b, _ in items], dtype=np.float64),
+            texts,
+            Haystack([_compact(t) for t in texts]),
+            vecs,
+            pad,
+        )
 
     return ctx.models.get(("grounding-signal", name) + tuple(key), build)
 
@@ -202,8 +215,13 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
             else:
                 entries = data.entries
                 signals["transcript"] = _text_signal(
-                    ctx, "transcript", lambda: [(e.span.start, e.span.end, e.text) for e in entries if e.span],
-                    0.25, data.key, notes)
+                    ctx,
+                    "transcript",
+                    lambda: [(e.span.start, e.span.end, e.text) for e in entries if e.span],
+                    0.25,
+                    data.key,
+                    notes,
+                )
         except ToolError as exc:
             missing["transcript"] = str(exc)
     try:
@@ -211,8 +229,13 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
         data = stage_data(ctx, "ocr", stage=stage)
         entries, period = data.entries, 1.0 / stage.fps
         signals["ocr"] = _text_signal(
-            ctx, "ocr", lambda: [(m["span"].start, m["span"].end, m["text"]) for m in merge_entries(entries, period)],
-            0.5 * period, data.key, notes)
+            ctx,
+            "ocr",
+            lambda: [(m["span"].start, m["span"].end, m["text"]) for m in merge_entries(entries, period)],
+            0.5 * period,
+            data.key,
+            notes,
+        )
     except ToolError as exc:
         missing["ocr"] = str(exc)
     from .clip import unavailable_reason
@@ -318,9 +341,9 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
             a -= 1
         while b < n - 1 and 0 < fused[b + 1] <= fused[b]:
             b += 1
-        work[a:b + 1] = 0.0
-        total = sum(float(g[lo:hi + 1].sum()) for g in weighted.values()) or 1.0
-        shares = {name: float(g[lo:hi + 1].sum()) / total for name, g in weighted.items()}
+        work[a : b + 1] = 0.0
+        total = sum(float(g[lo : hi + 1].sum()) for g in weighted.values()) or 1.0
+        shares = {name: float(g[lo : hi + 1].sum()) / total for name, g in weighted.items()}
         res_span = TimeSpan(float(grid_t[lo]), min(float(grid_t[hi]), window.end)).clamp(video.duration)
         evidence = []
         for name, (sig, score) in item_scores.items():
@@ -356,15 +379,22 @@ def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[
     used = ", ".join(report["signals"]) or "none"
     gone = "; ".join(f"{name}: {why}" for name, why in report["unavailable"].items())
     head = f"signals used: {used}" + (f" (not used: {gone})" if gone else "")
-    meta = {"signals": report["signals"], "unavailable": report["unavailable"],
-            "results": [r.to_dict() for r in results], "latency_s": report.get("latency_s")}
+    meta = {
+        "signals": report["signals"],
+        "unavailable": report["unavailable"],
+        "results": [r.to_dict() for r in results],
+        "latency_s": report.get("latency_s"),
+    }
     if not results:
         return ToolResult(f"nothing in {window} matches {query!r}.\n{head}", spans=[], metadata=meta)
     lines = []
     for i, r in enumerate(results, 1):
-        shares = ", ".join(f"{name} {share:.0%}" for name, share in sorted(r.shares.items(), key=lambda kv: -kv[1])
-                           if share >= 0.005)
-        lines.append(f"{i}. {r.span} score {r.score:.2f} ({shares})" +
-                     ("".join(f"\n   {ev}" for ev in r.evidence)))
-    return ToolResult(f"best matches for {query!r}:\n" + "\n".join(lines) + f"\n{head}",
-                      spans=[r.span for r in results], metadata=meta)
+        shares = ", ".join(
+            f"{name} {share:.0%}" for name, share in sorted(r.shares.items(), key=lambda kv: -kv[1]) if share >= 0.005
+        )
+        lines.append(f"{i}. {r.span} score {r.score:.2f} ({shares})" + ("".join(f"\n   {ev}" for ev in r.evidence)))
+    return ToolResult(
+        f"best matches for {query!r}:\n" + "\n".join(lines) + f"\n{head}",
+        spans=[r.span for r in results],
+        metadata=meta,
+    )

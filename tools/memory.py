@@ -1,4 +1,5 @@
 """Memory tools: write what was learned, search it, ask the event graph."""
+
 from __future__ import annotations
 
 from typing import List, Literal, Optional
@@ -28,8 +29,13 @@ def _clamp(ctx: ToolContext, span: TimeSpan | None) -> TimeSpan | None:
 
 
 @tool
-def memory_write(ctx: ToolContext, text: str, span: Optional[TimeSpan] = None, kind: Kind = "observation",
-                 entities: List[str] = []) -> ToolResult:  # noqa: B006 (validated and copied before the call)
+def memory_write(
+    ctx: ToolContext,
+    text: str,
+    span: Optional[TimeSpan] = None,
+    kind: Kind = "observation",
+    entities: List[str] = [],  # noqa: B006 (arguments are validated and copied before the call)
+) -> ToolResult:
     """Save something you learned about the video, so later steps and later questions can use it.
 
     Args:
@@ -49,8 +55,9 @@ def memory_write(ctx: ToolContext, text: str, span: Optional[TimeSpan] = None, k
 
 
 @tool
-def memory_search(ctx: ToolContext, query: str, span: Optional[TimeSpan] = None, kind: Optional[Kind] = None,
-                  k: int = 5) -> ToolResult:
+def memory_search(
+    ctx: ToolContext, query: str, span: Optional[TimeSpan] = None, kind: Optional[Kind] = None, k: int = 5
+) -> ToolResult:
     """Search the memory of this video by meaning, optionally within a span or of one kind.
 
     Args:
@@ -73,8 +80,13 @@ def memory_search(ctx: ToolContext, query: str, span: Optional[TimeSpan] = None,
 
 
 @tool
-def memory_events(ctx: ToolContext, entity: str, relation: Literal["before", "after", "during", "any"] = "any",
-                  time: Optional[str] = None, span: Optional[TimeSpan] = None) -> ToolResult:
+def memory_events(
+    ctx: ToolContext,
+    entity: str,
+    relation: Literal["before", "after", "during", "any"] = "any",
+    time: Optional[str] = None,
+    span: Optional[TimeSpan] = None,
+) -> ToolResult:
     """What happened to a person or thing: its events before or after a time, during a span, or all.
 
     Args:

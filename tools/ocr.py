@@ -11,6 +11,7 @@ is not read again: its text is carried over. The same text in the same place ove
 consecutive sampled frames becomes one entry whose span runs from the first frame it
 was seen in to the last.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -45,8 +46,14 @@ def load_ocr(models: Any) -> Any:
         # One onnxruntime thread by default: its spinning worker threads cost more than they
         # give on a small or busy CPU (measured: 0.6 s a frame on one thread, 1.2 s on two).
         threads = int(os.environ.get("MCR_OCR_THREADS") or 1)
-        return RapidOCR(det_limit_type="max", det_limit_side_len=960, use_cls=False, print_verbose=False,
-                        intra_op_num_threads=threads, inter_op_num_threads=1)
+        return RapidOCR(
+            det_limit_type="max",
+            det_limit_side_len=960,
+            use_cls=False,
+            print_verbose=False,
+            intra_op_num_threads=threads,
+            inter_op_num_threads=1,
+        )
 
     return models.get(("rapidocr",), load)
 
@@ -68,8 +75,13 @@ def read_text(engine: Any, image: np.ndarray, scale: float = 1.0) -> list[Detect
         if float(score) < MIN_SCORE or len(text.replace(" ", "")) < 2:
             continue
         q = np.asarray(quad, dtype=np.float32) * scale
-        out.append(Detection(text, (float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()),
-                                    float(q[:, 1].max())), float(score)))
+        out.append(
+            Detection(
+                text,
+                (float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max())),
+                float(score),
+            )
+        )
     return out
 
 
@@ -154,8 +166,15 @@ def ocr_frames(engine: Any, video: Any, span: TimeSpan, fps: float, max_pixels: 
         read.append((t, last_dets))
     entries = []
     for r in track(read, 1.0 / fps):
-        entries.append(MemoryEntry(r.text, "ocr", span=TimeSpan(r.first, r.last), confidence=round(r.score, 3),
-                                   data={"box": [round(v, 1) for v in r.box], "frames": r.frames}))
+        entries.append(
+            MemoryEntry(
+                r.text,
+                "ocr",
+                span=TimeSpan(r.first, r.last),
+                confidence=round(r.score, 3),
+                data={"box": [round(v, 1) for v in r.box], "frames": r.frames},
+            )
+        )
     return entries
 
 
@@ -166,8 +185,11 @@ def merge_entries(entries: list, gap: float) -> list[dict]:
     for e in sorted(entries, key=lambda e: (e.span.start, e.span.end)):
         box = tuple(e.data.get("box") or (0, 0, 0, 0))
         for item in reversed(out[-20:]):
-            if (e.span.start - item["span"].end <= gap + 1e-3 and box_iou(item["box"], box) >= 0.3
-                    and same_text(item["text"], e.text)):
+            if (
+                e.span.start - item["span"].end <= gap + 1e-3
+                and box_iou(item["box"], box) >= 0.3
+                and same_text(item["text"], e.text)
+            ):
                 item["span"] = TimeSpan(item["span"].start, max(item["span"].end, e.span.end))
                 item["ids"].append(e.id)
                 item["score"] = max(item["score"], e.confidence or 0.0)
@@ -179,13 +201,20 @@ def merge_entries(entries: list, gap: float) -> list[dict]:
 
 # ------------------------------------------------------------------ the index stage
 
+
 class OcrStage:
     """On-screen text of frames sampled at ``fps``, read with RapidOCR (PP-OCR models)."""
 
     name = "ocr"
 
-    def __init__(self, fps: float | None = None, chunk_s: float = 60.0, max_pixels: int = 960 * 540,
-                 device: str | None = None, models: Any = None) -> None:
+    def __init__(
+        self,
+        fps: float | None = None,
+        chunk_s: float = 60.0,
+        max_pixels: int = 960 * 540,
+        device: str | None = None,
+        models: Any = None,
+    ) -> None:
         self.fps = fps or env_float("MCR_OCR_FPS", 0.5)
         self.chunk_s = chunk_s
         self.max_pixels = max_pixels
@@ -219,9 +248,10 @@ def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> T
     data = stage_data(ctx, "ocr", stage=stage, build=False)
     note = ""
     if data is None and video.duration > 600 and clamped.duration < video.duration / 2:
-        entries = ctx.models.get(("ocr-span", video.content_hash, stage.version, clamped.to_list()[0],
-                                  clamped.to_list()[1]),
-                                 lambda: ocr_frames(load_ocr(ctx.models), video, clamped, stage.fps, stage.max_pixels))
+        entries = ctx.models.get(
+            ("ocr-span", video.content_hash, stage.version, clamped.to_list()[0], clamped.to_list()[1]),
+            lambda: ocr_frames(load_ocr(ctx.models), video, clamped, stage.fps, stage.max_pixels),
+        )
         note = " (read for this span only; the whole video's text is not indexed yet)"
     else:
         data = data or stage_data(ctx, "ocr", stage=stage)
@@ -232,13 +262,28 @@ def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> T
         items = [m for m in items if all(w in compact(m["text"]) for w in words)]
     if not items:
         what = f" matching {query!r}" if query.strip() else ""
-        return ToolResult(f"no on-screen text{what} found in {clamped}{note}.", spans=[clamped],
-                          metadata={"lines": 0, "fps": stage.fps})
-    lines = [f"[{m['span']}] {m['text']!r} at x{m['box'][0]:.0f}-{m['box'][2]:.0f} y{m['box'][1]:.0f}-{m['box'][3]:.0f}"
-             for m in items]
-    text = (f"{len(items)} on-screen text lines in {clamped} (frames read every {1 / stage.fps:g} s){note}:\n"
-            + "\n".join(lines))
-    return ToolResult(text, spans=[m["span"] for m in items],
-                      metadata={"lines": len(items), "fps": stage.fps,
-                                "items": [{"text": m["text"], "span": m["span"].to_list(), "box": list(m["box"]),
-                                           "score": round(m["score"], 3)} for m in items]})
+        return ToolResult(
+            f"no on-screen text{what} found in {clamped}{note}.",
+            spans=[clamped],
+            metadata={"lines": 0, "fps": stage.fps},
+        )
+    lines = [
+        f"[{m['span']}] {m['text']!r} at x{m['box'][0]:.0f}-{m['box'][2]:.0f} y{m['box'][1]:.0f}-{m['box'][3]:.0f}"
+        for m in items
+    ]
+    text = (
+        f"{len(items)} on-screen text lines in {clamped} (frames read every {1 / stage.fps:g} s){note}:\n"
+        + "\n".join(lines)
+    )
+    return ToolResult(
+        text,
+        spans=[m["span"] for m in items],
+        metadata={
+            "lines": len(items),
+            "fps": stage.fps,
+            "items": [
+                {"text": m["text"], "span": m["span"].to_list(), "box": list(m["box"]), "score": round(m["score"], 3)}
+                for m in items
+            ],
+        },
+    )

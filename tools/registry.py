@@ -8,6 +8,7 @@ to end and says in the result whether the call was stopped. Any other tool canno
 stopped from outside its thread: the call is abandoned there, may still be running, and
 the result says so.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,12 @@ def cut_text(text: str, limit: int | None) -> str:
 class ToolRegistry:
     """Named tools. ``execute`` never raises for anything the model did."""
 
-    def __init__(self, tools: Iterable[Tool] = (), max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
-                 cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Tool] = (),
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S,
+    ) -> None:
         self._tools: dict[str, Tool] = {}
         self.max_output_chars = max_output_chars
         self.cancel_grace_s = cancel_grace_s  # how long a cancelled call may take to stop
@@ -87,8 +92,16 @@ class ToolRegistry:
         """Each tool for people and programs (``mcr-agent tools``): its name, description and
         parameters, its timeout, and whether a timed-out call can be stopped (``cancellable``)
         or is abandoned on its thread."""
-        return [{"name": t.name, "description": t.description, "parameters": t.parameters, "timeout": t.timeout,
-                 "cancellable": t.cancellable} for t in self._tools.values()]
+        return [
+            {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters,
+                "timeout": t.timeout,
+                "cancellable": t.cancellable,
+            }
+            for t in self._tools.values()
+        ]
 
     def execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
         """Run one call. Unknown tools, bad arguments, retries, errors and timeouts
@@ -152,10 +165,17 @@ class ToolRegistry:
         head = f"error: tool {t.name!r} timed out after {t.timeout:g} s"
         advice = "try a narrower span or a cheaper call."
         if not t.cancellable:
-            return ToolResult.error(f"{head} and was abandoned (it cannot be stopped, so it may still be running); "
-                                    f"{advice}", timed_out=True, stopped=False)
+            return ToolResult.error(
+                f"{head} and was abandoned (it cannot be stopped, so it may still be running); {advice}",
+                timed_out=True,
+                stopped=False,
+            )
         worker.join(self.cancel_grace_s)
         if worker.is_alive():
-            return ToolResult.error(f"{head} and was abandoned (asked to stop, it was still running "
-                                    f"{self.cancel_grace_s:g} s later); {advice}", timed_out=True, stopped=False)
+            return ToolResult.error(
+                f"{head} and was abandoned (asked to stop, it was still running "
+                f"{self.cancel_grace_s:g} s later); {advice}",
+                timed_out=True,
+                stopped=False,
+            )
         return ToolResult.error(f"{head} and was stopped; {advice}", timed_out=True, stopped=True)

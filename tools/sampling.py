@@ -13,6 +13,7 @@ presentation time is at or before ``t`` (the rule ``Video.frames`` follows too),
 :func:`keyframes` is the cheap overview: it hands only the keyframe packets to the
 decoder, so an hour of video costs a few hundred frame decodes.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,9 +84,14 @@ def _decoded(stream: Any, packets: Iterator[Any]) -> Iterator[Any]:
         pass
 
 
-def stream_frames(video: Any, times: Sequence[float], max_pixels: int | None = None, threads: int = 1,
-                  workers: int | None = None,
-                  cancelled: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
+def stream_frames(
+    video: Any,
+    times: Sequence[float],
+    max_pixels: int | None = None,
+    threads: int = 1,
+    workers: int | None = None,
+    cancelled: threading.Event | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(timestamp, image)`` for the frame on screen at each of ``times`` (sorted,
     in video seconds), decoding the stream once from the keyframe before the first time.
 
@@ -148,8 +154,14 @@ def _segments(video: Any, wanted: np.ndarray) -> list[np.ndarray]:
     return [part for part in np.split(wanted, cuts) if part.size]
 
 
-def _parallel(video: Any, segments: list[np.ndarray], max_pixels: int | None, threads: int,
-              workers: int, cancelled: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
+def _parallel(
+    video: Any,
+    segments: list[np.ndarray],
+    max_pixels: int | None,
+    threads: int,
+    workers: int,
+    cancelled: threading.Event | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
     stop = threading.Event()
     slots = [queue.Queue(maxsize=1) for _ in range(workers)]
 
@@ -187,8 +199,9 @@ def _parallel(video: Any, segments: list[np.ndarray], max_pixels: int | None, th
             t.join(timeout=5)
 
 
-def _stream_part(video: Any, wanted: np.ndarray, max_pixels: int | None, threads: int,
-                 cancelled: threading.Event | None = None) -> Iterator[tuple[float, np.ndarray]]:
+def _stream_part(
+    video: Any, wanted: np.ndarray, max_pixels: int | None, threads: int, cancelled: threading.Event | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
     """The frames on screen at the sorted times ``wanted``, decoded in one pass (see
     :func:`stream_frames`)."""
     w, h = _size_for(video.width, video.height, max_pixels)
@@ -237,8 +250,14 @@ def _stream_part(video: Any, wanted: np.ndarray, max_pixels: int | None, threads
         container.close()
 
 
-def sample(video: Any, span: TimeSpan, fps: float, max_pixels: int | None = None, threads: int = 1,
-           cancelled: threading.Event | None = None) -> Frames:
+def sample(
+    video: Any,
+    span: TimeSpan,
+    fps: float,
+    max_pixels: int | None = None,
+    threads: int = 1,
+    cancelled: threading.Event | None = None,
+) -> Frames:
     """The frames at ``span.start + k / fps`` inside ``span`` as one :class:`Frames`."""
     span = span.clamp(video.duration)
     stamps, images = [], []
@@ -250,8 +269,9 @@ def sample(video: Any, span: TimeSpan, fps: float, max_pixels: int | None = None
     return Frames(images=arr, timestamps=stamps, source=str(video.path), video_id=video.id)
 
 
-def keyframes(video: Any, span: TimeSpan | None = None,
-              max_pixels: int | None = 160 * 90) -> Iterator[tuple[float, np.ndarray]]:
+def keyframes(
+    video: Any, span: TimeSpan | None = None, max_pixels: int | None = 160 * 90
+) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(timestamp, image)`` for each keyframe in ``span`` (default: the whole video),
     decoding keyframe packets only."""
     import av
@@ -263,6 +283,7 @@ def keyframes(video: Any, span: TimeSpan | None = None,
         stream.codec_context.skip_frame = "NONKEY"
         if span.start > 0.5:
             container.seek(int((t0 + span.start) / tb), stream=stream, backward=True, any_frame=False)
+
         def emit(frames):
             for frame in frames:
                 t = frame.pts * tb - t0 if frame.pts is not None else None

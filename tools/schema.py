@@ -1,4 +1,5 @@
 """JSON schemas for tools: from type hints and the Google-style docstring, through pydantic."""
+
 from __future__ import annotations
 
 import inspect

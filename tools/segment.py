@@ -11,6 +11,7 @@ Weights: ``MCR_SAM_CHECKPOINT`` (a segment-anything checkpoint such as
 ``sam_vit_b_01ec64.pth``) and ``MCR_SAM_MODEL`` (``vit_b``, ``vit_l``, ``vit_h``; by
 default read from the file name).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,10 @@ from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
 from .stages import check_span
 
 DEFAULT_CHECKPOINT = Path("~/.cache/mcr/sam_vit_b_01ec64.pth")
-HOW_TO_GET = ("download a segment-anything checkpoint (e.g. sam_vit_b_01ec64.pth from the segment-anything "
-              "repository's model links) and set MCR_SAM_CHECKPOINT=/path/to/it")
+HOW_TO_GET = (
+    "download a segment-anything checkpoint (e.g. sam_vit_b_01ec64.pth from the segment-anything "
+    "repository's model links) and set MCR_SAM_CHECKPOINT=/path/to/it"
+)
 _NUM = r"-?\d+(?:\.\d+)?"
 
 
@@ -71,8 +74,9 @@ def load_sam(models: Any, device: str = "auto") -> Any:
         try:
             sam = sam_model_registry[model_type](checkpoint=checkpoint)
         except Exception as exc:
-            raise ToolError(f"SAM checkpoint {checkpoint} cannot load as {model_type}: "
-                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            raise ToolError(
+                f"SAM checkpoint {checkpoint} cannot load as {model_type}: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
         return SamPredictor(sam.to(dev).eval())
 
     return models.get(("sam", checkpoint, model_type, device), load)
@@ -137,14 +141,16 @@ def text_prompt(ctx: ToolContext, images: np.ndarray, query: str) -> tuple[int, 
             raise ClipUnavailable(reason)
         clip = load_clip(ctx.models, device=ctx.device)
     except ClipUnavailable as exc:
-        raise ToolRetry(f"segment needs a point or a box here: finding {query!r} by text needs CLIP weights ({exc}). "
-                        "Give the prompt as 'point X,Y' or 'box X0,Y0,X1,Y1' in pixels of the frame") from None
+        raise ToolRetry(
+            f"segment needs a point or a box here: finding {query!r} by text needs CLIP weights ({exc}). "
+            "Give the prompt as 'point X,Y' or 'box X0,Y0,X1,Y1' in pixels of the frame"
+        ) from None
     qvec = clip.embed_texts([query])[0]
     anchor = int(np.argmax(clip.embed_images(list(images)) @ qvec))
     image = images[anchor]
     h, w = image.shape[:2]
     boxes = proposal_boxes(w, h)
-    crops = [image[int(y0):int(y1), int(x0):int(x1)] for x0, y0, x1, y1 in boxes]
+    crops = [image[int(y0) : int(y1), int(x0) : int(x1)] for x0, y0, x1, y1 in boxes]
     scores = clip.embed_images(crops) @ qvec
     best = int(np.argmax(scores))
     return anchor, boxes[best], float(scores[best])
@@ -155,8 +161,9 @@ def track_masks(predictor: Any, images: np.ndarray, anchor: int, kind: str, valu
     out: list[dict | None] = [None] * len(images)
     predictor.set_image(images[anchor])
     if kind == "point":
-        masks, scores, _ = predictor.predict(point_coords=value, point_labels=np.ones(len(value)),
-                                             multimask_output=True)
+        masks, scores, _ = predictor.predict(
+            point_coords=value, point_labels=np.ones(len(value)), multimask_output=True
+        )
     else:
         masks, scores, _ = predictor.predict(box=value, multimask_output=True)
     j = int(np.argmax(scores))
@@ -173,8 +180,9 @@ def track_masks(predictor: Any, images: np.ndarray, anchor: int, kind: str, valu
             ys, xs = np.nonzero(prev)
             centre = np.array([[xs.mean(), ys.mean()]], dtype=np.float32)
             predictor.set_image(images[i])
-            masks, scores, _ = predictor.predict(point_coords=centre, point_labels=np.ones(1), box=box,
-                                                 multimask_output=True)
+            masks, scores, _ = predictor.predict(
+                point_coords=centre, point_labels=np.ones(1), box=box, multimask_output=True
+            )
             ious = [mask_iou(m, prev) for m in masks]
             j = int(np.argmax(ious))
             lost = ious[j] < 0.05 or not masks[j].any()
@@ -248,18 +256,33 @@ def segment(ctx: ToolContext, span: TimeSpan, prompt: str, fps: float = 1.0, max
     for t, res in zip(frames.timestamps, results):
         box = mask_box(res["mask"])
         area = int(res["mask"].sum())
-        item = {"time": round(t, 3), "box": None if box is None else [round(float(v) / scale, 1) for v in box],
-                "area_px": int(round(area / scale ** 2)), "area_frac": round(area / frame_area, 4),
-                "score": round(res["score"], 3),
-                "iou_prev": None if res["iou_prev"] is None else round(res["iou_prev"], 3),
-                "lost": bool(res["lost"])}
+        item = {
+            "time": round(t, 3),
+            "box": None if box is None else [round(float(v) / scale, 1) for v in box],
+            "area_px": int(round(area / scale**2)),
+            "area_frac": round(area / frame_area, 4),
+            "score": round(res["score"], 3),
+            "iou_prev": None if res["iou_prev"] is None else round(res["iou_prev"], 3),
+            "lost": bool(res["lost"]),
+        }
         per_frame.append(item)
         where = "no mask" if box is None else "box " + ",".join(f"{v:.0f}" for v in item["box"])
-        lines.append(f"{format_time(t)}: {where}, area {item['area_frac']:.1%}"
-                     + (" (lost track)" if item["lost"] else ""))
+        lines.append(
+            f"{format_time(t)}: {where}, area {item['area_frac']:.1%}" + (" (lost track)" if item["lost"] else "")
+        )
     found = "text" if kind == "text" else kind
-    head = (f"{prompt!r} ({found} prompt, anchored at {format_time(frames.timestamps[anchor])}) in {window}, "
-            f"{len(images)} frames; masks drawn in {out_path}")
-    return ToolResult(head + ":\n" + "\n".join(lines), spans=[window],
-                      metadata={"frames": per_frame, "overlay": str(out_path), "anchor": anchor,
-                                "prompt_kind": kind, "clip_score": clip_score})
+    head = (
+        f"{prompt!r} ({found} prompt, anchored at {format_time(frames.timestamps[anchor])}) in {window}, "
+        f"{len(images)} frames; masks drawn in {out_path}"
+    )
+    return ToolResult(
+        head + ":\n" + "\n".join(lines),
+        spans=[window],
+        metadata={
+            "frames": per_frame,
+            "overlay": str(out_path),
+            "anchor": anchor,
+            "prompt_kind": kind,
+            "clip_score": clip_score,
+        },
+    )

@@ -7,6 +7,7 @@ change are large and the histogram distance is the largest of its neighbourhood.
 cut is stored as a ``shot`` entry whose span runs from the last frame before the cut to
 the first frame after it. The ``shots`` tool reads the stage.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -29,14 +30,15 @@ def frame_signature(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hist /= max(hist.sum(), 1.0)
     grey = image.mean(axis=2)
     h, w = grey.shape
-    ys = (np.arange(12) * h // 12)
-    xs = (np.arange(16) * w // 16)
+    ys = np.arange(12) * h // 12
+    xs = np.arange(16) * w // 16
     thumb = grey[np.ix_(ys, xs)].astype(np.float32) / 255.0
     return hist, thumb
 
 
-def find_cuts(timestamps: list[float], images: np.ndarray, hist_threshold: float = 0.3,
-              pixel_threshold: float = 0.08) -> list[tuple[float, float, float]]:
+def find_cuts(
+    timestamps: list[float], images: np.ndarray, hist_threshold: float = 0.3, pixel_threshold: float = 0.08
+) -> list[tuple[float, float, float]]:
     """``(time before, time after, strength)`` for each cut between consecutive frames."""
     if len(timestamps) < 2:
         return []
@@ -75,8 +77,14 @@ class ShotStage:
         for before, after, strength in find_cuts(frames.timestamps, frames.images):
             if not span.start <= after < span.end + 1e-6 or (span.start > 0 and after <= span.start):
                 continue
-            entries.append(MemoryEntry(f"shot cut at {format_time(after)} (change {strength:.2f})", "shot",
-                                       span=TimeSpan(before, after), confidence=min(1.0, strength)))
+            entries.append(
+                MemoryEntry(
+                    f"shot cut at {format_time(after)} (change {strength:.2f})",
+                    "shot",
+                    span=TimeSpan(before, after),
+                    confidence=min(1.0, strength),
+                )
+            )
         return ChunkResult(entries)
 
 
@@ -100,8 +108,11 @@ def shots(ctx: ToolContext, span: Optional[TimeSpan] = None) -> ToolResult:
     window = check_span(video, span)
     data = stage_data(ctx, "shots")
     cuts = [e for e in data.entries if e.span is not None]
-    spans = [s for s in shot_spans(cuts, video.duration) if s.overlaps(window) and min(s.end, window.end) >
-             max(s.start, window.start)] or [window]
+    spans = [
+        s
+        for s in shot_spans(cuts, video.duration)
+        if s.overlaps(window) and min(s.end, window.end) > max(s.start, window.start)
+    ] or [window]
     lines = [f"{i}. {s} ({s.duration:.1f} s)" for i, s in enumerate(spans, 1)]
     cut_times = sorted(round(e.span.end, 3) for e in cuts if window.start < e.span.end < window.end)
     head = f"{len(spans)} shots in {window}" + (f", cuts at {len(cut_times)} times" if cut_times else ", no cuts")

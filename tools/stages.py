@@ -13,6 +13,7 @@ is part of each stage's version, so changing it rebuilds that stage.
 :func:`stage_data` is how a tool gets a stage's results: from the run's memory when it
 has one (building the stage the first time), otherwise computed once per process.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,6 +47,7 @@ def stage_for(name: str, ctx: ToolContext | None = None) -> Any:
 
 
 # ------------------------------------------------------------ reading stages
+
 
 @dataclass
 class StageData:
@@ -122,8 +124,9 @@ def stage_data(ctx: ToolContext, name: str, stage: Any = None, build: bool = Tru
         def load() -> StageData:
             if st["status"] == "skipped":
                 return StageData(stage.name, stage.version, "skipped", st["info"].get("reason", ""))
-            return StageData(stage.name, stage.version, "done", entries=index.entries(stage.name),
-                             arrays=index.arrays(stage.name))
+            return StageData(
+                stage.name, stage.version, "done", entries=index.entries(stage.name), arrays=index.arrays(stage.name)
+            )
 
         data = ctx.models.get(key, load)
     data.key = key
@@ -135,7 +138,8 @@ def check_span(video: Any, span: TimeSpan | None) -> TimeSpan:
     if span is None:
         return video.span
     if span.start >= video.duration and not (span.start == 0 == video.duration):
-        raise ToolRetry(f"the span {span} starts after the video ends ({format_time(video.duration)}); "
-                        f"choose a span inside 00:00:00.0-{format_time(video.duration)}")
+        raise ToolRetry(
+            f"the span {span} starts after the video ends ({format_time(video.duration)}); "
+            f"choose a span inside 00:00:00.0-{format_time(video.duration)}"
+        )
     return span.clamp(video.duration)
-

@@ -9,21 +9,34 @@
 The same from the command line: ``mcr-agent eval videomme --annotations ... --videos ...``.
 Submodules load on first use, so importing ``mcr.eval`` stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Sample": "samples", "EvalError": "samples", "MissingVideos": "samples", "resolve_videos": "samples",
-    "score": "samples", "temporal_iou": "samples",
-    "BENCHMARKS": "adapters", "load_benchmark": "adapters",
-    "summarize": "metrics", "bootstrap_ci": "metrics", "format_summary": "metrics",
-    "AgentSpec": "runner", "run_eval": "runner", "run_one": "question",
+    "Sample": "samples",
+    "EvalError": "samples",
+    "MissingVideos": "samples",
+    "resolve_videos": "samples",
+    "score": "samples",
+    "temporal_iou": "samples",
+    "BENCHMARKS": "adapters",
+    "load_benchmark": "adapters",
+    "summarize": "metrics",
+    "bootstrap_ci": "metrics",
+    "format_summary": "metrics",
+    "AgentSpec": "runner",
+    "run_eval": "runner",
+    "run_one": "question",
     "read_results": "results",
-    "choice_reward": "rewards", "temporal_iou_reward": "rewards", "correctness_reward": "rewards",
+    "choice_reward": "rewards",
+    "temporal_iou_reward": "rewards",
+    "correctness_reward": "rewards",
     "format_reward": "rewards",
-    "export": "export", "report": "report",
+    "export": "export",
+    "report": "report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,6 +4,7 @@ Nothing is downloaded: the annotations are read from the path the user names, th
 videos are found under the folder they name (see :func:`mcr.eval.samples.resolve_videos`).
 The fields each adapter reads are listed in its docstring.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,6 +21,7 @@ _OPTION_LINE = re.compile(r"^\s*\(([A-J])\)\s*(.*)$")
 
 
 # ------------------------------------------------------------------ reading
+
 
 def _need(path: str | Path, what: str) -> Path:
     p = Path(path).expanduser()
@@ -101,6 +103,7 @@ def _num(value: Any) -> float | None:
 
 # ----------------------------------------------------------------- adapters
 
+
 def load_videomme(path: str | Path, **_: Any) -> list[Sample]:
     """Video-MME: ``videomme/test-00000-of-00001.parquet`` (or the same rows as JSON/JSONL), fields
     ``question_id, videoID, video_id, duration, domain, sub_category, task_type, question,
@@ -120,13 +123,23 @@ def load_videomme(path: str | Path, **_: Any) -> list[Sample]:
     for r in rows:
         options = [strip_letter(o) for o in r.get("options") or r.get("choices") or []]
         video = str(r.get("videoID") or r.get("video_id"))
-        samples.append(Sample(
-            id=str(r["question_id"]), video=video, question=str(r["question"]).strip(), options=options,
-            gold=letter_index(r.get("answer"), options),
-            categories={"duration": r.get("duration") or r.get("duration_category"), "task": r.get("task_type"),
-                        "domain": r.get("domain"), "sub_category": r.get("sub_category")},
-            candidates=[f"{video}.mp4", f"data/{video}.mp4"],
-            meta={"video_id": r.get("video_id"), "url": r.get("url")}))
+        samples.append(
+            Sample(
+                id=str(r["question_id"]),
+                video=video,
+                question=str(r["question"]).strip(),
+                options=options,
+                gold=letter_index(r.get("answer"), options),
+                categories={
+                    "duration": r.get("duration") or r.get("duration_category"),
+                    "task": r.get("task_type"),
+                    "domain": r.get("domain"),
+                    "sub_category": r.get("sub_category"),
+                },
+                candidates=[f"{video}.mp4", f"data/{video}.mp4"],
+                meta={"video_id": r.get("video_id"), "url": r.get("url")},
+            )
+        )
     return samples
 
 
@@ -150,11 +163,18 @@ def load_lvbench(path: str | Path, **_: Any) -> list[Sample]:
         for qa in rec.get("qa") or []:
             question, options = _split_lvbench_question(qa["question"])
             types = qa.get("question_type") or []
-            samples.append(Sample(
-                id=str(qa["uid"]), video=key, question=question, options=options,
-                gold=letter_index(qa.get("answer"), options),
-                categories={"task": list(types) if isinstance(types, list) else [types], "domain": rec.get("type")},
-                candidates=[f"{key}.mp4"], meta={"time_reference": qa.get("time_reference")}))
+            samples.append(
+                Sample(
+                    id=str(qa["uid"]),
+                    video=key,
+                    question=question,
+                    options=options,
+                    gold=letter_index(qa.get("answer"), options),
+                    categories={"task": list(types) if isinstance(types, list) else [types], "domain": rec.get("type")},
+                    candidates=[f"{key}.mp4"],
+                    meta={"time_reference": qa.get("time_reference")},
+                )
+            )
     return samples
 
 
@@ -169,13 +189,22 @@ def load_longvideobench(path: str | Path, **_: Any) -> list[Sample]:
     for r in read_records(p):
         options = [str(c) for c in r.get("candidates") or []]
         group = r.get("duration_group")
-        samples.append(Sample(
-            id=str(r["id"]), video=str(r["video_path"]), question=str(r["question"]).strip(), options=options,
-            gold=letter_index(r.get("correct_choice"), options),
-            categories={"duration": f"{group}s" if group is not None else duration_group(_num(r.get("duration"))),
-                        "task": r.get("question_category"), "domain": r.get("topic_category")},
-            candidates=[str(r["video_path"]), f"videos/{r['video_path']}"],
-            meta={"subtitle_path": r.get("subtitle_path"), "duration": r.get("duration")}))
+        samples.append(
+            Sample(
+                id=str(r["id"]),
+                video=str(r["video_path"]),
+                question=str(r["question"]).strip(),
+                options=options,
+                gold=letter_index(r.get("correct_choice"), options),
+                categories={
+                    "duration": f"{group}s" if group is not None else duration_group(_num(r.get("duration"))),
+                    "task": r.get("question_category"),
+                    "domain": r.get("topic_category"),
+                },
+                candidates=[str(r["video_path"]), f"videos/{r['video_path']}"],
+                meta={"subtitle_path": r.get("subtitle_path"), "duration": r.get("duration")},
+            )
+        )
     return samples
 
 
@@ -195,17 +224,24 @@ def load_mlvu(path: str | Path, **_: Any) -> list[Sample]:
                 continue
             task = r.get("question_type") or f.stem.split("_", 1)[-1]
             video = str(r["video"])
-            samples.append(Sample(
-                id=f"{f.stem}/{n}", video=video, question=str(r["question"]).strip(), options=options,
-                gold=letter_index(r.get("answer"), options),
-                categories={"task": task, "duration": duration_group(_num(r.get("duration")))},
-                candidates=[f"{f.stem}/{video}", f"video/{f.stem}/{video}", f"{task}/{video}"],
-                meta={"duration": r.get("duration")}))
+            samples.append(
+                Sample(
+                    id=f"{f.stem}/{n}",
+                    video=video,
+                    question=str(r["question"]).strip(),
+                    options=options,
+                    gold=letter_index(r.get("answer"), options),
+                    categories={"task": task, "duration": duration_group(_num(r.get("duration")))},
+                    candidates=[f"{f.stem}/{video}", f"video/{f.stem}/{video}", f"{task}/{video}"],
+                    meta={"duration": r.get("duration")},
+                )
+            )
     return samples
 
 
-def load_egoschema(path: str | Path, answers: str | Path | None = None, include_unscored: bool = False,
-                   **_: Any) -> list[Sample]:
+def load_egoschema(
+    path: str | Path, answers: str | Path | None = None, include_unscored: bool = False, **_: Any
+) -> list[Sample]:
     """EgoSchema: ``questions.json`` (``q_uid, question, option 0`` ... ``option 4``) and the answers of
     the 500-question subset, ``subset_answers.json`` (``{q_uid: index}``; found beside questions.json
     unless given). Only answered questions are loaded unless ``include_unscored``. Videos are ``<q_uid>.mp4``."""
@@ -222,8 +258,10 @@ def load_egoschema(path: str | Path, answers: str | Path | None = None, include_
     elif answers:
         raise EvalError(f"answer file not found: {answer_file} (EgoSchema: subset_answers.json)")
     elif not include_unscored:
-        raise EvalError(f"no EgoSchema answers: {answer_file} not found; pass --answers subset_answers.json "
-                        "(or --include-unscored to run questions without answers)")
+        raise EvalError(
+            f"no EgoSchema answers: {answer_file} not found; pass --answers subset_answers.json "
+            "(or --include-unscored to run questions without answers)"
+        )
     samples = []
     for r in read_records(p):
         uid = str(r["q_uid"])
@@ -232,9 +270,17 @@ def load_egoschema(path: str | Path, answers: str | Path | None = None, include_
         if "question" not in r:
             raise EvalError(f"{p}: question {uid} has no 'question' field")
         options = [str(r[f"option {i}"]) for i in range(10) if f"option {i}" in r]
-        samples.append(Sample(id=uid, video=uid, question=str(r["question"]).strip(), options=options,
-                              gold=gold.get(uid), candidates=[f"{uid}.mp4"],
-                              meta={"google_drive_id": r.get("google_drive_id")}))
+        samples.append(
+            Sample(
+                id=uid,
+                video=uid,
+                question=str(r["question"]).strip(),
+                options=options,
+                gold=gold.get(uid),
+                candidates=[f"{uid}.mp4"],
+                meta={"google_drive_id": r.get("google_drive_id")},
+            )
+        )
     return samples
 
 
@@ -257,12 +303,17 @@ def load_nextqa(path: str | Path, **_: Any) -> list[Sample]:
         options = [str(r[f"a{i}"]) for i in range(10) if r.get(f"a{i}") not in (None, "")]
         qtype = str(r.get("type") or "")
         mapped = mapping.get(video)
-        samples.append(Sample(
-            id=f"{video}_{r['qid']}", video=video, question=str(r["question"]).strip().rstrip("?") + "?",
-            options=options, gold=letter_index(int(r["answer"]) if str(r.get("answer", "")).isdigit() else None,
-                                               options),
-            categories={"task": qtype or None, "group": NEXTQA_GROUPS.get(qtype[:1])},
-            candidates=[f"{mapped}.mp4", f"NExTVideo/{mapped}.mp4"] if mapped else [f"{video}.mp4"]))
+        samples.append(
+            Sample(
+                id=f"{video}_{r['qid']}",
+                video=video,
+                question=str(r["question"]).strip().rstrip("?") + "?",
+                options=options,
+                gold=letter_index(int(r["answer"]) if str(r.get("answer", "")).isdigit() else None, options),
+                categories={"task": qtype or None, "group": NEXTQA_GROUPS.get(qtype[:1])},
+                candidates=[f"{mapped}.mp4", f"NExTVideo/{mapped}.mp4"] if mapped else [f"{video}.mp4"],
+            )
+        )
     return samples
 
 
@@ -282,8 +333,17 @@ def load_charades_sta(path: str | Path, **_: Any) -> list[Sample]:
             raise EvalError(f"{p}:{n}: expected '<video> <start> <end>##<sentence>', got {line[:80]!r}")
         vid, start, end = parts[0], float(parts[1]), float(parts[2])
         text = sentence.strip().rstrip(".")
-        samples.append(Sample(id=f"{vid}#{n}", video=vid, question=f"When does this happen in the video: {text}?",
-                              form="span", gold=[start, end], candidates=[f"{vid}.mp4"], meta={"query": text}))
+        samples.append(
+            Sample(
+                id=f"{vid}#{n}",
+                video=vid,
+                question=f"When does this happen in the video: {text}?",
+                form="span",
+                gold=[start, end],
+                candidates=[f"{vid}.mp4"],
+                meta={"query": text},
+            )
+        )
     return samples
 
 
@@ -300,9 +360,15 @@ def load_jsonl(path: str | Path, **_: Any) -> list[Sample]:
         if "video" not in r or "question" not in r:
             raise EvalError(f"{p}: record {n} needs 'video' and 'question'")
         options = [str(o) for o in r.get("options") or []]
-        form = r.get("form") or ("choice" if options else "span" if r.get("span") is not None else
-                                 "count" if isinstance(r.get("answer"), int) and not isinstance(r.get("answer"), bool)
-                                 else "text")
+        form = r.get("form") or (
+            "choice"
+            if options
+            else "span"
+            if r.get("span") is not None
+            else "count"
+            if isinstance(r.get("answer"), int) and not isinstance(r.get("answer"), bool)
+            else "text"
+        )
         gold: Any = None
         if form == "choice":
             gold = letter_index(r.get("answer"), options)
@@ -323,18 +389,38 @@ def load_jsonl(path: str | Path, **_: Any) -> list[Sample]:
             cats.setdefault("task", r["category"])
         if r.get("duration_group") is not None:
             cats.setdefault("duration", r["duration_group"])
-        samples.append(Sample(id=str(r.get("id", n)), video=str(r["video"]), question=str(r["question"]).strip(),
-                              form=form, options=options, gold=gold, categories=cats, meta=dict(r.get("meta") or {})))
+        samples.append(
+            Sample(
+                id=str(r.get("id", n)),
+                video=str(r["video"]),
+                question=str(r["question"]).strip(),
+                form=form,
+                options=options,
+                gold=gold,
+                categories=cats,
+                meta=dict(r.get("meta") or {}),
+            )
+        )
     return samples
 
 
 BENCHMARKS: dict[str, Callable[..., list[Sample]]] = {
-    "videomme": load_videomme, "lvbench": load_lvbench, "longvideobench": load_longvideobench,
-    "mlvu": load_mlvu, "egoschema": load_egoschema, "nextqa": load_nextqa,
-    "charades-sta": load_charades_sta, "jsonl": load_jsonl,
+    "videomme": load_videomme,
+    "lvbench": load_lvbench,
+    "longvideobench": load_longvideobench,
+    "mlvu": load_mlvu,
+    "egoschema": load_egoschema,
+    "nextqa": load_nextqa,
+    "charades-sta": load_charades_sta,
+    "jsonl": load_jsonl,
 }
-ALIASES = {"video-mme": "videomme", "lvb": "longvideobench", "next-qa": "nextqa", "charades": "charades-sta",
-           "generic": "jsonl"}
+ALIASES = {
+    "video-mme": "videomme",
+    "lvb": "longvideobench",
+    "next-qa": "nextqa",
+    "charades": "charades-sta",
+    "generic": "jsonl",
+}
 
 
 def benchmark_name(name: str) -> str:

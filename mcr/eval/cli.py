@@ -7,6 +7,7 @@
 
 Nothing heavy is imported until a command runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,18 +55,40 @@ def cmd_eval_run(args: argparse.Namespace) -> int:
         raise EvalError(f"none of the selected questions has its video in {args.videos}")
     model = args.model
     if model and model.startswith("replay:"):  # workers elsewhere (Ray) need a path that does not depend on cwd
-        model = "replay:" + str(Path(model[len("replay:"):]).expanduser().resolve())
+        model = "replay:" + str(Path(model[len("replay:") :]).expanduser().resolve())
     model_options = {"constrain": False} if args.no_constrain else {}
-    spec = AgentSpec(agent=args.agent, model=model, endpoint=args.endpoint, max_steps=args.max_steps,
-                     max_wall_s=args.max_time, frames=args.frames, memory=args.memory, index=index,
-                     device=args.device, model_options=model_options)
+    spec = AgentSpec(
+        agent=args.agent,
+        model=model,
+        endpoint=args.endpoint,
+        max_steps=args.max_steps,
+        max_wall_s=args.max_time,
+        frames=args.frames,
+        memory=args.memory,
+        index=index,
+        device=args.device,
+        model_options=model_options,
+    )
     if not args.ray:  # a model that is not on this machine fails here, once, not on every question
         shared_model(spec.model, spec.endpoint, spec.device, spec.model_options)
     out = Path(args.out or Path("mcr-eval") / f"{bench}-{args.agent}")
-    config = {"benchmark": bench, "annotations": str(Path(args.annotations).resolve()),
-              "videos": str(Path(args.videos).resolve()), "agent": spec.to_dict(), "questions": len(samples)}
-    summary = run_eval(samples, spec, out, workers=args.workers, retry_errors=args.retry_errors,
-                       progress=not args.no_progress, config=config, ray_address=args.ray)
+    config = {
+        "benchmark": bench,
+        "annotations": str(Path(args.annotations).resolve()),
+        "videos": str(Path(args.videos).resolve()),
+        "agent": spec.to_dict(),
+        "questions": len(samples),
+    }
+    summary = run_eval(
+        samples,
+        spec,
+        out,
+        workers=args.workers,
+        retry_errors=args.retry_errors,
+        progress=not args.no_progress,
+        config=config,
+        ray_address=args.ray,
+    )
     print(f"{summary['ran']} questions answered now, {summary['questions']} of {len(samples)} done; results in {out}")
     text, png = report([out], png=False if args.no_png else None)
     print(text)
@@ -100,23 +123,43 @@ def _run_arguments() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--annotations", required=True, metavar="PATH", help="the benchmark's annotation file (or folder)")
     p.add_argument("--videos", required=True, metavar="DIR", help="folder holding the videos (searched recursively)")
-    p.add_argument("--agent", default="mcr", choices=["mcr", "plain", "baseline"],
-                   help="mcr: the full policy (default); plain: a bare tool loop; baseline: uniform frames, one call")
+    p.add_argument(
+        "--agent",
+        default="mcr",
+        choices=["mcr", "plain", "baseline"],
+        help="mcr: the full policy (default); plain: a bare tool loop; baseline: uniform frames, one call",
+    )
     p.add_argument("--model", default=None, help="hub id, local folder or .gguf, openai:MODEL@URL, or replay:FILE")
     p.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server (vLLM, SGLang)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N questions")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="questions answered at once (default 1)")
-    p.add_argument("--out", default=None, metavar="DIR", help="result folder (default mcr-eval/BENCH-AGENT); "
-                                                               "an existing one is resumed")
-    p.add_argument("--ray", default=None, metavar="ADDRESS",
-                   help="spread questions over a Ray cluster: auto, ray://HOST:10001, or local")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="result folder (default mcr-eval/BENCH-AGENT); an existing one is resumed",
+    )
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="spread questions over a Ray cluster: auto, ray://HOST:10001, or local",
+    )
     p.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns per question")
     p.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget per question")
     p.add_argument("--frames", type=int, default=32, metavar="N", help="frames for --agent baseline")
-    p.add_argument("--memory", default="question", choices=["question", "video", "none"],
-                   help="a fresh memory per question (default), one per video, or none")
-    p.add_argument("--index", default="shots", metavar="STAGES",
-                   help="video index stages built before each question, comma separated (e.g. shots,transcript,ocr)")
+    p.add_argument(
+        "--memory",
+        default="question",
+        choices=["question", "video", "none"],
+        help="a fresh memory per question (default), one per video, or none",
+    )
+    p.add_argument(
+        "--index",
+        default="shots",
+        metavar="STAGES",
+        help="video index stages built before each question, comma separated (e.g. shots,transcript,ocr)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for local models")
     p.add_argument("--no-constrain", action="store_true", help="no constrained decoding for local models")
     p.add_argument("--skip-missing", action="store_true", help="evaluate the questions whose videos are there")
@@ -132,9 +175,11 @@ def register(subparsers: Any) -> None:
     """Add ``eval`` and its actions to the ``mcr-agent`` command line."""
     from .adapters import ALIASES
 
-    ev = subparsers.add_parser("eval", help="evaluate on a benchmark; report, compare, export trajectories",
-                               description="Run an agent over a benchmark (resumable), print reports, export "
-                                           "trajectories for training.")
+    ev = subparsers.add_parser(
+        "eval",
+        help="evaluate on a benchmark; report, compare, export trajectories",
+        description="Run an agent over a benchmark (resumable), print reports, export trajectories for training.",
+    )
     actions = ev.add_subparsers(dest="eval_action", metavar="BENCH|report|export")
     common = _run_arguments()
     for name, text in BENCH_HELP.items():
@@ -149,11 +194,19 @@ def register(subparsers: Any) -> None:
     rep.set_defaults(func=cmd_eval_report)
     exp = actions.add_parser("export", help="write trajectories as conversational JSONL for TRL")
     exp.add_argument("dir", metavar="OUT_DIR", help="a result folder")
-    exp.add_argument("--format", required=True, choices=["sft", "rl"],
-                     help="sft: prompt/completion per model call; rl: prompt per question with gold answers")
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=["sft", "rl"],
+        help="sft: prompt/completion per model call; rl: prompt per question with gold answers",
+    )
     exp.add_argument("--output", default=None, metavar="FILE", help="default OUT_DIR/export-FORMAT.jsonl")
-    exp.add_argument("--select", default=None, choices=["all", "correct", "verified"],
-                     help="which questions (default: correct for sft, all for rl)")
+    exp.add_argument(
+        "--select",
+        default=None,
+        choices=["all", "correct", "verified"],
+        help="which questions (default: correct for sft, all for rl)",
+    )
     exp.set_defaults(func=cmd_eval_export)
     ev.set_defaults(func=lambda args: (ev.print_help(sys.stdout), 0)[1])
 

@@ -17,6 +17,7 @@ column, never as pixels. Assistant tool calls are ``{"id", "type": "function", "
 whatever the arguments were). ``tools`` holds the tool schemas offered through the chat
 template; it is empty when the model saw them listed in the system prompt instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -167,23 +168,43 @@ def iter_rows(out_dir: str | Path, fmt: str = "sft", select: str | None = None) 
         phases = _phases(out / record.get("trace", ""))
         if len(phases) != len(turns):
             phases = ["act" if t.get("tools") else "other" for t in turns]
-        base = {"question_id": qid, "video": record.get("video_path") or record.get("video"),
-                "form": record.get("form"), "correct": record.get("correct"), "status": record.get("status")}
+        base = {
+            "question_id": qid,
+            "video": record.get("video_path") or record.get("video"),
+            "form": record.get("form"),
+            "correct": record.get("correct"),
+            "status": record.get("status"),
+        }
         if fmt == "sft":
             for i, (turn, phase) in enumerate(zip(turns, phases)):
                 prompt, frames = _clean(turn["messages"])
-                yield {"id": f"{qid}#{i}", **base, "phase": phase, "turn": i, "prompt": prompt,
-                       "completion": [assistant_message(turn["output"])], "tools": _tools(turn, prompt),
-                       "frames": frames}
+                yield {
+                    "id": f"{qid}#{i}",
+                    **base,
+                    "phase": phase,
+                    "turn": i,
+                    "prompt": prompt,
+                    "completion": [assistant_message(turn["output"])],
+                    "tools": _tools(turn, prompt),
+                    "frames": frames,
+                }
         else:
             first = next((i for i, p in enumerate(phases) if p == "act"), 0)
             prompt, frames = _clean(turns[first]["messages"])
-            yield {"id": qid, **base, "prompt": prompt, "tools": _tools(turns[first], prompt),
-                   "options": list(record.get("options") or []), "gold": gold_text(record), "frames": frames}
+            yield {
+                "id": qid,
+                **base,
+                "prompt": prompt,
+                "tools": _tools(turns[first], prompt),
+                "options": list(record.get("options") or []),
+                "gold": gold_text(record),
+                "frames": frames,
+            }
 
 
-def export(out_dir: str | Path, fmt: str = "sft", output: str | Path | None = None,
-           select: str | None = None) -> tuple[Path, int]:
+def export(
+    out_dir: str | Path, fmt: str = "sft", output: str | Path | None = None, select: str | None = None
+) -> tuple[Path, int]:
     """Write the rows to ``output`` (default ``OUT_DIR/export-FORMAT.jsonl``); returns (path, rows)."""
     target = Path(output) if output else Path(out_dir) / f"export-{fmt}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ Bootstrap: ``n_boot`` resamples of the questions with replacement (a fixed seed,
 same results give the same intervals), the percentile interval of the statistic.
 Errored questions count as wrong; questions without a gold answer are not scored.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
@@ -17,8 +18,13 @@ IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 COST_FIELDS = ("model_calls", "input_tokens", "output_tokens", "frames_seen", "wall_s")
 
 
-def bootstrap_ci(values: Sequence[float], stat: Callable[[np.ndarray], np.ndarray] | None = None,
-                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float],
+    stat: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """The percentile bootstrap interval of ``stat`` (the mean by default) over ``values``."""
     x = np.asarray(list(values), dtype=np.float64)
     if x.size == 0:
@@ -58,9 +64,13 @@ def _category_values(record: dict) -> dict[str, list[str]]:
 
 def cost_of(record: dict) -> dict[str, float]:
     usage = record.get("usage") or {}
-    return {"model_calls": float(usage.get("model_calls", 0)), "input_tokens": float(usage.get("input_tokens", 0)),
-            "output_tokens": float(usage.get("output_tokens", 0)), "frames_seen": float(record.get("frames_seen") or 0),
-            "wall_s": float(record.get("wall_s") or 0.0)}
+    return {
+        "model_calls": float(usage.get("model_calls", 0)),
+        "input_tokens": float(usage.get("input_tokens", 0)),
+        "output_tokens": float(usage.get("output_tokens", 0)),
+        "frames_seen": float(record.get("frames_seen") or 0),
+        "wall_s": float(record.get("wall_s") or 0.0),
+    }
 
 
 def summarize(records: Iterable[dict], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -84,8 +94,10 @@ def summarize(records: Iterable[dict], n_boot: int = 1000, seed: int = 0) -> dic
         for key, values in _category_values(r).items():
             for v in values:
                 by_cat.setdefault(key, {}).setdefault(v, []).append(float(bool(r["correct"])))
-    summary["by_category"] = {key: {v: _mean_ci(vals, n_boot, seed) for v, vals in sorted(groups.items())}
-                              for key, groups in sorted(by_cat.items())}
+    summary["by_category"] = {
+        key: {v: _mean_ci(vals, n_boot, seed) for v, vals in sorted(groups.items())}
+        for key, groups in sorted(by_cat.items())
+    }
     if spans:
         ious = [float(r.get("iou") or 0.0) for r in spans]
         grounding = {"n": len(spans), "miou": _mean_ci(ious, n_boot, seed)}
@@ -99,6 +111,7 @@ def summarize(records: Iterable[dict], n_boot: int = 1000, seed: int = 0) -> dic
 
 
 # ------------------------------------------------------------------ tables
+
 
 def _pct(m: dict | None) -> str:
     if not m or m.get("value") is None:
@@ -116,9 +129,10 @@ def _num(m: dict | None, digits: int = 1) -> str:
 
 def summary_rows(summary: dict) -> list[tuple[str, str, str]]:
     """(section, label, value) rows of a summary, in print order."""
-    rows = [("overall", "questions", f"{summary['questions']} ({summary['scored']} scored, "
-                                     f"{summary['errors']} errors)"),
-            ("overall", "status", ", ".join(f"{k} {v}" for k, v in summary["statuses"].items()))]
+    rows = [
+        ("overall", "questions", f"{summary['questions']} ({summary['scored']} scored, {summary['errors']} errors)"),
+        ("overall", "status", ", ".join(f"{k} {v}" for k, v in summary["statuses"].items())),
+    ]
     if summary["accuracy"]["n"]:
         rows.append(("overall", "accuracy", f"{_pct(summary['accuracy'])}  n={summary['accuracy']['n']}"))
     for key, groups in summary["by_category"].items():
@@ -130,10 +144,12 @@ def summary_rows(summary: dict) -> list[tuple[str, str, str]]:
         for t in IOU_THRESHOLDS:
             rows.append(("grounding", f"R@{t}", _pct(g[f"r@{t}"])))
     cost = summary["cost"]
-    rows += [("cost / question", "model calls", _num(cost["model_calls"])),
-             ("cost / question", "tokens (in+out)", _num(cost["total_tokens"], 0)),
-             ("cost / question", "frames seen", _num(cost["frames_seen"])),
-             ("cost / question", "wall time (s)", _num(cost["wall_s"]))]
+    rows += [
+        ("cost / question", "model calls", _num(cost["model_calls"])),
+        ("cost / question", "tokens (in+out)", _num(cost["total_tokens"], 0)),
+        ("cost / question", "frames seen", _num(cost["frames_seen"])),
+        ("cost / question", "wall time (s)", _num(cost["wall_s"])),
+    ]
     return rows
 
 
@@ -165,8 +181,10 @@ def format_comparison(a: dict, b: dict, names: tuple[str, str]) -> str:
     for k in keys:
         va, vb = values[k]
         delta = f"{100 * (vb - va):+.1f} pts" if va is not None and vb is not None else ""
-        lines.append(f"{k[0] if k[0] != last else '':<{w1}}  {k[1]:<{w2}}  {ra.get(k, '-'):<{wa}}  "
-                     f"{rb.get(k, '-'):<{wb}}  {delta}")
+        lines.append(
+            f"{k[0] if k[0] != last else '':<{w1}}  {k[1]:<{w2}}  {ra.get(k, '-'):<{wa}}  "
+            f"{rb.get(k, '-'):<{wb}}  {delta}"
+        )
         last = k[0]
     return "\n".join(lines)
 

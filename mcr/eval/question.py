@@ -4,6 +4,7 @@ its outcome made into a result record. Used by the local runner and by Ray worke
 A failure of the question itself (a bad video, a model error) becomes the record's
 ``error``; it never stops the run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,9 @@ class Recorder:
         from .export import message_to_dict
 
         out = self._model.generate(messages, tools=tools, **options)
-        self.turns.append({"messages": [message_to_dict(m) for m in messages], "tools": list(tools or []),
-                           "output": out.to_dict()})
+        self.turns.append(
+            {"messages": [message_to_dict(m) for m in messages], "tools": list(tools or []), "output": out.to_dict()}
+        )
         return out
 
     def dump(self) -> str:
@@ -63,8 +65,14 @@ def _video_duration(trace_text: str) -> float | None:
     return None
 
 
-def make_record(sample: Sample, result: Any = None, error: str | None = None, wall_s: float = 0.0,
-                model_name: str = "", video_duration: float | None = None) -> dict:
+def make_record(
+    sample: Sample,
+    result: Any = None,
+    error: str | None = None,
+    wall_s: float = 0.0,
+    model_name: str = "",
+    video_duration: float | None = None,
+) -> dict:
     """The result record of one question."""
     answer = getattr(result, "answer", "") or ""
     value = getattr(result, "value", None)
@@ -75,15 +83,30 @@ def make_record(sample: Sample, result: Any = None, error: str | None = None, wa
     usage = result.usage.to_dict() if result is not None else {"input_tokens": 0, "output_tokens": 0, "model_calls": 0}
     status = getattr(result, "status", None) or "error"
     return {
-        "id": sample.id, "video": sample.video, "video_path": sample.video_path, "video_duration": video_duration,
-        "question": sample.question, "options": list(sample.options), "form": sample.form, "gold": sample.gold,
-        "categories": dict(sample.categories), "answer": answer, "predicted": predicted,
-        "correct": scored["correct"], "iou": scored["iou"], "status": status,
+        "id": sample.id,
+        "video": sample.video,
+        "video_path": sample.video_path,
+        "video_duration": video_duration,
+        "question": sample.question,
+        "options": list(sample.options),
+        "form": sample.form,
+        "gold": sample.gold,
+        "categories": dict(sample.categories),
+        "answer": answer,
+        "predicted": predicted,
+        "correct": scored["correct"],
+        "iou": scored["iou"],
+        "status": status,
         "error": error or getattr(result, "error", None),
-        "evidence": [s.to_list() for s in getattr(result, "evidence", [])], "usage": usage,
-        "frames_seen": getattr(result, "frames_seen", 0), "steps": getattr(result, "steps", 0),
-        "wall_s": round(wall_s, 3), "model": model_name, "run_id": getattr(result, "run_id", ""),
-        "trace": f"traces/{safe_name(sample.id)}.jsonl", "turns": f"turns/{safe_name(sample.id)}.jsonl",
+        "evidence": [s.to_list() for s in getattr(result, "evidence", [])],
+        "usage": usage,
+        "frames_seen": getattr(result, "frames_seen", 0),
+        "steps": getattr(result, "steps", 0),
+        "wall_s": round(wall_s, 3),
+        "model": model_name,
+        "run_id": getattr(result, "run_id", ""),
+        "trace": f"traces/{safe_name(sample.id)}.jsonl",
+        "turns": f"turns/{safe_name(sample.id)}.jsonl",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -103,8 +126,13 @@ def run_one(factory: Factory, sample: Sample, out_dir: str | Path | None = None)
         agent = factory(sample, work, Path(out_dir) if out_dir is not None else None)
         recorder = Recorder(agent.model)
         agent.model = recorder
-        result = agent.run(sample.video_path, sample.question, options=sample.options or None, trace=trace_file,
-                           answer_form=sample.form)
+        result = agent.run(
+            sample.video_path,
+            sample.question,
+            options=sample.options or None,
+            trace=trace_file,
+            answer_form=sample.form,
+        )
     except Exception as exc:  # one question's failure is recorded, never fatal to the run
         error = f"{type(exc).__name__}: {exc}".strip()
     try:

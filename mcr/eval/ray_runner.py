@@ -6,6 +6,7 @@ text; the driver appends them to the same resumable output as the local runner. 
 output folder needs to exist only where the driver runs. Video paths must be readable on
 every node (a shared file system, or the same layout on each machine).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,15 @@ def connect(address: str, num_cpus: int | None = None) -> bool:
     return True
 
 
-def run_on_ray(todo: Sequence[Sample], factory: Any, out: Path, sink: Callable[[dict], None], address: str,
-               workers: int = 1, cpus_per_task: float = 1.0) -> None:
+def run_on_ray(
+    todo: Sequence[Sample],
+    factory: Any,
+    out: Path,
+    sink: Callable[[dict], None],
+    address: str,
+    workers: int = 1,
+    cpus_per_task: float = 1.0,
+) -> None:
     """Run ``todo`` as Ray tasks; ``sink`` gets each outcome as it finishes. At most ``workers``
     tasks are in flight from this driver at a time (more than the cluster's CPUs just queue)."""
     import ray
@@ -62,8 +70,13 @@ def run_on_ray(todo: Sequence[Sample], factory: Any, out: Path, sink: Callable[[
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # the task itself died (a lost node, a killed worker)
-                    outcome = {"record": make_record(sample, error=f"ray task failed: {type(exc).__name__}: "
-                                                                   f"{str(exc).splitlines()[0] if str(exc) else ''}")}
+                    outcome = {
+                        "record": make_record(
+                            sample,
+                            error=f"ray task failed: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                        )
+                    }
                 sink(outcome)
     except KeyboardInterrupt:
         for ref in running:

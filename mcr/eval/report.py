@@ -4,6 +4,7 @@ The figure has two panels: accuracy per category (overall first) with 95% bootst
 intervals, one bar per result folder; and, per question, correctness (IoU for grounding)
 against frames seen, with the accuracy of frames-seen bins drawn as a line.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,12 @@ def draw(records: Sequence[list[dict]], summaries: Sequence[dict], names: Sequen
 
     bars = [_bars(s) for s in summaries]
     labels = list(bars[0]) + [k for b in bars[1:] for k in b if k not in bars[0]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(10.0, 4 + 0.45 * len(labels)), 5.0),
-                                   gridspec_kw={"width_ratios": [max(2, len(labels) // 3 + 1), 2]})
+    fig, (ax1, ax2) = plt.subplots(
+        1,
+        2,
+        figsize=(max(10.0, 4 + 0.45 * len(labels)), 5.0),
+        gridspec_kw={"width_ratios": [max(2, len(labels) // 3 + 1), 2]},
+    )
     width = 0.8 / len(bars)
     x = np.arange(len(labels))
     colours = ["tab:blue", "tab:orange"]
@@ -104,9 +109,14 @@ def draw(records: Sequence[list[dict]], summaries: Sequence[dict], names: Sequen
     ax1.legend(fontsize=8)
     rng = np.random.default_rng(0)
     for i, (recs, name) in enumerate(zip(records, names)):
-        pts = [(float(r.get("frames_seen") or 0),
-                float(r["iou"]) if r.get("form") == "span" and r.get("iou") is not None else float(bool(r["correct"])))
-               for r in recs if r.get("correct") is not None]
+        pts = [
+            (
+                float(r.get("frames_seen") or 0),
+                float(r["iou"]) if r.get("form") == "span" and r.get("iou") is not None else float(bool(r["correct"])),
+            )
+            for r in recs
+            if r.get("correct") is not None
+        ]
         if not pts:
             continue
         f, y = np.array(pts).T

@@ -5,6 +5,7 @@ flushed to disk, so a killed runner leaves at most one torn last line. Reading s
 torn last line; opening for appending cuts it off first, so the next record starts on a
 line of its own. A question answered twice (``--retry-errors``) keeps its last record.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             if n == len(lines):  # the last piece, with no newline after it: a write cut short
                 return
-            raise ResultsError(f"{p}:{n}: not a result record; fix or delete that line, or pass another --out") from None
+            raise ResultsError(
+                f"{p}:{n}: not a result record; fix or delete that line, or pass another --out"
+            ) from None
         if isinstance(record, dict) and "id" in record:
             yield record
 

@@ -14,6 +14,7 @@ index, ``"start-end"`` seconds, a count or text), ``options`` and ``form``.
   + 0.25 when it is committed with the ``answer`` tool, + 0.25 when it cites evidence and
   every cited span is well formed.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,8 +119,12 @@ def _answer_span(answer: Answer) -> list[float] | None:
     return None if problem or typed.value is None else [typed.value.start, typed.value.end]
 
 
-def choice_reward(completions: Sequence[Any], gold: Sequence[Any] | None = None,
-                  options: Sequence[Sequence[str]] | None = None, **kwargs: Any) -> list[float]:
+def choice_reward(
+    completions: Sequence[Any],
+    gold: Sequence[Any] | None = None,
+    options: Sequence[Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> list[float]:
     """1.0 when the completion picks the gold option (gold: a letter, an index or the option's text)."""
     n = len(completions)
     golds, opts = _column({"g": gold}, "g", n), _column({"o": options}, "o", n, [])
@@ -141,13 +146,19 @@ def temporal_iou_reward(completions: Sequence[Any], gold: Sequence[Any] | None =
     no span can be read from the completion."""
     n = len(completions)
     golds = _column({"g": gold}, "g", n)
-    return [round(temporal_iou(_answer_span(extract_answer(c)), _gold_span(g)), 6) if _gold_span(g) else 0.0
-            for c, g in zip(completions, golds)]
+    return [
+        round(temporal_iou(_answer_span(extract_answer(c)), _gold_span(g)), 6) if _gold_span(g) else 0.0
+        for c, g in zip(completions, golds)
+    ]
 
 
-def correctness_reward(completions: Sequence[Any], gold: Sequence[Any] | None = None,
-                       options: Sequence[Sequence[str]] | None = None, form: Sequence[str] | None = None,
-                       **kwargs: Any) -> list[float]:
+def correctness_reward(
+    completions: Sequence[Any],
+    gold: Sequence[Any] | None = None,
+    options: Sequence[Sequence[str]] | None = None,
+    form: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[float]:
     """1.0 for a correct answer of any form: the gold option, a span with IoU >= 0.5, the count, or
     text containing the gold text."""
     n = len(completions)
@@ -171,8 +182,12 @@ def correctness_reward(completions: Sequence[Any], gold: Sequence[Any] | None = 
     return rewards
 
 
-def format_reward(completions: Sequence[Any], form: Sequence[str] | None = None,
-                  options: Sequence[Sequence[str]] | None = None, **kwargs: Any) -> list[float]:
+def format_reward(
+    completions: Sequence[Any],
+    form: Sequence[str] | None = None,
+    options: Sequence[Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> list[float]:
     """0.5 (the answer fits its form) + 0.25 (committed with the answer tool) + 0.25 (evidence cited,
     every span well formed)."""
     n = len(completions)
@@ -206,8 +221,19 @@ def _evidence_ok(evidence: Any) -> bool:
     return bool(items)
 
 
-REWARDS = {"choice": choice_reward, "temporal_iou": temporal_iou_reward, "correctness": correctness_reward,
-           "format": format_reward}
+REWARDS = {
+    "choice": choice_reward,
+    "temporal_iou": temporal_iou_reward,
+    "correctness": correctness_reward,
+    "format": format_reward,
+}
 
-__all__ = ["REWARDS", "Answer", "choice_reward", "correctness_reward", "extract_answer", "format_reward",
-           "temporal_iou_reward"]
+__all__ = [
+    "REWARDS",
+    "Answer",
+    "choice_reward",
+    "correctness_reward",
+    "extract_answer",
+    "format_reward",
+    "temporal_iou_reward",
+]

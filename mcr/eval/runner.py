@@ -11,6 +11,7 @@ Layout of an output folder::
 
 A question's trace and turns are written before its record, so a record always has them.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ _MODELS: dict[str, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def shared_model(spec: str | None, endpoint: str | None = None, device: str = "auto",
-                 options: dict | None = None) -> Any:
+def shared_model(
+    spec: str | None, endpoint: str | None = None, device: str = "auto", options: dict | None = None
+) -> Any:
     """A model loaded once per process and shared by the workers (``replay:`` models are per question)."""
     from mcr.models import load_model
 
@@ -107,17 +109,23 @@ def _check_run_file(out: Path, config: dict) -> None:
         except json.JSONDecodeError:
             old = {}
         if old.get("benchmark") and config.get("benchmark") and old["benchmark"] != config["benchmark"]:
-            raise EvalError(f"{out} holds results of {old['benchmark']}, not {config['benchmark']}; "
-                            "pass another --out")
-    path.write_text(json.dumps({**config, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2,
-                               default=str), encoding="utf-8")
+            raise EvalError(f"{out} holds results of {old['benchmark']}, not {config['benchmark']}; pass another --out")
+    path.write_text(
+        json.dumps({**config, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2, default=str), encoding="utf-8"
+    )
 
 
 class _Sink:
     """Writes each finished question: trace and turns first, then its record; keeps the running score."""
 
-    def __init__(self, out: Path, writer: ResultsWriter, done: dict[str, dict], total: int,
-                 on_record: Callable[[dict, "_Sink"], None] | None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        writer: ResultsWriter,
+        done: dict[str, dict],
+        total: int,
+        on_record: Callable[[dict, "_Sink"], None] | None,
+    ) -> None:
         self.out, self.writer, self.on_record = out, writer, on_record
         self.done = dict(done)
         self.total = total
@@ -144,18 +152,27 @@ class _Sink:
         return sum(1 for r in scored if r["correct"]), len(scored)
 
 
-def plan(samples: Sequence[Sample], done: dict[str, dict], limit: int | None = None,
-         retry_errors: bool = False) -> tuple[list[Sample], list[Sample]]:
+def plan(
+    samples: Sequence[Sample], done: dict[str, dict], limit: int | None = None, retry_errors: bool = False
+) -> tuple[list[Sample], list[Sample]]:
     """(selected, to run): the first ``limit`` samples, and those of them not finished yet."""
     selected = list(samples[:limit] if limit else samples)
     todo = [s for s in selected if s.id not in done or (retry_errors and done[s.id].get("status") == "error")]
     return selected, todo
 
 
-def run_eval(samples: Sequence[Sample], factory: Factory, out_dir: str | Path, workers: int = 1,
-             limit: int | None = None, retry_errors: bool = False, progress: bool = False,
-             config: dict | None = None, ray_address: str | None = None,
-             on_record: Callable[[dict, Any], None] | None = None) -> dict:
+def run_eval(
+    samples: Sequence[Sample],
+    factory: Factory,
+    out_dir: str | Path,
+    workers: int = 1,
+    limit: int | None = None,
+    retry_errors: bool = False,
+    progress: bool = False,
+    config: dict | None = None,
+    ray_address: str | None = None,
+    on_record: Callable[[dict, Any], None] | None = None,
+) -> dict:
     """Run (or resume) an evaluation; returns the summary of the selected questions."""
     from .metrics import summarize
 
@@ -219,9 +236,16 @@ def _progress_bar(total: int, already: int, sink: _Sink):
         TimeRemainingColumn,
     )
 
-    progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[acc]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=Console(stderr=True), transient=False)
+    progress = Progress(
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[acc]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
     task = progress.add_task("eval", total=total, completed=already, acc=_acc_text(sink))
     previous = sink.on_record
 

@@ -5,6 +5,7 @@ is about, the question, the options (for multiple choice), the gold answer in th
 answer form's own type (option index, ``[start, end]`` seconds, a count, or text) and
 the categories it is reported under (duration group, task type, ...).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ class MissingVideos(EvalError):
         self.missing = list(missing)
         shown = ", ".join(self.missing[:10])
         more = f" and {len(self.missing) - 10} more" if len(self.missing) > 10 else ""
-        super().__init__(f"{len(self.missing)} of {total} videos are not in {folder}: {shown}{more} "
-                         "(pass --skip-missing to evaluate the questions whose videos are there)")
+        super().__init__(
+            f"{len(self.missing)} of {total} videos are not in {folder}: {shown}{more} "
+            "(pass --skip-missing to evaluate the questions whose videos are there)"
+        )
 
 
 @dataclass
@@ -53,19 +56,35 @@ class Sample:
         return self.gold is not None
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "video": self.video, "video_path": self.video_path, "question": self.question,
-                "form": self.form, "options": list(self.options), "gold": self.gold,
-                "categories": dict(self.categories), "meta": dict(self.meta)}
+        return {
+            "id": self.id,
+            "video": self.video,
+            "video_path": self.video_path,
+            "question": self.question,
+            "form": self.form,
+            "options": list(self.options),
+            "gold": self.gold,
+            "categories": dict(self.categories),
+            "meta": dict(self.meta),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sample":
-        return cls(id=str(d["id"]), video=d["video"], question=d["question"], form=d.get("form", "choice"),
-                   options=list(d.get("options") or []), gold=d.get("gold"),
-                   categories=dict(d.get("categories") or {}), video_path=d.get("video_path"),
-                   meta=dict(d.get("meta") or {}))
+        return cls(
+            id=str(d["id"]),
+            video=d["video"],
+            question=d["question"],
+            form=d.get("form", "choice"),
+            options=list(d.get("options") or []),
+            gold=d.get("gold"),
+            categories=dict(d.get("categories") or {}),
+            video_path=d.get("video_path"),
+            meta=dict(d.get("meta") or {}),
+        )
 
 
 # ------------------------------------------------------------------- videos
+
 
 class VideoFinder:
     """Finds videos under a folder by relative path, file name or stem; the folder is walked once."""
@@ -194,5 +213,16 @@ def duration_group(seconds: float | None) -> str | None:
     return "long (>15 min)"
 
 
-__all__ = ["EvalError", "MissingVideos", "Sample", "VideoFinder", "duration_group", "normalize_text",
-           "predicted_value", "resolve_videos", "score", "temporal_iou", "text_matches"]
+__all__ = [
+    "EvalError",
+    "MissingVideos",
+    "Sample",
+    "VideoFinder",
+    "duration_group",
+    "normalize_text",
+    "predicted_value",
+    "resolve_videos",
+    "score",
+    "temporal_iou",
+    "text_matches",
+]

@@ -100,9 +100,7 @@ class M2LAAttention(nn.Module):
         self.kv_a_layernorm = LatentRMSNorm(s.rank, s.norm_eps) if s.latent_norm else None
         self.kv_b_proj = nn.Linear(s.rank, s.num_kv_heads * (s.nope_dim + s.v_head_dim), bias=s.qkv_bias)
         self.o_proj = nn.Linear(s.num_heads * s.v_head_dim, s.hidden_size, bias=s.o_bias)
-        self.register_buffer(
-            "rope_pairs", torch.arange(s.rope_dim // 2).repeat(s.num_rope_keys, 1), persistent=True
-        )
+        self.register_buffer("rope_pairs", torch.arange(s.rope_dim // 2).repeat(s.num_rope_keys, 1), persistent=True)
         if s.key_norm == "scale":
             self.k_nope_norm_weight = nn.Parameter(torch.ones(s.num_kv_heads, s.nope_dim))
             self.k_rope_norm_weight = nn.Parameter(torch.ones(s.num_rope_keys, s.rope_dim))

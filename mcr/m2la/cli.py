@@ -35,16 +35,30 @@ def register(subparsers) -> None:
     conv.add_argument("--rank", type=int, required=True, help="latent rank per token and layer")
     conv.add_argument("--rope-dim", type=int, required=True, help="rotated dimensions kept per rope key (even)")
     rope = conv.add_mutually_exclusive_group()
-    rope.add_argument("--shared-rope", dest="shared_rope", action="store_true", default=None,
-                      help="one rope key shared by all heads (default with one KV head)")
-    rope.add_argument("--per-group-rope", dest="shared_rope", action="store_false",
-                      help="one rope key per KV group (default with several KV heads)")
-    conv.add_argument("--key-norm", choices=("scale", "fold"), default=None,
-                      help="for models with a key norm: keep it exactly (scale, default) or fold it (fold)")
+    rope.add_argument(
+        "--shared-rope",
+        dest="shared_rope",
+        action="store_true",
+        default=None,
+        help="one rope key shared by all heads (default with one KV head)",
+    )
+    rope.add_argument(
+        "--per-group-rope",
+        dest="shared_rope",
+        action="store_false",
+        help="one rope key per KV group (default with several KV heads)",
+    )
+    conv.add_argument(
+        "--key-norm",
+        choices=("scale", "fold"),
+        default=None,
+        help="for models with a key norm: keep it exactly (scale, default) or fold it (fold)",
+    )
     conv.add_argument("--dtype", choices=DTYPES, default="auto", help="dtype to load and save in")
     conv.add_argument("--gguf-file", default=None, help="GGUF file name inside MODEL (a folder)")
-    conv.add_argument("--calibration-text", default=None,
-                      help="text file used to choose RoPE dimensions and weight the factorisation")
+    conv.add_argument(
+        "--calibration-text", default=None, help="text file used to choose RoPE dimensions and weight the factorisation"
+    )
     conv.add_argument("--calibration-tokens", type=int, default=1024, help="tokens of calibration text to use")
     conv.add_argument("--device", default="cpu", help="device to convert on (cpu, cuda)")
     conv.add_argument("--force", action="store_true", help="write into OUT even if it is not empty")
@@ -158,7 +172,11 @@ def convert_command(args) -> int:
             ids = _text_tokenizer(tokenizer)(text, return_tensors="pt")["input_ids"][:, : args.calibration_tokens]
             calibration = ids
         report = convert_to_m2la(
-            model, args.rank, args.rope_dim, shared_rope=args.shared_rope, key_norm=args.key_norm,
+            model,
+            args.rank,
+            args.rope_dim,
+            shared_rope=args.shared_rope,
+            key_norm=args.key_norm,
             calibration=calibration,
         )
         save_m2la(model, out, tokenizer=tokenizer)
@@ -185,10 +203,14 @@ def info_command(args) -> int:
     values = [_values_per_token(spec) for spec in layers]
     original = [2 * spec["num_kv_heads"] * spec["head_dim"] for spec in layers]
     print(f"model type: {config.get('model_type')}  layers: {len(layers)}  dtype: {dtype}")
-    print(f"rank {settings['rank']}, rope_dim {settings['rope_dim']}, "
-          f"{'shared' if settings['shared_rope'] else 'per-group'} rope key, key norm {settings['key_norm']}")
-    print(f"cache per token and layer: {values[0]} values = {values[0] * size} bytes "
-          f"(original {original[0]} values = {original[0] * size} bytes)")
+    print(
+        f"rank {settings['rank']}, rope_dim {settings['rope_dim']}, "
+        f"{'shared' if settings['shared_rope'] else 'per-group'} rope key, key norm {settings['key_norm']}"
+    )
+    print(
+        f"cache per token and layer: {values[0]} values = {values[0] * size} bytes "
+        f"(original {original[0]} values = {original[0] * size} bytes)"
+    )
     print(f"cache per token, all layers: {sum(values) * size} bytes, {sum(values) / sum(original):.4f} of the original")
     return 0
 
@@ -217,9 +239,10 @@ def generate_command(args) -> int:
     inputs = tokenizer(args.prompt, return_tensors="pt").to(args.device)
     cache = LatentCache(config=model.config)
     with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
-                             **{cache_argument(model): cache})
-    new = out[0, inputs["input_ids"].shape[1]:]
+        out = model.generate(
+            **inputs, max_new_tokens=args.max_new_tokens, do_sample=False, **{cache_argument(model): cache}
+        )
+    new = out[0, inputs["input_ids"].shape[1] :]
     print(tokenizer.decode(new, skip_special_tokens=True))
     print(f"[latent cache: {cache.get_seq_length()} tokens, {cache.nbytes()} bytes]", file=sys.stderr)
     return 0

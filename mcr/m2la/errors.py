@@ -1,4 +1,5 @@
 """Errors raised by the M2LA package (no heavy imports here)."""
+
 from mcr.errors import MCRError
 
 

@@ -39,9 +39,7 @@ def rms_normalize(y: torch.Tensor, weight: torch.Tensor | None, eps: float) -> t
     return y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
-def rope_contribution_from_data(
-    x, wq, bq, wk, bk, heads, groups, d, q_weight, k_weight, eps
-) -> torch.Tensor:
+def rope_contribution_from_data(x, wq, bq, wk, bk, heads, groups, d, q_weight, k_weight, eps) -> torch.Tensor:
     """Contribution ``[groups, d/2]`` of each frequency pair to the attention scores.
 
     The MHA2MLA 2-norm rule: mean over tokens of ``Σ_heads ‖q_pair‖·‖k_pair‖`` with
@@ -57,9 +55,7 @@ def rope_contribution_from_data(
     return (qn * kn).sum(2).mean(0)
 
 
-def rope_contribution_from_weights(
-    sqrt_cov, wq, wk, heads, groups, d, q_weight, k_weight
-) -> torch.Tensor:
+def rope_contribution_from_weights(sqrt_cov, wq, wk, heads, groups, d, q_weight, k_weight) -> torch.Tensor:
     """Data-free stand-in for :func:`rope_contribution_from_data` from weight norms."""
 
     def energy(w, count, weight):

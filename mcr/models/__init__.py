@@ -3,6 +3,7 @@
 A model is any object with ``name`` and
 ``generate(messages, tools=None, **options) -> ModelOutput``.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,10 @@ DEFAULT_MODEL = "OpenGVLab/InternVideo3-8B-Instruct"
 
 def _hub_snapshot(model_id: str) -> Path | None:
     """A local snapshot of a hub model in the Hugging Face cache, if one is there."""
-    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    cache = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
     folder = cache / ("models--" + model_id.replace("/", "--")) / "snapshots"
     if not folder.is_dir():
         return None
@@ -49,14 +53,15 @@ def default_model() -> str:
         raise ModelNotAvailable(
             f"no default model is on this machine: {big} is not available offline (the default with a GPU), "
             f"nor is {small} (the default on CPU). Download one where the hub is reachable (`hf download {big}`), "
-            "then pass --model /path/to/weights, or serve one and pass --endpoint URL")
+            "then pass --model /path/to/weights, or serve one and pass --endpoint URL"
+        )
     if have_big and have_small:
         return big if _has_cuda() else small
     return big if have_big else small
 
 
 def _split_openai(spec: str, endpoint: str | None) -> tuple[str | None, str]:
-    body = spec[len("openai:"):]
+    body = spec[len("openai:") :]
     model, url = body, endpoint
     if "@" in body:
         head, _, tail = body.rpartition("@")
@@ -85,7 +90,7 @@ def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) ->
     if spec is not None and spec.strip().startswith("replay:"):
         from .replay import ReplayModel
 
-        return ReplayModel.from_file(spec.strip()[len("replay:"):])
+        return ReplayModel.from_file(spec.strip()[len("replay:") :])
     if spec is not None and spec.strip().startswith("openai:"):
         model, url = _split_openai(spec.strip(), endpoint)
         return _server_model(url, model, options)

@@ -2,6 +2,7 @@
 
 Backends import these from here; ``mcr.models`` re-exports them with ``load_model``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,8 +60,7 @@ class ModelOutput:
 class Model(Protocol):
     name: str
 
-    def generate(self, messages: list[Message], tools: list[dict] | None = None, **options: Any) -> ModelOutput:
-        ...
+    def generate(self, messages: list[Message], tools: list[dict] | None = None, **options: Any) -> ModelOutput: ...
 
 
 __all__ = ["Model", "ModelError", "ModelNotAvailable", "ModelOutput"]

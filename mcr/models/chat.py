@@ -7,6 +7,7 @@ right after the tool turns. Without native tool calling, calls are written into 
 assistant's text as ``<tool_call>`` blocks and results come back as
 ``<tool_response>`` user turns, the Hermes convention the text parser reads.
 """
+
 from __future__ import annotations
 
 import io
@@ -82,8 +83,15 @@ def arrange(messages: Sequence[Message], native_tools: bool) -> list[Message]:
             body = "\n".join(x for x in [body] + [call_text(c.name, c.arguments) for c in m.tool_calls] if x)
             out.append(Message("assistant", body))
             continue
-        out.append(Message(m.role, m.content if isinstance(m.content, str) else list(m.content),
-                           list(m.tool_calls), m.tool_call_id, m.name))
+        out.append(
+            Message(
+                m.role,
+                m.content if isinstance(m.content, str) else list(m.content),
+                list(m.tool_calls),
+                m.tool_call_id,
+                m.name,
+            )
+        )
     flush()
     if native_tools:
         return out
@@ -97,6 +105,7 @@ def arrange(messages: Sequence[Message], native_tools: bool) -> list[Message]:
 
 
 # --------------------------------------------------------------------- frames
+
 
 def fit_pixels(image: Any, max_pixels: int | None) -> Any:
     """An ``(H, W, 3)`` uint8 array scaled down (aspect kept) to at most ``max_pixels``."""
@@ -170,5 +179,14 @@ def mp4_data_url(frames: Frames, max_pixels: int | None = None) -> str:
     return "data:video/mp4;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-__all__ = ["arrange", "as_array", "call_text", "fit_pixels", "frames_label", "frames_reference", "jpeg_data_url",
-           "mp4_data_url", "tool_listing"]
+__all__ = [
+    "arrange",
+    "as_array",
+    "call_text",
+    "fit_pixels",
+    "frames_label",
+    "frames_reference",
+    "jpeg_data_url",
+    "mp4_data_url",
+    "tool_listing",
+]

@@ -1,4 +1,5 @@
 """``mcr-agent models``: the known model profiles and whether each is on this machine."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         table.add_column(name, no_wrap=True)
     for r in rows:
         sees = r["vision"] != "text only"
-        table.add_row(r["name"], r["vision"], f"{r['context_window'] // 1024}K",
-                      str(r["max_frames"]) if sees else "-", f"{int(r['max_pixels'] ** 0.5)}²" if sees else "-",
-                      "native" if r["native_tools"] else "grammar", r["default_for"].upper(), r["available"])
+        table.add_row(
+            r["name"],
+            r["vision"],
+            f"{r['context_window'] // 1024}K",
+            str(r["max_frames"]) if sees else "-",
+            f"{int(r['max_pixels'] ** 0.5)}²" if sees else "-",
+            "native" if r["native_tools"] else "grammar",
+            r["default_for"].upper(),
+            r["available"],
+        )
     Console().print(table)
     return 0
 

@@ -22,6 +22,7 @@ A call cut off by the token limit is no call at all, so the reply must end in ti
   close what is open: a quote inside free text, else brackets and braces, and the
   closing tag of the reasoning; so the call finishes within the limit.
 """
+
 from __future__ import annotations
 
 import copy
@@ -150,12 +151,14 @@ def call_schema(tools: Sequence[dict], bounds: Bounds = Bounds()) -> dict:
     for t in tools:
         fn = t.get("function", t)
         params = fn.get("parameters") or {"type": "object", "properties": {}}
-        options.append({
-            "type": "object",
-            "properties": {"name": {"const": fn["name"]}, "arguments": bounded_schema(params, bounds)},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        })
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": fn["name"]}, "arguments": bounded_schema(params, bounds)},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
     if not options:
         raise ConstraintError("no tools to constrain the call to")
     return options[0] if len(options) == 1 else {"anyOf": options}
@@ -195,26 +198,33 @@ class ToolCallGrammar:
         try:
             import xgrammar as xgr
         except ImportError:
-            raise ConstraintError("constrained decoding needs xgrammar: pip install 'mcr-agent[models]' "
-                                  "(or turn it off with constrain=False / --no-constrain)") from None
+            raise ConstraintError(
+                "constrained decoding needs xgrammar: pip install 'mcr-agent[models]' "
+                "(or turn it off with constrain=False / --no-constrain)"
+            ) from None
         self._xgr = xgr
         self.vocab_size = int(vocab_size)
         self.stop_token_ids = sorted({int(i) for i in stop_token_ids})
-        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=self.vocab_size,
-                                                  stop_token_ids=self.stop_token_ids)
+        info = xgr.TokenizerInfo.from_huggingface(
+            tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.stop_token_ids
+        )
         self.compiler = xgr.GrammarCompiler(info, max_threads=2)
         self.decoded_vocab = list(info.decoded_vocab) + [b""] * max(0, self.vocab_size - len(info.decoded_vocab))
         self.quote_closers, self.closers, self.letters = closing_tokens(info.decoded_vocab)
         close_think = b"\n</think>\n\n<tool_call>\n"
         # what ends the reasoning: a piece of the closing literal holding "<" (never reasoning text),
         # else its start ("\n...")
-        self.think_end = {i: (2000.0 if b"<" in raw else 1000.0) + len(raw) for i, raw in enumerate(self.decoded_vocab)
-                          if raw and raw in close_think and (b"<" in raw or close_think.startswith(raw))}
+        self.think_end = {
+            i: (2000.0 if b"<" in raw else 1000.0) + len(raw)
+            for i, raw in enumerate(self.decoded_vocab)
+            if raw and raw in close_think and (b"<" in raw or close_think.startswith(raw))
+        }
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def grammar(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False,
-                reply: dict | None = None) -> Any:
+    def grammar(
+        self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False, reply: dict | None = None
+    ) -> Any:
         """The xgrammar ``Grammar`` for one call to one of ``tools``, or (``reply``) for one
         JSON object following that schema, with no tool-call tags."""
         xgr = self._xgr
@@ -234,10 +244,17 @@ class ToolCallGrammar:
         end = xgr.Grammar.from_ebnf(f"root ::= {_literal(chr(10) + '</tool_call>')}")
         return xgr.Grammar.concat(start, body, end)
 
-    def compiled(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False,
-                 reply: dict | None = None) -> Any:
-        shape = [bounds.max_string, bounds.max_items, bounds.max_number, bounds.think_tokens > 0, opened_think,
-                 bounds.max_time]
+    def compiled(
+        self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False, reply: dict | None = None
+    ) -> Any:
+        shape = [
+            bounds.max_string,
+            bounds.max_items,
+            bounds.max_number,
+            bounds.think_tokens > 0,
+            opened_think,
+            bounds.max_time,
+        ]
         key = json.dumps([list(tools), shape, reply], sort_keys=True, default=str)
         with self._lock:
             found = self._compiled.get(key)
@@ -250,13 +267,20 @@ class ToolCallGrammar:
                 self._compiled[key] = found
         return found
 
-    def processor(self, tools: Sequence[dict], bounds: Bounds = Bounds(), opened_think: bool = False,
-                  max_new_tokens: int | None = None, reply: dict | None = None) -> Any:
+    def processor(
+        self,
+        tools: Sequence[dict],
+        bounds: Bounds = Bounds(),
+        opened_think: bool = False,
+        max_new_tokens: int | None = None,
+        reply: dict | None = None,
+    ) -> Any:
         """A fresh logits processor for one ``generate`` call (it keeps that call's state)."""
         limit = bounds.call_tokens + bounds.think_tokens + RESERVE_TOKENS
         limit = limit if max_new_tokens is None else min(limit, max_new_tokens)
-        return GrammarLogitsProcessor(self, self.compiled(tools, bounds, opened_think, reply), limit,
-                                      bounds.think_tokens)
+        return GrammarLogitsProcessor(
+            self, self.compiled(tools, bounds, opened_think, reply), limit, bounds.think_tokens
+        )
 
     def matcher(self, tools: Sequence[dict], bounds: Bounds = Bounds()) -> Any:
         """An xgrammar ``GrammarMatcher`` for checking text against the grammar."""
@@ -273,8 +297,9 @@ class GrammarLogitsProcessor(_base_processor()):
     """Masks, at each step, every token that would leave the grammar (batch of one), and
     near the budget's end favours the allowed tokens that close what is open."""
 
-    def __init__(self, grammar: ToolCallGrammar, compiled: Any, max_new_tokens: int | None = None,
-                 think_tokens: int = 0) -> None:
+    def __init__(
+        self, grammar: ToolCallGrammar, compiled: Any, max_new_tokens: int | None = None, think_tokens: int = 0
+    ) -> None:
         import torch
         import xgrammar as xgr
 
@@ -336,5 +361,15 @@ class GrammarLogitsProcessor(_base_processor()):
         return self.close_at is not None and self.tokens >= self.close_at
 
 
-__all__ = ["Bounds", "ConstraintError", "GrammarLogitsProcessor", "SPAN_PATTERN", "ToolCallGrammar",
-           "bounded_schema", "call_schema", "closing_tokens", "span_pattern", "time_pattern"]
+__all__ = [
+    "Bounds",
+    "ConstraintError",
+    "GrammarLogitsProcessor",
+    "SPAN_PATTERN",
+    "ToolCallGrammar",
+    "bounded_schema",
+    "call_schema",
+    "closing_tokens",
+    "span_pattern",
+    "time_pattern",
+]

