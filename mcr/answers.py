@@ -1,37 +1,20 @@
 """Answer forms: free text, one of several options, a time span, or a count.
 
 The model answers with the ``answer`` tool, whose arguments are a pydantic model
-(``AnswerArguments``; its schema per form from ``answer_model``), built the way ``@tool``
-builds a tool's. ``read_answer`` validates a call with it; ``interpret`` turns the answer
+(``mcr.replies.AnswerArguments``; its schema per form from ``answer_model``), built the way
+``@tool`` builds a tool's. ``read_answer`` validates a call with it; ``interpret`` turns the answer
 text into a typed value for the form, or says what is wrong with it.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    create_model,
-    field_validator,
-    model_validator,
-)
-
-from mcr.tools.schema import json_schema_of
-from mcr.types import TimeSpan, TimeSpanError, ToolCall, format_time
+from mcr.types import TimeSpan, TimeSpanError, ToolCall
 
 ANSWER_NAMES = ("answer", "final_answer")
-ANSWER_KEYS = ("answer", "final_answer", "text", "input", "response")
 FORMS = ("text", "choice", "span", "count")
 
 _SPAN_QUESTION = re.compile(r"^\s*(when|at what (time|point|moment)|during which|in which (part|segment|span))\b", re.I)
@@ -58,126 +41,11 @@ def detect_form(question: str, options: list[str] | None = None) -> str:
     return "text"
 
 
-class Problem(ValueError):
-    """What is wrong with a model's output, in a whole sentence shown to it as it is."""
-
-
-MAX_EVIDENCE = 8
-_DESCRIBED = {
-    "text": "The final answer, in a sentence or a few words.",
-    "choice": 'Exactly one of the options: its letter (e.g. "B").',
-    "span": "The span when it happens, 'HH:MM:SS.s-HH:MM:SS.s'.",
-    "count": "The number, in digits.",
-}
-_EVIDENCE = "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'."
-EMPTY_ANSWER = 'the answer is empty; pass it as {"answer": "..."}'
-Span = Annotated[TimeSpan, WithJsonSchema({"type": "string"})]  # a span the model writes as text
-
-
-def _answer_field(form: str, choices: int = 0) -> Any:
-    letters = {"enum": [chr(65 + i) for i in range(choices)]} if form == "choice" and choices else None
-    return Field(validation_alias=AliasChoices(*ANSWER_KEYS), description=_DESCRIBED[form], json_schema_extra=letters)
-
-
-def _evidence_field(cite: bool = False) -> Any:
-    limits = {"maxItems": MAX_EVIDENCE, **({"minItems": 1} if cite else {})}
-    return Field(description=_EVIDENCE, json_schema_extra=limits)
-
-
-class AnswerArguments(BaseModel):
-    """Commit the final answer to the question, citing the spans of the video that show it."""
-
-    # The schema is what the model is asked to write. Reading tolerates the usual slips: the
-    # answer under another key (``final_answer``, ``text`` ...) or not a string, evidence left
-    # out, one span instead of a list, spans as seconds. Spans are clamped to the video's length
-    # (``context={"duration": seconds}``). Whether the answer fits its form (one of the options,
-    # a span, a number) is judged later, by ``interpret`` and the rules, not here.
-    model_config = ConfigDict(extra="ignore")
-
-    answer: str = _answer_field("text")
-    evidence: list[Span] = _evidence_field()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill(cls, data: Any) -> Any:
-        """No answer is an empty answer; no evidence is none cited."""
-        if isinstance(data, dict):
-            if not any(k in data for k in ANSWER_KEYS):
-                data = {**data, "answer": None}
-            data = {"evidence": [], **data}
-        return data
-
-    @field_validator("answer", mode="before")
-    @classmethod
-    def _answer_text(cls, value: Any) -> str:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise Problem(EMPTY_ANSWER)
-        return (value if isinstance(value, str) else str(value)).strip()
-
-    @field_validator("evidence", mode="before")
-    @classmethod
-    def _spans(cls, value: Any, info: ValidationInfo) -> list[TimeSpan]:
-        duration = (info.context or {}).get("duration")
-        raw = value if value is not None else []
-        if not isinstance(raw, (list, tuple)) or (
-            len(raw) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
-        ):
-            raw = [raw]  # one span: "a-b", {"start": .., "end": ..} or [a, b]
-        spans = []
-        for item in raw:
-            try:
-                span = TimeSpan.parse(item)
-            except TimeSpanError as exc:
-                raise Problem(f"evidence {item!r} is not a span ({exc})") from None
-            if duration is not None and span.start > duration:
-                raise Problem(f"evidence {span} starts after the video ends at {format_time(duration)}")
-            spans.append(span.clamp(duration) if duration is not None else span)
-        return spans
-
-
-@lru_cache(maxsize=64)
-def answer_model(form: str = "text", choices: int = 0, cite: bool = False) -> type[AnswerArguments]:
-    """The answer tool's arguments for one form: the same reading, a schema that says more.
-
-    ``choices`` options make the answer one of their letters; with ``cite`` at least one
-    evidence span is required (a model under constrained decoding then cannot leave it out).
-    """
-    return create_model(
-        f"{form.capitalize()}Answer",
-        __base__=AnswerArguments,
-        __doc__=AnswerArguments.__doc__,
-        answer=(str, _answer_field(form, choices)),
-        evidence=(list[Span], _evidence_field(cite)),
-    )
-
-
-def function_schema(name: str, model: type[BaseModel]) -> dict:
-    """The OpenAI-style function schema of a typed output, as ``Tool.schema()`` makes a tool's:
-    the model's docstring (its lines joined) describes it, its fields are the parameters."""
-    parameters = json_schema_of(model)
-    parameters.pop("description", None)
-    paragraphs = inspect.cleandoc(model.__doc__ or "").split("\n\n")
-    description = "\n\n".join(" ".join(p.split()) for p in paragraphs).strip()
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
-
-
 def answer_schema(form: str = "text", options: list[str] | None = None, cite: bool = False) -> dict:
-    """The answer tool shown to the model (see ``answer_model``)."""
+    """The answer tool shown to the model (see ``mcr.replies.answer_model``)."""
+    from mcr.replies import answer_model, function_schema
+
     return function_schema("answer", answer_model(form, len(options or []), cite))
-
-
-def validation_problem(exc: ValidationError) -> str:
-    """The first problem of a failed validation, in words the model can act on."""
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    error = (err.get("ctx") or {}).get("error")
-    if isinstance(error, Problem):
-        return str(error)
-    if error is not None:
-        message = str(error)
-    else:
-        message = "missing required argument" if err.get("type") == "missing" else err.get("msg", "invalid")
-    return f"{where}: {message}" if where else message
 
 
 def read_answer(call: ToolCall, duration: float | None) -> tuple[str, list[TimeSpan], str]:
@@ -185,6 +53,10 @@ def read_answer(call: ToolCall, duration: float | None) -> tuple[str, list[TimeS
 
     With a problem in the evidence, the answer text still comes back (a last forced answer keeps it).
     """
+    from pydantic import ValidationError
+
+    from mcr.replies import ANSWER_KEYS, AnswerArguments, validation_problem
+
     try:
         args = AnswerArguments.model_validate(call.arguments, context={"duration": duration})
     except ValidationError as exc:

@@ -15,7 +15,7 @@ from mcr.events import AnswerProposed, Event, Verification
 from mcr.overview import memory_lines
 from mcr.result import RunResult
 from mcr.types import TimeSpan, ToolCall
-from mcr.verify import VERDICT_SCHEMA, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+from mcr.verify import Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
 
 
 class AnswerChecking:
@@ -111,7 +111,9 @@ class AnswerChecking:
             )
             transcripts.append(" ".join(memory_lines(self.tool_ctx.memory, self.video.id, "transcript", span, 20)))
         messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
-        output = yield from self.call("verify", None, messages, response_schema=VERDICT_SCHEMA)
+        from mcr.replies import verdict_schema
+
+        output = yield from self.call("verify", None, messages, response_schema=verdict_schema())
         return parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
 
     def _record(self, verdict: Verdict) -> Verification:

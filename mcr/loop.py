@@ -11,15 +11,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Generator, Iterable
 
-from pydantic import ValidationError
-
 from mcr.answers import (
     ANSWER_NAMES,
     TypedAnswer,
     answer_schema,
     detect_form,
     read_answer,
-    validation_problem,
 )
 from mcr.checking import AnswerChecking
 from mcr.context import Context
@@ -34,7 +31,7 @@ from mcr.events import (
 )
 from mcr.models import ModelOutput
 from mcr.overview import overview
-from mcr.policy import INVESTIGATE_SCHEMA, PLAN_PROMPT, REFLECT_PROMPT, InvestigateArguments, Policy
+from mcr.policy import PLAN_PROMPT, REFLECT_PROMPT, Policy
 from mcr.result import RunResult
 from mcr.steps import generate, run_tools
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
@@ -182,7 +179,9 @@ class _Run(AnswerChecking):
     def offered(self) -> list[dict]:
         schemas = self.registry.schemas()
         if self.can_investigate:
-            schemas.append(INVESTIGATE_SCHEMA)
+            from mcr.replies import investigate_schema  # pydantic loads when a run first needs it
+
+            schemas.append(investigate_schema())
         return schemas + [answer_schema(self.form, self.choices, self.cite)]
 
     def over_budget(self) -> str | None:
@@ -318,6 +317,10 @@ class _Run(AnswerChecking):
         yield ToolCalled(**self.ids(), call_id=call.id, name="investigate", arguments=dict(call.arguments))
         t0 = time.perf_counter()
         result = None
+        from pydantic import ValidationError
+
+        from mcr.replies import InvestigateArguments, validation_problem
+
         try:
             args = InvestigateArguments.model_validate(call.arguments, context={"duration": self.duration})
         except ValidationError as exc:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from mcr.tools.frames import frames_at
 from mcr.types import Frames, TimeSpan, format_time
 
 
@@ -22,6 +19,8 @@ def overview_times(span: TimeSpan, n: int, cuts: list[float], fps: float | None)
         even = [span.start + (k + 0.5) * span.duration / max(extra, 1) for k in range(extra)]
         return sorted(set(round(t, 3) for t in middles + even))
     if len(middles) > n:
+        import numpy as np
+
         picks = np.linspace(0, len(middles) - 1, n).round().astype(int)
         return [middles[i] for i in sorted(set(picks.tolist()))]
     return [span.start + (k + 0.5) * span.duration / n for k in range(n)]
@@ -45,6 +44,8 @@ def overview(
     video: Any, span: TimeSpan, n: int, fps: float | None, max_pixels: int | None, memory: Any
 ) -> tuple[str, Frames]:
     """The overview of ``span``: its text (frame times, cuts, speech, on-screen text) and frames."""
+    from mcr.tools.frames import frames_at  # the tool module loads with the first run, not with ``import mcr``
+
     cuts = shot_cuts(memory, video.id, span)
     frames = frames_at(video, overview_times(span, n, cuts, fps), max_pixels)
     lines = [

@@ -16,11 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-
-from mcr.answers import Problem, function_schema
-from mcr.types import TimeSpan
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -77,29 +72,14 @@ REFLECT_PROMPT = (
 )
 
 
-class InvestigateArguments(BaseModel):
-    """Hand a sub-question about one span to a focused sub-agent that looks at that span
-    with denser frames and reports its conclusion."""
+def __getattr__(name: str) -> Any:
+    # The investigate tool's schema and arguments load with pydantic, when first asked for.
+    if name == "INVESTIGATE_SCHEMA":
+        from mcr.replies import investigate_schema
 
-    # Extra keys are ignored; the span is clamped to the video (``context={"duration": seconds}``).
-    model_config = ConfigDict(extra="ignore")
+        return investigate_schema()
+    if name == "InvestigateArguments":
+        from mcr.replies import InvestigateArguments
 
-    span: TimeSpan = Field(description="The span to investigate, 'HH:MM:SS.s-HH:MM:SS.s'.")
-    question: str = Field(description="The sub-question to answer about that span.")
-
-    @field_validator("span", mode="after")
-    @classmethod
-    def _inside_the_video(cls, span: TimeSpan, info: ValidationInfo) -> TimeSpan:
-        duration = (info.context or {}).get("duration")
-        return span.clamp(duration) if duration is not None else span
-
-    @field_validator("question", mode="before")
-    @classmethod
-    def _question(cls, value: Any) -> str:
-        text = str(value or "").strip()
-        if not text:
-            raise Problem("question is empty")
-        return text
-
-
-INVESTIGATE_SCHEMA = function_schema("investigate", InvestigateArguments)
+        return InvestigateArguments
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

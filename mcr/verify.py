@@ -1,67 +1,25 @@
 """Checking an answer before it is committed: rules first, then the model over the cited spans.
 
-The model's reply is a ``VerdictReply`` (a pydantic model whose JSON schema, ``VERDICT_SCHEMA``,
-holds a constrained reply); a check's outcome, by rules or by the model, is a ``Verdict``.
+The model's reply is a ``mcr.replies.VerdictReply`` (a pydantic model whose JSON schema,
+``VERDICT_SCHEMA``, holds a constrained reply); a check's outcome, by rules or by the model, is a ``Verdict``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Sequence
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import Any, Iterator, Sequence
 
 from mcr.answers import TypedAnswer
 from mcr.models.parse import json_values, split_reasoning
-from mcr.tools.schema import json_schema_of
 from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, format_time
 
 VERDICTS = ("supported", "contradicted", "insufficient")
-MAX_REASON = 300
 
 VERIFY_SYSTEM = """You check whether an answer about a video is supported by the video.
 You are shown the question, the proposed answer and the frames (with their times) and any transcript
 of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
 {"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}"""
-
-
-class VerdictReply(BaseModel):
-    # What the model replies when it checks an answer; its JSON schema holds a constrained
-    # reply. Read leniently, as a model writes it: the verdict in any case, a confidence that
-    # is missing or not a number as 0.5 and one outside 0-1 clamped, a missing reason as "".
-    model_config = ConfigDict(extra="ignore")
-
-    verdict: Literal["supported", "contradicted", "insufficient"]
-    confidence: float = Field(ge=0, le=1)
-    reason: str = Field(json_schema_extra={"maxLength": MAX_REASON})  # asked for; a longer one is kept
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults(cls, data: Any) -> Any:
-        return {"confidence": 0.5, "reason": "", **data} if isinstance(data, dict) else data
-
-    @field_validator("verdict", mode="before")
-    @classmethod
-    def _word(cls, value: Any) -> str:
-        return str(value if value is not None else "").strip().lower()
-
-    @field_validator("confidence", mode="before")
-    @classmethod
-    def _clamped(cls, value: Any) -> float:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            return 0.5
-        return min(1.0, max(0.0, value))
-
-    @field_validator("reason", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> str:
-        return str(value if value is not None else "").strip()
-
-
-VERDICT_SCHEMA = json_schema_of(VerdictReply)
 
 
 @dataclass
@@ -154,6 +112,10 @@ def parse_verdict(text: str, min_confidence: float = 0.0) -> Verdict:
     holding braces or a nested object does not cut it short) is read with ``VerdictReply``;
     failing that, the one verdict word the reply names.
     """
+    from pydantic import ValidationError
+
+    from mcr.replies import MAX_REASON, VerdictReply
+
     _, rest = split_reasoning(text or "")
     blob = next((obj for obj in _objects(json_values(rest)) if "verdict" in obj), None)
     if blob is not None:
@@ -203,3 +165,12 @@ def feedback_for(verdict: Verdict) -> str:
         f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
         "Gather more evidence (inspect other spans, or investigate one), then answer again."
     )
+
+
+def __getattr__(name: str) -> Any:
+    # The verdict's schema loads with pydantic, when first asked for.
+    if name == "VERDICT_SCHEMA":
+        from mcr.replies import verdict_schema
+
+        return verdict_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ LAYERS = [
         "core",
         (
             "mcr.result",
+            "mcr.replies",
             "mcr.overview",
             "mcr.checking",
             "mcr.context",

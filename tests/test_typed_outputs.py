@@ -10,10 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from mcr import Agent
-from mcr.answers import answer_schema, read_answer, validation_problem
+from mcr.answers import answer_schema, read_answer
 from mcr.events import RunFinished, Verification, event_from_dict
 from mcr.models.constrain import Bounds, bounded_schema, span_pattern
-from mcr.policy import INVESTIGATE_SCHEMA, InvestigateArguments, Policy
+from mcr.policy import INVESTIGATE_SCHEMA, Policy
+from mcr.replies import InvestigateArguments, validation_problem
 from mcr.result import RunResult
 from mcr.testing import ScriptedModel, answer, verdict
 from mcr.trace import read_trace
