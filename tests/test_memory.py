@@ -113,6 +113,43 @@ def test_shot_stage_finds_the_cuts(cut_video, memory):
     assert len(shot_spans(VideoIndex(video, memory).entries("shots"), video.duration)) == 6
 
 
+def test_a_stage_registered_by_name_is_built_by_name(cut_video, memory):
+    from mcr.memory import ChunkResult, check_stages, register_stage, stage_names
+    from mcr.memory.index import _STAGES
+
+    class ChunkMarks:  # a user's own stage: one entry per chunk
+        name, version, chunk_s = "chunk_marks", "1", 10.0
+
+        def __init__(self, **settings):
+            self.settings = settings
+
+        def skip_reason(self, video):
+            return None
+
+        def run_chunk(self, video, span):
+            return ChunkResult([MemoryEntry(f"chunk {span}", "observation", span=span)])
+
+    register_stage("chunk_marks", ChunkMarks)
+    try:
+        check_stages(["shots", "chunk_marks"])
+        assert "chunk_marks" in stage_names()
+        (report,) = VideoIndex(Video(cut_video), memory).build(["chunk_marks"])
+        assert (report.status, report.entries) == ("built", 3)  # 24 s in chunks of 10 s
+    finally:
+        _STAGES.pop("chunk_marks", None)
+
+
+def test_memory_finds_the_perception_stages_by_name_without_importing_tools_first():
+    code = (
+        "import sys; from mcr.memory import make_stage, stage_names;"
+        "before = any(m.startswith('mcr.tools') for m in sys.modules);"
+        "print(before, stage_names(), type(make_stage('ocr')).__module__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "False ['embeddings', 'ocr', 'shots', 'transcript'] mcr.tools.ocr"
+
+
 WORKER = textwrap.dedent("""
     import sys, time
     from mcr.memory import Memory, VideoIndex
