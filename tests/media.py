@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 CODE_BITS = 10
+H264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")  # quick H.264 any player reads
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 
@@ -80,12 +81,7 @@ def make_long_video(path: Path, seconds: int = 600, fps: int = 5) -> Path:
         "lavfi",
         "-i",
         f"testsrc2=size=320x240:rate={fps}:duration={seconds}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         str(path),
         timeout=120,
     )
@@ -226,12 +222,7 @@ def make_cue_video(
         "-filter_complex",
         ";".join(chains + audio + [video]),
         *maps,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         "-g",
         "50",
         "-t",
@@ -255,12 +246,7 @@ def make_object_video(path: Path, seconds: float = 6.0, size: str = "320x240", r
         f"color=c=white:size=60x40:rate={rate}:duration={seconds}",
         "-filter_complex",
         "[0:v][1:v]overlay=x='40+20*t':y=100",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         str(path),
     )
     return path
@@ -275,12 +261,7 @@ def make_shape_video(path: Path, seconds: float = 6.0, size: str = "320x240", ra
         "lavfi",
         "-i",
         f"color=c=black:size={size}:rate={rate}:duration={seconds},{box}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         str(path),
     )
     return path
@@ -297,12 +278,7 @@ def make_silent_audio_video(path: Path, seconds: float = 4.0) -> Path:
         "lavfi",
         "-i",
         f"anullsrc=r=16000:cl=mono:d={seconds}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         "-c:a",
         "aac",
         "-t",

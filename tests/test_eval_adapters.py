@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from media import H264
 
 from mcr.agents import Agent
 from mcr.eval import load_benchmark, resolve_videos, run_eval
@@ -62,12 +63,7 @@ def tiny_video(tmp_path_factory):
         "lavfi",
         "-i",
         "testsrc2=size=160x120:rate=10:duration=2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         str(path),
     )
     return path
