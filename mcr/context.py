@@ -265,26 +265,14 @@ class Context:
             return [Message("user", first.text)]
         if first.kind == "answer":
             return [Message("assistant", first.text)]
-        text = (
-            first.text
-            if level == "full"
-            else _cut(first.text, level, p, first)
-            if level == "short"
-            else _one_line(first.text) + f" [folded; trace entry #{first.id}]"
-        )
+        text = _at_level(first, level, p, f"[folded; trace entry #{first.id}]")
         content: list[Part] = [TextPart(f"[{first.kind.capitalize()}] {text}")]
         if first.frames is not None and len(first.frames):
             content.append(FramesPart(first.frames) if first.id in shown else TextPart(_elided(first)))
         return [Message("user", content)]
 
     def _result_message(self, e: Entry, level: str, shown: set[int], p: RenderProfile) -> Message:
-        text = (
-            e.text
-            if level == "full"
-            else _cut(e.text, level, p, e)
-            if level == "short"
-            else _one_line(e.text) + f" [folded; full result: trace entry #{e.id}{_mem(e)}]"
-        )
+        text = _at_level(e, level, p, f"[folded; full result: trace entry #{e.id}{_mem(e)}]")
         parts: list[Part] = [TextPart(text)]
         if e.frames is not None and len(e.frames):
             parts.append(FramesPart(e.frames) if e.id in shown else TextPart(_elided(e)))
@@ -338,6 +326,15 @@ def _elided(e: Entry) -> str:
         f"[{len(e.frames)} frames {format_time(span.start)}-{format_time(span.end)} elided from view to keep "
         f"within the frame budget; {where}call inspect_frames on that span to see them again]"
     )
+
+
+def _at_level(e: Entry, level: str, p: RenderProfile, folded: str) -> str:
+    """An entry's text as the view shows it: whole, shortened, or folded to one line and a note."""
+    if level == "full":
+        return e.text
+    if level == "short":
+        return _cut(e.text, level, p, e)
+    return _one_line(e.text) + " " + folded
 
 
 def _cut(text: str, level: str, p: RenderProfile, e: Entry) -> str:
