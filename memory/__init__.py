@@ -9,8 +9,7 @@ nothing of perception; the perception stages live beside their engines in
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mcr.lazy import lazy_exports
 
 _EXPORTS = {
     "KINDS": ".entries",
@@ -35,10 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

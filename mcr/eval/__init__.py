@@ -12,40 +12,33 @@ Submodules load on first use, so importing ``mcr.eval`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mcr.lazy import lazy_exports
 
 _EXPORTS = {
-    "Sample": "samples",
-    "EvalError": "samples",
-    "MissingVideos": "samples",
-    "resolve_videos": "samples",
-    "score": "samples",
-    "temporal_iou": "samples",
-    "BENCHMARKS": "adapters",
-    "load_benchmark": "adapters",
-    "summarize": "metrics",
-    "bootstrap_ci": "metrics",
-    "format_summary": "metrics",
-    "AgentSpec": "runner",
-    "run_eval": "runner",
-    "run_one": "question",
-    "read_results": "results",
-    "choice_reward": "rewards",
-    "temporal_iou_reward": "rewards",
-    "correctness_reward": "rewards",
-    "format_reward": "rewards",
-    "export": "export",
-    "report": "report",
+    "Sample": ".samples",
+    "EvalError": ".samples",
+    "MissingVideos": ".samples",
+    "resolve_videos": ".samples",
+    "score": ".samples",
+    "temporal_iou": ".samples",
+    "BENCHMARKS": ".adapters",
+    "load_benchmark": ".adapters",
+    "summarize": ".metrics",
+    "bootstrap_ci": ".metrics",
+    "format_summary": ".metrics",
+    "AgentSpec": ".runner",
+    "run_eval": ".runner",
+    "run_one": ".question",
+    "read_results": ".results",
+    "choice_reward": ".rewards",
+    "temporal_iou_reward": ".rewards",
+    "correctness_reward": ".rewards",
+    "format_reward": ".rewards",
+    "export": ".export",
+    "report": ".report",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mcr.eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
