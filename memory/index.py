@@ -9,6 +9,7 @@ finds its index, a changed file gets a new one.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class StageReport:
 
 
 _STAGES: dict[str, Callable[..., Stage]] = {}
+_BROKEN: dict[str, str] = {}  # entry points that failed to load, and why
 ENTRY_POINT_GROUP = "mcr.stages"
 
 
@@ -81,9 +83,14 @@ def _load_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _STAGES:
+        if ep.name in _STAGES or ep.name in _BROKEN:
+            continue
+        try:
             factory = ep.load()  # importing the module registers it; the entry point names the factory too
-            _STAGES.setdefault(ep.name, factory)
+        except Exception as exc:  # one broken package must not hide the other stages
+            _BROKEN[ep.name] = f"{ep.value} could not be loaded: {type(exc).__name__}: {exc}"
+            continue
+        _STAGES.setdefault(ep.name, factory)
 
 
 def stage_names() -> list[str]:
@@ -99,14 +106,24 @@ def check_stages(names: Iterable[str], where: str = "") -> None:
     if any(n not in _STAGES for n in names):
         _load_entry_points()
     unknown = [n for n in names if n not in _STAGES]
+    if unknown and unknown[0] in _BROKEN:
+        raise StageError(f"index stage {unknown[0]!r}{where}: {_BROKEN[unknown[0]]}")
     if unknown:
         raise StageError(f"unknown index stage {unknown[0]!r}{where}; known: {', '.join(sorted(_STAGES))}")
 
 
 def make_stage(name: str, **settings: Any) -> Stage:
-    """The stage ``name``, made with ``settings`` (``device``, ``models``)."""
+    """The stage ``name``, made with those of ``settings`` (``device``, ``models``) its factory takes."""
     check_stages([name])
-    return _STAGES[name](**settings)
+    factory = _STAGES[name]
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: give it everything
+        return factory(**settings)
+    if not any(p.kind is p.VAR_KEYWORD for p in params):  # a stage that takes fewer settings gets those it takes
+        names = {p.name for p in params}
+        settings = {k: v for k, v in settings.items() if k in names}
+    return factory(**settings)
 
 
 def walk(video: Any, stage: Stage, start: float = 0.0) -> Iterator[tuple[TimeSpan, ChunkResult]]:

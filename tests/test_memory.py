@@ -120,9 +120,6 @@ def test_a_stage_registered_by_name_is_built_by_name(cut_video, memory):
     class ChunkMarks:  # a user's own stage: one entry per chunk
         name, version, chunk_s = "chunk_marks", "1", 10.0
 
-        def __init__(self, **settings):
-            self.settings = settings
-
         def skip_reason(self, video):
             return None
 
@@ -135,8 +132,33 @@ def test_a_stage_registered_by_name_is_built_by_name(cut_video, memory):
         assert "chunk_marks" in stage_names()
         (report,) = VideoIndex(Video(cut_video), memory).build(["chunk_marks"])
         assert (report.status, report.entries) == ("built", 3)  # 24 s in chunks of 10 s
+        # a tool reads it by name; the settings a tool passes (device, models) that it does not take are left out
+        from mcr.tools import ToolContext
+        from mcr.tools.stages import stage_data
+
+        data = stage_data(ToolContext(video=Video(cut_video), memory=memory, device="cpu"), "chunk_marks")
+        assert [e.text for e in data.entries] == [
+            "chunk 00:00:00.0-00:00:10.0",
+            "chunk 00:00:10.0-00:00:20.0",
+            "chunk 00:00:20.0-00:00:24.0",
+        ]
     finally:
         _STAGES.pop("chunk_marks", None)
+
+
+def test_a_stage_package_that_cannot_load_is_named_and_hides_nothing(monkeypatch):
+    import importlib.metadata as metadata
+
+    from mcr.errors import StageError
+    from mcr.memory import check_stages, stage_names
+
+    broken = metadata.EntryPoint("faces", "no_such_package.stages:FaceStage", "mcr.stages")
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [*real(group=group), broken])
+    monkeypatch.setattr("mcr.memory.index._BROKEN", {})
+    assert {"shots", "ocr", "transcript", "embeddings"} <= set(stage_names())  # the others still load
+    with pytest.raises(StageError, match="index stage 'faces': no_such_package.stages:FaceStage could not be loaded"):
+        check_stages(["faces"])
 
 
 def test_memory_finds_the_perception_stages_by_name_without_importing_tools_first():
