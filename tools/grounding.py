@@ -1,11 +1,14 @@
 """``temporal_grounding``: the spans of the video that best match a text query.
 
-Three signals, each from the video index, each scored per item and laid on one time
-grid (``dt`` seconds a bin):
+Up to four signals, each from the video index, each scored per item and laid on one
+time grid (``dt`` seconds a bin):
 
 - ``transcript``: sentence-embedding similarity of the query to each spoken sentence
   (all-MiniLM-L6-v2, the memory's encoder), plus the share of the query's words the
-  sentence contains.
+  sentence contains: exactly, or (for less) by sound or spelling, so what speech
+  recognition misheard still matches (``matching``).
+- ``captions``: the same against the clip captions, when the ``captions`` stage has been
+  built for the video (grounding never builds it).
 - ``ocr``: the same two scores against on-screen text, with word matching weighted more
   (on-screen text is short and literal; OCR often drops spaces, so words are matched
   inside the text with spaces removed).
@@ -16,14 +19,15 @@ grid (``dt`` seconds a bin):
 Each signal is mapped to 0..1, weighted, summed, and smoothed with a Gaussian (so
 signals that agree in time add up). Peaks are taken greedily; each becomes the span
 around it where the smoothed score stays above half the peak, so neighbouring peaks
-merge into one span. Every result reports each signal's share of its score.
+merge into one span. Every result reports each signal's share of its score. The ``k``
+best always come back while the index has anything to offer; those scoring below
+``CONFIDENT`` are marked weak, and the model decides what weak evidence is worth.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -33,19 +37,19 @@ import numpy as np
 from mcr.types import TimeSpan
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
+from .matching import WordIndex, query_words, word_scores
 from .ocr import merge_entries
 from .stages import check_span, stage_data, stage_for
 
-WEIGHTS = {"transcript": 1.0, "ocr": 1.0, "clip": 0.8}
+WEIGHTS = {"transcript": 1.0, "captions": 1.0, "ocr": 1.0, "clip": 0.8}
+TEXT_MIX = {  # (sentence similarity, word matches) per text signal: on-screen text is short and literal
+    "transcript": (0.7, 0.5),
+    "captions": (0.7, 0.5),
+    "ocr": (0.5, 0.7),
+}
 SMOOTH_S = 1.0
-MIN_PEAK = 0.08
-STOPWORDS = set(
-    """a an the and or of to in on at by for with from into onto over under is are was were be been
-being it its this that these those there here what which who whom whose when where why how does do did doing
-done has have had having i you he she we they me him her us them my your his our their some any about as than
-then so such very can could should would will shall may might must not no yes up down out off again once
-scene video shown shows show part moment time say says said tell tells someone something""".split()
-)
+CONFIDENT = 0.25  # a span scoring below this is returned marked weak
+EVIDENCE_MIN = 0.1  # an item scoring this much is quoted as evidence
 
 
 @dataclass
@@ -54,7 +58,7 @@ class TextSignal:
     starts: np.ndarray
     ends: np.ndarray
     texts: list[str]
-    compact: "Haystack"  # the texts lower-cased without spaces or punctuation
+    words: WordIndex
     vecs: np.ndarray | None  # sentence embeddings, None without an encoder
     pad: float
 
@@ -73,51 +77,19 @@ class Grounded:
     shares: dict[str, float]
     evidence: list[str] = field(default_factory=list)
 
+    @property
+    def weak(self) -> bool:
+        """Below the confidence threshold: a lead to check, not evidence."""
+        return self.score < CONFIDENT
+
     def to_dict(self) -> dict:
         return {
             "span": self.span.to_list(),
             "score": round(self.score, 4),
+            "weak": self.weak,
             "shares": {k: round(v, 3) for k, v in self.shares.items()},
             "evidence": self.evidence,
         }
-
-
-def _compact(text: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "", text.lower())
-
-
-def query_words(query: str) -> list[str]:
-    words = [w for w in re.findall(r"[0-9a-z]+", query.lower()) if w not in STOPWORDS]
-    return [w for w in words if len(w) > 1 or w.isdigit()]
-
-
-def lexical_scores(words: list[str], compact_texts: "list[str] | Haystack") -> np.ndarray:
-    """Share of the query's words found in each text (a long word also counts without its
-    last three letters, so "sleeping" finds "sleeps" and "judging" finds "judge")."""
-    hay = compact_texts if isinstance(compact_texts, Haystack) else Haystack(compact_texts)
-    if not words or not hay.count:
-        return np.zeros(hay.count, dtype=np.float32)
-    out = np.zeros(hay.count, dtype=np.float32)
-    for w in words:  # a word counts once per text, found whole or by its stem
-        out += hay.contains(w[: max(4, len(w) - 3)] if len(w) >= 6 else w)
-    return out / len(words)
-
-
-class Haystack:
-    """Texts joined into one string, so a word is looked for in all of them by one scan."""
-
-    def __init__(self, texts: list[str]) -> None:
-        self.count = len(texts)
-        self.joined = "\x00".join(texts)
-        self.starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]]) if texts else np.zeros(0, int)
-
-    def contains(self, needle: str) -> np.ndarray:
-        """1.0 for each text that holds ``needle``, else 0.0."""
-        found = np.zeros(self.count, dtype=np.float32)
-        at = [m.start() for m in re.finditer(re.escape(needle), self.joined)]
-        if at:
-            found[np.searchsorted(self.starts, at, side="right") - 1] = 1.0
-        return found
 
 
 def _calibrate_similarity(sim: np.ndarray) -> np.ndarray:
@@ -144,7 +116,7 @@ def _encode_query(ctx: ToolContext, query: str, signals: dict) -> tuple[Any, Any
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = {}
-    if any(s.vecs is not None and len(s.texts) for n, s in signals.items() if n in ("transcript", "ocr")):
+    if any(s.vecs is not None and len(s.texts) for n, s in signals.items() if n in TEXT_MIX):
         jobs["text"] = lambda: _encoder(ctx).encode([query])[0]
     if "clip" in signals and len(signals["clip"][0].times):
         from .clip import load_clip
@@ -190,7 +162,7 @@ def _text_signal(ctx: ToolContext, name: str, make_items: Any, pad: float, key: 
             np.array([a for a, _, _ in items], dtype=np.float64),
             np.array([b for _, b, _ in items], dtype=np.float64),
             texts,
-            Haystack([_compact(t) for t in texts]),
+            WordIndex(texts),
             vecs,
             pad,
         )
@@ -238,6 +210,9 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
         )
     except ToolError as exc:
         missing["ocr"] = str(exc)
+    captions = _captions(ctx, notes)
+    if captions is not None:
+        signals["captions"] = captions
     from .clip import unavailable_reason
 
     reason = unavailable_reason()
@@ -258,6 +233,29 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
             missing["clip"] = str(exc)
     missing.update({f"{k} note": v for k, v in notes.items()})
     return signals, missing
+
+
+def _captions(ctx: ToolContext, notes: dict) -> TextSignal | None:
+    """The ``captions`` stage's entries as a text signal when that stage has been built for
+    this video with a memory (grounding never builds it: captioning needs a model and is
+    slow); None when it has not. Any built version counts, whatever captioning model made
+    it, so the stage need not even be registered here."""
+    if ctx.memory is None:
+        return None
+    from mcr.memory.index import VideoIndex
+
+    index = VideoIndex(ctx.require_video(), ctx.memory)
+    st = index.state("captions")
+    if st is None or st["status"] != "done":
+        return None
+    key = ("captions", str(ctx.memory.path), index.video_id, st["version"], st["updated_at"])
+    entries = ctx.models.get(
+        ("caption-entries",) + key,
+        lambda: [e for e in index.entries("captions") if e.span and e.text.strip() and e.kind == "caption"],
+    )
+    if not entries:
+        return None
+    return _text_signal(ctx, "captions", lambda: [(e.span.start, e.span.end, e.text) for e in entries], 0.0, key, notes)
 
 
 def _gaussian(values: np.ndarray, sigma_bins: float) -> np.ndarray:
@@ -295,18 +293,21 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
     words = query_words(query)
     item_scores: dict[str, tuple[Any, np.ndarray]] = {}
     qvec, cvec = _encode_query(ctx, query, signals)
-    for name in ("transcript", "ocr"):
+    for name, (w_sem, w_words) in TEXT_MIX.items():
         sig = signals.get(name)
-        if sig is None:
+        if sig is None or not len(sig.texts):
             continue
-        lex = lexical_scores(words, sig.compact)
-        sem = np.zeros_like(lex)
-        if sig.vecs is not None and len(sig.texts) and qvec is not None:
-            sem = _calibrate_similarity(sig.vecs @ qvec)
-        score = np.clip(0.7 * sem + 0.5 * lex, 0, 1) if name == "transcript" else np.clip(0.5 * sem + 0.7 * lex, 0, 1)
-        keep = score >= 0.1
+        lex = word_scores(words, sig.words)
+        sem = raw = np.zeros_like(lex)
+        if sig.vecs is not None and qvec is not None:
+            raw = sig.vecs @ qvec
+            sem = _calibrate_similarity(raw)
+        score = np.clip(w_sem * sem + w_words * lex, 0, 1)
+        # every item stays a candidate: one nothing matches keeps a trace of its raw
+        # similarity, so the best weak candidates still come back, in order
+        floor = 0.002 + 0.02 * np.clip(raw, 0, 1)
         grid = np.zeros(n, dtype=np.float32)
-        _lay(grid, window.start, dt, sig.starts[keep] - sig.pad, sig.ends[keep] + sig.pad, score[keep])
+        _lay(grid, window.start, dt, sig.starts - sig.pad, sig.ends + sig.pad, np.maximum(score, floor))
         layers[name] = grid
         item_scores[name] = (sig, score)
     if "clip" in signals:
@@ -328,7 +329,7 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
     while len(results) < k:
         peak = int(np.argmax(work))
         value = float(work[peak])
-        if value < MIN_PEAK or (results and value < 0.1 * results[0].score):
+        if value <= 0.0:  # nothing left that any signal covers
             break
         lo = peak
         while lo > 0 and fused[lo - 1] >= 0.5 * value and work[lo - 1] > 0:
@@ -347,7 +348,9 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
         res_span = TimeSpan(float(grid_t[lo]), min(float(grid_t[hi]), window.end)).clamp(video.duration)
         evidence = []
         for name, (sig, score) in item_scores.items():
-            inside = np.flatnonzero((sig.starts <= res_span.end) & (sig.ends >= res_span.start) & (score >= 0.1))
+            inside = np.flatnonzero(
+                (sig.starts <= res_span.end) & (sig.ends >= res_span.start) & (score >= EVIDENCE_MIN)
+            )
             if inside.size:
                 best = int(inside[np.argmax(score[inside])])
                 evidence.append(f"{name}: {sig.texts[best]!r}")
@@ -360,9 +363,12 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
 def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[TimeSpan] = None) -> ToolResult:
     """Find when something happens: the spans that best match a description, best first.
 
-    Fuses what is said (transcript), what is written on screen (OCR) and what is seen
-    (CLIP frame similarity, when its weights are installed). Each result gives the share
-    of each signal, so you can tell heard from read from seen.
+    Fuses what is said (transcript), what is written on screen (OCR), what clips are
+    captioned as (when the captions index is built) and what is seen (CLIP frame
+    similarity, when its weights are installed). Words heard or spelt slightly wrong
+    still match, for less. Each result gives the share of each signal, so you can tell
+    heard from read from seen; a result marked weak is below the confidence threshold:
+    a lead to check (inspect its frames or transcript), not evidence.
 
     Args:
         query: What to find, e.g. "the chef adds salt" or "the scoreboard shows 2-1".
@@ -382,19 +388,29 @@ def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[
     meta = {
         "signals": report["signals"],
         "unavailable": report["unavailable"],
+        "threshold": CONFIDENT,
         "results": [r.to_dict() for r in results],
         "latency_s": report.get("latency_s"),
     }
     if not results:
-        return ToolResult(f"nothing in {window} matches {query!r}.\n{head}", spans=[], metadata=meta)
+        return ToolResult(f"nothing in {window} can be searched for {query!r}.\n{head}", spans=[], metadata=meta)
     lines = []
     for i, r in enumerate(results, 1):
         shares = ", ".join(
             f"{name} {share:.0%}" for name, share in sorted(r.shares.items(), key=lambda kv: -kv[1]) if share >= 0.005
         )
-        lines.append(f"{i}. {r.span} score {r.score:.2f} ({shares})" + ("".join(f"\n   {ev}" for ev in r.evidence)))
+        mark = " WEAK" if r.weak else ""
+        lines.append(f"{i}. {r.span} score {r.score:.2f}{mark} ({shares})" + "".join(f"\n   {ev}" for ev in r.evidence))
+    weak = sum(r.weak for r in results)
+    note = (
+        f"\n{weak} of {len(results)} below the confidence threshold {CONFIDENT} (marked WEAK): "
+        "leads to check, not evidence"
+        if weak
+        else ""
+    )
+    title = "best matches" if weak < len(results) else "no confident match; the best weak candidates"
     return ToolResult(
-        f"best matches for {query!r}:\n" + "\n".join(lines) + f"\n{head}",
+        f"{title} for {query!r}:\n" + "\n".join(lines) + note + f"\n{head}",
         spans=[r.span for r in results],
         metadata=meta,
     )
