@@ -185,10 +185,13 @@ def cmd_search_video(args: argparse.Namespace) -> int:
         table.add_column(col, justify=justify, overflow="fold")
     for i, r in enumerate(meta["results"], 1):
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
-        table.add_row(str(i), str(TimeSpan(*r["span"])), f"{r['score']:.2f}", shares, "\n".join(r["evidence"]))
+        score = f"{r['score']:.2f}" + (" weak" if r.get("weak") else "")
+        table.add_row(str(i), str(TimeSpan(*r["span"])), score, shares, "\n".join(r["evidence"]))
     console = Console()
     if meta["results"]:
         console.print(table)
+        if any(r.get("weak") for r in meta["results"]):
+            console.print(f"weak: below the confidence threshold {meta['threshold']}; leads to check, not evidence")
     else:
         console.print(f"nothing matches {args.query!r}.")
     used = ", ".join(meta["signals"]) or "none"

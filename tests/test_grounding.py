@@ -297,3 +297,19 @@ def test_grounding_report_names_the_signals_even_for_a_single_weak_result(para_c
     results, report = ground(para_ctx, "qwxz", k=1)
     assert len(results) == 1 and results[0].weak and report["signals"]
     assert np.isclose(sum(results[0].shares.values()), 1.0)
+
+
+def test_search_command_marks_weak_rows(para_ctx, tmp_path):
+    found = subprocess.run(
+        [sys.executable, "-m", "mcr.cli", "search", str(para_ctx.video.path), "zebra quantum xylophone", "-k", "2"]
+        + ["--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert found.returncode == 0, found.stderr
+    rows = [line for line in found.stdout.splitlines() if " weak " in line and "00:00:" in line]
+    assert len(rows) == 2, found.stdout
+    assert "below the confidence threshold 0.25" in found.stdout
