@@ -43,6 +43,9 @@ class Agent:
             ``asr`` tool is on (so the overview can quote what is said); on-screen text
             (``ocr``) and frame embeddings are built when a tool first needs them, or up front
             with ``index=("shots", "transcript", "ocr", "embeddings")`` or ``mcr-agent index``.
+            ``"captions"`` captions every clip of at most 10 s with ``caption_model``.
+        caption_model: the model (an object or a spec, as ``model``) that captions clips for the
+            ``captions`` stage; by default the agent's own model.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Agent:
         memory: Any = None,
         index: Sequence[str] | None = None,
         policy: Policy | str | None = None,
+        caption_model: Any = None,
     ) -> None:
         if max_steps < 0:
             raise ValueError("max_steps must be 0 or more")
@@ -72,6 +76,7 @@ class Agent:
             policy = {"mcr": Policy(), "plain": Policy.plain(), "baseline": Policy.baseline()}[policy]
         self.policy = policy or Policy()
         self.model = load_model(model)
+        self.caption_model = load_model(caption_model) if caption_model is not None else None
         self.memory = _open_memory(memory)
         self.registry = _registry(tools, builtin, self.memory is not None)
         if index is None:
@@ -175,8 +180,15 @@ class Agent:
             return
         if self.index_stages:
             from mcr.memory import VideoIndex
+            from mcr.memory.index import make_stage
 
-            for report in VideoIndex(video, self.memory).build(self.index_stages):
+            model = self.caption_model if self.caption_model is not None else self.model
+            captioner = {"model": model, "memory": self.memory}
+            device = {"device": self.device} if self.device != "auto" else {}
+            stages = [
+                make_stage(s, **captioner, **device) if s == "captions" else s for s in self.index_stages
+            ]  # the captions stage captions with a model: the agent's unless caption_model names one
+            for report in VideoIndex(video, self.memory).build(stages):
                 yield IndexStage(
                     video_id=video.id,
                     stage=report.stage,

@@ -96,13 +96,15 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build(video, memory, stages: list[str], quiet: bool) -> list:
-    """Build (or reuse) ``stages`` of ``video``'s index with one progress bar per stage."""
+def _build(video, memory, stages: list, quiet: bool) -> list:
+    """Build (or reuse) ``stages`` (names or stage objects) of ``video``'s index with one
+    progress bar per stage."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mcr.memory import VideoIndex
 
     index = VideoIndex(video, memory)
+    names = [s if isinstance(s, str) else s.name for s in stages]
     with Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -110,7 +112,7 @@ def _build(video, memory, stages: list[str], quiet: bool) -> list:
         TimeElapsedColumn(),
         disable=quiet,
     ) as bar:
-        tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in stages}
+        tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in names}
         return index.build(stages, progress=lambda s, done, total: bar.update(tasks[s], completed=done))
 
 
@@ -129,16 +131,42 @@ def _without_missing_clip(stages: list[str]) -> list[str]:
     return stages
 
 
+def _cost(info: dict) -> str:
+    """A stage's counted cost in a few words: model calls, tokens, seconds, and per video hour."""
+    if not info.get("model_calls") and not info.get("clips"):
+        return ""
+
+    def words(d: dict) -> str:
+        tokens = f"{d.get('input_tokens', 0):g} + {d.get('output_tokens', 0):g} tokens"
+        return f"{d.get('model_calls', 0):g} model calls, {tokens}, {d.get('seconds', 0):.1f} s"
+
+    failed = f", {info['failed_clips']} clips failed" if info.get("failed_clips") else ""
+    hour = info.get("per_video_hour") or {}
+    return f"  cost: {words(info)}{failed}" + (f"; per video hour: {words(hour)}" if hour else "")
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from mcr.memory import Memory
+    from mcr.memory import Memory, VideoIndex
+    from mcr.memory.index import check_stages, make_stage
     from mcr.video import Video
 
+    names = [s.strip() for s in args.stages.split(",") if s.strip()]
+    check_stages(names, " in --stages")
     video = Video(args.video)
     memory = Memory(_db_path(args))
-    stages = _without_missing_clip([s.strip() for s in args.stages.split(",") if s.strip()])
+    stages: list = _without_missing_clip(names)
+    if "captions" in stages:  # the captioning model, and the memory that holds the shots
+        settings = {"model": args.caption_model, "memory": memory, "device": args.device}
+        stages = [make_stage(s, **settings) if s == "captions" else s for s in stages]
+        for stage in stages:  # a caption model that is not here: one line now, before any progress bar
+            if not isinstance(stage, str) and stage.model is not None:
+                if not VideoIndex(video, memory).is_built(stage.name, stage.version):
+                    stage.caption_model()
     for r in _build(video, memory, stages, args.quiet):
         extra = f" ({r.reason})" if r.reason else ""
         print(f"{r.stage}: {r.status}, {r.entries} entries, {r.seconds:.2f} s{extra}")
+        if _cost(r.info):
+            print(_cost(r.info))
     print(f"video {video.id} indexed in {memory.path}")
     return 0
 
@@ -240,6 +268,13 @@ def register(sub) -> None:
         default="transcript,ocr,shots,embeddings",
         help="comma-separated stages (default: transcript,ocr,shots,embeddings)",
     )
+    idx.add_argument(
+        "--caption-model",
+        "--model",
+        metavar="SPEC",
+        help="the model that captions clips for the captions stage (a hub id, folder, openai:MODEL@URL, replay:FILE)",
+    )
+    idx.add_argument("--device", default="auto", help="cpu, cuda or auto (default), for the models the stages load")
     idx.add_argument("--quiet", action="store_true", help="no progress bars")
     workspace_args(idx)
     idx.set_defaults(func=cmd_index)

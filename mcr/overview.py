@@ -1,5 +1,5 @@
 """The perceive phase's overview: representative frames of a span and what the index and
-memory already hold about it (shot cuts, speech, on-screen text)."""
+memory already hold about it (shot cuts, clip captions, speech, on-screen text)."""
 
 from __future__ import annotations
 
@@ -33,17 +33,22 @@ def shot_cuts(memory: Any, video_id: str, span: TimeSpan) -> list[float]:
     return sorted(e.span.end for e in memory.store.query(video_id, kind="shot", span=span))
 
 
-def memory_lines(memory: Any, video_id: str, kind: str, span: TimeSpan, limit: int) -> list[str]:
-    """``[time] text`` for the memory entries of ``kind`` in ``span`` (none without memory)."""
+def memory_lines(memory: Any, video_id: str, kind: str, span: TimeSpan, limit: int, spread: bool = False) -> list[str]:
+    """``[time] text`` for the memory entries of ``kind`` in ``span`` (none without memory): the
+    first ``limit``, or with ``spread`` ``limit`` of them spread evenly over the span."""
     if memory is None:
         return []
-    return [f"[{format_time(e.span.start)}] {e.text}" for e in memory.store.query(video_id, kind, span, limit)]
+    entries = memory.store.query(video_id, kind, span, None if spread else limit)
+    if len(entries) > limit:
+        step = len(entries) / limit
+        entries = [entries[int(i * step)] for i in range(limit)]
+    return [f"[{format_time(e.span.start)}] {e.text}" for e in entries]
 
 
 def overview(
     video: Any, span: TimeSpan, n: int, fps: float | None, max_pixels: int | None, memory: Any
 ) -> tuple[str, Frames]:
-    """The overview of ``span``: its text (frame times, cuts, speech, on-screen text) and frames."""
+    """The overview of ``span``: its text (frame times, cuts, captions, speech, on-screen text) and frames."""
     from mcr.tools.frames import frames_at  # the tool module loads with the first run, not with ``import mcr``
 
     cuts = shot_cuts(memory, video.id, span)
@@ -53,8 +58,8 @@ def overview(
     ]
     if cuts:
         lines.append(f"{len(cuts) + 1} shots; cuts at " + ", ".join(format_time(c) for c in cuts[:40]) + ".")
-    for kind, label in (("transcript", "Speech"), ("ocr", "On-screen text")):
-        items = memory_lines(memory, video.id, kind, span, 30)
+    for kind, label in (("caption", "Captions"), ("transcript", "Speech"), ("ocr", "On-screen text")):
+        items = memory_lines(memory, video.id, kind, span, 30, spread=kind == "caption")
         if items:
             lines.append(f"{label}:\n" + "\n".join(items))
     return "\n".join(lines), frames

@@ -32,8 +32,10 @@ class MemoryEntry:
             raise ValueError(f"unknown memory kind {self.kind!r}; one of {', '.join(KINDS)}")
         if self.span is not None and not isinstance(self.span, TimeSpan):
             self.span = TimeSpan.parse(self.span)
-        if self.confidence is not None and not 0.0 <= float(self.confidence) <= 1.0:
-            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
+        if self.confidence is not None:
+            self.confidence = float(self.confidence)  # a numpy number would be stored as bytes
+            if not 0.0 <= self.confidence <= 1.0:
+                raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
 
     @property
     def ref(self) -> str:

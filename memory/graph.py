@@ -57,8 +57,10 @@ class MemoryGraph:
         """An event with its span, linked to the entities that take part in it."""
         names = [n for n in (e.strip() for e in entities) if n]
         with self.store.write() as c:
-            n = c.execute("SELECT COUNT(*) FROM nodes WHERE type = 'event'").fetchone()[0]
-            node = f"event:{video_id or '-'}:{n + 1}"
+            n = c.execute("SELECT COUNT(*) FROM nodes WHERE type = 'event'").fetchone()[0] + 1
+            while c.execute("SELECT 1 FROM nodes WHERE id = ?", (f"event:{video_id or '-'}:{n}",)).fetchone():
+                n += 1  # events deleted with a rebuilt index stage leave gaps
+            node = f"event:{video_id or '-'}:{n}"
             c.execute(
                 'INSERT INTO nodes (id, video_id, type, label, start, "end", entry_id) VALUES (?,?,?,?,?,?,?)',
                 (

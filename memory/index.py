@@ -28,12 +28,18 @@ Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds 
 
 @dataclass
 class ChunkResult:
+    """A chunk's entries and arrays. ``info``: what the chunk cost or counted (numbers are
+    summed over the chunks, lists joined) into the stage's info and report. An entry whose
+    ``data["entities"]`` names people or things also joins the memory's entity and event graph."""
+
     entries: list[MemoryEntry] = field(default_factory=list)
     arrays: dict[float, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage(Protocol):
-    """One kind of perception over a whole video, computed chunk by chunk."""
+    """One kind of perception over a whole video, computed chunk by chunk. A stage with
+    ``embed = True`` has its entries embedded (the memory's encoder) as they are stored."""
 
     name: str
     version: str
@@ -52,6 +58,7 @@ class StageReport:
     entries: int = 0
     seconds: float = 0.0
     reason: str = ""
+    info: dict = field(default_factory=dict)  # the chunks' summed ``info`` (and ``per_video_hour``)
 
     def to_dict(self) -> dict:
         return {
@@ -60,7 +67,32 @@ class StageReport:
             "entries": self.entries,
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
+            "info": self.info,
         }
+
+
+def merge_info(total: dict, part: dict) -> dict:
+    """``part`` added into ``total``: numbers summed, lists joined, anything else replaced."""
+    for key, value in part.items():
+        old = total.get(key)
+        if isinstance(value, (int, float)) and isinstance(old, (int, float)) and not isinstance(value, bool):
+            total[key] = old + value
+        elif isinstance(value, list) and isinstance(old, list):
+            total[key] = old + value
+        else:
+            total[key] = value
+    return total
+
+
+def per_hour(info: dict, seconds: float) -> dict:
+    """The numbers of ``info`` per hour of a video ``seconds`` long."""
+    if seconds <= 0:
+        return {}
+    return {
+        k: round(v * 3600.0 / seconds, 2)
+        for k, v in info.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 _STAGES: dict[str, Callable[..., Stage]] = {}
@@ -183,6 +215,7 @@ class VideoIndex:
                 "reused" if st["status"] == "done" else "skipped",
                 self._count(stage.name),
                 reason=st["info"].get("reason", ""),
+                info=st["info"].get("chunks", {}),
             )
         reason = stage.skip_reason(self.video)
         if reason:
@@ -195,6 +228,7 @@ class VideoIndex:
             self._set_state(stage, "running", 0.0, total)
         else:
             cursor = float(st["cursor"])
+        info = {"chunks": st["info"]["chunks"]} if resumed and "chunks" in st["info"] else {}
         chunks = walk(self.video, stage, cursor)
         while True:
             try:
@@ -204,13 +238,28 @@ class VideoIndex:
             except Exception as exc:  # a damaged span stops this stage, not the run; the next build retries it
                 span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
                 reason = f"{type(exc).__name__} at {span}: {exc}"
-                self._set_state(stage, "failed", cursor, total, {"reason": reason})
-                return StageReport(stage.name, "failed", self._count(stage.name), time.perf_counter() - t0, reason)
+                self._set_state(stage, "failed", cursor, total, {**info, "reason": reason})
+                return StageReport(
+                    stage.name,
+                    "failed",
+                    self._count(stage.name),
+                    time.perf_counter() - t0,
+                    reason,
+                    info.get("chunks", {}),
+                )
+            for e in result.entries:
+                e.video_id = self.video_id
+                e.source = f"index:{stage.name}"
+            vectors = None
+            if getattr(stage, "embed", False) and result.entries:  # outside the write lock: encoding is slow
+                vectors = self.memory.encoder.encode([e.text for e in result.entries])
+            if result.info:
+                info["chunks"] = merge_info(dict(info.get("chunks", {})), result.info)
             with self.store.write() as c:
+                self.store.add_many(result.entries, vectors, self.memory.encoder.name if vectors is not None else None)
                 for e in result.entries:
-                    e.video_id = self.video_id
-                    e.source = f"index:{stage.name}"
-                self.store.add_many(result.entries)
+                    if e.data.get("entities"):
+                        self.memory.graph.add_event(e.text, e.span, e.data["entities"], self.video_id, entry_id=e.id)
                 for key, arr in result.arrays.items():
                     arr = np.ascontiguousarray(arr)
                     c.execute(
@@ -218,13 +267,19 @@ class VideoIndex:
                         "VALUES (?,?,?,?,?,?)",
                         (self.video_id, stage.name, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
                     )
-                self._set_state(stage, "running", span.end, total, conn=c)
+                self._set_state(stage, "running", span.end, total, info, conn=c)
             cursor = span.end
             if progress:
                 progress(stage.name, cursor, total)
-        self._set_state(stage, "done", total, total)
+        if "chunks" in info:
+            info["chunks"] = {**info["chunks"], "per_video_hour": per_hour(info["chunks"], total)}
+        self._set_state(stage, "done", total, total, info)
         return StageReport(
-            stage.name, "resumed" if resumed else "built", self._count(stage.name), time.perf_counter() - t0
+            stage.name,
+            "resumed" if resumed else "built",
+            self._count(stage.name),
+            time.perf_counter() - t0,
+            info=info.get("chunks", {}),
         )
 
     def entries(self, stage: str) -> list[MemoryEntry]:
@@ -244,7 +299,13 @@ class VideoIndex:
 
     def _reset(self, stage: str) -> None:
         with self.store.write() as c:
-            c.execute("DELETE FROM entries WHERE video_id = ? AND source = ?", (self.video_id, f"index:{stage}"))
+            events = (
+                "SELECT n.id FROM nodes n JOIN entries e ON e.id = n.entry_id WHERE e.video_id = ? AND e.source = ?"
+            )
+            args = (self.video_id, f"index:{stage}")
+            c.execute(f"DELETE FROM edges WHERE dst IN ({events})", args)
+            c.execute(f"DELETE FROM nodes WHERE id IN ({events})", args)
+            c.execute("DELETE FROM entries WHERE video_id = ? AND source = ?", args)
             c.execute("DELETE FROM arrays WHERE video_id = ? AND stage = ?", (self.video_id, stage))
             c.execute("DELETE FROM stages WHERE video_id = ? AND stage = ?", (self.video_id, stage))
 
