@@ -30,7 +30,9 @@ from .base import ToolContext, ToolError, ToolResult, shared_models, tool
 from .stages import check_span, env_float, stage_data
 
 MIN_SCORE = 0.5
-SAME_FRAME_DIFF = 0.01  # mean absolute change of a grey thumbnail (0..1) below which a frame is not read again
+# a frame is read again when some cell of a 32 x 18 grid of grey means (0..1) changed this much: a short
+# caption on a still background changes the frame's mean too little to count, but its own cells by 0.2 or more
+SAME_CELL_DIFF = 0.05
 _engine_lock = threading.Lock()
 
 
@@ -116,9 +118,13 @@ class _Run:
 
 
 def _thumb(image: np.ndarray) -> np.ndarray:
+    """The grey mean of each cell of a 32 x 18 grid (means, not single pixels: thin text
+    strokes fall between sampled pixels)."""
     h, w = image.shape[:2]
     ys, xs = np.arange(18) * h // 18, np.arange(32) * w // 32
-    return image[np.ix_(ys, xs)].mean(axis=2).astype(np.float32) / 255.0
+    sums = np.add.reduceat(np.add.reduceat(image.mean(axis=2, dtype=np.float32), ys, axis=0), xs, axis=1)
+    cells = np.maximum(np.outer(np.diff(np.append(ys, h)), np.diff(np.append(xs, w))), 1)  # 1 in a tiny frame
+    return sums / cells / 255.0
 
 
 def track(frames: Iterable[tuple[float, list[Detection]]], period: float) -> list[_Run]:
@@ -160,7 +166,7 @@ def ocr_frames(engine: Any, video: Any, span: TimeSpan, fps: float, max_pixels: 
     last_thumb, last_dets = None, []
     for t, image in stream_frames(video, sample_times(span, fps), max_pixels=max_pixels):
         thumb = _thumb(image)
-        if last_thumb is None or float(np.abs(thumb - last_thumb).mean()) >= SAME_FRAME_DIFF:
+        if last_thumb is None or float(np.abs(thumb - last_thumb).max()) >= SAME_CELL_DIFF:
             last_dets = read_text(engine, image, scale=video.width / image.shape[1])
             last_thumb = thumb
         read.append((t, last_dets))
@@ -219,7 +225,7 @@ class OcrStage:
         self.chunk_s = chunk_s
         self.max_pixels = max_pixels
         self.models = models or shared_models
-        self.version = f"1:rapidocr:{self.fps:g}"
+        self.version = f"2:rapidocr:{self.fps:g}"
 
     def skip_reason(self, video: Any) -> str | None:
         return None
