@@ -1,6 +1,6 @@
 """Perception benchmark on a long video: frame sampling, overview, ASR, index build, grounding.
 
-    python benchmarks/perception.py [--minutes 60] [--work DIR] [--parts abcde]
+    python benchmarks/perception.py [--minutes 60] [--work DIR] [--parts abcdefg]
 
 The video is made here once (and reused from --work): 640x360, 30 fps H.264 with a
 keyframe every 250 frames, espeak-ng speech over the whole length, a title drawn each
@@ -23,6 +23,9 @@ should be.
     weights are on the machine (the cost is that of the real model; the scores are not).
 (e) ``temporal_grounding`` latency on the built index.
 (f) OCR engines on drawn text: rapidocr-onnxruntime against tesseract (when installed).
+(g) shot boundaries on a labelled set of real footage (``shots.py``): MCR's ``shots`` stage
+    against PySceneDetect and ffmpeg's scene filter; its own table (``--parts g`` alone
+    makes no long video).
 """
 
 from __future__ import annotations
@@ -350,11 +353,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=60)
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mcr-perception-bench"))
-    ap.add_argument("--parts", default="abcdef", help="which parts to run (letters a-f)")
+    ap.add_argument("--parts", default="abcdefg", help="which parts to run (letters a-g)")
     ap.add_argument("--make-only", action="store_true")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if "g" in args.parts:
+        from shots import shots_table
+
+        print(shots_table(work / "shot-set") + "\n", flush=True)
+        if not set(args.parts) - {"g"}:
+            return 0
     t0 = time.perf_counter()
     video = make_long_video(work / f"long_{args.minutes}min.mp4", args.minutes)
     print(

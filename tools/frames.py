@@ -36,7 +36,7 @@ def span_cuts(ctx: ToolContext, video: Any, span: TimeSpan) -> list[float] | Non
         return None
     fps = min(4.0, 240.0 / max(span.duration, 1e-3))
     sampled = video.frames(span, fps=fps, max_pixels=SAMPLE_PIXELS)
-    return [after for _, after, _ in find_cuts(sampled.timestamps, sampled.images) if span.start < after < span.end]
+    return [b.end for b in find_cuts(sampled.timestamps, sampled.images) if span.start < b.end < span.end]
 
 
 def representative_times(span: TimeSpan, cuts: list[float], n: int) -> list[float]:

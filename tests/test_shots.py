@@ -1,0 +1,107 @@
+"""The ``shots`` stage on real footage (../shared/media, hand labels in data/shot_labels.json)
+and on made cases: a colour change at equal brightness, a slow pan, a flash frame, a
+dissolve and a fade through black."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from media import H264, ffmpeg, shared_clip
+
+from mcr.memory import Memory, VideoIndex
+from mcr.tools.shots import ShotStage, shot_spans
+from mcr.video import Video
+
+LABELS = json.loads((Path(__file__).parent / "data" / "shot_labels.json").read_text())
+
+
+@pytest.fixture
+def memory(tmp_path):
+    m = Memory(tmp_path / "memory.db")
+    yield m
+    m.close()
+
+
+def boundaries(path: Path, memory: Memory, **settings) -> list:
+    video = Video(path)
+    report = VideoIndex(video, memory).build([ShotStage(**settings)])[0]
+    assert report.status == "built", report
+    return sorted(VideoIndex(video, memory).entries("shots"), key=lambda e: e.span.end)
+
+
+def test_megamind_cuts_are_found_where_labelled(memory):
+    path = shared_clip("megamind.mp4")
+    found = boundaries(path, memory)
+    labelled = LABELS["cuts"]["megamind.mp4"]
+    internal = [e for e in found if e.span.end > 0.5]  # the picture starts from black at 0.083 s
+    assert len(internal) == len(labelled), [(e.span, e.data) for e in found]
+    for entry, cut in zip(internal, labelled):
+        assert abs(entry.span.end - cut) <= 0.5 and entry.data["transition"] == "cut"
+        assert (
+            entry.span.start < cut <= entry.span.end + 0.01
+        )  # last frame before .. first frame after (labels: 3 decimals)
+    assert len(shot_spans(found, Video(path).duration)) == len(found) + 1
+
+
+def test_people_walking_past_a_fixed_camera_are_no_cut(memory):
+    assert boundaries(shared_clip("pedestrians.mp4"), memory) == []
+
+
+def test_a_colour_change_at_equal_brightness_is_a_cut(tmp_path, memory):
+    # (200, 100, 100) and (60, 160, 140): luma 129.9 and 127.8, one level apart in grey
+    path = tmp_path / "colour.mp4"
+    inputs = []
+    for colour in ("0xC86464", "0x3CA08C"):
+        inputs += ["-f", "lavfi", "-t", "3", "-i", f"color=c={colour}:size=320x240:rate=25"]
+    ffmpeg(*inputs, "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]", "-map", "[v]", *H264, str(path))
+    found = boundaries(path, memory)
+    assert len(found) == 1 and found[0].data["transition"] == "cut", [(e.span, e.data) for e in found]
+    assert abs(found[0].span.end - 3.0) <= 0.3
+
+
+def test_a_slow_pan_is_no_cut(tmp_path, memory):
+    still = tmp_path / "fractal.png"
+    ffmpeg("-f", "lavfi", "-i", "mandelbrot=size=1280x720", "-frames:v", "1", str(still))
+    path = tmp_path / "pan.mp4"
+    crop = "crop=320:240:x='60*t':y=200,fps=25,format=yuv420p"
+    ffmpeg("-loop", "1", "-t", "12", "-i", str(still), "-vf", crop, *H264, str(path))
+    assert boundaries(path, memory) == []
+
+
+def test_a_flash_frame_is_no_cut(tmp_path, memory):
+    path = tmp_path / "flash.mp4"
+    box = "drawbox=enable='eq(n,75)':color=white:t=fill,format=yuv420p"  # frame 75 is on screen at 3.0 s
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "6", "-vf", box, *H264, str(path))
+    assert boundaries(path, memory, fps=4.0) == []
+
+
+def test_a_dissolve_and_a_fade_are_one_gradual_boundary_each(tmp_path, memory):
+    # testsrc2 dissolves into smptebars over 3-4 s, which fades through black into mandelbrot over 6-7 s
+    path = tmp_path / "gradual.mp4"
+    inputs = []
+    for source in ("testsrc2", "smptebars", "mandelbrot"):
+        inputs += ["-f", "lavfi", "-t", "4", "-i", f"{source}=size=320x240:rate=25"]
+    graph = (
+        "[0:v]settb=AVTB[a];[1:v]settb=AVTB[b];[2:v]settb=AVTB[c];"
+        "[a][b]xfade=transition=fade:duration=1:offset=3[ab];"
+        "[ab][c]xfade=transition=fadeblack:duration=1:offset=6,format=yuv420p[v]"
+    )
+    ffmpeg(*inputs, "-filter_complex", graph, "-map", "[v]", *H264, str(path))
+    found = boundaries(path, memory)
+    assert [e.data["transition"] for e in found] == ["gradual", "gradual"], [(e.span, e.data) for e in found]
+    for entry, (start, end) in zip(found, [(3.0, 4.0), (6.0, 7.0)]):
+        assert entry.span.start < end and entry.span.end > start  # overlaps the transition
+        assert start - 0.5 <= entry.span.start and entry.span.end <= end + 0.5  # and is no wider than it
+
+
+def test_the_stage_over_short_chunks_finds_each_boundary_once(tmp_path, memory):
+    path = tmp_path / "gradual.mp4"
+    inputs = []
+    for source in ("testsrc2", "smptebars", "mandelbrot"):
+        inputs += ["-f", "lavfi", "-t", "4", "-i", f"{source}=size=320x240:rate=25"]
+    graph = "[0:v][1:v]xfade=transition=fade:duration=1:offset=3[ab];[ab][2:v]concat=n=2:v=1:a=0,format=yuv420p[v]"
+    ffmpeg(*inputs, "-filter_complex", graph, "-map", "[v]", *H264, str(path))
+    found = boundaries(path, memory, chunk_s=3.5)  # the dissolve crosses a chunk edge at 3.5 s
+    assert [(e.data["transition"], round(e.span.end)) for e in found] == [("gradual", 4), ("cut", 7)]
