@@ -114,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             memory=memory,
             policy=args.policy,
             index=stages,
+            caption_model=args.caption_model,
         )
     result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.json:
@@ -218,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="STAGES",
         help="index stages to build before the run (default: shots, and transcript under --policy mcr)",
+    )
+    run.add_argument(
+        "--caption-model",
+        default=None,
+        metavar="SPEC",
+        help="the model that captions clips for --index captions (default: --model)",
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--trace", default=None, metavar="FILE", help="write the trace here")

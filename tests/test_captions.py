@@ -299,6 +299,19 @@ def test_index_command_captions_with_a_named_model(cut_video, tmp_path):
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert len(unknown.stderr.strip().splitlines()) == 1
     assert unknown.stderr.startswith("mcr-agent: error: model nobody/no-such-vlm is not available offline")
+    run_db = Memory(tmp_path / "run.db")
+    known_shots(cut_video, run_db)
+    run_db.close()
+    answer_script = tmp_path / "answer.json"
+    answer_script.write_text(json.dumps({"steps": [{"answer": "a test pattern", "evidence": ["00:00-00:04"]}]}))
+    ran = _cli(
+        *("run", cut_video, "What is shown?", "--index", "captions", "--policy", "plain", "--quiet"),
+        *("--model", f"replay:{answer_script}", "--caption-model", f"replay:{script}", "--memory", tmp_path / "run.db"),
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "a test pattern"
+    assert Memory(tmp_path / "run.db").store.count(kind="caption") == 6
     none = _cli("index", cut_video, "--stages", "captions", "--workspace", tmp_path / "other", cwd=tmp_path)
     assert none.returncode == 0 and "captions: skipped, 0 entries" in none.stdout
     assert "captions need a model" in none.stdout
