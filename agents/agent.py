@@ -196,6 +196,7 @@ class Agent:
                     entries=report.entries,
                     seconds=round(report.seconds, 3),
                     reason=report.reason,
+                    info=report.info,
                 )
         digest = self.memory.digest(question, video.id)
         if digest:

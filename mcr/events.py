@@ -158,7 +158,8 @@ class Verification(Event):
 
 @dataclass
 class IndexStage(Event):
-    """One stage of the video index: built, resumed, reused from an earlier run, or skipped."""
+    """One stage of the video index: built, resumed, reused from an earlier run, or skipped.
+    ``info``: what the stage counted (a captioning stage's model calls, tokens, seconds...)."""
 
     kind: ClassVar[str] = "index_stage"
     video_id: str = ""
@@ -167,6 +168,7 @@ class IndexStage(Event):
     entries: int = 0
     seconds: float = 0.0
     reason: str = ""
+    info: dict = field(default_factory=dict)
 
 
 @dataclass
