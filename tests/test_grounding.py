@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_cue_video
+from media import H264, ffmpeg, make_cue_video
+from test_perception_models import tiny_clip_dir  # noqa: F401  (a fixture: a tiny random CLIP folder)
 
 from mcr.memory import ChunkResult, Memory, MemoryEntry, VideoIndex
 from mcr.tools import ToolContext, ToolRegistry
@@ -313,3 +314,21 @@ def test_search_command_marks_weak_rows(para_ctx, tmp_path):
     rows = [line for line in found.stdout.splitlines() if " weak " in line and "00:00:" in line]
     assert len(rows) == 2, found.stdout
     assert "below the confidence threshold 0.25" in found.stdout
+
+
+def test_frames_alone_still_give_weak_candidates(tiny_clip_dir, monkeypatch, tmp_path):  # noqa: F811
+    """A silent video without text, searched by (random tiny) CLIP embeddings only: the
+    plumbing of weak candidates, not CLIP's quality."""
+    from mcr.tools import ModelCache
+
+    monkeypatch.setenv("MCR_CLIP_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("MCR_CLIP_FPS", "1")
+    colours = ("darkred", "navy", "darkgreen")
+    inputs = [arg for c in colours for arg in ("-f", "lavfi", "-i", f"color=c={c}:size=320x240:rate=10:duration=4")]
+    path = tmp_path / "colours.mp4"
+    ffmpeg(*inputs, "-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1[v]", "-map", "[v]", *H264, str(path))
+    video = Video(path)
+    ctx = ToolContext(video=video, memory=Memory(tmp_path / "m.db"), models=ModelCache())
+    result = call(ctx, query="a purple giraffe", k=2)
+    assert not result.is_error and result.metadata["signals"] == ["clip"], result.text
+    assert len(result.spans) == 2 and all(r["weak"] for r in result.metadata["results"])

@@ -315,7 +315,8 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
         if len(frames.times) and cvec is not None:
             sims = frames.vecs @ cvec
             z = (sims - sims.mean()) / (sims.std() + 1e-6)
-            frame_score = np.clip((z - 1.0) / 2.5, 0.0, 1.0)
+            # a frame counts when it stands out; the rest keep a trace of their rank as weak candidates
+            frame_score = np.maximum(np.clip((z - 1.0) / 2.5, 0.0, 1.0), 0.002 + 0.02 * np.clip((z + 3.0) / 6.0, 0, 1))
             idx = np.clip(np.searchsorted(frames.times, grid_t + frames.period / 2) - 1, 0, len(frames.times) - 1)
             near = np.abs(frames.times[idx] - grid_t) <= frames.period
             layers["clip"] = np.where(near, frame_score[idx], 0.0).astype(np.float32)
@@ -337,10 +338,10 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
         hi = peak
         while hi < n - 1 and fused[hi + 1] >= 0.5 * value and work[hi + 1] > 0:
             hi += 1
-        a, b = lo, hi  # the whole hill goes, down to where it stops falling
-        while a > 0 and 0 < fused[a - 1] <= fused[a]:
+        a, b = lo, hi  # the whole hill goes, down to where it stops falling (a level stretch is another candidate)
+        while a > 0 and 0 < fused[a - 1] < fused[a]:
             a -= 1
-        while b < n - 1 and 0 < fused[b + 1] <= fused[b]:
+        while b < n - 1 and 0 < fused[b + 1] < fused[b]:
             b += 1
         work[a : b + 1] = 0.0
         total = sum(float(g[lo : hi + 1].sum()) for g in weighted.values()) or 1.0
