@@ -199,10 +199,13 @@ def test_tools_accept_a_hub_id_or_size_and_reject_a_missing_folder(monkeypatch, 
 
 
 def test_a_named_model_offline_is_one_clear_line(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
     from mcr.tools.asr import ASRModelError, resolve_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # read at import
     with pytest.raises(ASRModelError) as err:
         resolve_model("small.en")
     message = str(err.value)
