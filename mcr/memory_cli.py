@@ -156,7 +156,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     memory = Memory(_db_path(args))
     stages: list = _without_missing_clip(names)
     if "captions" in stages:  # the captioning model, and the memory that holds the shots
-        settings = {"model": args.caption_model, "memory": memory, "device": args.device}
+        from mcr.tools.captions import CaptionStage
+
+        built = VideoIndex(video, memory).state("captions")  # no model named: the built captions stay
+        model = args.caption_model or (CaptionStage.model_in(built["version"]) if built else None)
+        settings = {"model": model, "memory": memory, "device": args.device}
         stages = [make_stage(s, **settings) if s == "captions" else s for s in stages]
         for stage in stages:  # a caption model that is not here: one line now, before any progress bar
             if not isinstance(stage, str) and stage.model is not None:

@@ -295,6 +295,8 @@ def test_index_command_captions_with_a_named_model(cut_video, tmp_path):
     assert listed.stdout.count("test pattern") == 6 and "Scene 5" in listed.stdout
     again = _cli("index", cut_video, "--stages", "captions", "--model", f"replay:{script}", "--quiet", cwd=tmp_path)
     assert "captions: reused, 6 entries" in again.stdout
+    unnamed = _cli("index", cut_video, "--stages", "shots,captions", "--quiet", cwd=tmp_path)
+    assert "captions: reused, 6 entries" in unnamed.stdout  # no model named: the built captions stay
     unknown = _cli("index", cut_video, "--stages", "captions", "--caption-model", "nobody/no-such-vlm", cwd=tmp_path)
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert len(unknown.stderr.strip().splitlines()) == 1

@@ -209,6 +209,12 @@ class CaptionStage:
             f"px={self.max_pixels};shots={self.shots_version}"
         )
 
+    @staticmethod
+    def model_in(version: str) -> str | None:
+        """The captioning model a stored version of this stage names (None: none)."""
+        found = re.search(r";model=(.*);clip=", version or "")
+        return found.group(1) if found and found.group(1) != "none" else None
+
     # ------------------------------------------------------------ the model
     def caption_model(self) -> Any:
         """The model, loaded the first time (a spec that names no usable model raises ``ModelError``)."""
