@@ -41,14 +41,17 @@ PIECES = {
     "pedestrians": ("pedestrians.mp4", 20.0, 30.0),
 }
 
-# each order: piece, (join, seconds), piece, ...; join is cut, dissolve or fade (through black)
+# each order: piece, (join, seconds), piece, ...; join is cut, dissolve (xfade), fadeblack (xfade
+# through black) or fade (ffmpeg's fade filter out to black and in again)
 ORDERS = {
-    "order1": ["boats", ("cut", 0), "kitchen", ("dissolve", 1.0), "megamind", ("fade", 1.0), "pedestrians"]
+    "order1": ["boats", ("cut", 0), "kitchen", ("dissolve", 1.0), "megamind", ("fadeblack", 1.0), "pedestrians"]
     + [("cut", 0), "internvid"],
-    "order2": ["megamind", ("dissolve", 2.0), "internvid", ("cut", 0), "boats", ("fade", 1.0), "kitchen"]
+    "order2": ["megamind", ("dissolve", 2.0), "internvid", ("cut", 0), "boats", ("fadeblack", 1.0), "kitchen"]
     + [("dissolve", 0.5), "pedestrians"],
-    "order3": ["pedestrians", ("fade", 1.0), "boats", ("dissolve", 1.0), "internvid", ("cut", 0), "megamind"]
+    "order3": ["pedestrians", ("fadeblack", 1.0), "boats", ("dissolve", 1.0), "internvid", ("cut", 0), "megamind"]
     + [("cut", 0), "kitchen"],
+    "order4": ["kitchen", ("fade", 1.6), "megamind", ("dissolve", 1.5), "boats", ("fade", 1.0), "internvid"]
+    + [("dissolve", 1.0), "pedestrians"],
 }
 
 
@@ -94,9 +97,15 @@ def make_order(name: str, order: list, folder: Path) -> dict:
             graph.append(f"{last}[i{k}]concat=n=2:v=1:a=0,settb=AVTB{label}")
             offset = length
             cuts.append(round(length, 3))
+        elif kind == "fade":  # ffmpeg fade: out to black over half the time, in from black over the rest
+            half = seconds / 2
+            out_, in_ = f"fade=t=out:st={length - half:.3f}:d={half}", f"fade=t=in:st=0:d={half}"
+            graph.append(f"{last}{out_}[o{k}];[i{k}]{in_}[n{k}];[o{k}][n{k}]concat=n=2:v=1:a=0,settb=AVTB{label}")
+            offset = length
+            gradual.append([round(length - half, 3), round(length + half, 3)])
         else:
             offset = length - seconds
-            transition = "fade" if kind == "dissolve" else "fadeblack"
+            transition = "fade" if kind == "dissolve" else "fadeblack"  # xfade's own fade through black
             graph.append(
                 f"{last}[i{k}]xfade=transition={transition}:duration={seconds}:offset={offset:.3f},settb=AVTB{label}"
             )

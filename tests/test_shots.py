@@ -105,3 +105,35 @@ def test_the_stage_over_short_chunks_finds_each_boundary_once(tmp_path, memory):
     ffmpeg(*inputs, "-filter_complex", graph, "-map", "[v]", *H264, str(path))
     found = boundaries(path, memory, chunk_s=3.5)  # the dissolve crosses a chunk edge at 3.5 s
     assert [(e.data["transition"], round(e.span.end)) for e in found] == [("gradual", 4), ("cut", 7)]
+
+
+def test_a_fade_out_and_in_on_real_footage_is_one_gradual_boundary(tmp_path, memory):
+    # pedestrians fades to black over 3.2-4.0 s, boats fades in from black over 4.0-4.8 s (ffmpeg fade)
+    walk, boats = shared_clip("pedestrians.mp4"), shared_clip("boats.mp4")
+    path = tmp_path / "fade.mp4"
+    scale = "scale=480:270,setsar=1"
+    graph = (
+        f"[0:v]{scale},fade=t=out:st=3.2:d=0.8,fps=24,format=yuv420p[a];"
+        f"[1:v]{scale},fade=t=in:st=0:d=0.8,fps=24,format=yuv420p[b];[a][b]concat=n=2:v=1:a=0[v]"
+    )
+    ffmpeg(
+        "-ss",
+        "20",
+        "-t",
+        "4",
+        "-i",
+        str(walk),
+        "-t",
+        "4",
+        "-i",
+        str(boats),
+        "-filter_complex",
+        graph,
+        "-map",
+        "[v]",
+        *H264,
+        str(path),
+    )
+    found = boundaries(path, memory)
+    assert [e.data["transition"] for e in found] == ["gradual"], [(e.span, e.data) for e in found]
+    assert 2.7 <= found[0].span.start <= 3.5 and 4.5 <= found[0].span.end <= 5.3

@@ -243,6 +243,8 @@ def find_cuts(
         for i in [i for i in steps if b <= i <= b + gap and any(_flat(sig[k]) for k in range(b, i + 1))]:
             steps.remove(i)
             b = max(b, i + 1)
+        inside = [i for i in steps if a < i < b - 1]  # a large step amid the transition's own steps is part of it
+        steps = [i for i in steps if i not in inside]
         gradual.append((a, b))
     kept: list[Boundary] = []
     for i in sorted(steps, key=lambda i: -d[i]):  # the stronger of two cuts too close together
@@ -250,7 +252,7 @@ def find_cuts(
             kept.append(Boundary(float(t[i]), float(t[i + 1]), min(1.0, float(d[i]) / 100.0), "cut"))
     for a, b in gradual:
         if any(t[a] <= c.start and c.end <= t[b] for c in kept):
-            continue  # a hard cut inside: the cut is the boundary
+            continue  # a hard cut at its first or last step: the cut is the boundary
         strength = min(1.0, float(_dist(sig[a], sig[b])) / 100.0)
         kept.append(Boundary(float(t[a]), float(t[b]), strength, "gradual"))
     return sorted(kept, key=lambda c: c.end)
