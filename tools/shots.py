@@ -1,7 +1,8 @@
 """``shots``: the video's shot boundaries (hard cuts and gradual transitions), and the detector behind them.
 
-The ``shots`` index stage decodes the video once, in order, keeping ``fps`` small frames a
-second (:func:`mcr.tools.sampling.stream_frames`). Each kept frame becomes a 16x12 grid of
+The ``shots`` index stage decodes each chunk of the video once (``Video.frames``, ``fps``
+small frames a second, with ``PAD_S`` seconds on each side so a transition across the
+chunk's edge is seen whole; a span that cannot be decoded fails the stage). Each frame becomes a 16x12 grid of
 block means in Y, Cb and Cr (0..255), so a change of colour at equal brightness counts as
 much as a change of brightness, and a small camera move shifts block means only a little.
 A step's change is the mean absolute difference of two consecutive grids.
@@ -272,14 +273,11 @@ class ShotStage:
         return None
 
     def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult:
-        from .sampling import sample_times, stream_frames
-
         window = TimeSpan(max(0.0, span.start - PAD_S), min(video.duration, span.end + PAD_S))
-        pairs = list(stream_frames(video, sample_times(window, self.fps), max_pixels=SAMPLE_PIXELS))
-        if len(pairs) < 2:
+        frames = video.frames(window, fps=self.fps, max_pixels=SAMPLE_PIXELS)
+        if len(frames) < 2:
             return ChunkResult([])
-        times = [p[0] for p in pairs]
-        images = np.stack([p[1] for p in pairs])
+        times, images = frames.timestamps, frames.images
         entries = []
         for b in find_cuts(times, images, gradual_max_s=3.0):
             if not (span.start <= b.end < span.end or (b.end >= span.end and span.end >= video.duration)):
