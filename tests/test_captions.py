@@ -393,3 +393,37 @@ def test_tiny_random_qwen3_vl_captions_each_clip_plumbing(code_video, tmp_path):
     assert [(round(e.span.start), round(e.span.end)) for e in captions] == [(0, 5), (5, 10)]
     assert all(e.text.strip() and len(e.data["frames"]) == 4 for e in captions)
     memory.close()
+
+
+def test_real_clip_each_caption_request_holds_frames_of_one_shot(tmp_path):
+    """megamind.mp4 (11.3 s), labelled by looking at its frames: four shots (woman at a table,
+    man facing her, woman again, man close up), cut near 4.1, 6.6 and 8.4 s. Each shot is under
+    10 s, so each is one clip, and the four frames sent for a clip all come from that shot."""
+    import numpy as np
+    from media import shared_clip
+
+    video = Video(shared_clip("megamind.mp4"))
+    memory = Memory(tmp_path / "m.db")
+    sent = []
+
+    def reply(messages, tools=None, **options):
+        sent.append([p.frames for p in messages[-1].parts if isinstance(p, FramesPart)][0])
+        return ModelOutput(json.dumps({"caption": "A scene of the film.", "entities": []}))
+
+    stage = make_stage("captions", model=RecordingModel(reply), memory=memory, frames=4, max_pixels=160 * 90)
+    (report,) = VideoIndex(video, memory).build([stage])
+    clips = stage.clips(video)
+    assert report.entries == len(clips) == len(sent) == 4
+    for clip, expected in zip(clips, (4.1, 6.6, 8.4, 11.3)):
+        assert abs(clip.end - expected) < 0.3, clips
+
+    def grid(image):  # a 9x16 grid of grey block means
+        grey = image.astype(np.float32).mean(axis=2)
+        h, w = grey.shape
+        return grey[: h // 9 * 9, : w // 16 * 16].reshape(9, h // 9, 16, w // 16).mean(axis=(1, 3))
+
+    grids = [[grid(img) for img in f.images] for f in sent]
+    within = max(float(np.abs(a - b).mean()) for g in grids for a, b in zip(g, g[1:]))
+    between = min(float(np.abs(g[-1] - h[0]).mean()) for g, h in zip(grids, grids[1:]))
+    assert 2 * within < between  # a clip's frames look alike; across a clip boundary (a cut) they do not
+    memory.close()
