@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from media import H264, ffmpeg, shared_clip
 
@@ -137,3 +138,20 @@ def test_a_fade_out_and_in_on_real_footage_is_one_gradual_boundary(tmp_path, mem
     found = boundaries(path, memory)
     assert [e.data["transition"] for e in found] == ["gradual"], [(e.span, e.data) for e in found]
     assert 2.7 <= found[0].span.start <= 3.5 and 4.5 <= found[0].span.end <= 5.3
+
+
+def test_find_cuts_on_frames_in_memory():
+    from mcr.tools.shots import find_cuts
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (6, 8, 3)).repeat(12, 0).repeat(12, 1).astype(np.float32) for _ in range(2))
+    times = [k / 4 for k in range(24)]
+    cut = np.stack([a] * 12 + [b] * 12).astype(np.uint8)
+    assert [(x.transition, x.start, x.end) for x in find_cuts(times, cut)] == [("cut", 2.75, 3.0)]
+    flash = np.stack([a] * 24)
+    flash[12] = 255
+    assert find_cuts(times, flash.astype(np.uint8)) == []
+    mix = np.clip((np.arange(24) - 8) / 8, 0, 1)[:, None, None, None]  # a dissolve from 2 s to 4 s
+    dissolve = ((1 - mix) * a + mix * b).astype(np.uint8)
+    assert [(x.transition, x.start, x.end) for x in find_cuts(times, dissolve)] == [("gradual", 2.0, 4.0)]
+    assert find_cuts([0.0], cut[:1]) == [] and find_cuts(times[:2], cut[:2, :4, :4]) == []

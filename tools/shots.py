@@ -68,6 +68,9 @@ def frame_signature(image: np.ndarray) -> np.ndarray:
         ]
     )
     h, w = planes.shape[1:]
+    if h < GRID[0] or w < GRID[1]:  # a frame smaller than the grid: repeat its pixels
+        planes = planes.repeat(-(-GRID[0] // h), axis=1).repeat(-(-GRID[1] // w), axis=2)
+        h, w = planes.shape[1:]
     ys = (np.arange(GRID[0]) * h) // GRID[0]
     xs = (np.arange(GRID[1]) * w) // GRID[1]
     sums = np.add.reduceat(np.add.reduceat(planes, ys, axis=1), xs, axis=2)
