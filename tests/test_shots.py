@@ -155,3 +155,19 @@ def test_find_cuts_on_frames_in_memory():
     dissolve = ((1 - mix) * a + mix * b).astype(np.uint8)
     assert [(x.transition, x.start, x.end) for x in find_cuts(times, dissolve)] == [("gradual", 2.0, 4.0)]
     assert find_cuts([0.0], cut[:1]) == [] and find_cuts(times[:2], cut[:2, :4, :4]) == []
+
+
+def test_the_shots_tool_says_which_boundaries_are_fades(tmp_path):
+    from mcr.tools import ToolContext, ToolRegistry
+    from mcr.tools.shots import shots
+    from mcr.types import ToolCall
+
+    path = tmp_path / "dissolve.mp4"
+    inputs = []
+    for source in ("testsrc2", "smptebars"):
+        inputs += ["-f", "lavfi", "-t", "4", "-i", f"{source}=size=320x240:rate=25"]
+    graph = "[0:v][1:v]xfade=transition=fade:duration=1:offset=3,format=yuv420p[v]"
+    ffmpeg(*inputs, "-filter_complex", graph, "-map", "[v]", *H264, str(path))
+    result = ToolRegistry([shots]).execute(ToolCall("shots", {}, "c1"), ToolContext(video=Video(path)))
+    assert not result.is_error and "2 shots" in result.text and "(1 of them fades or dissolves)" in result.text
+    assert len(result.metadata["cuts"]) == 1 and 3.0 <= result.metadata["cuts"][0] <= 4.5

@@ -325,5 +325,8 @@ def shots(ctx: ToolContext, span: Optional[TimeSpan] = None) -> ToolResult:
     ] or [window]
     lines = [f"{i}. {s} ({s.duration:.1f} s)" for i, s in enumerate(spans, 1)]
     cut_times = sorted(round(e.span.end, 3) for e in cuts if window.start < e.span.end < window.end)
+    fades = sum(1 for e in cuts if window.start < e.span.end < window.end and e.data.get("transition") == "gradual")
     head = f"{len(spans)} shots in {window}" + (f", cuts at {len(cut_times)} times" if cut_times else ", no cuts")
+    if fades:
+        head += f" ({fades} of them fades or dissolves)"
     return ToolResult(head + ":\n" + "\n".join(lines), spans=spans, metadata={"cuts": cut_times})
