@@ -166,7 +166,9 @@ def _fast_graphs(model: Any) -> Any:
 
 
 def default_encoder(device: str = "cpu") -> SentenceEncoder:
-    """The process-wide default encoder, loaded once, lazily."""
+    """The process-wide default encoder (``MCR_ENCODER`` or the bundled MiniLM), loaded once per
+    folder and device, lazily: changing ``MCR_ENCODER`` in the process loads the one it names."""
     from mcr.cache import shared_models
 
-    return shared_models.get(("sentence-encoder", device), lambda: SentenceEncoder(device=device))
+    folder = os.environ.get("MCR_ENCODER") or None
+    return shared_models.get(("sentence-encoder", folder, device), lambda: SentenceEncoder(folder, device=device))
