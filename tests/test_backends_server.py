@@ -14,18 +14,15 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from media import make_code_video
+from procs import free_port, transformers_serve
 
 from mcr import Agent
 from mcr.events import ModelCalled
@@ -44,12 +41,6 @@ ASK = [
     Message("user", "What is shown in the video?"),
 ]
 CALL = {"name": "inspect_frames", "arguments": {"span": "00:00:00.0-00:00:04.0"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- scripted server
@@ -381,40 +372,8 @@ def served(tmp_path_factory):
         "fields": {"content": {"close_pattern": r"\s*(?:<\|im_end\|>|<\|endoftext\|>)", "content": "text"}},
     }
     (text / "tokenizer_config.json").write_text(json.dumps(config))
-    (root / "hf" / "hub").mkdir(parents=True)
-    port = free_port()
-    exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen(
-        [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("transformers serve did not start:\n" + (root / "serve.log").read_text()[-3000:])
-            time.sleep(0.5)
+    with transformers_serve(root) as url:
         yield {"url": url + "/v1", "native": str(native), "text": str(text)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
 
 
 def test_transformers_serve_returns_native_tool_calls(served):

@@ -5,7 +5,6 @@ agent, and a tiny random Qwen3-VL through transformers (plumbing, not quality)."
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import run_cli
 
 from mcr.memory import ChunkResult, Memory, MemoryEntry, MemoryStore, VideoIndex
 from mcr.memory.index import make_stage
@@ -266,14 +266,7 @@ def test_killed_captioning_resumes_without_loss(cut_video, tmp_path):
 
 
 def _cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "mcr.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=180,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return run_cli(*args, cwd=cwd, columns=200)
 
 
 def test_index_command_captions_with_a_named_model(cut_video, tmp_path):

@@ -5,17 +5,12 @@ with several caption requests in flight at once. Plumbing, not quality."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from media import make_cut_video
+from procs import transformers_serve
 
 pytest.importorskip("openai")
 
@@ -26,46 +21,13 @@ CAPTION = {"caption": "A test card fills the screen.", "entities": ["test card"]
 def caption_server(tmp_path_factory):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    from test_backends_server import free_port
     from tiny_models import make_qwen3_vl, steer_to_reply
 
     root = tmp_path_factory.mktemp("caption-server")
     folder = make_qwen3_vl(root / "captioner")
     steer_to_reply(folder, json.dumps(CAPTION))
-    (root / "hf" / "hub").mkdir(parents=True)
-    port = free_port()
-    exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen(
-        [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("transformers serve did not start:\n" + (root / "serve.log").read_text()[-3000:])
-            time.sleep(0.5)
+    with transformers_serve(root) as url:
         yield {"url": url + "/v1", "model": str(folder)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
 
 
 def test_captions_over_transformers_serve_with_four_requests_in_flight(caption_server, tmp_path):

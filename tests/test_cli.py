@@ -1,13 +1,13 @@
 """``mcr-agent`` as a user runs it: subprocesses, real clip, recorded model turns."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from media import shared_clip
+from procs import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "scripts" / "boats.json"
@@ -15,15 +15,7 @@ HEAVY = ("torch", "transformers", "decord", "av", "rich", "numpy", "pydantic", "
 
 
 def cli(*args, cwd=None, env_extra=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100", **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "mcr.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
+    return run_cli(*args, cwd=cwd, env_extra=env_extra, timeout=120)
 
 
 def test_run_json_and_replay(tmp_path, boats):

@@ -1,7 +1,6 @@
 """Memory with the real MiniLM encoder, real SQLite, real processes and real videos."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import run_cli
 
 from mcr import Agent, TimeSpan
 from mcr.memory import Memory, MemoryEntry, MemoryStore, MemoryStoreError, VideoIndex
@@ -403,14 +403,7 @@ def test_bad_entries_are_refused(memory):
 
 
 def _cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "mcr.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=180,
-        env={**os.environ, "COLUMNS": "160"},
-    )
+    return run_cli(*args, cwd=cwd, columns=160)
 
 
 def test_memory_and_index_commands(tmp_path, cut_video):
