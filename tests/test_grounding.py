@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media import H264, ffmpeg, make_cue_video
+from procs import run_cli
 from test_perception_models import tiny_clip_dir  # noqa: F401  (a fixture: a tiny random CLIP folder)
 
 from mcr.memory import ChunkResult, Memory, MemoryEntry, VideoIndex
@@ -304,14 +305,16 @@ def test_grounding_report_names_the_signals_even_for_a_single_weak_result(para_c
 
 
 def test_search_command_marks_weak_rows(para_ctx, tmp_path):
-    found = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "search", str(para_ctx.video.path), "zebra quantum xylophone", "-k", "2"]
-        + ["--quiet"],
-        capture_output=True,
-        text=True,
+    found = run_cli(
+        "search",
+        para_ctx.video.path,
+        "zebra quantum xylophone",
+        "-k",
+        "2",
+        "--quiet",
         cwd=tmp_path,
+        columns=200,
         timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
     )
     assert found.returncode == 0, found.stderr
     rows = [line for line in found.stdout.splitlines() if " weak " in line and "00:00:" in line]

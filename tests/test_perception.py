@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 from media import DRAWN_CUES, SPOKEN_CUES, corrupt_audio, make_cue_video, make_silent_audio_video, shared_clip
+from procs import run_cli
 
 from mcr.memory import Memory, VideoIndex
 from mcr.tools import ModelCache, ToolContext, ToolRegistry, builtin_tools
@@ -355,13 +355,8 @@ def test_index_command_builds_the_perception_stages(cue_video, tmp_path):
     )
     assert "transcript: reused, 5 entries" in again.stdout
     assert Path(tmp_path / ".mcr" / "memory.db").exists()
-    found = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "search", str(cue_video), "price of strawberries", "-k", "2", "--quiet"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
+    found = run_cli(
+        "search", cue_video, "price of strawberries", "-k", "2", "--quiet", cwd=tmp_path, columns=200, timeout=300
     )
     assert found.returncode == 0, found.stderr
     rows = [line for line in found.stdout.splitlines() if re.match(r"\W*1\W+\d\d:\d\d:\d\d", line)]
