@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import pathlib
+import re
 import threading
 from typing import Any
 
@@ -243,6 +244,11 @@ class Video:
         if reader is None:
             import decord
 
+            # FFmpeg's own lines about damaged packets stay out of the terminal: the damage is
+            # reported once, by the VideoError a failed span raises (MCR_DEBUG_DECODER=1 shows them)
+            decord.logging.set_level(
+                decord.logging.DEBUG if os.environ.get("MCR_DEBUG_DECODER") else decord.logging.QUIET
+            )
             kwargs = {} if size is None else {"width": size[0], "height": size[1]}
             try:
                 reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), **kwargs)
@@ -337,9 +343,23 @@ class Video:
 # ----------------------------------------------------------------- helpers
 
 
+# FFmpeg's error codes (AVERROR, as decoders report them, with either sign) in plain words
+_AV_ERRORS = {
+    1094995529: "invalid data: the file is damaged or cut short",
+    541478725: "unexpected end of the file: it is cut short",
+    1414092869: "the decoder found no usable data here",
+}
+_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: ")
+
+
 def _short(err: BaseException) -> str:
-    """The last line of a library's error message, for our own messages."""
-    lines = str(err).strip().splitlines()
+    """A library's error in a few plain words for our own messages: FFmpeg's numeric codes named,
+    the decoder's source locations dropped, the last line kept."""
+    text = str(err)
+    for code in re.findall(r"-?\d{9,10}", text):
+        if abs(int(code)) in _AV_ERRORS:
+            return _AV_ERRORS[abs(int(code))]
+    lines = _DECORD_PREFIX.sub("", text).strip().splitlines()
     return (lines[-1] if lines else type(err).__name__)[:300]
 
 

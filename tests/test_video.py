@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -298,6 +299,7 @@ def test_bad_files_give_video_error(kind, tmp_path, code_video):
     message = str(err.value)
     assert path.name in message
     assert "Traceback" not in message and len(message) < 600
+    assert not re.search(r"\d{9}|\.cc:\d|av_read_frame|avcodec_", message), message  # no decoder jargon
 
 
 @pytest.mark.parametrize(
@@ -342,6 +344,7 @@ def test_subprocess_survives_bad_files(tmp_path, code_video):
     )
     proc = subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "alive", proc.stderr[-2000:]
+    assert "[h264 @" not in proc.stderr, proc.stderr[-2000:]  # the decoder's own lines stay out of the terminal
 
 
 # --------------------------------------------------------------------- hashing
