@@ -99,18 +99,20 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def _build(video, memory, stages: list, quiet: bool) -> list:
     """Build (or reuse) ``stages`` (names or stage objects) of ``video``'s index with one
     progress bar per stage."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mcr.memory import VideoIndex
 
     index = VideoIndex(video, memory)
     names = [s if isinstance(s, str) else s.name for s in stages]
-    with Progress(
+    with Progress(  # progress is for a person: on stderr, and only when it is a terminal
         TextColumn("{task.description:<12}"),
         BarColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
         TimeElapsedColumn(),
-        disable=quiet,
+        console=Console(stderr=True),
+        disable=quiet or not sys.stderr.isatty(),
     ) as bar:
         tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in names}
         return index.build(stages, progress=lambda s, done, total: bar.update(tasks[s], completed=done))
@@ -166,11 +168,17 @@ def cmd_index(args: argparse.Namespace) -> int:
             if not isinstance(stage, str) and stage.model is not None:
                 if not VideoIndex(video, memory).is_built(stage.name, stage.version):
                     stage.caption_model()
-    for r in _build(video, memory, stages, args.quiet):
+    reports = _build(video, memory, stages, args.quiet)
+    for r in reports:
         extra = f" ({r.reason})" if r.reason else ""
         print(f"{r.stage}: {r.status}, {r.entries} entries, {r.seconds:.2f} s{extra}")
         if _cost(r.info):
             print(_cost(r.info))
+    failed = [r for r in reports if r.status == "failed"]
+    if failed:  # the others are kept; a later `index` retries the failed ones from where they stopped
+        names = ", ".join(r.stage for r in failed)
+        print(f"mcr-agent: error: index stage {names} of {video.path} failed: {failed[0].reason}", file=sys.stderr)
+        return 1
     print(f"video {video.id} indexed in {memory.path}")
     return 0
 
