@@ -11,11 +11,25 @@ from __future__ import annotations
 from typing import Generator
 
 from mcr.answers import TypedAnswer, interpret, read_answer
+from mcr.context import Context
 from mcr.events import AnswerProposed, Event, Verification
 from mcr.overview import memory_lines
 from mcr.result import RunResult
 from mcr.types import TimeSpan, ToolCall
-from mcr.verify import Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+from mcr.verify import Support, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+
+READ_KINDS = ("transcript", "ocr", "caption")  # memory the index makes by perceiving a span
+
+
+def perceived(context: Context) -> Support:
+    """What a context's model perceived: every frame shown to it, and the spans its reading
+    tools read; an investigation's entry holds its child's frames (``seen_at``) and readings."""
+    seen = Support(list(context.frames_seen()))
+    for e in context.entries:
+        if e.kind == "tool_result" and not e.data.get("is_error"):
+            seen.frames += e.data.get("seen_at", [])
+            seen.readings += [{"source": e.data.get("name", ""), "span": list(s)} for s in e.data.get("read", [])]
+    return seen
 
 
 class AnswerChecking:
@@ -74,29 +88,33 @@ class AnswerChecking:
         return None
 
     def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
-        seen_spans = [
-            TimeSpan(*s)
-            for e in self.context.entries
-            for s in e.data.get("spans", [])
-            if e.kind in ("tool_result", "perception") and not e.data.get("is_error")
-        ]
-        memory = self.tool_ctx.memory
-        if memory is not None and self.video is not None:
-            for span in evidence:
-                seen_spans += [
-                    e.span
-                    for e in memory.store.query(self.video.id, span=span, limit=5)
-                    if e.kind != "shot" and e.span is not None
-                ]
         return check_rules(
             typed or TypedAnswer(self.form, ""),
             form_problem,
             evidence,
             self.duration,
-            self.context.frames_seen(),
-            seen_spans,
+            self.seen(evidence),
             self.cite,
+            self.policy.seen_within_s,
         )
+
+    def seen(self, evidence: list[TimeSpan]) -> Support:
+        """What this run perceived: every frame shown to the model, the spans reading tools and
+        investigations read, and (near the cited spans) memory made by perception: the index's
+        transcript, on-screen text and captions, and frames earlier runs were shown."""
+        seen = perceived(self.context)
+        memory = self.tool_ctx.memory
+        if memory is None or self.video is None:
+            return seen
+        pad = self.policy.seen_within_s
+        for span in evidence:
+            wide = TimeSpan(max(0.0, span.start - pad), span.end + pad)
+            for e in memory.store.query(self.video.id, kind=READ_KINDS + ("observation",), span=wide):
+                if e.kind == "observation":
+                    seen.frames += [float(t) for t in e.data.get("seen_at", [])]
+                elif e.source.startswith("index:") and e.span is not None:
+                    seen.readings.append({"source": f"memory:{e.kind}", "span": e.span.to_list(), "ref": e.ref})
+        return seen
 
     def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
         frames, transcripts = [], []
@@ -114,7 +132,16 @@ class AnswerChecking:
         from mcr.replies import verdict_schema
 
         output = yield from self.call("verify", None, messages, response_schema=verdict_schema())
-        return parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
+        verdict = parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
+        verdict.support = [  # what the model was shown of each cited span
+            {
+                "span": span.to_list(),
+                "frames": [round(float(t), 3) for t in (fr.timestamps if fr is not None else [])],
+                "readings": [{"source": "memory:transcript", "span": span.to_list()}] if text else [],
+            }
+            for span, fr, text in zip(evidence, frames, transcripts)
+        ]
+        return verdict
 
     def _record(self, verdict: Verdict) -> Verification:
         self.out.verdicts.append({**verdict.to_dict(), "round": self.verify_rounds})
@@ -127,6 +154,7 @@ class AnswerChecking:
             reason=verdict.reason,
             checks=verdict.checks,
             passed=verdict.passed,
+            support=[dict(s) for s in verdict.support],
         )
 
     def _note_verdicts(self, verdicts: list[Verdict]) -> None:

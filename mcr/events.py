@@ -154,6 +154,8 @@ class Verification(Event):
     reason: str = ""
     checks: list[str] = field(default_factory=list)
     passed: bool | None = None  # None in traces from before it was kept: read it from the verdict
+    # per cited span: {"span": [a, b], "frames": [times], "readings": [{"source", "span", "ref"?}]}
+    support: list[dict] = field(default_factory=list)
 
 
 @dataclass

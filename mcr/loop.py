@@ -18,7 +18,7 @@ from mcr.answers import (
     detect_form,
     read_answer,
 )
-from mcr.checking import AnswerChecking
+from mcr.checking import AnswerChecking, perceived
 from mcr.context import Context
 from mcr.events import (
     Event,
@@ -255,16 +255,21 @@ class _Run(AnswerChecking):
             self.tool_ctx.max_pixels,
             self.tool_ctx.memory,
         )
-        ref = self._remember(f"overview frames of {span}", span)
-        self.context.add("perception", text, 0, frames=frames, memory_ref=ref, spans=[span.to_list()])
+        times = [round(float(t), 3) for t in frames.timestamps]
+        ref = self._remember(f"overview frames of {span}", frames)
+        self.context.add("perception", text, 0, frames=frames, memory_ref=ref, times=times)
         yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
 
-    def _remember(self, text: str, span: TimeSpan | None) -> str | None:
-        """A memory entry for what was perceived, so the view can point at it once elided."""
+    def _remember(self, text: str, frames: Any) -> str | None:
+        """A memory entry for frames shown to the model, so the view can point at them once elided;
+        it keeps their times (``seen_at``), what later checks count as looked at."""
         memory = self.tool_ctx.memory
-        if memory is None or self.video is None:
+        if memory is None or self.video is None or frames is None or not len(frames):
             return None
-        entry = memory.write(text, "observation", self.video.id, span, source=f"run:{self.run_id}")
+        times = [round(float(t), 3) for t in frames.timestamps]
+        entry = memory.write(
+            text, "observation", self.video.id, frames.span, source=f"run:{self.run_id}", seen_at=times
+        )
         return entry.ref
 
     # ------------------------------------------------------------------ acting
@@ -307,16 +312,21 @@ class _Run(AnswerChecking):
         return bool(work or probes), None
 
     def _on_result(self, call: ToolCall, result: ToolResult, entry: Any) -> None:
-        if result.frames is not None and len(result.frames) and not result.is_error:
+        if result.is_error:
+            return
+        if result.frames is not None and len(result.frames):
             span = result.frames.span
-            entry.data["memory_ref"] = self._remember(f"{call.name} showed frames of {span}: {result.text[:300]}", span)
+            text = f"{call.name} showed frames of {span}: {result.text[:300]}"
+            entry.data["memory_ref"] = self._remember(text, result.frames)
+        if call.name in self.policy.reading_tools and not result.metadata.get("no_audio"):
+            entry.data["read"] = [s.to_list() for s in result.spans]  # the spans whose lines it read
 
     def investigate(self, call: ToolCall) -> Generator[Event, None, None]:
         """A child run of the same loop over a sub-span; its conclusion is this call's result."""
         step = self.out.steps
         yield ToolCalled(**self.ids(), call_id=call.id, name="investigate", arguments=dict(call.arguments))
         t0 = time.perf_counter()
-        result = None
+        result = child = None
         from pydantic import ValidationError
 
         from mcr.replies import InvestigateArguments, validation_problem
@@ -387,6 +397,10 @@ class _Run(AnswerChecking):
             step, call, result.text, is_error=result.is_error, spans=[s.to_list() for s in result.spans]
         )
         entry.data["memory_ref"] = result.metadata.get("memory_ref")
+        if child is not None:  # what the child was shown and read counts as looked at here too
+            seen = perceived(child_ctx)
+            entry.data["seen_at"] = sorted(set(seen.frames))
+            entry.data["read"] = [r["span"] for r in seen.readings]
         yield ToolReturned(
             **self.ids(),
             call_id=call.id,

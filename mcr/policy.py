@@ -28,6 +28,12 @@ class Policy:
     max_verify_rounds: int = 3
     min_confidence: float = 0.5  # a model check's "supported" passes only this sure or more
     require_evidence: bool = True
+    # A cited span was looked at only if a frame shown to the model lies inside it or this close
+    # to it (seconds), or a reading tool's lines (or an investigation, or memory made by
+    # perception) overlap it that closely. One second: the spacing of inspect_frames' default
+    # 1 fps, and well under a typical shot (2-5 s), so the frame still shows the same shot.
+    seen_within_s: float = 1.0
+    reading_tools: tuple[str, ...] = ("asr", "ocr")  # tools whose result spans are what they read
     verify_fps: float = 2.0
     verify_frames: int = 8  # per cited span
     investigate: bool = True

@@ -30,6 +30,7 @@ class Verdict:
     reason: str = ""
     checks: list[str] = field(default_factory=list)
     min_confidence: float = 0.0  # a "supported" verdict passes only this sure (Policy.min_confidence)
+    support: list[dict] = field(default_factory=list)  # per cited span: the frames and readings behind it
 
     @property
     def passed(self) -> bool:
@@ -44,12 +45,41 @@ class Verdict:
             "confidence": round(self.confidence, 3),
             "reason": self.reason,
             "checks": list(self.checks),
+            "support": [dict(s) for s in self.support],
         }
 
 
-def _observed(span: TimeSpan, seen_times: Sequence[float], seen_spans: Sequence[TimeSpan], slack: float) -> bool:
-    wide = TimeSpan(max(0.0, span.start - slack), span.end + slack)
-    return any(wide.contains(t) for t in seen_times) or any(wide.overlaps(s) for s in seen_spans)
+@dataclass
+class Support:
+    """What a run perceived, for the rule that a cited span was looked at: the times of the
+    frames shown to the model, and the spans a tool or memory read (transcript or on-screen
+    lines, captions, an investigation), each ``{"source": ..., "span": [start, end]}``."""
+
+    frames: list[float] = field(default_factory=list)
+    readings: list[dict] = field(default_factory=list)
+
+    def of(self, span: TimeSpan, within_s: float) -> dict:
+        """What supports ``span``: frames inside it or within ``within_s`` of it, readings overlapping that."""
+        wide = TimeSpan(max(0.0, span.start - within_s), span.end + within_s)
+        frames = sorted({round(float(t), 3) for t in self.frames if wide.contains(t)})
+        readings, keys = [], set()
+        for r in self.readings:
+            key = (r["source"], tuple(r["span"]))
+            if key not in keys and wide.overlaps(TimeSpan(*r["span"])):
+                keys.add(key)
+                readings.append(dict(r))
+        return {"span": span.to_list(), "frames": frames, "readings": readings}
+
+    def nearest(self, span: TimeSpan) -> str:
+        """The frames seen nearest to ``span``, before and after it, in words."""
+        before = max((t for t in self.frames if t < span.start), default=None)
+        after = min((t for t in self.frames if t > span.end), default=None)
+        near = [format_time(t) for t in (before, after) if t is not None]
+        if not near:
+            return "no frames were seen"
+        if len(near) == 1:
+            return f"the nearest frame seen was at {near[0]}"
+        return f"the nearest frames seen were at {near[0]} and {near[1]}"
 
 
 def check_rules(
@@ -57,14 +87,16 @@ def check_rules(
     problem: str,
     evidence: Sequence[TimeSpan],
     duration: float | None,
-    seen_times: Sequence[float],
-    seen_spans: Sequence[TimeSpan],
+    seen: Support,
     require_evidence: bool,
-    slack: float = 1.0,
+    within_s: float = 1.0,
 ) -> Verdict:
-    """The answer fits its form; cited spans lie inside the video and were looked at in this
-    run or are in memory."""
-    checks, failures = [], []
+    """The answer fits its form; cited spans lie inside the video and were looked at: a frame
+    shown to the model lies inside each or within ``within_s`` of it, or a reading overlaps that.
+
+    The verdict's ``support`` says, for each cited span, which frames and readings count for it.
+    """
+    checks, failures, support = [], [], []
     if problem:
         failures.append(problem)
     else:
@@ -72,15 +104,17 @@ def check_rules(
     if require_evidence and duration is not None and not evidence:
         failures.append("cite the spans of the video that show the answer (evidence)")
     for span in evidence:
+        found = seen.of(span, within_s)
+        support.append(found)
         if duration is not None and span.end > duration + 1e-6:
             failures.append(f"evidence {span} runs past the end of the video ({format_time(duration)})")
-        elif not _observed(span, seen_times, seen_spans, slack):
-            failures.append(
-                f"evidence {span} was not looked at in this run nor is it in memory; inspect it before citing it"
-            )
+        elif not found["frames"] and not found["readings"]:
+            failures.append(f"evidence {span} was not looked at: {seen.nearest(span)}; inspect it first")
         else:
-            checks.append(f"evidence {span} was observed")
-    return Verdict("rules", "fail" if failures else "pass", 1.0, "; ".join(failures), checks)
+            what = [f"{len(found['frames'])} frames"] if found["frames"] else []
+            what += sorted({r["source"] for r in found["readings"]})
+            checks.append(f"evidence {span} was observed ({', '.join(what)})")
+    return Verdict("rules", "fail" if failures else "pass", 1.0, "; ".join(failures), checks, support=support)
 
 
 def model_check_messages(

@@ -62,7 +62,7 @@ def test_evidence_never_looked_at_is_refused(tmp_path, boats):
     pol = Policy(perceive=False, plan=False, reflect_every=0, model_check=False)
     result = agent(model, tmp_path, policy=pol).run(boats, "What is on the water?")
     assert result.status == "verified" and result.verdicts[0]["verdict"] == "fail"
-    assert "was not looked at in this run" in result.verdicts[0]["reason"]
+    assert "was not looked at" in result.verdicts[0]["reason"]
 
 
 def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, boats):
