@@ -16,7 +16,7 @@ from mcr.events import AnswerProposed, Event, Verification
 from mcr.overview import memory_lines
 from mcr.result import RunResult
 from mcr.types import TimeSpan, ToolCall
-from mcr.verify import Support, Verdict, check_rules, feedback_for, model_check_messages, parse_verdict
+from mcr.verify import Support, Verdict, around, check_rules, feedback_for, model_check_messages, parse_verdict
 
 READ_KINDS = ("transcript", "ocr", "caption")  # memory the index makes by perceiving a span
 
@@ -106,9 +106,8 @@ class AnswerChecking:
         memory = self.tool_ctx.memory
         if memory is None or self.video is None:
             return seen
-        pad = self.policy.seen_within_s
         for span in evidence:
-            wide = TimeSpan(max(0.0, span.start - pad), span.end + pad)
+            wide = around(span, self.policy.seen_within_s)
             for e in memory.store.query(self.video.id, kind=READ_KINDS + ("observation",), span=wide):
                 if e.kind == "observation":
                     seen.frames += [float(t) for t in e.data.get("seen_at", [])]

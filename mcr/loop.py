@@ -255,9 +255,8 @@ class _Run(AnswerChecking):
             self.tool_ctx.max_pixels,
             self.tool_ctx.memory,
         )
-        times = [round(float(t), 3) for t in frames.timestamps]
         ref = self._remember(f"overview frames of {span}", frames)
-        self.context.add("perception", text, 0, frames=frames, memory_ref=ref, times=times)
+        self.context.add("perception", text, 0, frames=frames, memory_ref=ref)
         yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
 
     def _remember(self, text: str, frames: Any) -> str | None:

@@ -49,6 +49,11 @@ class Verdict:
         }
 
 
+def around(span: TimeSpan, within_s: float) -> TimeSpan:
+    """``span`` widened by ``within_s`` on each side (not before 0): where a look still counts for it."""
+    return TimeSpan(max(0.0, span.start - within_s), span.end + within_s)
+
+
 @dataclass
 class Support:
     """What a run perceived, for the rule that a cited span was looked at: the times of the
@@ -60,7 +65,7 @@ class Support:
 
     def of(self, span: TimeSpan, within_s: float) -> dict:
         """What supports ``span``: frames inside it or within ``within_s`` of it, readings overlapping that."""
-        wide = TimeSpan(max(0.0, span.start - within_s), span.end + within_s)
+        wide = around(span, within_s)
         frames = sorted({round(float(t), 3) for t in self.frames if wide.contains(t)})
         readings, keys = [], set()
         for r in self.readings:
