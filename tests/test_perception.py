@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -333,26 +332,12 @@ def test_perception_tools_in_an_agent_run(cue_video, tmp_path):
 
 
 def test_index_command_builds_the_perception_stages(cue_video, tmp_path):
-    import subprocess
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "index", str(cue_video), "--stages", "transcript,ocr,shots", "--quiet"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    proc = run_cli("index", cue_video, "--stages", "transcript,ocr,shots", "--quiet", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "transcript: built, 5 entries" in proc.stdout
     assert "ocr: built, 6 entries" in proc.stdout  # five texts; the one across the 60 s chunk edge is stored twice
     assert "shots: built, 0 entries" in proc.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "index", str(cue_video), "--stages", "transcript", "--quiet"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    again = run_cli("index", cue_video, "--stages", "transcript", "--quiet", cwd=tmp_path, timeout=300)
     assert "transcript: reused, 5 entries" in again.stdout
     assert Path(tmp_path / ".mcr" / "memory.db").exists()
     found = run_cli(
@@ -365,22 +350,10 @@ def test_index_command_builds_the_perception_stages(cue_video, tmp_path):
     assert first.overlaps(cue_window("d", 1)) and "strawberries" in found.stdout.lower()
     assert "signals used: ocr, transcript" in found.stdout and "clip:" in found.stdout
     assert "embeddings: not built" in found.stderr
-    as_json = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "search", str(cue_video), "wifi password", "--json", "--quiet"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    as_json = run_cli("search", cue_video, "wifi password", "--json", "--quiet", cwd=tmp_path, timeout=300)
     top = json.loads(as_json.stdout)["results"][0]
     assert TimeSpan(*top["span"]).overlaps(cue_window("d", 4)) and top["shares"]["ocr"] > 0.5
-    empty = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "search", str(cue_video), "  ", "--quiet"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    empty = run_cli("search", cue_video, "  ", "--quiet", cwd=tmp_path, timeout=300)
     assert empty.returncode == 2 and "the query is empty" in empty.stderr and "Traceback" not in empty.stderr
 
 
