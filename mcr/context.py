@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from mcr.quoting import DATA_RULE, cut
 from mcr.types import Frames, FramesPart, Message, Part, TextPart, ToolCall, format_time
 
 ENTRY_KINDS = (
@@ -37,10 +38,14 @@ TOOL_PROTOCOL = """To use a tool, reply with one or more blocks, each holding on
 When you know the answer, call the tool "answer" with the answer and the evidence spans you saw.
 Write every time as HH:MM:SS.s and every span as HH:MM:SS.s-HH:MM:SS.s."""
 
-DEFAULT_SYSTEM_PROMPT = """You answer questions about a video by looking at it with tools.
+DEFAULT_SYSTEM_PROMPT = (
+    """You answer questions about a video by looking at it with tools.
 You cannot see the video until you call a tool that shows it to you. Plan what to look at,
 look, and reflect on what you saw before you answer. Cite the spans that support your answer.
-Answer with the "answer" tool; do not guess when you can look."""
+Answer with the "answer" tool; do not guess when you can look.
+"""
+    + DATA_RULE
+)
 
 LINE_TOKENS = 30  # a folded item
 SHORT_NOTE = " [... shortened; full text: trace entry #{id}{mem}]"
@@ -340,9 +345,9 @@ def _at_level(e: Entry, level: str, p: RenderProfile, folded: str) -> str:
 def _cut(text: str, level: str, p: RenderProfile, e: Entry) -> str:
     if level == "full" or len(text) <= p.short_result_chars:
         return text
-    return text[: p.short_result_chars].rstrip() + SHORT_NOTE.format(id=e.id, mem=_mem(e))
+    return cut(text, p.short_result_chars).rstrip() + SHORT_NOTE.format(id=e.id, mem=_mem(e))
 
 
 def _one_line(text: str, limit: int = 80) -> str:
     line = " ".join(text.split())
-    return line if len(line) <= limit else line[:limit].rstrip() + "…"
+    return line if len(line) <= limit else cut(line, limit, " ").rstrip() + "…"

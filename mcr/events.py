@@ -83,6 +83,7 @@ class ToolReturned(Event):
     frames: dict | None = None  # Frames.ref(): source, video id, timestamps; never pixels
     metadata: dict = field(default_factory=dict)
     latency_s: float = 0.0
+    trust: str = "trusted"  # "untrusted": the text quotes the video, the web or memory as data
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcr.quoting import quote
 from mcr.types import Frames, TimeSpan, format_time
 
 
@@ -61,5 +62,5 @@ def overview(
     for kind, label in (("caption", "Captions"), ("transcript", "Speech"), ("ocr", "On-screen text")):
         items = memory_lines(memory, video.id, kind, span, 30, spread=kind == "caption")
         if items:
-            lines.append(f"{label}:\n" + "\n".join(items))
+            lines.append(f"{label}:\n" + quote("\n".join(items), kind))
     return "\n".join(lines), frames

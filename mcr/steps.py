@@ -75,6 +75,7 @@ def run_tools(
             frames=result.frames,
             is_error=result.is_error,
             spans=[s.to_list() for s in result.spans],
+            trust=result.trust,
         )
         if on_result is not None:
             on_result(call, result, entry)
@@ -90,4 +91,5 @@ def run_tools(
             frames=result.frames.ref() if result.frames is not None else None,
             metadata=jsonable(meta),
             latency_s=round(latency, 4),
+            trust=result.trust,
         )

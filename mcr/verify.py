@@ -12,14 +12,19 @@ from typing import Any, Iterator, Sequence
 
 from mcr.answers import TypedAnswer
 from mcr.models.parse import json_values, split_reasoning
+from mcr.quoting import DATA_RULE, quote
 from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, format_time
 
 VERDICTS = ("supported", "contradicted", "insufficient")
 
-VERIFY_SYSTEM = """You check whether an answer about a video is supported by the video.
+VERIFY_SYSTEM = (
+    """You check whether an answer about a video is supported by the video.
 You are shown the question, the proposed answer and the frames (with their times) and any transcript
 of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
-{"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}"""
+{"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}
+"""
+    + DATA_RULE
+)
 
 
 @dataclass
@@ -137,7 +142,7 @@ def model_check_messages(
     lines.append("Cited spans: " + (", ".join(str(s) for s in evidence) or "none"))
     parts: list[Any] = [TextPart("\n".join(lines))]
     for span, fr, text in zip(evidence, frames, transcripts):
-        parts.append(TextPart(f"Span {span}:" + (f" transcript: {text}" if text else "")))
+        parts.append(TextPart(f"Span {span}:" + (" transcript:\n" + quote(text, "transcript") if text else "")))
         if fr is not None and len(fr):
             parts.append(FramesPart(fr))
     parts.append(TextPart("Is the answer supported by these spans? Reply with the JSON verdict only."))

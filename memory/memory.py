@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mcr.quoting import quote
 from mcr.types import TimeSpan
 
 from .entries import MemoryEntry
@@ -161,15 +162,17 @@ class Memory:
         counts = self.store.counts_by_kind(video_id)
         if not counts:
             return ""
-        lines = ["Memory of this video: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "."]
+        head = "Memory of this video: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "."
         learned = [kind for kind in counts if kind not in INDEX_KINDS]
+        lines = []
         if learned:  # what earlier runs learned, ranked by meaning for this question
-            for hit in self.search(question, video_id=video_id, kind=learned, k=k):
-                lines.append(hit.entry.line())
+            lines = [hit.entry.line() for hit in self.search(question, video_id=video_id, kind=learned, k=k)]
         text = "\n".join(lines)
+        more = ""
         if len(text) > max_chars:
-            text = text[:max_chars].rsplit("\n", 1)[0] + "\n[... more with memory_search]"
-        return text
+            text, more = text[:max_chars].rsplit("\n", 1)[0], "\n[... more with memory_search]"
+        # entries hold what the video, the web or a model said: shown as data, never as instructions
+        return head + ("\n" + quote(text, "memory") + more if text else "")
 
     def close(self) -> None:
         self.store.close()

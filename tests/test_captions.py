@@ -334,7 +334,9 @@ def test_agent_captions_with_its_own_model_or_a_caption_model(cut_video, tmp_pat
     # the overview quotes the captions
     video = Video(cut_video)
     text, _ = overview(video, video.span, 4, None, 160 * 120, agent.memory)
-    assert "Captions:\n[00:00:00.0] A grey test card fills the screen." in text
+    assert (
+        'Captions:\n<data source="caption" trust="untrusted">\n[00:00:00.0] A grey test card fills the screen.' in text
+    )
     assert text.count("A grey test card") == 6
 
     captioner_model = RecordingModel(captioner(), name="captioner")

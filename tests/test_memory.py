@@ -316,7 +316,8 @@ def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path)
         "5 shot" in digest and "colourful fractal" in digest and "Q: How many shots are there? A: six shots" in digest
     )
     found = [e for e in events if e.kind == "tool_returned"][0]
-    assert found.text.splitlines()[0].endswith(
+    assert found.trust == "untrusted" and found.text.splitlines()[0] == '<data source="memory" trust="untrusted">'
+    assert found.text.splitlines()[1].endswith(
         "The third shot shows a colourful fractal. (score %s)" % found.text.split("score ")[1].split(")")[0]
     )
 
@@ -349,7 +350,7 @@ def test_memory_tools_and_event_graph_in_the_loop(tmp_path, cut_video):
     )
     results = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert results[0] == "saved as m1." and results[1] == "saved as m2."
-    assert results[2] == "00:00:01.0-00:00:02.0 Anna enters [Anna]"
+    assert results[2] == '<data source="memory" trust="untrusted">\n00:00:01.0-00:00:02.0 Anna enters [Anna]\n</data>'
     assert "no events of 'Zed'" in results[3] and "Known: Anna" in results[4 - 1]
     assert results[4].startswith("retry: the span")
 

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
+from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan, format_time
 
 from .base import ToolContext, ToolError, ToolResult, shared_models, tool
@@ -438,9 +439,10 @@ def asr(ctx: ToolContext, span: Optional[TimeSpan] = None, words: bool = False) 
         lines.append(line)
     head = f"{len(hits)} transcript sentences in {clamped}"
     lang = _language_line(hits)
-    text = head + (f" ({lang})" if lang else "") + ":\n" + "\n".join(lines)
+    text = head + (f" ({lang})" if lang else "") + ":\n" + quote("\n".join(lines), "transcript")
     return ToolResult(
         text,
+        trust=UNTRUSTED,
         spans=[e.span for e in hits],
         metadata={
             "segments": len(hits),

@@ -66,6 +66,9 @@ class ToolResult:
     spans: list[TimeSpan] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     is_error: bool = False
+    # "untrusted": the text holds what the video, the web or memory says (quoted as data blocks;
+    # a result marked untrusted without one is quoted whole)
+    trust: str = "trusted"
 
     @classmethod
     def error(cls, text: str, **metadata: Any) -> "ToolResult":

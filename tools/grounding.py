@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
@@ -401,7 +402,8 @@ def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[
             f"{name} {share:.0%}" for name, share in sorted(r.shares.items(), key=lambda kv: -kv[1]) if share >= 0.005
         )
         mark = " WEAK" if r.weak else ""
-        lines.append(f"{i}. {r.span} score {r.score:.2f}{mark} ({shares})" + "".join(f"\n   {ev}" for ev in r.evidence))
+        said = "\n" + quote("\n".join(r.evidence), "index") if r.evidence else ""
+        lines.append(f"{i}. {r.span} score {r.score:.2f}{mark} ({shares})" + said)
     weak = sum(r.weak for r in results)
     note = (
         f"\n{weak} of {len(results)} below the confidence threshold {CONFIDENT} (marked WEAK): "
@@ -414,4 +416,5 @@ def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[
         f"{title} for {query!r}:\n" + "\n".join(lines) + note + f"\n{head}",
         spans=[r.span for r in results],
         metadata=meta,
+        trust=UNTRUSTED if any(r.evidence for r in results) else "trusted",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List, Literal, Optional
 
+from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan, TimeSpanError, parse_time
 
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
@@ -74,9 +75,9 @@ def memory_search(
     hits = memory.search(query, video_id=_video_id(ctx), span=_clamp(ctx, span), kind=kind, k=k)
     if not hits:
         return ToolResult("no memory entries matched.")
-    text = "\n".join(h.line() for h in hits)
+    text = quote("\n".join(h.line() for h in hits), "memory")
     spans = [h.entry.span for h in hits if h.entry.span is not None]
-    return ToolResult(text, spans=spans, metadata={"entry_ids": [h.entry.id for h in hits]})
+    return ToolResult(text, spans=spans, metadata={"entry_ids": [h.entry.id for h in hits]}, trust=UNTRUSTED)
 
 
 @tool
@@ -112,7 +113,9 @@ def memory_events(
         known = memory.graph.entities(_video_id(ctx))
         hint = f" Known: {', '.join(known[:20])}." if known else " No entities are saved for this video yet."
         return ToolResult(f"no events of {entity!r} {relation} the given time.{hint}")
-    return ToolResult(describe_events(events), spans=[e.span for e in events if e.span is not None])
+    return ToolResult(
+        quote(describe_events(events), "memory"), spans=[e.span for e in events if e.span is not None], trust=UNTRUSTED
+    )
 
 
 def memory_tools() -> list:

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
+from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan
 
 from .base import ToolContext, ToolError, ToolResult, shared_models, tool
@@ -277,12 +278,12 @@ def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> T
         f"[{m['span']}] {m['text']!r} at x{m['box'][0]:.0f}-{m['box'][2]:.0f} y{m['box'][1]:.0f}-{m['box'][3]:.0f}"
         for m in items
     ]
-    text = (
-        f"{len(items)} on-screen text lines in {clamped} (frames read every {1 / stage.fps:g} s){note}:\n"
-        + "\n".join(lines)
+    text = f"{len(items)} on-screen text lines in {clamped} (frames read every {1 / stage.fps:g} s){note}:\n" + quote(
+        "\n".join(lines), "ocr"
     )
     return ToolResult(
         text,
+        trust=UNTRUSTED,
         spans=[m["span"] for m in items],
         metadata={
             "lines": len(items),

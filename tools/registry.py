@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Iterable
 
+from mcr.quoting import UNTRUSTED, cut, is_quoted, quote
 from mcr.types import ToolCall
 
 from .base import Tool, ToolContext, ToolError, ToolResult, ToolRetry
@@ -43,7 +44,7 @@ def format_validation_error(exc: Exception) -> str:
 def cut_text(text: str, limit: int | None) -> str:
     if limit is None or len(text) <= limit:
         return text
-    return text[:limit] + f"\n[... {len(text) - limit} more characters cut; ask for a narrower span or less output]"
+    return cut(text, limit) + f"\n[... {len(text) - limit} more characters cut; ask for a narrower span or less output]"
 
 
 class ToolRegistry:
@@ -155,6 +156,10 @@ class ToolRegistry:
                 f"error: tool {t.name!r} failed: {type(exc).__name__}: {exc}", exception=type(exc).__name__
             )
         result: ToolResult = outcome["result"]
+        if result.trust == UNTRUSTED and not is_quoted(result.text):  # a tool that says so, quoted whole
+            result.text = quote(result.text, t.name)
+        elif is_quoted(result.text):
+            result.trust = UNTRUSTED
         limit = t.max_output_chars or self.max_output_chars
         result.text = cut_text(result.text, limit)
         return result

@@ -12,6 +12,8 @@ import socket
 import threading
 import time
 
+from mcr.quoting import UNTRUSTED, quote
+
 from .base import ToolContext, ToolResult, ToolRetry, tool
 
 SEARCH_HOST = "duckduckgo.com"
@@ -55,13 +57,12 @@ def _clean(text: object, limit: int) -> str:
 
 
 def format_results(query: str, results: list[dict]) -> str:
-    lines = [UNTRUSTED_HEADER, f"results for {query!r}:"]
+    lines = []
     for i, r in enumerate(results, 1):
         lines.append(f'{i}. title: "{_clean(r.get("title"), 200)}"')
         lines.append(f"   url: {_clean(r.get('href') or r.get('url'), 300)}")
         lines.append(f'   snippet: "{_clean(r.get("body") or r.get("snippet"), 500)}"')
-    lines.append("[end of untrusted web text]")
-    return "\n".join(lines)
+    return f"{UNTRUSTED_HEADER}\nresults for {query!r}:\n" + quote("\n".join(lines), "web")
 
 
 @tool(timeout=30)
@@ -103,4 +104,6 @@ def web_search(ctx: ToolContext, query: str, k: int = 5) -> ToolResult:
         }
         for r in results
     ]
-    return ToolResult(format_results(query.strip(), results), metadata={"untrusted": True, "results": kept})
+    return ToolResult(
+        format_results(query.strip(), results), metadata={"untrusted": True, "results": kept}, trust=UNTRUSTED
+    )
