@@ -115,7 +115,11 @@ def _build(video, memory, stages: list, quiet: bool) -> list:
         disable=quiet or not sys.stderr.isatty(),
     ) as bar:
         tasks = {s: bar.add_task(s, total=max(video.duration, 1e-6)) for s in names}
-        return index.build(stages, progress=lambda s, done, total: bar.update(tasks[s], completed=done))
+        return index.build(
+            stages,
+            progress=lambda s, done, total: bar.update(tasks[s], completed=done),
+            notice=lambda line: bar.console.print(line) if bar.live.is_started else print(line, file=sys.stderr),
+        )
 
 
 def _without_missing_clip(stages: list[str]) -> list[str]:

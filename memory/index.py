@@ -21,6 +21,7 @@ from mcr.errors import StageError
 from mcr.types import TimeSpan
 
 from .entries import MemoryEntry
+from .lease import Lease, LeaseLost
 from .memory import Memory
 
 Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds total)
@@ -198,36 +199,69 @@ class VideoIndex:
         st = self.state(stage)
         return st is not None and st["status"] == "done" and (version is None or st["version"] == version)
 
-    def build(self, stages: Iterable[str | Stage], progress: Progress | None = None) -> list[StageReport]:
-        """Build (or reuse, or resume) each stage; returns what happened to each."""
+    def build(
+        self,
+        stages: Iterable[str | Stage],
+        progress: Progress | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> list[StageReport]:
+        """Build (or reuse, or resume) each stage; returns what happened to each. One builder per
+        stage at a time: another process building it is waited for (``notice`` is told so)."""
         self.store.remember_video(self.video_id, str(self.video.path), self.video.info())
-        return [self._build_one(make_stage(s) if isinstance(s, str) else s, progress) for s in stages]
+        return [self._build_one(make_stage(s) if isinstance(s, str) else s, progress, notice) for s in stages]
 
-    def _build_one(self, stage: Stage, progress: Progress | None) -> StageReport:
+    def _reusable(self, stage: Stage) -> dict | None:
+        """The stage's state when it is done (or skipped) at this version with no entry stored twice."""
+        st = self.state(stage.name)
+        if st is None or st["version"] != stage.version or st["status"] not in ("done", "skipped"):
+            return None
+        return None if self._duplicated(stage.name) else st
+
+    def _reused(self, stage: Stage, st: dict, progress: Progress | None, why: str = "") -> StageReport:
+        total = float(self.video.duration)
+        if progress:
+            progress(stage.name, total, total)
+        reason = "; ".join(r for r in (why, st["info"].get("reason", "")) if r)
+        status = "reused" if st["status"] == "done" else "skipped"
+        return StageReport(
+            stage.name, status, self._count(stage.name), reason=reason, info=st["info"].get("chunks", {})
+        )
+
+    def _build_one(self, stage: Stage, progress: Progress | None, notice: Callable[[str], None] | None) -> StageReport:
+        st = self._reusable(stage)
+        if st is not None:
+            return self._reused(stage, st, progress)
+        lease = Lease(self.store, self.video_id, stage.name)
+
+        def waiting(holder: Any) -> None:
+            if notice is not None:
+                notice(f"{stage.name}: {holder} is building it; waiting for it to finish")
+
+        waited, holder = lease.take(waiting)
+        try:
+            st = self._reusable(stage)
+            if st is not None:  # built by the builder this one waited for
+                return self._reused(stage, st, progress, f"built by {holder} while this one waited {waited:.1f} s")
+            return self._run(stage, lease, progress, f"{holder} stopped before finishing it" if holder else "")
+        finally:
+            lease.release()
+
+    def _run(self, stage: Stage, lease: Lease, progress: Progress | None, note: str) -> StageReport:
         t0 = time.perf_counter()
         total = float(self.video.duration)
-        st = self.state(stage.name)
-        if st is not None and st["version"] == stage.version and st["status"] in ("done", "skipped"):
-            if progress:
-                progress(stage.name, total, total)
-            return StageReport(
-                stage.name,
-                "reused" if st["status"] == "done" else "skipped",
-                self._count(stage.name),
-                reason=st["info"].get("reason", ""),
-                info=st["info"].get("chunks", {}),
-            )
         reason = stage.skip_reason(self.video)
         if reason:
             self._set_state(stage, "skipped", total, total, {"reason": reason})
             return StageReport(stage.name, "skipped", 0, time.perf_counter() - t0, reason)
+        st = self.state(stage.name)
+        if st is not None and st["status"] == "done" and st["version"] == stage.version:
+            note = "; ".join(n for n in (note, "rebuilt: an older build stored some entries twice") if n)
+            st = None
         resumed = st is not None and st["version"] == stage.version and st["cursor"] > 0
-        if st is None or st["version"] != stage.version:
+        if not resumed:
             self._reset(stage.name)
-            cursor = 0.0
             self._set_state(stage, "running", 0.0, total)
-        else:
-            cursor = float(st["cursor"])
+        cursor = float(st["cursor"]) if resumed else 0.0
         info = {"chunks": st["info"]["chunks"]} if resumed and "chunks" in st["info"] else {}
         chunks = walk(self.video, stage, cursor)
         while True:
@@ -247,27 +281,12 @@ class VideoIndex:
                     reason,
                     info.get("chunks", {}),
                 )
-            for e in result.entries:
-                e.video_id = self.video_id
-                e.source = f"index:{stage.name}"
-            vectors = None
-            if getattr(stage, "embed", False) and result.entries:  # outside the write lock: encoding is slow
-                vectors = self.memory.encoder.encode([e.text for e in result.entries])
             if result.info:
                 info["chunks"] = merge_info(dict(info.get("chunks", {})), result.info)
-            with self.store.write() as c:
-                self.store.add_many(result.entries, vectors, self.memory.encoder.name if vectors is not None else None)
-                for e in result.entries:
-                    if e.data.get("entities"):
-                        self.memory.graph.add_event(e.text, e.span, e.data["entities"], self.video_id, entry_id=e.id)
-                for key, arr in result.arrays.items():
-                    arr = np.ascontiguousarray(arr)
-                    c.execute(
-                        "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) "
-                        "VALUES (?,?,?,?,?,?)",
-                        (self.video_id, stage.name, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
-                    )
-                self._set_state(stage, "running", span.end, total, info, conn=c)
+            try:
+                self._commit(stage, lease, cursor, span, result, info)
+            except LeaseLost as exc:  # another builder took the stage over: it goes on, this one stops
+                return StageReport(stage.name, "failed", self._count(stage.name), time.perf_counter() - t0, str(exc))
             cursor = span.end
             if progress:
                 progress(stage.name, cursor, total)
@@ -279,8 +298,39 @@ class VideoIndex:
             "resumed" if resumed else "built",
             self._count(stage.name),
             time.perf_counter() - t0,
-            info=info.get("chunks", {}),
+            note,
+            info.get("chunks", {}),
         )
+
+    def _commit(
+        self, stage: Stage, lease: Lease, cursor: float, span: TimeSpan, result: ChunkResult, info: dict
+    ) -> None:
+        """A chunk's entries, arrays and the stage's new cursor in one transaction, only while this
+        builder holds the lease and the stage stands where this chunk began."""
+        for e in result.entries:
+            e.video_id = self.video_id
+            e.source = f"index:{stage.name}"
+        vectors = None
+        if getattr(stage, "embed", False) and result.entries:  # outside the write lock: encoding is slow
+            vectors = self.memory.encoder.encode([e.text for e in result.entries])
+        with self.store.write() as c:
+            lease.renew(c)
+            row = c.execute(
+                "SELECT cursor, version FROM stages WHERE video_id = ? AND stage = ?", (self.video_id, stage.name)
+            ).fetchone()
+            if row is None or abs(row[0] - cursor) > 1e-6 or row[1] != stage.version:
+                raise LeaseLost(f"the {stage.name} stage moved on without this builder")
+            self.store.add_many(result.entries, vectors, self.memory.encoder.name if vectors is not None else None)
+            for e in result.entries:
+                if e.data.get("entities"):
+                    self.memory.graph.add_event(e.text, e.span, e.data["entities"], self.video_id, entry_id=e.id)
+            for key, arr in result.arrays.items():
+                arr = np.ascontiguousarray(arr)
+                c.execute(
+                    "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) VALUES (?,?,?,?,?,?)",
+                    (self.video_id, stage.name, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
+                )
+            self._set_state(stage, "running", span.end, float(self.video.duration), info, conn=c)
 
     def entries(self, stage: str) -> list[MemoryEntry]:
         return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]
@@ -291,6 +341,17 @@ class VideoIndex:
             (self.video_id, stage),
         ).fetchall()
         return [(k, np.frombuffer(v, dtype=d).reshape(json.loads(s))) for k, d, s, v in rows]
+
+    def _duplicated(self, stage: str) -> bool:
+        """True when some entry of the stage is stored more than once (older builds without a lease)."""
+        return (
+            self.store.conn.execute(
+                'SELECT 1 FROM entries WHERE video_id = ? AND source = ? GROUP BY kind, start, "end", text, data '
+                "HAVING COUNT(*) > 1 LIMIT 1",
+                (self.video_id, f"index:{stage}"),
+            ).fetchone()
+            is not None
+        )
 
     def _count(self, stage: str) -> int:
         return self.store.conn.execute(

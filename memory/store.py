@@ -61,6 +61,15 @@ CREATE TABLE IF NOT EXISTS stages (
     updated_at REAL,
     PRIMARY KEY (video_id, stage)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    video_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (video_id, stage)
+);
 CREATE TABLE IF NOT EXISTS arrays (
     video_id TEXT NOT NULL,
     stage TEXT NOT NULL,

@@ -52,6 +52,7 @@ NOT_USER_FACING = {
     "ClipUnavailable",
     "ConstraintError",
     "Problem",
+    "LeaseLost",
     "ScriptExhausted",
     "_Stop",
 }
