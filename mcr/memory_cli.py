@@ -30,12 +30,15 @@ def _video_id(value: str | None) -> str | None:
 
 
 def _open(args: argparse.Namespace, readonly: bool = True):
+    """The memory database: read-only for reading commands (and for a search, when it cannot be
+    written: entries not embedded yet are embedded for this search only)."""
     from mcr.memory import Memory, MemoryStoreError
+    from mcr.memory.store import unwritable
 
     path = _db_path(args)
     if readonly and not path.exists():
         raise MemoryStoreError(f"no memory database at {path} (run an agent or `mcr-agent index VIDEO` first)")
-    return Memory(path, readonly=readonly and args.command_memory in ("list", "export"))
+    return Memory(path, readonly=readonly or (args.command_memory == "search" and unwritable(path) is not None))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -56,7 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    memory = _open(args, readonly=False)
+    memory = _open(args)
     hits = memory.search(args.query, video_id=_video_id(args.video), kind=args.kind, k=args.k)
     if not hits:
         print("no memory entries matched.")
@@ -193,6 +196,7 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from mcr.memory import Memory
+    from mcr.memory.store import unwritable
     from mcr.tools import ToolContext, ToolRegistry
     from mcr.tools.grounding import temporal_grounding
     from mcr.types import TimeSpan, ToolCall
@@ -202,9 +206,13 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     span = (
         TimeSpan.parse(args.span).clamp(video.duration) if args.span else None
     )  # a bad span: one line, before any work
-    memory = Memory(_db_path(args))
+    path = _db_path(args)
+    why = unwritable(path) if path.exists() else None
+    memory = Memory(path, readonly=why is not None)
     stages = _without_missing_clip(["transcript", "ocr", "embeddings"])
-    failed = [r for r in _build(video, memory, stages, args.quiet) if r.status == "failed"]
+    if why:  # read what the index holds; anything missing is computed for this search only
+        print(f"{path} is read-only ({why}): searching what it holds, building nothing in it", file=sys.stderr)
+    failed = [r for r in ([] if why else _build(video, memory, stages, args.quiet)) if r.status == "failed"]
     for r in failed:
         print(f"{r.stage}: failed ({r.reason}); searching without it", file=sys.stderr)
     arguments = {"query": args.query, "k": args.k, **({"span": str(span)} if span else {})}

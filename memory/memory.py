@@ -107,16 +107,18 @@ class Memory:
     def _index(self) -> VectorIndex:
         """The vector index, brought up to date with the store (other processes included)."""
         with self._lock:
-            if self.store.readonly:
-                pending = self.store.pending_embeddings(self.encoder.name, limit=1)
-                if pending:
-                    raise RuntimeError(f"{self.path} has entries without embeddings and is open read-only")
-            else:
+            if not self.store.readonly:
                 self.embed_pending()
-            if self._vectors is None:
+            fresh = self._vectors is None
+            if fresh:
                 self._vectors = VectorIndex(self.encoder.dim)
             for ids, vecs in self.store.embeddings(self.encoder.name, after_id=self._vectors.max_id):
                 self._vectors.add(ids, vecs)
+            if fresh and self.store.readonly:  # entries without embeddings: embedded here, not stored
+                rows = self.store.pending_embeddings(self.encoder.name, limit=1_000_000)
+                if rows:
+                    ids = np.array([r[0] for r in rows], dtype=np.int64)
+                    self._vectors.add(ids, self.encoder.encode([r[1] for r in rows]))
             return self._vectors
 
     # ------------------------------------------------------------ reading

@@ -105,6 +105,58 @@ class MemoryStoreError(MCRError):
     """The memory database cannot be used; the message names the file and what to do."""
 
 
+def _uri(path: Path, mode: str = "") -> str:
+    """A SQLite URI for ``path`` (any characters in the name), with ``mode=ro`` or ``immutable=1``."""
+    from urllib.parse import quote
+
+    return f"file:{quote(str(Path(path).absolute()))}" + (f"?{mode}" if mode else "")
+
+
+def connect_readonly(path: Path, timeout: float = 30) -> sqlite3.Connection:
+    """A read-only connection. A database in a folder that cannot be written (no room for the
+    WAL's shared-memory file) is opened as immutable: nothing here can change it anyway."""
+    try:
+        conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True, timeout=timeout, isolation_level=None)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        if os.access(Path(path).absolute().parent, os.W_OK):
+            raise
+    return sqlite3.connect(_uri(path, "immutable=1"), uri=True, timeout=timeout, isolation_level=None)
+
+
+def _when_unlocked(do: Any, wait_s: float = 30.0) -> Any:
+    """``do()``, tried again while another process holds the lock it needs (switching a new
+    database to WAL takes an exclusive lock and does not wait by itself)."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            return do()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why the memory database at ``path`` cannot be written from here, or None when it can."""
+    path = Path(path).absolute()
+    if path.exists():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"its folder {path.parent} is read-only (SQLite keeps its journal beside the database)"
+        if not os.access(path, os.W_OK):
+            return "the file is read-only"
+        return None
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is read-only"
+    return None
+
+
 def _check_foreign(path: Path) -> None:
     """Refuse a file that is not ours, before anything is written to it."""
     if not path.exists() or path.stat().st_size == 0:
@@ -122,7 +174,7 @@ def _check_foreign(path: Path) -> None:
             "Name another file with --memory or move this one away"
         )
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        conn = connect_readonly(path, timeout=10)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -162,6 +214,13 @@ class MemoryStore:
         _check_foreign(self.path)
         if readonly and not self.path.exists():
             raise MemoryStoreError(f"no memory database at {self.path}")
+        why = None if readonly else unwritable(self.path)
+        if why:
+            raise MemoryStoreError(
+                f"cannot write to the memory database {self.path}: {why}. Make it writable, name another "
+                "file with --memory, or run without memory (--no-memory); reading it works (memory list, "
+                "search, export)"
+            )
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -180,12 +239,14 @@ class MemoryStore:
         """One connection per thread (SQLite connections are not shared across threads)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
             try:
-                conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)  # transactions are explicit
+                if self.readonly:
+                    conn = connect_readonly(self.path)
+                else:  # transactions are explicit
+                    conn = sqlite3.connect(_uri(self.path), uri=True, timeout=30, isolation_level=None)
                 conn.execute("PRAGMA busy_timeout = 30000")
                 if not self.readonly:
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    _when_unlocked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                     conn.execute("PRAGMA synchronous = NORMAL")
             except sqlite3.DatabaseError as exc:
                 raise MemoryStoreError(f"cannot open the memory database {self.path}: {exc}") from None
@@ -208,13 +269,20 @@ class MemoryStore:
             if c.in_transaction:  # nested: join the caller's transaction
                 yield c
                 return
-            c.execute("BEGIN IMMEDIATE")
             try:
-                yield c
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
+                c.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # made read-only after it was opened
+                if "readonly" not in str(exc) and "read-only" not in str(exc):
+                    raise
+                raise MemoryStoreError(
+                    f"cannot write to the memory database {self.path}: {exc}; nothing was written"
+                ) from None
 
     # ------------------------------------------------------------ entries
     def add(self, entry: MemoryEntry) -> MemoryEntry:

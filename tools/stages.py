@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcr.memory.index import VideoIndex, make_stage, walk
@@ -93,6 +93,10 @@ def stage_data(ctx: ToolContext, name: str, stage: Any = None, build: bool = Tru
     """
     video = ctx.require_video()
     stage = stage or stage_for(name, ctx)
+    if ctx.memory is not None and ctx.memory.store.readonly:  # what it holds is read; the rest computed here
+        st = VideoIndex(video, ctx.memory).state(stage.name)
+        if st is None or st["version"] != stage.version or st["status"] not in ("done", "skipped"):
+            return stage_data(replace(ctx, memory=None), name, stage, build)
     if ctx.memory is None:
         key = ("stage-data", video.content_hash, stage.name, stage.version)
         if not build and key not in ctx.models:
