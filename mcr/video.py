@@ -42,6 +42,10 @@ class VideoError(MCRError):
     """A video could not be opened or decoded; the message names the file and a fix."""
 
 
+class DamagedMedia(VideoError):
+    """Part of the file cannot be decoded: the frames or audio of some span are damaged."""
+
+
 class NoAudioError(VideoError):
     """``audio()`` was asked of a video that has no audio track."""
 
@@ -216,7 +220,7 @@ class Video:
                     for chunk in resampler.resample(None):
                         cursor = _place(out, chunk, cursor, start, sr)
         except av.FFmpegError as err:
-            raise VideoError(f"{self.path}: the audio cannot be decoded ({_short(err)}); {_REENCODE}") from None
+            raise DamagedMedia(f"{self.path}: the audio cannot be decoded ({_short(err)}); {_REENCODE}") from None
         return np.clip(out, -1.0, 1.0, out=out)
 
     # ------------------------------------------------------------ lifecycle
@@ -300,7 +304,7 @@ class Video:
                 except Exception as err:
                     self._readers.clear()  # a decoder that failed may be left in a bad state
                     where = f"{format_time(starts[part[0]])}-{format_time(starts[part[-1]])}"
-                    raise VideoError(
+                    raise DamagedMedia(
                         f"{self.path}: frames at {where} cannot be decoded ({_short(err)}); the file is "
                         f"damaged there: ask for another span, or {_REENCODE}"
                     ) from None

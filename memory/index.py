@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -18,12 +19,14 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from mcr.errors import StageError
-from mcr.types import TimeSpan
+from mcr.types import TimeSpan, format_time
+from mcr.video import DamagedMedia
 
 from .entries import MemoryEntry
 from .lease import Lease, LeaseLost
 from .memory import Memory
 
+MIN_DAMAGED_S = 2.0  # a damaged chunk is read in halves down to pieces about this long
 Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds total)
 
 
@@ -169,6 +172,14 @@ def walk(video: Any, stage: Stage, start: float = 0.0) -> Iterator[tuple[TimeSpa
         cursor = span.end
 
 
+def _damage(exc: Exception, video: Any) -> str:
+    """What went wrong in a damaged piece, without the file's name or the frame times (the
+    damaged span says where)."""
+    text = " ".join(str(exc).split()).replace(f"{video.path}: ", "")
+    text = re.sub(r"(frames?) at [0-9:.]+(?:-[0-9:.]+)? ", r"\1 ", text)
+    return text or type(exc).__name__
+
+
 class VideoIndex:
     def __init__(self, video: Any, memory: Memory) -> None:
         self.video = video
@@ -263,14 +274,14 @@ class VideoIndex:
             self._set_state(stage, "running", 0.0, total)
         cursor = float(st["cursor"]) if resumed else 0.0
         info = {"chunks": st["info"]["chunks"]} if resumed and "chunks" in st["info"] else {}
-        chunks = walk(self.video, stage, cursor)
-        while True:
+        damaged: list[dict] = list(st["info"].get("damaged", [])) if resumed else []
+        lost_in_a_row, read_any = 0, resumed
+        while cursor < total - 1e-6:
+            span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
+            before = len(damaged)
             try:
-                span, result = next(chunks)
-            except StopIteration:
-                break
-            except Exception as exc:  # a damaged span stops this stage, not the run; the next build retries it
-                span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
+                result = self._read(stage, span, damaged)
+            except Exception as exc:  # not damage (an engine or a server failed): retried from this chunk
                 reason = f"{type(exc).__name__} at {span}: {exc}"
                 self._set_state(stage, "failed", cursor, total, {**info, "reason": reason})
                 return StageReport(
@@ -281,6 +292,18 @@ class VideoIndex:
                     reason,
                     info.get("chunks", {}),
                 )
+            last = damaged[-1]["span"] if len(damaged) > before else None
+            whole = last is not None and last[0] <= span.start + 1e-6 and last[1] >= span.end - 1e-6
+            read_any = read_any or not whole
+            lost_in_a_row = lost_in_a_row + 1 if whole else 0
+            if lost_in_a_row >= 2 and not read_any:  # nothing read so far: a broken engine or file
+                reason = (
+                    f"{damaged[-1]['reason']} (nothing could be read from {format_time(0)} to {format_time(span.end)})"
+                )
+                self._set_state(stage, "failed", 0.0, total, {**info, "reason": reason})
+                return StageReport(stage.name, "failed", 0, time.perf_counter() - t0, reason, info.get("chunks", {}))
+            if damaged:
+                info["damaged"] = damaged
             if result.info:
                 info["chunks"] = merge_info(dict(info.get("chunks", {})), result.info)
             try:
@@ -292,6 +315,15 @@ class VideoIndex:
                 progress(stage.name, cursor, total)
         if "chunks" in info:
             info["chunks"] = {**info["chunks"], "per_video_hour": per_hour(info["chunks"], total)}
+        lost = sum(d["span"][1] - d["span"][0] for d in damaged)
+        if damaged:
+            spans = ", ".join(f"{TimeSpan(*d['span'])} ({d['reason']})" for d in damaged[:5])
+            more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+            note = "; ".join(n for n in (note, f"damaged spans skipped: {spans}{more}") if n)
+        if damaged and lost >= total - 1e-6:  # nothing could be read at all
+            reason = f"nothing could be read: {spans}{more}"
+            self._set_state(stage, "failed", 0.0, total, {**info, "reason": reason})
+            return StageReport(stage.name, "failed", 0, time.perf_counter() - t0, reason, info.get("chunks", {}))
         self._set_state(stage, "done", total, total, info)
         return StageReport(
             stage.name,
@@ -301,6 +333,25 @@ class VideoIndex:
             note,
             info.get("chunks", {}),
         )
+
+    def _read(self, stage: Stage, span: TimeSpan, damaged: list[dict]) -> ChunkResult:
+        """The chunk's results; where part of it cannot be read, its halves are read apart (down
+        to a few seconds) and the parts that fail are added to ``damaged`` instead."""
+        try:
+            return stage.run_chunk(self.video, span)
+        except DamagedMedia as exc:  # anything else fails the stage, to be retried from this chunk
+            if span.duration <= max(MIN_DAMAGED_S, stage.chunk_s / 16):
+                reason = _damage(exc, self.video)
+                if damaged and abs(damaged[-1]["span"][1] - span.start) < 1e-6:
+                    damaged[-1]["span"][1] = span.end  # one damaged stretch, not many pieces
+                else:
+                    damaged.append({"span": span.to_list(), "reason": reason})
+                return ChunkResult()
+        middle = (span.start + span.end) / 2
+        first = self._read(stage, TimeSpan(span.start, middle), damaged)
+        second = self._read(stage, TimeSpan(middle, span.end), damaged)
+        arrays = {**first.arrays, **second.arrays}
+        return ChunkResult(first.entries + second.entries, arrays, merge_info(dict(first.info), second.info))
 
     def _commit(
         self, stage: Stage, lease: Lease, cursor: float, span: TimeSpan, result: ChunkResult, info: dict

@@ -23,6 +23,7 @@ import numpy as np
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
 from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan, format_time
+from mcr.video import DamagedMedia
 
 from .base import ToolContext, ToolError, ToolResult, shared_models, tool
 from .stages import check_span, env_device, stage_data
@@ -370,7 +371,7 @@ class TranscriptStage:
             return ChunkResult([])
         bad, total = audio_damage(video, TimeSpan(start, end))
         if total and bad > total // 2:
-            raise RuntimeError(
+            raise DamagedMedia(
                 f"the audio track is damaged: {bad} of {total} audio packets in "
                 f"{TimeSpan(start, end)} cannot be decoded; re-encode the audio, e.g. "
                 "`ffmpeg -i IN -c:v copy -c:a aac OUT.mp4`"
