@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from mcr.context import Context, RenderProfile
 from mcr.errors import ToolNameError
 from mcr.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
-from mcr.loop import Budget
+from mcr.loop import INTERRUPTED, Budget
 from mcr.loop import run as run_loop
 from mcr.models import load_model
 from mcr.policy import Policy
@@ -106,13 +106,72 @@ class Agent:
         trace: str | os.PathLike | None = None,
         answer_form: str | None = None,
     ) -> Iterator[Event]:
-        """Run and hand out each event as it happens. Every event is also written to the trace."""
-        from mcr.video import Video
+        """Run and hand out each event as it happens. Every event is also written to the trace.
 
+        An interrupt (Ctrl-C) ends the run with status ``interrupted`` in the trace and goes on
+        as ``KeyboardInterrupt``; ``resume(trace)`` continues such a run."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("the question is empty")
+        return self._stream(video, question, options, trace, answer_form)
+
+    def resume(self, trace: str | os.PathLike) -> RunResult:
+        """Continue a run that was interrupted or killed (even with ``kill -9``) from its trace.
+
+        The context is rebuilt from the trace: recorded model outputs and tool results are used
+        again (frames decoded at the recorded times), nothing already done runs again, and the
+        run goes on from its next step with this agent's model and tools, writing on in the
+        same trace. Give the agent the tools the run had."""
+        return _finished(self.resume_stream(trace))
+
+    def resume_stream(self, trace: str | os.PathLike) -> Iterator[Event]:
+        """``resume`` that hands out each event of the continued run as it happens."""
+        from mcr.resume import RecordedModel, RecordedTools, ResumeError, SkipRecorded, load_unfinished
+        from mcr.video import Video
+
+        run = load_unfinished(trace)
+        started = run.started
+        missing = [t for t in started.tools if t not in self.registry.names]
+        if missing:
+            raise ResumeError(
+                f"the run in {run.path} used tools this agent does not have: {', '.join(missing)}; "
+                "give them to the agent (mcr-agent resume --tools FILE)"
+            )
+        video = None
+        if started.video:
+            video = Video(started.video.get("path", ""))
+            if started.video.get("id") and video.id != started.video["id"]:
+                raise ResumeError(f"{video.path} changed since the run in {run.path}: it cannot be continued")
+        model = RecordedModel(self.model, run.outputs)
+        registry = RecordedTools(self.registry, run.results)
+        form = started.budget.get("form")
+        return self._stream(
+            video,
+            started.question,
+            started.options,
+            run.path,
+            form,
+            run.run_id,
+            model,
+            registry,
+            SkipRecorded(run.events),
+        )
+
+    def _stream(
+        self,
+        video: Any,
+        question: str,
+        options: Sequence[str] | None,
+        trace: str | os.PathLike | None,
+        answer_form: str | None,
+        run_id: str | None = None,
+        model: Any = None,
+        registry: Any = None,
+        skip: Callable[[Event], bool] | None = None,
+    ) -> Iterator[Event]:
+        from mcr.video import Video
+
         handle = video if isinstance(video, Video) or video is None else Video(video)
-        run_id = uuid.uuid4().hex[:12]
+        run_id = run_id or uuid.uuid4().hex[:12]
         context = Context(self.system_prompt, self.profile, getattr(self.model, "count_tokens", None))
         info = handle.info() if handle is not None else None
         if info is not None:
@@ -129,14 +188,16 @@ class Agent:
             path = Path(trace) if trace is not None else default_trace_path(run_id, self.trace_dir or None)
             writer = TraceWriter(path)
         self.last_context = context
+        self.last_trace = writer.path if writer is not None else None
 
         subscribers = list(self.subscribers)
 
         def emit(event: Event) -> Event:
             if isinstance(event, RunFinished) and writer is not None:
                 event.result.trace_path = str(writer.path)
-            if writer is not None and not isinstance(event, ModelDelta):  # model_called holds the whole reply
-                writer.write(event)
+            written = skip is not None and skip(event)  # a resumed run's events the trace already holds
+            if writer is not None and not isinstance(event, ModelDelta) and not written:
+                writer.write(event)  # model_called holds the whole reply
             for sub in list(subscribers):
                 try:
                     sub(event)
@@ -152,11 +213,12 @@ class Agent:
                     log.debug("subscriber %s failed", _name_of(sub), exc_info=True)
             return event
 
+        finished = False
         try:
             gen = run_loop(
-                self.model,
+                model or self.model,
                 context,
-                self.registry,
+                registry or self.registry,
                 tool_ctx,
                 self.budget,
                 run_id=run_id,
@@ -166,10 +228,18 @@ class Agent:
                 answer_form=answer_form,
             )
             for event in gen:
-                if isinstance(event, RunFinished) and event.depth == 0 and self.memory is not None:
-                    for written in self._write_back(handle, question, event.result):
-                        yield emit(written)
+                if isinstance(event, RunFinished) and event.depth == 0:
+                    finished = True
+                    if self.memory is not None and event.result.status != "interrupted":
+                        for written in self._write_back(handle, question, event.result):
+                            yield emit(written)
                 yield emit(event)
+        except (KeyboardInterrupt, GeneratorExit):  # stopped outside the loop's own steps: the trace says so too
+            if not finished:
+                emit(
+                    RunFinished(run_id=run_id, result=RunResult(run_id=run_id, status="interrupted", error=INTERRUPTED))
+                )
+            raise
         finally:
             if writer is not None:
                 writer.close()
@@ -239,12 +309,17 @@ class Agent:
         ``answer_form`` is ``text``, ``choice``, ``span`` or ``count``; by default it follows
         from the options and the question ("when ..." asks for a span, "how many" for a count).
         """
-        finished: RunFinished | None = None
-        for event in self.stream(video, question, options, trace, answer_form):
-            if isinstance(event, RunFinished) and event.depth == 0:
-                finished = event
-        assert finished is not None, "the loop ended without a run_finished event"
-        return finished.result
+        return _finished(self.stream(video, question, options, trace, answer_form))
+
+
+def _finished(events: Iterator[Event]) -> RunResult:
+    """The result of the run whose events these are."""
+    finished: RunFinished | None = None
+    for event in events:
+        if isinstance(event, RunFinished) and event.depth == 0:
+            finished = event
+    assert finished is not None, "the loop ended without a run_finished event"
+    return finished.result
 
 
 class BaselineAgent(Agent):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -116,7 +118,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             index=stages,
             caption_model=args.caption_model,
         )
-    result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
+    with _naming_trace(agent):
+        result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
+    return _report(result, args)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, ending a command the way Ctrl-C does (the run's trace says ``interrupted``)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _naming_trace(agent: object):
+    """An interrupt that ends a run carries the run's trace, for the line that says how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        exc.trace = getattr(agent, "last_trace", None)
+        raise
+
+
+def _report(result, args: argparse.Namespace) -> int:
+    """A finished run on stdout (``--json``: the result; ``--quiet``: the answer) and its exit code."""
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     elif args.quiet:
@@ -132,13 +158,57 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from mcr.trace import iter_trace
 
     render = RichRenderer()
-    count = 0
-    for event in iter_trace(args.trace):
+    count, status = 0, None
+    for event in iter_trace(args.trace, torn_end=True):
         render(event)
         count += 1
+        if event.kind == "run_finished" and event.depth == 0:
+            status = event.status
     if count == 0:
         raise CLIError(f"{args.trace} holds no events")
+    if status is None:
+        print(
+            f"{PROG}: the trace ends before the run did (it was killed, or is still running); "
+            f"continue it with `{PROG} resume {args.trace}`",
+            file=sys.stderr,
+        )
+    elif status == "interrupted":
+        print(f"{PROG}: the run was interrupted; continue it with `{PROG} resume {args.trace}`", file=sys.stderr)
     return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from mcr.agents import Agent
+    from mcr.models import load_model
+    from mcr.policy import Policy
+    from mcr.resume import load_unfinished
+
+    started = load_unfinished(args.trace).started  # a finished or unreadable trace: one line, before any model loads
+    subscribers = []
+    if not args.quiet and not args.json:
+        from mcr.render import RichRenderer
+
+        subscribers.append(RichRenderer())
+    spec = args.model or started.model
+    model = load_model(spec, endpoint=args.endpoint, device=args.device)
+    tools = [t for spec in args.tools for t in tool_specs(spec)]
+    memory = False if args.no_memory else (args.memory or started.memory or False)
+    budget = started.budget
+    agent = Agent(
+        model=model,
+        tools=tools,
+        max_steps=budget.get("max_steps", 12),
+        max_wall_s=budget.get("max_wall_s"),
+        max_tokens=budget.get("max_tokens"),
+        subscribers=subscribers,
+        device=args.device,
+        memory=memory,
+        policy=Policy.from_dict(started.policy) if started.policy else None,
+        index=(),
+    )
+    with _naming_trace(agent):
+        result = agent.resume(args.trace)
+    return _report(result, args)
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
@@ -239,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("trace", help="a .jsonl trace")
     replay.set_defaults(func=cmd_replay)
 
+    resume = sub.add_parser("resume", help="continue a run that was interrupted or killed, from its trace")
+    resume.add_argument("trace", help="the run's .jsonl trace (the run goes on writing it)")
+    resume.add_argument("--model", default=None, help="the model (default: the one the trace names)")
+    resume.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server for --model")
+    resume.add_argument(
+        "--tools", action="append", default=[], metavar="NAMES_OR_FILE", help="the run's own tools, as for run"
+    )
+    resume.add_argument("--memory", default=None, metavar="FILE", help="memory database (default: the run's)")
+    resume.add_argument("--no-memory", action="store_true", help="go on without memory")
+    resume.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for local models")
+    resume.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    resume.add_argument("--quiet", action="store_true", help="print only the answer")
+    resume.set_defaults(func=cmd_resume)
+
     tools = sub.add_parser("tools", help="list the tools and their schemas")
     tools.add_argument("--json", action="store_true", help="print the schemas as JSON")
     tools.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE", help="also load these tools")
@@ -264,12 +348,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except MCRError as exc:  # every error a user can cause and fix: one line, its exit code
         return _fail(exc.one_line(), exc.exit_code)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        trace = getattr(exc, "trace", None)
+        code = 143 if isinstance(exc, Terminated) else 130
+        if trace is None:
+            return _fail("interrupted", code)
+        return _fail(f"interrupted; the run's trace is {trace}: continue it with `{PROG} resume {trace}`", code)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -40,6 +40,8 @@ class RunStarted(Event):
     tools: list[str] = field(default_factory=list)
     budget: dict = field(default_factory=dict)
     parent_run_id: str | None = None
+    policy: dict = field(default_factory=dict)  # the Policy's fields, so the run can be resumed as it was
+    memory: str | None = None  # the memory database's path; None: no memory
 
 
 @dataclass

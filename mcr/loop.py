@@ -53,6 +53,9 @@ class Budget:
         return {"max_steps": self.max_steps, "max_wall_s": self.max_wall_s, "max_tokens": self.max_tokens}
 
 
+INTERRUPTED = "stopped by an interrupt (Ctrl-C or SIGTERM); it can be continued from its trace"
+
+
 class _Stop(Exception):
     """The model failed; the run ends with status ``error``."""
 
@@ -150,6 +153,8 @@ class _Run(AnswerChecking):
             tools=list(self.registry.names),
             budget={**self.budget.to_dict(), "form": self.form},
             parent_run_id=self.parent_run_id,
+            policy=self.policy.to_dict(),
+            memory=str(self.tool_ctx.memory.path) if self.tool_ctx.memory is not None else None,
         )
         for event in before:
             event.run_id, event.depth = self.run_id, self.depth
@@ -175,6 +180,9 @@ class _Run(AnswerChecking):
                         yield from self.phase("reflect", REFLECT_PROMPT)
         except _Stop as exc:
             return (yield from self.finish("error", str(exc)))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trace says so, then the interrupt goes on
+            yield from self.finish("interrupted", INTERRUPTED)
+            raise
 
     def offered(self) -> list[dict]:
         schemas = self.registry.schemas()
@@ -377,15 +385,17 @@ class _Run(AnswerChecking):
             cited = ", ".join(str(s) for s in child.evidence) or "none"
             text = f"investigation of {span} ({child.status}): {child.answer or '(no conclusion)'}; evidence: {cited}"
             ref = None
-            if child.answer and self.tool_ctx.memory is not None:
-                ref = self.tool_ctx.memory.write(
-                    f"About {span}, asked '{question}': {child.answer}",
-                    "fact",
-                    self.video.id,
-                    span,
-                    source=f"run:{child.run_id}",
-                    confidence=None,
-                ).ref
+            memory = self.tool_ctx.memory
+            if child.answer and memory is not None:
+                fact = f"About {span}, asked '{question}': {child.answer}"
+                same = [e for e in memory.store.query(self.video.id, "fact", span) if e.text == fact and e.span == span]
+                ref = (  # a resumed run finds what it wrote before it was stopped
+                    same[0].ref
+                    if same
+                    else memory.write(
+                        fact, "fact", self.video.id, span, source=f"run:{child.run_id}", confidence=None
+                    ).ref
+                )
                 text += f" (saved as {ref})"
             result = ToolResult(
                 text,

@@ -66,6 +66,13 @@ class Policy:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Policy":
+        """The policy a trace recorded (fields it does not know are left at their defaults)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        return cls(**values)
+
 
 PLAN_PROMPT = (
     "Before using tools, write a short plan: the sub-questions to answer, and the spans of the video "

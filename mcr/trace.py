@@ -49,8 +49,9 @@ class TraceWriter:
         self.close()
 
 
-def iter_trace(path: str | os.PathLike) -> Iterator[Event]:
-    """Events of a saved trace, in order. Raises TraceError naming the bad line."""
+def iter_trace(path: str | os.PathLike, torn_end: bool = False) -> Iterator[Event]:
+    """Events of a saved trace, in order. Raises TraceError naming the bad line; with
+    ``torn_end`` a last line cut off mid-write (a killed run) is left out instead."""
     p = Path(path)
     if not p.is_file():
         raise TraceError(f"trace not found: {p}")
@@ -59,9 +60,12 @@ def iter_trace(path: str | os.PathLike) -> Iterator[Event]:
             if not line.strip():
                 continue
             try:
-                yield event_from_dict(json.loads(line))
+                event = event_from_dict(json.loads(line))
             except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                if torn_end and not line.endswith("\n") and not f.read(1):
+                    return
                 raise TraceError(f"{p}:{n}: not a trace event ({exc})") from None
+            yield event
 
 
 def read_trace(path: str | os.PathLike) -> list[Event]:

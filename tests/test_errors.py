@@ -53,6 +53,7 @@ NOT_USER_FACING = {
     "ConstraintError",
     "Problem",
     "LeaseLost",
+    "Terminated",
     "ScriptExhausted",
     "_Stop",
 }

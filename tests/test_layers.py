@@ -31,6 +31,7 @@ LAYERS = [
             "mcr.policy",
             "mcr.verify",
             "mcr.trace",
+            "mcr.resume",
             "mcr.steps",
             "mcr.loop",
             "mcr.testing",
