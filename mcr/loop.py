@@ -232,6 +232,8 @@ class _Run(AnswerChecking):
             if not c.id or c.id in self.seen_ids:
                 c.id = f"call_{self.depth}_{self.out.steps}_{phase}_{i}"
             self.seen_ids.add(c.id)
+            if c.name in ANSWER_NAMES and isinstance(c.arguments, dict):
+                c.arguments = _bounded(c.arguments, self.policy.max_answer_chars)
         yield ModelCalled(
             **self.ids(),
             latency_s=round(latency, 4),
@@ -312,8 +314,14 @@ class _Run(AnswerChecking):
             done = yield from self.propose(answers[-1], forced)
             return bool(work or probes), done
         if not output.tool_calls:
+            if output.text.strip() and forced:  # asked for the answer tool only: prose here is not an answer
+                self.context.add(
+                    "feedback", "The reply did not call the answer tool; it is not taken as the answer.", step
+                )
+                return False, None
             if output.text.strip():
-                done = yield from self.propose(ToolCall("answer", {"answer": output.text.strip()}, ""), forced)
+                arguments = _bounded({"answer": output.text.strip()}, self.policy.max_answer_chars)
+                done = yield from self.propose(ToolCall("answer", arguments, ""), forced)
                 return False, done
             self.context.add("feedback", "Your reply was empty. Call a tool, or call the answer tool.", step)
         return bool(work or probes), None
@@ -468,6 +476,15 @@ class _Run(AnswerChecking):
         out.frames_seen = len(self.context.frames_seen())
         yield RunFinished(**self.ids(), result=out)
         return out
+
+
+def _bounded(arguments: dict, limit: int) -> dict:
+    """An answer call's arguments with an answer longer than ``limit`` cut there, with a note."""
+    text = arguments.get("answer")
+    if not isinstance(text, str) or len(text) <= limit:
+        return arguments
+    note = f" [answer cut at {limit} of {len(text)} characters (Policy.max_answer_chars)]"
+    return {**arguments, "answer": text[:limit].rstrip() + note}
 
 
 def _user(text: str):

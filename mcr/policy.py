@@ -41,6 +41,7 @@ class Policy:
     investigate_steps: int = 4
     investigate_fps: float = 2.0
     max_model_calls: int = 80  # all runs of one question together, children included
+    max_answer_chars: int = 4000  # a longer answer is cut there, with a note saying so
 
     @classmethod
     def plain(cls) -> "Policy":

@@ -51,3 +51,52 @@ def test_index_skips_and_records_damaged_spans_and_fails_only_when_nothing_could
     assert "nothing could be read: 00:00:00.0-00:00:08.0 (the audio track is damaged" in line
     again = run_cli("index", cut_video, "--stages", "shots", cwd=tmp_path)
     assert again.returncode == 0 and "indexed in" in again.stdout
+
+
+def json_tool(stdout: str) -> dict | list:
+    """``stdout`` piped through ``python -m json.tool``: it must be exactly one JSON document."""
+    import subprocess
+    import sys
+
+    piped = subprocess.run([sys.executable, "-m", "json.tool"], input=stdout, capture_output=True, text=True)
+    assert piped.returncode == 0, (piped.stderr, stdout[:500])
+    return json.loads(piped.stdout)
+
+
+def test_every_json_option_prints_one_document(tmp_path):
+    from media import shared_clip
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "scripts" / "boats.json"
+    ran = run_cli("run", shared_clip("boats.mp4"), "What is on the water?", "--model", f"replay:{script}", "--json",
+                  "--no-memory", cwd=tmp_path)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert json_tool(ran.stdout)["status"] == "verified"
+    tools = run_cli("tools", "--json", cwd=tmp_path)
+    assert tools.returncode == 0 and {t["function"]["name"] for t in json_tool(tools.stdout)} >= {"inspect_frames"}
+    models = run_cli("models", "--json", cwd=tmp_path)
+    assert models.returncode == 0 and json_tool(models.stdout)
+    found = run_cli("search", shared_clip("megamind.mp4"), "judge a book", "--json", cwd=tmp_path, timeout=300)
+    assert found.returncode == 0 and json_tool(found.stdout)["results"]
+
+
+def test_a_huge_answer_is_cut_with_a_note_and_prose_is_not_a_forced_answer(tmp_path):
+    from media import shared_clip
+
+    from mcr import Agent
+    from mcr.policy import Policy
+    from mcr.testing import ScriptedModel, answer, say
+
+    boats = shared_clip("boats.mp4")
+    pol = Policy(plan=False, reflect_every=0, max_verify_rounds=1, max_answer_chars=1000)
+    huge = ScriptedModel([answer("boats " * 200_000, evidence=["00:00:04.0-00:00:08.0"])])
+    result = Agent(model=huge, memory=False, policy=pol, trace_dir=tmp_path).run(boats, "What is on the water?")
+    assert len(result.answer) < 1100 and result.answer.endswith("[answer cut at 1000 of 1200000 characters "
+                                                                "(Policy.max_answer_chars)]")  # fmt: skip
+    assert Path(result.trace_path).stat().st_size < 100_000
+    # the budget is spent and the last call replies in prose (a reflection): that is not the answer
+    prose = ScriptedModel(
+        [say("Learned: the water is calm. Missing: what floats on it. Plan: look again.")], strict=True
+    )
+    spent = Agent(model=prose, memory=False, policy="plain", max_steps=0, trace_dir=tmp_path)
+    result = spent.run(boats, "What is on the water?")
+    assert result.status == "no_answer" and not result.answer and not result.ok

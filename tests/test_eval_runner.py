@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import run_cli
 from test_eval_adapters import asked, oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
 
 from mcr.cli import main
@@ -176,6 +177,9 @@ def test_cli_eval_report_compare_and_export_load_with_datasets(tmp_path, bench, 
     assert main(["eval", "report", str(tmp_path / "b1"), str(tmp_path / "b2"), "--png", str(tmp_path / "cmp.png")]) == 0
     printed = capsys.readouterr().out
     assert "b1" in printed and "b2" in printed and "+0.0 pts" in printed and (tmp_path / "cmp.png").is_file()
+    report = run_cli("eval", "report", tmp_path / "b1", "--json", "--no-png")  # one JSON document, nothing else
+    piped = subprocess.run([sys.executable, "-m", "json.tool"], input=report.stdout, capture_output=True, text=True)
+    assert report.returncode == 0 and piped.returncode == 0, (report.stderr, piped.stderr)
 
     assert main(["eval", "export", str(tmp_path / "b2"), "--format", "sft", "--select", "all"]) == 0
     assert main(["eval", "export", str(tmp_path / "b2"), "--format", "rl"]) == 0
