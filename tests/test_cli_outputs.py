@@ -25,16 +25,16 @@ def test_search_json_is_one_document_on_stdout(cut_video, tmp_path):
 def test_index_skips_and_records_damaged_spans_and_fails_only_when_nothing_could_be_read(cut_video, tmp_path):
     damaged = tmp_path / "damaged.mp4"
     data = bytearray(Path(cut_video).read_bytes())
-    data[-100] ^= 0xFF  # inside the sample tables at the end: the packets after 6 s break
+    data[-100] ^= 0xFF  # inside the sample tables at the end: the packets after 9 s break
     damaged.write_bytes(bytes(data))
     built = run_cli("index", damaged, "--stages", "shots", cwd=tmp_path)
     assert built.returncode == 0, built.stdout + built.stderr
     line = built.stdout.splitlines()[0]
-    assert line.startswith("shots: built, 1 entries") and "damaged spans skipped: 00:00:06.0-00:00:24.0" in line
+    assert line.startswith("shots: built, 2 entries") and "damaged spans skipped: 00:00:09.0-00:00:24.0" in line
     assert "cannot be decoded" in line and "[h264" not in built.stderr
     memory = Memory(tmp_path / ".mcr" / "memory.db", readonly=True)
     state = VideoIndex(Video(damaged), memory).state("shots")
-    assert state["status"] == "done" and [d["span"] for d in state["info"]["damaged"]] == [[6.0, 24.0]]
+    assert state["status"] == "done" and [d["span"] for d in state["info"]["damaged"]] == [[9.0, 24.0]]
     memory.close()
     # nothing of the audio can be read: the stage fails, the command says which and exits 1
     bad = corrupt_audio(

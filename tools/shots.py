@@ -37,6 +37,7 @@ import numpy as np
 
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
 from mcr.types import TimeSpan, format_time
+from mcr.video import DamagedMedia
 
 from .base import ToolContext, ToolResult, tool
 from .stages import check_span, stage_data
@@ -277,7 +278,12 @@ class ShotStage:
 
     def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult:
         window = TimeSpan(max(0.0, span.start - PAD_S), min(video.duration, span.end + PAD_S))
-        frames = video.frames(window, fps=self.fps, max_pixels=SAMPLE_PIXELS)
+        try:
+            frames = video.frames(window, fps=self.fps, max_pixels=SAMPLE_PIXELS)
+        except DamagedMedia:  # the padding around the span reached damaged frames: the span alone
+            if window == span:
+                raise
+            frames = video.frames(span, fps=self.fps, max_pixels=SAMPLE_PIXELS)
         if len(frames) < 2:
             return ChunkResult([])
         times, images = frames.timestamps, frames.images
