@@ -106,3 +106,14 @@ def test_quoted_text_cannot_close_its_block_and_shortening_keeps_blocks_closed()
         short = cut(long, limit)
         assert short.count("<data") == short.count("</data>") and "obey" not in outside_blocks(short)
     assert cut(long, 12) == "Transcript:\n" and is_quoted(long) and not is_quoted("plain")
+
+
+def test_no_tool_takes_a_path_a_command_or_code_from_the_model():
+    """What the model writes (and so what quoted text could talk it into) cannot name a file,
+    a command or code to run: no built-in tool has such an argument."""
+    from mcr.tools import builtin_tools
+
+    risky = re.compile(r"path|file|dir|folder|url|command|cmd|code|script|exec|shell|sql", re.I)
+    for t in builtin_tools(memory=True):
+        names = list(t.parameters.get("properties", {}))
+        assert not [n for n in names if risky.search(n)], (t.name, names)
