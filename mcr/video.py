@@ -152,13 +152,17 @@ class Video:
         spread over the whole span). One time is taken at the centre of each part
         (``start + (k + 0.5) * duration / n``, i.e. ``start + (k + 0.5) / fps`` when
         the span holds a whole number of periods) and maps to the frame on screen at
-        that time: the last frame whose presentation time is at or before it.
-        Repeats are dropped, so a rate above the video's gives each frame once.
+        that time: the last frame whose presentation time is at or before it, or the
+        span's first frame when that one began before the span. Repeats are dropped,
+        so a rate above the video's gives each frame once.
 
-        Timestamps are the real presentation times of the decoded frames, each
-        within one frame period before its sampled time. ``max_pixels`` bounds each
-        frame's area, keeping the aspect ratio. Frames are decoded in chunks of at
-        most 32, so memory follows the frames asked for, not the video's length.
+        Frames are chosen by their real presentation times (the stream's own
+        timestamps, not an average frame rate), so on a variable-frame-rate video
+        too every frame returned begins inside the span; only a span shorter than
+        the gap between two frames, holding no frame's start, gives the one frame
+        on screen during it. Timestamps are those real times. ``max_pixels`` bounds
+        each frame's area, keeping the aspect ratio. Frames are decoded in chunks of
+        at most 32, so memory follows the frames asked for, not the video's length.
         """
         if not (isinstance(fps, (int, float, np.number)) and math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
@@ -166,12 +170,16 @@ class Video:
             raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
         s = self._clamp(span)
         n = max(1, int(math.floor(s.duration * fps + 0.5)))
-        lo, hi = np.searchsorted(self._starts(), [s.start, s.end])
+        # frames lo .. hi - 1 begin inside the span (with the slack decord's float32 times need)
+        lo, hi = np.searchsorted(self._starts(), [s.start - _EPS, s.end - _EPS])
         n = min(n, 4 * int(hi - lo + 1))  # sampling faster than the video's own rate only repeats frames
         if max_frames is not None:
             n = min(n, int(max_frames))
         times = s.start + (np.arange(n) + 0.5) * (s.duration / n)
-        return self._decode(np.unique(self._index_at(times)), max_pixels)
+        idx = self._index_at(times)
+        if lo < hi:  # the span holds some frame's start: none from before it
+            idx = np.maximum(idx, lo)
+        return self._decode(np.unique(idx), max_pixels)
 
     def frame_at(self, t: float | str, max_pixels: int | None = None) -> Frames:
         """The one frame on screen at time ``t`` (seconds or ``HH:MM:SS``), clamped to the video."""
