@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -161,7 +162,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     names = [s.strip() for s in args.stages.split(",") if s.strip()]
     check_stages(names, " in --stages")
-    video = Video(args.video)
+    one = args.videos[0]
+    if len(args.videos) > 1 or Path(one).is_dir() or (not Path(one).exists() and any(c in one for c in "*?[")):
+        return cmd_index_library(args, names)
+    video = Video(one)
     memory = Memory(_db_path(args))
     stages: list = _without_missing_clip(names)
     if "captions" in stages:  # the captioning model, and the memory that holds the shots
@@ -188,6 +192,59 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 1
     print(f"video {video.id} indexed in {memory.path}")
     return 0
+
+
+def cmd_index_library(args: argparse.Namespace, names: list[str]) -> int:
+    """Many videos: a worker pool (or Ray), progress per video and overall, a summary table."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from mcr.library import LibraryError, find_videos, index_local, index_ray
+
+    if "captions" in names:
+        raise LibraryError("the captions stage needs a model per video: index a library without it, then caption")
+    if args.workers < 1:
+        raise LibraryError(f"--workers must be 1 or more, not {args.workers}")
+    videos = find_videos(args.videos)
+    stages = _without_missing_clip(names)
+    db = _db_path(args)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shown = not args.quiet and sys.stderr.isatty()
+    with Progress(
+        TextColumn("{task.description:<40}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+        console=Console(stderr=True), disable=not shown,
+    ) as bar:  # fmt: skip
+        overall = bar.add_task(f"{len(videos)} videos", total=len(videos))
+        bars: dict[str, Any] = {}
+
+        def progress(path: str, stage: str, done: float, total: float) -> None:
+            if path not in bars:
+                bars[path] = bar.add_task(Path(path).name[:40], total=max(total, 1e-6) * len(stages))
+            bar.update(bars[path], completed=stages.index(stage) * total + done if stage in stages else done)
+
+        def finished(outcome: Any) -> None:
+            bar.advance(overall)
+            if outcome.path in bars:
+                bar.update(bars[outcome.path], visible=False)
+
+        if args.ray:
+            outcomes = index_ray(videos, db, stages, args.ray, args.workers, on_done=finished)
+        else:
+            outcomes = index_local(videos, db, stages, args.workers, on_progress=progress, on_done=finished)
+    table = Table(title=f"index of {len(videos)} videos in {db}")
+    for column in ("video", "status", "seconds", "stages", "reason"):
+        table.add_column(column, overflow="fold")
+    for o in outcomes:
+        done = ", ".join(f"{s['stage']} {s['status']}" for s in o.stages)
+        table.add_row(Path(o.path).name, o.status, f"{o.seconds:.1f}", done, o.reason)
+    Console(width=max(Console().width, 120)).print(table)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("indexed", "reused", "failed")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    for o in outcomes:
+        if o.status == "failed":
+            print(f"mcr-agent: error: {o.reason if o.path in o.reason else f'{o.path}: {o.reason}'}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
 
 def cmd_search_video(args: argparse.Namespace) -> int:
@@ -286,7 +343,13 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_clear)
 
     idx = sub.add_parser("index", help="build (or reuse) a video's index")
-    idx.add_argument("video")
+    idx.add_argument(
+        "videos", nargs="+", metavar="VIDEO", help="a video file, or several, folders of videos or glob patterns"
+    )
+    idx.add_argument("--workers", type=int, default=1, metavar="N", help="videos indexed at once (a library)")
+    idx.add_argument(
+        "--ray", default=None, metavar="ADDRESS", help="index a library on a Ray cluster: auto, ray://HOST:10001, local"
+    )
     idx.add_argument(
         "--stages",
         default="transcript,ocr,shots,embeddings",
