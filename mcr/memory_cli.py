@@ -185,6 +185,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"{r.stage}: {r.status}, {r.entries} entries, {r.seconds:.2f} s{extra}")
         if _cost(r.info):
             print(_cost(r.info))
+        if r.info.get("frames"):  # how many sampled frames the stage actually had to process
+            done = ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in r.info.items() if k.startswith("frames_"))
+            print(f"  frames: {r.info['frames']} sampled" + (f", {done}" if done else ""))
     failed = [r for r in reports if r.status == "failed"]
     if failed:  # the others are kept; a later `index` retries the failed ones from where they stopped
         names = ", ".join(r.stage for r in failed)

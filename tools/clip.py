@@ -232,7 +232,9 @@ def _hub_reachable() -> bool:
 
 
 class EmbeddingStage:
-    """open_clip image embeddings of frames sampled at ``fps``."""
+    """open_clip image embeddings of frames sampled at ``fps``. With ``share`` (the default;
+    ``MCR_CLIP_SHARE=0`` turns it off) a frame that looks the same as the last one embedded
+    (``tools.change``) shares its embedding; the info counts frames sampled and embedded."""
 
     name = "embeddings"
 
@@ -244,26 +246,36 @@ class EmbeddingStage:
         device: str | None = None,
         chunk_s: float = 60.0,
         models: Any = None,
+        share: bool | None = None,
     ) -> None:
         self.model, self.pretrained = clip_spec(model, pretrained)
         self.fps = fps or env_float("MCR_CLIP_FPS", 1.0)
         self.device = device or env_device()
         self.chunk_s = chunk_s
         self.models = models or shared_models
-        self.version = f"1:{self.model}:{os.path.basename(str(self.pretrained))}:{self.fps:g}"
+        self.share = share if share is not None else os.environ.get("MCR_CLIP_SHARE", "1") != "0"
+        self.version = f"1:{self.model}:{os.path.basename(str(self.pretrained))}:{self.fps:g}" + (
+            ":shared" if self.share else ""
+        )
 
     def skip_reason(self, video: Any) -> str | None:
         return None
 
     def run_chunk(self, video: Any, span: TimeSpan):
+        from .change import ChangeGate
         from .sampling import sample_times, stream_frames
 
         clip = load_clip(self.models, self.model, self.pretrained, self.device)
-        stamps, vecs, batch = [], [], []
+        stamps, owner, vecs, batch = [], [], [], []  # owner[i]: the embedded frame that frame i shares
+        gate = ChangeGate()
         side = max(64, clip.image_size)
         max_pixels = int(side * side * 16 / 9) if video.width >= video.height else int(side * side * 9 / 16)
         for t, image in stream_frames(video, sample_times(span, self.fps), max_pixels=max(max_pixels, 64 * 64)):
             stamps.append(t)
+            if self.share and not gate.changed(image) and owner:
+                owner.append(owner[-1])  # looks the same as the last embedded frame: shares its embedding
+                continue
+            owner.append(sum(len(v) for v in vecs) + len(batch))
             batch.append(image)
             if len(batch) == 32:
                 vecs.append(clip.embed_images(batch))
@@ -272,8 +284,10 @@ class EmbeddingStage:
             vecs.append(clip.embed_images(batch))
         if not stamps:
             return ChunkResult()
-        emb = np.concatenate(vecs).astype(np.float32)
-        return ChunkResult(arrays={span.start: np.concatenate([np.asarray(stamps, np.float32)[:, None], emb], 1)})
+        emb = np.concatenate(vecs).astype(np.float32)[owner]
+        info = {"frames": len(stamps), "frames_embedded": len(set(owner))}
+        rows = np.concatenate([np.asarray(stamps, np.float32)[:, None], emb], 1)
+        return ChunkResult(arrays={span.start: rows}, info=info)
 
 
 register_stage("embeddings", EmbeddingStage)

@@ -1,0 +1,66 @@
+"""Frames that look the same are read once: the change test on test-made and real video,
+and frame embeddings shared between frames that look the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from media import H264, ffmpeg, shared_clip
+from test_perception_models import tiny_clip_dir  # noqa: F401 (a fixture)
+
+from mcr.tools.change import ChangeGate
+from mcr.tools.clip import EmbeddingStage
+from mcr.tools.sampling import sample_times, stream_frames
+from mcr.video import Video
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory):
+    """12 s at 10 fps: three still 'slides' of 4 s each (a test card, bars, a colour), with noise
+    from the encoder only."""
+    path = tmp_path_factory.mktemp("slides") / "slides.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-t", "4", "-i", "testsrc=size=320x240:rate=10"),
+        *("-f", "lavfi", "-t", "4", "-i", "smptebars=size=320x240:rate=10"),
+        *("-f", "lavfi", "-t", "4", "-i", "color=c=navy:size=320x240:rate=10"),
+        "-filter_complex", "[0:v]trim=end_frame=1,loop=39:1:0,setpts=N/10/TB[a];[a][1:v][2:v]concat=n=3:v=1[v]",
+        "-map", "[v]", *H264, "-g", "20", str(path),
+    )  # fmt: skip
+    return path
+
+
+def passed(path, fps: float) -> tuple[int, int]:
+    video = Video(path)
+    gate = ChangeGate()
+    for _, image in stream_frames(video, sample_times(video.span, fps), max_pixels=224 * 168):
+        gate.changed(image)
+    return gate.passed, gate.seen
+
+
+def test_still_frames_are_passed_over_and_moving_ones_are_not(slides):
+    assert passed(slides, 2.0) == (3, 24)  # one frame of each slide
+    for name in ("boats.mp4", "pedestrians.mp4", "kitchen_segment3.mp4"):  # real footage moves in every frame
+        new, seen = passed(shared_clip(name), 1.0)
+        assert new == seen, (name, new, seen)
+
+
+def test_a_small_caption_change_counts():
+    base = np.full((360, 640, 3), 40, np.uint8)
+    gate = ChangeGate()
+    assert gate.changed(base) and not gate.changed(base + np.random.default_rng(0).integers(0, 2, base.shape, np.uint8))
+    caption = base.copy()
+    caption[320:340, 280:360] = 230  # a short white word at the bottom
+    assert gate.changed(caption) and not gate.changed(caption) and gate.changed(base, force=True)
+
+
+def test_frames_that_look_the_same_share_an_embedding(slides, tiny_clip_dir, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("MCR_CLIP_MODEL", str(tiny_clip_dir))
+    video = Video(slides)
+    shared = EmbeddingStage(fps=2.0, share=True).run_chunk(video, video.span)
+    alone = EmbeddingStage(fps=2.0, share=False).run_chunk(video, video.span)
+    assert shared.info == {"frames": 24, "frames_embedded": 3} and alone.info["frames_embedded"] == 24
+    a, b = shared.arrays[0.0], alone.arrays[0.0]
+    assert np.array_equal(a[:, 0], b[:, 0])
+    cosine = (a[:, 1:] * b[:, 1:]).sum(1)
+    assert cosine.min() > 1 - 1e-4, cosine.min()  # the frames of a still slide embed alike anyway
+    assert EmbeddingStage(share=True).version != EmbeddingStage(share=False).version
