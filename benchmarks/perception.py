@@ -236,6 +236,7 @@ def child_index(video_path: str, db: str, stages: str) -> dict:
             "seconds": report.seconds,
             "entries": report.entries,
             "reason": report.reason,
+            "frames": {k: v for k, v in report.info.items() if k == "frames" or k.startswith("frames_")},
         }
     return {"stages": out}
 
@@ -451,6 +452,8 @@ def main(argv=None) -> int:
             note = f"{st['status']}, {st['entries']} entries" + (f" ({st['reason'][:60]})" if st["reason"] else "")
             if name == "embeddings":
                 note += " (ViT-B-32, random weights)"
+            if st.get("frames"):
+                note += "; frames " + ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in st["frames"].items())
             speed = f"{60 * args.minutes / max(st['seconds'], 1e-9):.0f}x real time"
             add([f"(d) index stage {name}", f"{st['seconds']:.1f}", speed, "", note])
         add(["(d) index build, all stages", f"{total:.1f}", "", f"{r.get('peak_mib', 0):.0f}", r.get("error", "")])
