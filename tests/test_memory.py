@@ -365,7 +365,9 @@ def test_damaged_spans_are_skipped_and_recorded_and_the_run_goes_on(cut_video, t
     ).run(damaged, "q?")
     stage = [e for e in read_trace(result.trace_path) if e.kind == "index_stage"][0]
     assert result.status == "answered"
-    assert stage.status == "built" and stage.video_id and stage.entries == 2  # the cuts at 4 s and 8 s, before the damage
+    assert (
+        stage.status == "built" and stage.video_id and stage.entries == 2
+    )  # the cuts at 4 s and 8 s, before the damage
     assert "damaged spans skipped: 00:00:09.0-00:00:24.0" in stage.reason and "cannot be decoded" in stage.reason
 
 

@@ -204,7 +204,11 @@ def collect_signals(ctx: ToolContext) -> tuple[dict[str, Any], dict[str, str]]:
         signals["ocr"] = _text_signal(
             ctx,
             "ocr",
-            lambda: [(m["span"].start, m["span"].end, m["text"]) for m in merge_entries(entries, period)],
+            # a text's span runs to the next sampled frame; half a period each side of the frames that showed it
+            lambda: [
+                (m["span"].start, max(m["span"].start, m["span"].end - period), m["text"])
+                for m in merge_entries(entries, period)
+            ],
             0.5 * period,
             data.key,
             notes,
