@@ -217,9 +217,40 @@ class VideoIndex:
         notice: Callable[[str], None] | None = None,
     ) -> list[StageReport]:
         """Build (or reuse, or resume) each stage; returns what happened to each. One builder per
-        stage at a time: another process building it is waited for (``notice`` is told so)."""
+        stage at a time: another process building it is waited for (``notice`` is told so).
+
+        A stage marked ``beside = True`` (speech: its engine works on audio while the others
+        decode frames) is built in a thread of its own next to the others, so two cores are
+        both at work; ``MCR_INDEX_BESIDE=0`` builds every stage one after another."""
+        import os
+        import threading
+
         self.store.remember_video(self.video_id, str(self.video.path), self.video.info())
-        return [self._build_one(make_stage(s) if isinstance(s, str) else s, progress, notice) for s in stages]
+        made = [make_stage(s) if isinstance(s, str) else s for s in stages]
+        reports: dict[int, StageReport] = {}
+        apart = [i for i, st in enumerate(made) if getattr(st, "beside", False)]
+        if len(made) < 2 or os.environ.get("MCR_INDEX_BESIDE", "1") == "0":
+            apart = []
+        failures: list[BaseException] = []
+
+        def build_apart() -> None:
+            try:
+                for i in apart:
+                    reports[i] = self._build_one(made[i], progress, notice)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                failures.append(exc)
+
+        worker = threading.Thread(target=build_apart, name="index-beside", daemon=True) if apart else None
+        if worker is not None:
+            worker.start()
+        for i, stage in enumerate(made):  # an interrupt here leaves the thread to end with the process
+            if i not in apart:
+                reports[i] = self._build_one(stage, progress, notice)
+        if worker is not None:
+            worker.join()
+        if failures:
+            raise failures[0]
+        return [reports[i] for i in range(len(made))]
 
     def _reusable(self, stage: Stage) -> dict | None:
         """The stage's state when it is done (or skipped) at this version with no entry stored twice."""

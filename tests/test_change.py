@@ -9,7 +9,7 @@ from media import H264, ffmpeg, shared_clip
 from test_perception_models import tiny_clip_dir  # noqa: F401 (a fixture)
 
 from mcr.tools.change import ChangeGate
-from mcr.tools.clip import EmbeddingStage
+from mcr.tools.clip import SAME_FRAME, EmbeddingStage
 from mcr.tools.sampling import sample_times, stream_frames
 from mcr.video import Video
 
@@ -31,7 +31,7 @@ def slides(tmp_path_factory):
 
 def passed(path, fps: float) -> tuple[int, int]:
     video = Video(path)
-    gate = ChangeGate()
+    gate = ChangeGate(SAME_FRAME)
     for _, image in stream_frames(video, sample_times(video.span, fps), max_pixels=224 * 168):
         gate.changed(image)
     return gate.passed, gate.seen
@@ -46,7 +46,7 @@ def test_still_frames_are_passed_over_and_moving_ones_are_not(slides):
 
 def test_a_small_caption_change_counts():
     base = np.full((360, 640, 3), 40, np.uint8)
-    gate = ChangeGate()
+    gate = ChangeGate(SAME_FRAME)
     assert gate.changed(base) and not gate.changed(base + np.random.default_rng(0).integers(0, 2, base.shape, np.uint8))
     caption = base.copy()
     caption[320:340, 280:360] = 230  # a short white word at the bottom
@@ -64,3 +64,10 @@ def test_frames_that_look_the_same_share_an_embedding(slides, tiny_clip_dir, mon
     cosine = (a[:, 1:] * b[:, 1:]).sum(1)
     assert cosine.min() > 1 - 1e-4, cosine.min()  # the frames of a still slide embed alike anyway
     assert EmbeddingStage(share=True).version != EmbeddingStage(share=False).version
+
+
+def test_on_screen_text_is_read_only_from_frames_that_changed(slides):
+    from mcr.tools.ocr import OcrStage
+
+    result = OcrStage(fps=1.0).run_chunk(Video(slides), Video(slides).span)
+    assert result.info == {"frames": 12, "frames_read": 3}  # one frame of each still slide

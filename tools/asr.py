@@ -351,6 +351,7 @@ class TranscriptStage:
     """Speech to text over the whole audio track, a few minutes of audio at a time."""
 
     name = "transcript"
+    beside = True  # built in a thread of its own next to the frame stages (see VideoIndex.build)
 
     def __init__(
         self, model: str | None = None, device: str | None = None, chunk_s: float = 480.0, models: Any = None

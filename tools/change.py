@@ -1,10 +1,11 @@
 """Which sampled frames show something new: a cheap test before an expensive reader.
 
-A frame is averaged down to a grid of grey cells; it counts as changed when any cell moved
-by more than ``threshold`` grey levels since the last frame let through. Averaging over a
-cell smooths away compression noise, while a caption, a slide or a moving object changes
-the cells it covers by far more, so only frames that look the same are passed over. The
-first frame always counts, and so does any frame the caller marks (a shot's first).
+A frame is averaged down to a 32 x 18 grid of grey cells (means, not single pixels: thin
+text strokes fall between sampled pixels); it counts as changed when any cell moved by more
+than ``threshold`` (0-1 grey) since the last frame let through. Averaging over a cell
+smooths away compression noise, while a caption, a slide or a moving object changes the
+cells it covers by far more, so only frames that look the same are passed over. The first
+frame always counts, and so does any frame the caller forces.
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ from __future__ import annotations
 import numpy as np
 
 GRID = (18, 32)  # rows, columns
-THRESHOLD = 3.0  # grey levels a cell may move and still look the same
 
 
 def thumbnail(image: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
-    """``image`` (H, W, 3) uint8 as a ``grid`` of mean grey levels, float32."""
-    grey = np.asarray(image, dtype=np.float32).mean(axis=2) if image.ndim == 3 else np.asarray(image, np.float32)
-    rows, cols = min(grid[0], grey.shape[0]), min(grid[1], grey.shape[1])
-    h, w = grey.shape[0] // rows * rows, grey.shape[1] // cols * cols
-    return grey[:h, :w].reshape(rows, h // rows, cols, w // cols).mean(axis=(1, 3))
+    """The grey mean of each cell of ``grid`` over ``image`` (H, W, 3) uint8, in 0-1."""
+    h, w = image.shape[:2]
+    ys, xs = np.arange(grid[0]) * h // grid[0], np.arange(grid[1]) * w // grid[1]
+    grey = image.mean(axis=2, dtype=np.float32) if image.ndim == 3 else image.astype(np.float32)
+    sums = np.add.reduceat(np.add.reduceat(grey, ys, axis=0), xs, axis=1)
+    cells = np.maximum(np.outer(np.diff(np.append(ys, h)), np.diff(np.append(xs, w))), 1)  # 1 in a tiny frame
+    return sums / cells / 255.0
 
 
 class ChangeGate:
-    """``gate.changed(image)``: does this frame differ from the last one let through?"""
+    """``gate.changed(image)``: does this frame differ from the last one let through by more
+    than ``threshold`` in some cell? ``seen`` and ``passed`` count the frames."""
 
-    def __init__(self, threshold: float = THRESHOLD) -> None:
+    def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._last: np.ndarray | None = None
         self.seen = self.passed = 0
@@ -34,10 +37,9 @@ class ChangeGate:
     def changed(self, image: np.ndarray, force: bool = False) -> bool:
         thumb = thumbnail(image)
         self.seen += 1
-        if force or self._last is None or self._last.shape != thumb.shape:
-            new = True
-        else:
-            new = float(np.abs(thumb - self._last).max()) > self.threshold
+        new = force or self._last is None or self._last.shape != thumb.shape
+        if not new:
+            new = float(np.abs(thumb - self._last).max()) >= self.threshold
         if new:
             self._last = thumb
             self.passed += 1

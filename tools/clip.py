@@ -231,6 +231,9 @@ def _hub_reachable() -> bool:
 # ------------------------------------------------------------------ the index stage
 
 
+SAME_FRAME = 3 / 255  # a frame shares the last embedding while no grey cell moved this much
+
+
 class EmbeddingStage:
     """open_clip image embeddings of frames sampled at ``fps``. With ``share`` (the default;
     ``MCR_CLIP_SHARE=0`` turns it off) a frame that looks the same as the last one embedded
@@ -267,7 +270,7 @@ class EmbeddingStage:
 
         clip = load_clip(self.models, self.model, self.pretrained, self.device)
         stamps, owner, vecs, batch = [], [], [], []  # owner[i]: the embedded frame that frame i shares
-        gate = ChangeGate()
+        gate = ChangeGate(SAME_FRAME)
         side = max(64, clip.image_size)
         max_pixels = int(side * side * 16 / 9) if video.width >= video.height else int(side * side * 9 / 16)
         for t, image in stream_frames(video, sample_times(span, self.fps), max_pixels=max(max_pixels, 64 * 64)):

@@ -36,13 +36,14 @@ from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan
 
 from .base import ToolContext, ToolError, ToolResult, shared_models, tool
+from .change import ChangeGate
 from .stages import check_span, env_float, stage_data
 
 MIN_SCORE = 0.5
 WORD_GAP = 0.42  # a blank stretch this wide (times the line's ink height) between two characters is a space
 # a frame is read again when some cell of a 32 x 18 grid of grey means (0..1) changed this much: a short
 # caption on a still background changes the frame's mean too little to count, but its own cells by 0.2 or more
-SAME_CELL_DIFF = 0.05
+SAME_CELL_DIFF = 0.05  # a frame is read again when some grey cell moved this much (tools.change)
 _engine_lock = threading.Lock()
 
 
@@ -181,16 +182,6 @@ class _Run:
     texts: dict = field(default_factory=dict)
 
 
-def _thumb(image: np.ndarray) -> np.ndarray:
-    """The grey mean of each cell of a 32 x 18 grid (means, not single pixels: thin text
-    strokes fall between sampled pixels)."""
-    h, w = image.shape[:2]
-    ys, xs = np.arange(18) * h // 18, np.arange(32) * w // 32
-    sums = np.add.reduceat(np.add.reduceat(image.mean(axis=2, dtype=np.float32), ys, axis=0), xs, axis=1)
-    cells = np.maximum(np.outer(np.diff(np.append(ys, h)), np.diff(np.append(xs, w))), 1)  # 1 in a tiny frame
-    return sums / cells / 255.0
-
-
 def track(frames: Iterable[tuple[float, list[Detection]]], period: float) -> list[_Run]:
     """Join detections of consecutive sampled frames (same text, overlapping box) into runs."""
     done: list[_Run] = []
@@ -222,18 +213,21 @@ def track(frames: Iterable[tuple[float, list[Detection]]], period: float) -> lis
     return sorted(done, key=lambda r: (r.first, r.box[1], r.box[0]))
 
 
-def ocr_frames(engine: Any, video: Any, span: TimeSpan, fps: float, max_pixels: int | None = 640 * 360) -> list:
-    """Entries (kind ``ocr``) for the text on screen in ``span``, sampled at ``fps``."""
+def ocr_frames(
+    engine: Any, video: Any, span: TimeSpan, fps: float, max_pixels: int | None = 640 * 360, counts: dict | None = None
+) -> list:
+    """Entries (kind ``ocr``) for the text on screen in ``span``, sampled at ``fps``. ``counts``
+    is given the frames sampled and the frames actually read (the others looked the same)."""
     from .sampling import sample_times, stream_frames
 
     read: list[tuple[float, list[Detection]]] = []
-    last_thumb, last_dets = None, []
+    gate, last_dets = ChangeGate(SAME_CELL_DIFF), []
     for t, image in stream_frames(video, sample_times(span, fps), max_pixels=max_pixels):
-        thumb = _thumb(image)
-        if last_thumb is None or float(np.abs(thumb - last_thumb).max()) >= SAME_CELL_DIFF:
+        if gate.changed(image):  # a frame that looks the same as the last one read shows the same text
             last_dets = read_text(engine, image, scale=video.width / image.shape[1])
-            last_thumb = thumb
         read.append((t, last_dets))
+    if counts is not None:
+        counts.update(frames=gate.seen, frames_read=gate.passed)
     entries = []
     for r in track(read, 1.0 / fps):
         # on screen until the next sampled frame, which no longer showed it (or the video's end)
@@ -301,7 +295,8 @@ class OcrStage:
 
     def run_chunk(self, video: Any, span: TimeSpan):
         engine = load_ocr(self.models)
-        return ChunkResult(ocr_frames(engine, video, span, self.fps, self.max_pixels))
+        counts: dict = {}
+        return ChunkResult(ocr_frames(engine, video, span, self.fps, self.max_pixels, counts), info=counts)
 
 
 register_stage("ocr", OcrStage)

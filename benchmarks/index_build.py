@@ -1,0 +1,177 @@
+"""The whole video index built the old way and the new way, in one run, with the results compared.
+
+    python benchmarks/index_build.py [--minutes 5] [--work DIR] [--real]
+
+The old way: every stage after the other, every sampled frame embedded
+(``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0``). The new way (the default): the speech stage in a
+thread beside the frame stages, and frames that look the same as the last one embedded
+sharing its embedding. Each build runs in its own process on a fresh database and reports
+seconds per stage, frames sampled and processed, wall time, real-time factor and peak
+memory; then the two indexes are compared: transcript sentences and shot cuts equal,
+on-screen text at the same times within one sampling step, embeddings within 1e-4 cosine.
+
+The video is the first ``--minutes`` of the perception benchmark's long video (speech
+throughout, a title each minute, a frame counter drawn on every frame), or with ``--real``
+the clips of ``../shared/media`` joined and repeated to that length (motion in every frame).
+Frame embeddings use a ViT-B-32 with random weights when no CLIP weights are here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = "shots,transcript,ocr,embeddings"
+MEDIA = HERE.parent.parent / "shared" / "media"
+
+
+def child_build(video_path: str, db: str) -> dict:
+    import resource
+
+    from mcr.memory import Memory, VideoIndex
+    from mcr.video import Video
+
+    video = Video(video_path)
+    t0 = time.perf_counter()
+    reports = VideoIndex(video, Memory(db)).build(STAGES.split(","))
+    wall = time.perf_counter() - t0
+    return {
+        "wall": wall,
+        "duration": video.duration,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "stages": {r.stage: {"seconds": r.seconds, "status": r.status, "info": r.info} for r in reports},
+    }
+
+
+def compare(video_path: str, old_db: str, new_db: str) -> dict:
+    import numpy as np
+
+    from mcr.memory import Memory, VideoIndex
+    from mcr.video import Video
+
+    video = Video(video_path)
+    old, new = VideoIndex(video, Memory(old_db, readonly=True)), VideoIndex(video, Memory(new_db, readonly=True))
+    out = {}
+    for stage in ("transcript", "shots"):
+        a = [(e.span.to_list(), e.text) for e in old.entries(stage)]
+        b = [(e.span.to_list(), e.text) for e in new.entries(stage)]
+        out[stage] = "equal" if a == b else f"DIFFER ({len(a)} vs {len(b)})"
+    step = 2.0  # the OCR sampling step (0.5 fps)
+    a = sorted((e.text, e.span.start) for e in old.entries("ocr"))
+    b = sorted((e.text, e.span.start) for e in new.entries("ocr"))
+    same = len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= step for x, y in zip(a, b))
+    out["ocr"] = "equal within one step" if same else f"DIFFER ({len(a)} vs {len(b)} lines)"
+    ea = np.concatenate([arr for _, arr in old.arrays("embeddings")])
+    eb = np.concatenate([arr for _, arr in new.arrays("embeddings")])
+    if ea.shape != eb.shape:
+        out["embeddings"] = f"DIFFER (shapes {ea.shape} vs {eb.shape})"
+    else:
+        worst = float(1 - (ea[:, 1:] * eb[:, 1:]).sum(1).min())
+        out["embeddings"] = f"{'within' if worst <= 1e-4 else 'BEYOND'} 1e-4 cosine (worst {worst:.1e})"
+    return out
+
+
+def run_child(args: list[str], env: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=7200,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"child {args[0]} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def make_video(work: Path, minutes: float, real: bool) -> Path:
+    sys.path.insert(0, str(HERE))
+    from long_video import make_long_video
+
+    if not real:
+        whole = make_long_video(work / f"long_{max(10, int(minutes))}min.mp4", minutes=max(10, int(minutes)))
+        out = work / f"first_{minutes:g}min.mp4"
+        if not out.exists():
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(whole), "-t", str(minutes * 60), "-c", "copy",
+                            str(out)], check=True)  # fmt: skip
+        return out
+    out = work / f"real_{minutes:g}min.mp4"
+    if out.exists():
+        return out
+    clips = sorted(MEDIA.glob("*.mp4"))
+    parts = work / "real_parts"
+    parts.mkdir(exist_ok=True)
+    same = []
+    for clip in clips:  # one size, rate and audio layout, so they join with a plain concat
+        target = parts / clip.name
+        if not target.exists():
+            subprocess.run(
+                ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+                 "-map", "0:v", "-map", "0:a?", "-map", "1:a", "-shortest", "-vf",
+                 "scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,fps=25",
+                 "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-ar", "16000", "-ac", "1", str(target)],
+                check=True,
+            )  # fmt: skip
+        same.append(target)
+    listing = parts / "list.txt"
+    listing.write_text("".join(f"file '{p}'\n" for p in same) * 200)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-t",
+                    str(minutes * 60), "-c", "copy", str(out)], check=True)  # fmt: skip
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=5)
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mcr-perception-bench"))
+    ap.add_argument("--real", action="store_true", help="real footage from ../shared/media instead")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    video = make_video(work, args.minutes, args.real)
+    sys.path.insert(0, str(HERE))
+    from perception import random_clip_folder
+
+    env = {"MCR_ASR_THREADS": os.environ.get("MCR_ASR_THREADS", "2")}
+    if not os.environ.get("MCR_CLIP_MODEL") and not os.environ.get("MCR_CLIP_PRETRAINED"):
+        env["MCR_CLIP_MODEL"] = str(random_clip_folder(work / "clip-vit-b-32-random"))
+    results = {}
+    for way, extra in (("old", {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0"}), ("new", {})):
+        db = work / f"index_build_{way}.db"
+        for f in work.glob(f"{db.name}*"):
+            f.unlink()
+        results[way] = run_child(["build", str(video), str(db)], {**env, **extra})
+    checks = run_child(["compare", str(video), str(work / "index_build_old.db"), str(work / "index_build_new.db")], env)
+    duration = results["old"]["duration"]
+    print(f"index of {video.name} ({duration / 60:.1f} min), stages {STAGES}")
+    print(f"{'':12} {'old s':>8} {'new s':>8}  frames (old -> new)")
+    for stage in STAGES.split(","):
+        o, n = results["old"]["stages"][stage], results["new"]["stages"][stage]
+
+        def frames(info: dict) -> str:
+            done = ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in info.items() if k.startswith("frames_"))
+            return f"{info['frames']} sampled" + (f", {done}" if done else "") if "frames" in info else "-"
+
+        print(f"{stage:12} {o['seconds']:8.1f} {n['seconds']:8.1f}  {frames(o['info'])} -> {frames(n['info'])}")
+    for way in ("old", "new"):
+        r = results[way]
+        print(f"{way} way: wall {r['wall']:.1f} s, {duration / r['wall']:.1f}x real time, peak {r['peak_mib']:.0f} MiB")
+    print(f"speed-up {results['old']['wall'] / results['new']['wall']:.2f}x; the same index? {json.dumps(checks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, rest = sys.argv[2], sys.argv[3:]
+        out = child_build(*rest) if kind == "build" else compare(*rest)
+        print(json.dumps(out))
+        sys.exit(0)
+    sys.exit(main())
