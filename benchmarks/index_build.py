@@ -2,10 +2,10 @@
 
     python benchmarks/index_build.py [--minutes 5] [--work DIR] [--real]
 
-The old way: every stage after the other, every sampled frame embedded
-(``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0``). The new way (the default): the speech stage in a
-thread beside the frame stages, and frames that look the same as the last one embedded
-sharing its embedding. Each build runs in its own process on a fresh database and reports
+The old way: every stage after the other, every sampled frame embedded by PyTorch
+(``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0 MCR_ONNX_IMAGES=0``). The new way (the default): the
+speech stage in a thread beside the frame stages, the CLIP image tower on ONNX Runtime, and
+frames that look the same as the last one embedded sharing its embedding. Each build runs in its own process on a fresh database and reports
 seconds per stage, frames sampled and processed, wall time, real-time factor and peak
 memory; then the two indexes are compared: transcript sentences and shot cuts equal,
 on-screen text at the same times within one sampling step, embeddings within 1e-4 cosine.
@@ -144,7 +144,8 @@ def main() -> int:
     if not os.environ.get("MCR_CLIP_MODEL") and not os.environ.get("MCR_CLIP_PRETRAINED"):
         env["MCR_CLIP_MODEL"] = str(random_clip_folder(work / "clip-vit-b-32-random"))
     results = {}
-    for way, extra in (("old", {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0"}), ("new", {})):
+    old = {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0", "MCR_ONNX_IMAGES": "0"}
+    for way, extra in (("old", old), ("new", {})):
         db = work / f"index_build_{way}.db"
         for f in work.glob(f"{db.name}*"):
             f.unlink()

@@ -56,11 +56,15 @@ class BucketedGraphs:
         key: the weights' fingerprint (see :func:`fingerprint`).
         probe: ``probe(length)`` -> the named input tensors of that length, batch 2,
             used to export and to check each graph.
-        buckets: the lengths graphs are made for.
+        buckets: the lengths graphs are made for (for images: the one side length).
+        threads: ONNX Runtime's threads per call.
     """
 
-    def __init__(self, module: Any, name: str, key: str, probe: Callable[[int], dict], buckets: tuple[int, ...]):
+    def __init__(
+        self, module: Any, name: str, key: str, probe: Callable[[int], dict], buckets: tuple[int, ...], threads: int = 1
+    ):
         self.module, self.name, self.key, self.probe, self.buckets = module.eval(), name, key, probe, buckets
+        self.threads = threads  # one for short queries; more for batches of images
         self.sessions: dict[int, Any] = {}
         self.lock = threading.Lock()
 
@@ -80,7 +84,7 @@ class BucketedGraphs:
             if not path.exists():
                 self._export(inputs, path)
             options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
+            options.intra_op_num_threads = self.threads
             options.log_severity_level = 3
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             with torch.inference_mode():
@@ -101,7 +105,9 @@ class BucketedGraphs:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".part", dir=path.parent)
         os.close(fd)
+        fast = torch.backends.mha.get_fastpath_enabled()
         try:
+            torch.backends.mha.set_fastpath_enabled(False)  # its fused attention operator has no ONNX form
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
@@ -116,5 +122,6 @@ class BucketedGraphs:
                 )
             os.replace(tmp, path)
         finally:
+            torch.backends.mha.set_fastpath_enabled(fast)
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -141,6 +141,27 @@ def test_clip_text_tower_on_onnx_runtime_matches_pytorch_plumbing(with_tiny_clip
     assert load_clip(ModelCache(), device="cpu").text_session is None
 
 
+def test_clip_image_tower_on_onnx_runtime_matches_pytorch_plumbing(cue_video, with_tiny_clip, tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    from mcr.tools.clip import load_clip
+
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
+    clip = load_clip(ModelCache(), device="cpu")
+    frames = Video(cue_video).frames("00:00:08-00:00:14", fps=1, max_pixels=224 * 126).images
+    fast = clip.embed_images(frames)
+    assert clip.image_session is not None
+    assert [p.name.split("-")[:2] for p in (tmp_path / "cache" / "onnx").glob("clip-image-*.onnx")] == [
+        ["clip", "image"]
+    ]
+    clip.image_session = None  # the PyTorch path
+    slow = clip.embed_images(frames)
+    assert fast.shape == slow.shape == (6, 32) and (fast * slow).sum(1).min() > 1 - 1e-5
+    monkeypatch.setenv("MCR_ONNX", "0")
+    plain = load_clip(ModelCache(), device="cpu")
+    plain.embed_images(frames[:1])
+    assert plain.image_session is None
+
+
 def test_clip_missing_weights_are_named_at_once(cue_video, tmp_path, monkeypatch):
     from mcr.tools.clip import ClipUnavailable, load_clip
 

@@ -105,6 +105,8 @@ class ClipModel:
     name: str
     image_size: int
     text_session: Any = None  # the text tower on ONNX Runtime (see clip_text), when it can run there
+    image_session: Any = None  # the image tower on ONNX Runtime (see clip_image), made on first use
+    _image_tried: bool = field(default=False, init=False, repr=False)
     _short: Any = field(default=None, init=False, repr=False)  # the short-text module, built on first use
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -113,6 +115,16 @@ class ClipModel:
         from PIL import Image
 
         batch = torch.stack([self.preprocess(Image.fromarray(np.asarray(im))) for im in images]).to(self.device)
+        if not self._image_tried:  # exported and checked the first time images are embedded, not at load
+            from .clip_image import image_session
+
+            self._image_tried, self.image_session = True, image_session(self.model, self.image_size, str(self.device))
+        if self.image_session is not None:
+            try:
+                out = self.image_session(batch).astype(np.float32)
+                return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+            except Exception:  # a graph that cannot run: PyTorch from now on
+                self.image_session = None
         with torch.inference_mode():
             out = self.model.encode_image(batch).float()
         out = torch.nn.functional.normalize(out, dim=-1)
