@@ -70,7 +70,7 @@ def videos(tmp_path_factory):
 
 VIDEO_OUTCOMES = [  # (kind, exit code of `index`, words in its outcome)
     ("missing", 2, "not found"),
-    ("directory", 2, "is a directory"),
+    ("directory", 2, "no video files in"),  # a folder is a library to index: this one holds none
     ("text", 2, "not a video that FFmpeg can read"),
     ("png", 2, "is a still image"),
     ("zero_bytes", 2, "is empty (0 bytes)"),
