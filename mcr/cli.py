@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--tools", action="append", default=[], metavar="FILE_OR_MODULE", help="also load these tools")
     tools.set_defaults(func=cmd_tools)
 
+    from mcr.doctor import register as register_doctor
+
+    register_doctor(sub)
     from mcr.models.cli import register as register_models
 
     register_models(sub)

@@ -76,7 +76,9 @@ def perception_tools(names: tuple[str, ...] = PERCEPTION) -> list[Tool]:
         if reason:
             if name not in _warned:
                 _warned.add(name)
-                logging.getLogger("mcr.tools").warning("tool %s left out: %s", name, reason)
+                logging.getLogger("mcr.tools").warning(
+                    "tool %s left out: %s (`mcr-agent doctor` lists what this machine has and lacks)", name, reason
+                )
             continue
         tools.append(getattr(importlib.import_module(modules[name], __name__), name))
     return tools
