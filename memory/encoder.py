@@ -66,6 +66,7 @@ class SentenceEncoder:
         base = os.path.basename(os.path.normpath(path))
         self.name = DEFAULT_ENCODER if base == "model" and path == _bundled_minilm() else base
         self.batch_size = batch_size
+        self.folder = path
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -89,7 +90,7 @@ class SentenceEncoder:
         """Mean-pooled, normalised embeddings through ONNX Runtime (see :mod:`mcr.onnxrun`), for
         a plain Transformer + mean Pooling + Normalize model on CPU; None to use the usual path."""
         if self._fast is None:
-            self._fast = _fast_graphs(self.model) or False
+            self._fast = _fast_graphs(self.model, self) or False
         if self._fast is False:
             return None
         tok = self.model.tokenizer
@@ -109,10 +110,13 @@ class SentenceEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
-def _fast_graphs(model: Any) -> Any:
+def _fast_graphs(model: Any, owner: Any = None) -> Any:
     """ONNX Runtime graphs of a sentence-transformers Transformer -> mean Pooling -> Normalize
-    model, checked against it, or None."""
+    model, checked against it, or None. The first time, every bucket is exported and recorded
+    for :mod:`memory.light_encoder`, so later processes encode without loading this model."""
     from mcr import onnxrun
+
+    from .light_encoder import BUCKETS, light_encoder, record
 
     kinds = [type(m).__name__ for m in model]
     if kinds != ["Transformer", "Pooling", "Normalize"] or str(model.device) != "cpu" or not onnxrun.available():
@@ -148,9 +152,8 @@ def _fast_graphs(model: Any) -> Any:
             )
             return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
-        graphs = onnxrun.BucketedGraphs(
-            MeanPooled(), "sentence", onnxrun.fingerprint(bert), probe, (16, 24, 32, 48, 64)
-        )
+        key = onnxrun.fingerprint(bert)
+        graphs = onnxrun.BucketedGraphs(MeanPooled(), "sentence", key, probe, BUCKETS)
         graphs.session(16)  # exported (once) and checked now
         want = model.encode(
             ["the ferry crosses the river at dawn"],
@@ -160,7 +163,16 @@ def _fast_graphs(model: Any) -> Any:
         )
         batch = probe(16)
         got = graphs.run({k: v.numpy() for k, v in batch.items()}, 16)[:1]
-        return graphs if np.allclose(got, want, atol=1e-4) else None
+        if not np.allclose(got, want, atol=1e-4):
+            return None
+        folder = getattr(owner, "folder", None)
+        limit = int(getattr(model, "max_seq_length", 0) or 0)
+        if folder and 0 < limit <= BUCKETS[-1] and light_encoder(folder) is None:
+            for b in BUCKETS:  # each exported and checked once, for the light encoder of later runs
+                graphs.session(b)
+            pad = model.tokenizer.pad_token_id or 0
+            record(folder, key, owner.name, owner.dim, limit, pad)
+        return graphs
     except Exception:  # any failure keeps sentence-transformers, which always works
         return None
 
@@ -171,4 +183,14 @@ def default_encoder(device: str = "cpu") -> SentenceEncoder:
     from mcr.cache import shared_models
 
     folder = os.environ.get("MCR_ENCODER") or None
-    return shared_models.get(("sentence-encoder", folder, device), lambda: SentenceEncoder(folder, device=device))
+
+    def load() -> Any:
+        if device in ("cpu", "auto"):
+            from .light_encoder import light_encoder
+
+            light = light_encoder(folder or _bundled_minilm())
+            if light is not None:  # the recorded graphs and the tokenizer: no torch needed
+                return light
+        return SentenceEncoder(folder, device=device)
+
+    return shared_models.get(("sentence-encoder", folder, device), load)
