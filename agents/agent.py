@@ -195,9 +195,12 @@ class Agent:
         def emit(event: Event) -> Event:
             if isinstance(event, RunFinished) and writer is not None:
                 event.result.trace_path = str(writer.path)
-            written = skip is not None and skip(event)  # a resumed run's events the trace already holds
-            if writer is not None and not isinstance(event, ModelDelta) and not written:
-                writer.write(event)  # model_called holds the whole reply
+            if isinstance(event, ModelDelta):  # model_called holds the whole reply; deltas are not written
+                written = True
+            else:  # a resumed run's events the trace already holds are not written again
+                written = skip is not None and skip(event)
+            if writer is not None and not written:
+                writer.write(event)
             for sub in list(subscribers):
                 try:
                     sub(event)
