@@ -314,7 +314,8 @@ class _Run(AnswerChecking):
             done = yield from self.propose(answers[-1], forced)
             return bool(work or probes), done
         if not output.tool_calls:
-            if output.text.strip() and forced:  # asked for the answer tool only: prose here is not an answer
+            if output.text.strip() and forced and self._stop_reason:  # the budget is spent and only the
+                # answer tool was offered: prose here (a reflection, a plan) is not taken as the answer
                 self.context.add(
                     "feedback", "The reply did not call the answer tool; it is not taken as the answer.", step
                 )

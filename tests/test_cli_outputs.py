@@ -84,7 +84,7 @@ def test_a_huge_answer_is_cut_with_a_note_and_prose_is_not_a_forced_answer(tmp_p
 
     from mcr import Agent
     from mcr.policy import Policy
-    from mcr.testing import ScriptedModel, answer, say
+    from mcr.testing import ScriptedModel, answer, say, tool_call
 
     boats = shared_clip("boats.mp4")
     pol = Policy(plan=False, reflect_every=0, max_verify_rounds=1, max_answer_chars=1000)
@@ -94,9 +94,11 @@ def test_a_huge_answer_is_cut_with_a_note_and_prose_is_not_a_forced_answer(tmp_p
                                                                 "(Policy.max_answer_chars)]")  # fmt: skip
     assert Path(result.trace_path).stat().st_size < 100_000
     # the budget is spent and the last call replies in prose (a reflection): that is not the answer
-    prose = ScriptedModel(
-        [say("Learned: the water is calm. Missing: what floats on it. Plan: look again.")], strict=True
-    )
-    spent = Agent(model=prose, memory=False, policy="plain", max_steps=0, trace_dir=tmp_path)
+    look = tool_call("inspect_frames", span="00:00:04.0-00:00:08.0", max_frames=2)
+    prose = ScriptedModel([look, say("Learned: the water is calm. Missing: what floats on it. Plan: look again.")])
+    spent = Agent(model=prose, memory=False, policy="plain", max_steps=1, trace_dir=tmp_path)
     result = spent.run(boats, "What is on the water?")
     assert result.status == "no_answer" and not result.answer and not result.ok
+    # with no steps at all (the baseline's one call), a reply in prose is the answer, as before
+    once = Agent(model=ScriptedModel([say("Boats.")]), memory=False, policy="plain", max_steps=0, trace_dir=tmp_path)
+    assert once.run(boats, "What is on the water?").answer == "Boats."
