@@ -274,6 +274,7 @@ class OcrStage:
     """On-screen text of frames sampled at ``fps``, read with RapidOCR (PP-OCR models)."""
 
     name = "ocr"
+    beside = True  # one onnxruntime thread: built in a thread next to the stages that use the other core
 
     def __init__(
         self,
