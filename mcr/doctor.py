@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -167,14 +166,14 @@ def memory(path: Path) -> Check:
 def hub(timeout: float = 3.0) -> Check:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return Check("network", "hub", "note", "HF_HUB_OFFLINE is set: models come from the cache only")
+    from mcr.tools.web import network_available
+
     endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     parsed = urlparse(endpoint)
     host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return Check("network", "hub", "ok", f"{endpoint} can be reached")
-    except OSError as exc:
-        return Check("network", "hub", "missing", f"{endpoint} cannot be reached ({exc}): only cached models load")
+    if network_available(host, port, timeout):
+        return Check("network", "hub", "ok", f"{endpoint} can be reached")
+    return Check("network", "hub", "missing", f"{endpoint} cannot be reached: only cached models load")
 
 
 def diagnose(memory_path: Path) -> list[Check]:

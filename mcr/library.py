@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from mcr.errors import MCRError
+from mcr.eval.samples import VIDEO_EXTENSIONS as BENCHMARK_VIDEOS
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+VIDEO_EXTENSIONS = BENCHMARK_VIDEOS + (".ts",)  # broadcast recordings too
 
 
 class LibraryError(MCRError):

@@ -402,17 +402,23 @@ class VideoIndex:
             ).fetchone()
             if row is None or abs(row[0] - cursor) > 1e-6 or row[1] != stage.version:
                 raise LeaseLost(f"the {stage.name} stage moved on without this builder")
-            self.store.add_many(result.entries, vectors, self.memory.encoder.name if vectors is not None else None)
-            for e in result.entries:
-                if e.data.get("entities"):
-                    self.memory.graph.add_event(e.text, e.span, e.data["entities"], self.video_id, entry_id=e.id)
-            for key, arr in result.arrays.items():
-                arr = np.ascontiguousarray(arr)
-                c.execute(
-                    "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) VALUES (?,?,?,?,?,?)",
-                    (self.video_id, stage.name, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
-                )
+            encoder = self.memory.encoder.name if vectors is not None else None
+            self._store(c, stage.name, result.entries, vectors, encoder, result.arrays.items())
             self._set_state(stage, "running", span.end, float(self.video.duration), info, conn=c)
+
+    def _store(self, c: Any, stage: str, entries: list, vectors: Any, encoder: str | None, arrays: Iterable) -> None:
+        """Inside a write transaction: a stage's entries (with their embeddings), their events in
+        the graph, and its ``(key, array)`` pairs."""
+        self.store.add_many(entries, vectors, encoder)
+        for e in entries:
+            if e.data.get("entities"):
+                self.memory.graph.add_event(e.text, e.span, e.data["entities"], self.video_id, entry_id=e.id)
+        for key, arr in arrays:
+            arr = np.ascontiguousarray(arr)
+            c.execute(
+                "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) VALUES (?,?,?,?,?,?)",
+                (self.video_id, stage, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
+            )
 
     def entries(self, stage: str) -> list[MemoryEntry]:
         return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]

@@ -4,7 +4,7 @@ the stage's lease. Used to index on other machines and store the results in one 
 
 from __future__ import annotations
 
-import json
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -55,28 +55,8 @@ def adopt_stage(index: VideoIndex, built: dict[str, Any]) -> None:
         if vectors is not None and encoder != index.memory.encoder.name:
             vectors = encoder = None  # embedded by another encoder: embedded again here when searched
         with index.store.write() as c:
-            index.store.add_many(entries, vectors, encoder)
-            for e in entries:
-                if e.data.get("entities"):
-                    index.memory.graph.add_event(e.text, e.span, e.data["entities"], index.video_id, entry_id=e.id)
-            for key, arr in built["arrays"]:
-                arr = np.ascontiguousarray(arr)
-                c.execute(
-                    "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) VALUES (?,?,?,?,?,?)",
-                    (index.video_id, name, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
-                )
-            c.execute(
-                "INSERT INTO stages (video_id, stage, version, status, cursor, total, info, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,strftime('%s','now'))",
-                (
-                    index.video_id,
-                    name,
-                    built["version"],
-                    built["status"],
-                    built["cursor"],
-                    built["total"],
-                    json.dumps(built["info"]),
-                ),
-            )
+            index._store(c, name, entries, vectors, encoder, built["arrays"])
+            stage = SimpleNamespace(name=name, version=built["version"])
+            index._set_state(stage, built["status"], built["cursor"], built["total"], built["info"], conn=c)
     finally:
         lease.release()
