@@ -77,11 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-steps must be 0 or more, not {args.max_steps}")
     video = Video(args.video)  # checked first: a bad video fails before any model loads
     tools = [t for spec in args.tools for t in tool_specs(spec)]
-    subscribers = []
-    if not args.quiet and not args.json:
-        from mcr.render import RichRenderer
-
-        subscribers.append(RichRenderer())
+    subscribers = _live_trace(args)
     memory = False if args.no_memory else args.memory
     stages = [s.strip() for s in args.index.split(",") if s.strip()] if args.index else None
     if stages:
@@ -121,6 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _naming_trace(agent):
         result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     return _report(result, args)
+
+
+def _live_trace(args: argparse.Namespace) -> list:
+    """The renderer that draws the run as it happens, unless --quiet or --json."""
+    if args.quiet or args.json:
+        return []
+    from mcr.render import RichRenderer
+
+    return [RichRenderer()]
 
 
 class Terminated(KeyboardInterrupt):
@@ -184,11 +189,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from mcr.resume import load_unfinished
 
     started = load_unfinished(args.trace).started  # a finished or unreadable trace: one line, before any model loads
-    subscribers = []
-    if not args.quiet and not args.json:
-        from mcr.render import RichRenderer
-
-        subscribers.append(RichRenderer())
+    subscribers = _live_trace(args)
     spec = args.model or started.model
     model = load_model(spec, endpoint=args.endpoint, device=args.device)
     tools = [t for spec in args.tools for t in tool_specs(spec)]

@@ -156,10 +156,10 @@ class ToolRegistry:
                 f"error: tool {t.name!r} failed: {type(exc).__name__}: {exc}", exception=type(exc).__name__
             )
         result: ToolResult = outcome["result"]
-        if result.trust == UNTRUSTED and not is_quoted(result.text):  # a tool that says so, quoted whole
-            result.text = quote(result.text, t.name)
-        elif is_quoted(result.text):
+        if is_quoted(result.text):
             result.trust = UNTRUSTED
+        elif result.trust == UNTRUSTED:  # a tool that says so, quoted whole
+            result.text = quote(result.text, t.name)
         limit = t.max_output_chars or self.max_output_chars
         result.text = cut_text(result.text, limit)
         return result
