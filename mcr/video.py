@@ -35,7 +35,7 @@ CHUNK_FRAMES = 32  # at most this many frames per decoder call ...
 CHUNK_BYTES = 64 * 1024 * 1024  # ... and at most about this many bytes of native-size pixels
 _EPS = 5e-4  # seconds of slack when matching times to decord's float32 timestamps
 _STILL_FORMATS = {"image2", "image2pipe", "png", "apng", "webp"}
-_REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
+REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
 
 
 class VideoError(MCRError):
@@ -78,11 +78,11 @@ class Video:
         reader = self._reader(None)
         self.frame_count: int = len(reader)
         if self.frame_count < 1:
-            raise VideoError(f"{self.path}: the video stream has no frames; {_REENCODE}")
+            raise VideoError(f"{self.path}: the video stream has no frames; {REENCODE}")
         fps = meta["fps"] or float(reader.get_avg_fps() or 0.0)
         duration = meta["duration"] or (self.frame_count / fps if fps > 0 else 0.0)
         if duration <= 0:
-            raise VideoError(f"{self.path}: cannot tell the video's duration; {_REENCODE}")
+            raise VideoError(f"{self.path}: cannot tell the video's duration; {REENCODE}")
         self.fps: float = fps if fps > 0 else self.frame_count / duration
         self.duration: float = float(duration)
 
@@ -228,7 +228,7 @@ class Video:
                     for chunk in resampler.resample(None):
                         cursor = _place(out, chunk, cursor, start, sr)
         except av.FFmpegError as err:
-            raise DamagedMedia(f"{self.path}: the audio cannot be decoded ({_short(err)}); {_REENCODE}") from None
+            raise DamagedMedia(f"{self.path}: the audio cannot be decoded ({_short(err)}); {REENCODE}") from None
         return np.clip(out, -1.0, 1.0, out=out)
 
     # ------------------------------------------------------------ lifecycle
@@ -266,7 +266,7 @@ class Video:
                 reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), **kwargs)
             except Exception as err:
                 why = _short(err)
-                raise VideoError(f"{self.path}: the frame decoder cannot open it ({why}); {_REENCODE}") from None
+                raise VideoError(f"{self.path}: the frame decoder cannot open it ({why}); {REENCODE}") from None
             if size is not None:
                 self._readers = {k: v for k, v in self._readers.items() if k is None}
             self._readers[size] = reader
@@ -314,7 +314,7 @@ class Video:
                     where = f"{format_time(starts[part[0]])}-{format_time(starts[part[-1]])}"
                     raise DamagedMedia(
                         f"{self.path}: frames at {where} cannot be decoded ({_short(err)}); the file is "
-                        f"damaged there: ask for another span, or {_REENCODE}"
+                        f"damaged there: ask for another span, or {REENCODE}"
                     ) from None
                 if out is None:
                     out = np.empty((len(indices),) + arr.shape[1:], dtype=np.uint8)
@@ -431,11 +431,11 @@ def _probe(p: pathlib.Path) -> dict:
         rate = stream.average_rate or stream.guessed_rate
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         if width <= 0 or height <= 0:
-            raise VideoError(f"{p}: the video stream has no picture size; {_REENCODE}")
+            raise VideoError(f"{p}: the video stream has no picture size; {REENCODE}")
         if duration is not None and duration <= 0:
-            raise VideoError(f"{p}: the video has zero duration; {_REENCODE}")
+            raise VideoError(f"{p}: the video has zero duration; {REENCODE}")
         if not _first_frame_decodes(container, stream):
-            raise VideoError(f"{p}: the first frame cannot be decoded (damaged, or a codec not supported); {_REENCODE}")
+            raise VideoError(f"{p}: the first frame cannot be decoded (damaged, or a codec not supported); {REENCODE}")
         end = _data_end(container, stream, duration) if duration and duration > 2.0 else None
         if end is not None and end < 0.9 * duration - 1.0:
             raise VideoError(

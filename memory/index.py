@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -19,14 +18,12 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from mcr.errors import StageError
-from mcr.types import TimeSpan, format_time
-from mcr.video import DamagedMedia
+from mcr.types import TimeSpan
 
 from .entries import MemoryEntry
 from .lease import Lease, LeaseLost
 from .memory import Memory
 
-MIN_DAMAGED_S = 2.0  # a damaged chunk is read in halves down to pieces about this long
 Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds total)
 
 
@@ -172,14 +169,6 @@ def walk(video: Any, stage: Stage, start: float = 0.0) -> Iterator[tuple[TimeSpa
         cursor = span.end
 
 
-def _damage(exc: Exception, video: Any) -> str:
-    """What went wrong in a damaged piece, without the file's name or the frame times (the
-    damaged span says where)."""
-    text = " ".join(str(exc).split()).replace(f"{video.path}: ", "")
-    text = re.sub(r"(frames?) at [0-9:.]+(?:-[0-9:.]+)? ", r"\1 ", text)
-    return text or type(exc).__name__
-
-
 class VideoIndex:
     def __init__(self, video: Any, memory: Memory) -> None:
         self.video = video
@@ -219,9 +208,11 @@ class VideoIndex:
         """Build (or reuse, or resume) each stage; returns what happened to each. One builder per
         stage at a time: another process building it is waited for (``notice`` is told so).
 
-        A stage marked ``beside = True`` (speech: its engine works on audio while the others
-        decode frames) is built in a thread of its own next to the others, so two cores are
-        both at work; ``MCR_INDEX_BESIDE=0`` builds every stage one after another."""
+        Stages that share a ``read_together`` and a chunk length (the frame stages) are built in
+        one walk over the video: one decode of each chunk feeds them all (``MCR_INDEX_ONEPASS=0``:
+        each stage decodes by itself). A stage marked ``beside = True`` (speech: its engine works
+        on audio while the others decode frames) is built in a thread of its own next to the
+        others, so two cores are both at work (``MCR_INDEX_BESIDE=0``: one after another)."""
         import os
         import threading
 
@@ -231,26 +222,63 @@ class VideoIndex:
         apart = [i for i, st in enumerate(made) if getattr(st, "beside", False)]
         if len(made) < 2 or os.environ.get("MCR_INDEX_BESIDE", "1") == "0":
             apart = []
+        groups: dict[Any, list[int]] = {}
+        for i, st in enumerate(made):
+            together = getattr(st, "read_together", None) if os.environ.get("MCR_INDEX_ONEPASS", "1") != "0" else None
+            key = (i in apart, together, st.chunk_s) if together is not None else (i in apart, i)
+            groups.setdefault(key, []).append(i)
         failures: list[BaseException] = []
 
-        def build_apart() -> None:
+        def build_groups(beside: bool) -> None:
             try:
-                for i in apart:
-                    reports[i] = self._build_one(made[i], progress, notice)
+                for key, members in groups.items():
+                    if key[0] == beside:
+                        reports.update(zip(members, self._build_group([made[i] for i in members], progress, notice)))
             except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
                 failures.append(exc)
 
-        worker = threading.Thread(target=build_apart, name="index-beside", daemon=True) if apart else None
-        if worker is not None:
+        worker = threading.Thread(target=build_groups, args=(True,), name="index-beside", daemon=True)
+        if apart:
             worker.start()
-        for i, stage in enumerate(made):  # an interrupt here leaves the thread to end with the process
-            if i not in apart:
-                reports[i] = self._build_one(stage, progress, notice)
-        if worker is not None:
+        build_groups(False)  # an interrupt here leaves the thread to end with the process
+        if apart:
             worker.join()
         if failures:
             raise failures[0]
         return [reports[i] for i in range(len(made))]
+
+    def _build_group(
+        self, stages: list[Stage], progress: Progress | None, notice: Callable[[str], None] | None
+    ) -> list[StageReport]:
+        """Stages built in one walk: those whose lease is free now; the others are waited for and
+        built (or reused) one by one after it."""
+        from .build import StageRun, build_runs
+
+        if len(stages) == 1:
+            return [self._build_one(stages[0], progress, notice)]
+        reports: dict[int, StageReport] = {}
+        runs: dict[int, StageRun] = {}
+        later = []
+        try:
+            for i, stage in enumerate(stages):
+                st = self._reusable(stage)
+                if st is not None:
+                    reports[i] = self._reused(stage, st, progress)
+                    continue
+                lease = Lease(self.store, self.video_id, stage.name)
+                taken, holder = lease.try_take()
+                if not taken:
+                    later.append(i)
+                    continue
+                note = f"{holder} stopped before finishing it" if holder else ""
+                runs[i] = StageRun(self, stage, lease, note)
+            reports.update(zip(runs, build_runs(self, list(runs.values()), progress)))
+        finally:
+            for run in runs.values():
+                run.lease.release()
+        for i in later:
+            reports[i] = self._build_one(stages[i], progress, notice)
+        return [reports[i] for i in range(len(stages))]
 
     def _reusable(self, stage: Stage) -> dict | None:
         """The stage's state when it is done (or skipped) at this version with no entry stored twice."""
@@ -284,105 +312,12 @@ class VideoIndex:
             st = self._reusable(stage)
             if st is not None:  # built by the builder this one waited for
                 return self._reused(stage, st, progress, f"built by {holder} while this one waited {waited:.1f} s")
-            return self._run(stage, lease, progress, f"{holder} stopped before finishing it" if holder else "")
+            from .build import StageRun, build_runs
+
+            note = f"{holder} stopped before finishing it" if holder else ""
+            return build_runs(self, [StageRun(self, stage, lease, note)], progress)[0]
         finally:
             lease.release()
-
-    def _run(self, stage: Stage, lease: Lease, progress: Progress | None, note: str) -> StageReport:
-        t0 = time.perf_counter()
-        total = float(self.video.duration)
-        reason = stage.skip_reason(self.video)
-        if reason:
-            self._set_state(stage, "skipped", total, total, {"reason": reason})
-            return StageReport(stage.name, "skipped", 0, time.perf_counter() - t0, reason)
-        st = self.state(stage.name)
-        if st is not None and st["status"] == "done" and st["version"] == stage.version:
-            note = "; ".join(n for n in (note, "rebuilt: an older build stored some entries twice") if n)
-            st = None
-        resumed = st is not None and st["version"] == stage.version and st["cursor"] > 0
-        if not resumed:
-            self._reset(stage.name)
-            self._set_state(stage, "running", 0.0, total)
-        cursor = float(st["cursor"]) if resumed else 0.0
-        info = {"chunks": st["info"]["chunks"]} if resumed and "chunks" in st["info"] else {}
-        damaged: list[dict] = list(st["info"].get("damaged", [])) if resumed else []
-        lost_in_a_row, read_any = 0, resumed
-        while cursor < total - 1e-6:
-            span = TimeSpan(cursor, min(total, cursor + stage.chunk_s))
-            before = len(damaged)
-            try:
-                result = self._read(stage, span, damaged)
-            except Exception as exc:  # not damage (an engine or a server failed): retried from this chunk
-                reason = f"{type(exc).__name__} at {span}: {exc}"
-                self._set_state(stage, "failed", cursor, total, {**info, "reason": reason})
-                return StageReport(
-                    stage.name,
-                    "failed",
-                    self._count(stage.name),
-                    time.perf_counter() - t0,
-                    reason,
-                    info.get("chunks", {}),
-                )
-            last = damaged[-1]["span"] if len(damaged) > before else None
-            whole = last is not None and last[0] <= span.start + 1e-6 and last[1] >= span.end - 1e-6
-            read_any = read_any or not whole
-            lost_in_a_row = lost_in_a_row + 1 if whole else 0
-            if lost_in_a_row >= 2 and not read_any:  # nothing read so far: a broken engine or file
-                reason = (
-                    f"{damaged[-1]['reason']} (nothing could be read from {format_time(0)} to {format_time(span.end)})"
-                )
-                self._set_state(stage, "failed", 0.0, total, {**info, "reason": reason})
-                return StageReport(stage.name, "failed", 0, time.perf_counter() - t0, reason, info.get("chunks", {}))
-            if damaged:
-                info["damaged"] = damaged
-            if result.info:
-                info["chunks"] = merge_info(dict(info.get("chunks", {})), result.info)
-            try:
-                self._commit(stage, lease, cursor, span, result, info)
-            except LeaseLost as exc:  # another builder took the stage over: it goes on, this one stops
-                return StageReport(stage.name, "failed", self._count(stage.name), time.perf_counter() - t0, str(exc))
-            cursor = span.end
-            if progress:
-                progress(stage.name, cursor, total)
-        if "chunks" in info:
-            info["chunks"] = {**info["chunks"], "per_video_hour": per_hour(info["chunks"], total)}
-        lost = sum(d["span"][1] - d["span"][0] for d in damaged)
-        if damaged:
-            spans = ", ".join(f"{TimeSpan(*d['span'])} ({d['reason']})" for d in damaged[:5])
-            more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
-            note = "; ".join(n for n in (note, f"damaged spans skipped: {spans}{more}") if n)
-        if damaged and lost >= total - 1e-6:  # nothing could be read at all
-            reason = f"nothing could be read: {spans}{more}"
-            self._set_state(stage, "failed", 0.0, total, {**info, "reason": reason})
-            return StageReport(stage.name, "failed", 0, time.perf_counter() - t0, reason, info.get("chunks", {}))
-        self._set_state(stage, "done", total, total, info)
-        return StageReport(
-            stage.name,
-            "resumed" if resumed else "built",
-            self._count(stage.name),
-            time.perf_counter() - t0,
-            note,
-            info.get("chunks", {}),
-        )
-
-    def _read(self, stage: Stage, span: TimeSpan, damaged: list[dict]) -> ChunkResult:
-        """The chunk's results; where part of it cannot be read, its halves are read apart (down
-        to a few seconds) and the parts that fail are added to ``damaged`` instead."""
-        try:
-            return stage.run_chunk(self.video, span)
-        except DamagedMedia as exc:  # anything else fails the stage, to be retried from this chunk
-            if span.duration <= max(MIN_DAMAGED_S, stage.chunk_s / 16):
-                reason = _damage(exc, self.video)
-                if damaged and abs(damaged[-1]["span"][1] - span.start) < 1e-6:
-                    damaged[-1]["span"][1] = span.end  # one damaged stretch, not many pieces
-                else:
-                    damaged.append({"span": span.to_list(), "reason": reason})
-                return ChunkResult()
-        middle = (span.start + span.end) / 2
-        first = self._read(stage, TimeSpan(span.start, middle), damaged)
-        second = self._read(stage, TimeSpan(middle, span.end), damaged)
-        arrays = {**first.arrays, **second.arrays}
-        return ChunkResult(first.entries + second.entries, arrays, merge_info(dict(first.info), second.info))
 
     def _commit(
         self, stage: Stage, lease: Lease, cursor: float, span: TimeSpan, result: ChunkResult, info: dict

@@ -22,6 +22,8 @@ from mcr.memory import ChunkResult, register_stage
 from mcr.types import TimeSpan
 
 from .base import ToolError, shared_models
+from .frame_pass import FrameStage
+from .sampling import Request, sample_times
 from .stages import env_device, env_float
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -246,7 +248,7 @@ def _hub_reachable() -> bool:
 SAME_FRAME = 3 / 255  # a frame shares the last embedding while no grey cell moved this much
 
 
-class EmbeddingStage:
+class EmbeddingStage(FrameStage):
     """open_clip image embeddings of frames sampled at ``fps``. With ``share`` (the default;
     ``MCR_CLIP_SHARE=0`` turns it off) a frame that looks the same as the last one embedded
     (``tools.change``) shares its embedding; the info counts frames sampled and embedded."""
@@ -276,16 +278,18 @@ class EmbeddingStage:
     def skip_reason(self, video: Any) -> str | None:
         return None
 
-    def run_chunk(self, video: Any, span: TimeSpan):
+    def request(self, video: Any, span: TimeSpan) -> Request:
+        side = max(64, load_clip(self.models, self.model, self.pretrained, self.device).image_size)
+        max_pixels = int(side * side * 16 / 9) if video.width >= video.height else int(side * side * 9 / 16)
+        return Request(sample_times(span, self.fps), max(max_pixels, 64 * 64))
+
+    def from_frames(self, video: Any, span: TimeSpan, frames: list) -> ChunkResult:
         from .change import ChangeGate
-        from .sampling import sample_times, stream_frames
 
         clip = load_clip(self.models, self.model, self.pretrained, self.device)
         stamps, owner, vecs, batch = [], [], [], []  # owner[i]: the embedded frame that frame i shares
         gate = ChangeGate(SAME_FRAME)
-        side = max(64, clip.image_size)
-        max_pixels = int(side * side * 16 / 9) if video.width >= video.height else int(side * side * 9 / 16)
-        for t, image in stream_frames(video, sample_times(span, self.fps), max_pixels=max(max_pixels, 64 * 64)):
+        for t, image in frames:
             stamps.append(t)
             if self.share and not gate.changed(image) and owner:
                 owner.append(owner[-1])  # looks the same as the last embedded frame: shares its embedding

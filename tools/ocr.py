@@ -37,6 +37,8 @@ from mcr.types import TimeSpan
 
 from .base import ToolContext, ToolError, ToolResult, shared_models, tool
 from .change import ChangeGate
+from .frame_pass import FrameStage
+from .sampling import Request, sample_times
 from .stages import check_span, env_float, stage_data
 
 MIN_SCORE = 0.5
@@ -218,11 +220,17 @@ def ocr_frames(
 ) -> list:
     """Entries (kind ``ocr``) for the text on screen in ``span``, sampled at ``fps``. ``counts``
     is given the frames sampled and the frames actually read (the others looked the same)."""
-    from .sampling import sample_times, stream_frames
+    from .sampling import stream_frames
 
+    frames = stream_frames(video, sample_times(span, fps), max_pixels=max_pixels)
+    return read_frames_text(engine, video, frames, fps, counts)
+
+
+def read_frames_text(engine: Any, video: Any, frames: Iterable, fps: float, counts: dict | None = None) -> list:
+    """Entries for the text on the ``(timestamp, image)`` frames sampled at ``fps`` (see :func:`ocr_frames`)."""
     read: list[tuple[float, list[Detection]]] = []
     gate, last_dets = ChangeGate(SAME_CELL_DIFF), []
-    for t, image in stream_frames(video, sample_times(span, fps), max_pixels=max_pixels):
+    for t, image in frames:
         if gate.changed(image):  # a frame that looks the same as the last one read shows the same text
             last_dets = read_text(engine, image, scale=video.width / image.shape[1])
         read.append((t, last_dets))
@@ -270,11 +278,10 @@ def merge_entries(entries: list, gap: float) -> list[dict]:
 # ------------------------------------------------------------------ the index stage
 
 
-class OcrStage:
+class OcrStage(FrameStage):
     """On-screen text of frames sampled at ``fps``, read with RapidOCR (PP-OCR models)."""
 
     name = "ocr"
-    beside = True  # one onnxruntime thread: built in a thread next to the stages that use the other core
 
     def __init__(
         self,
@@ -294,10 +301,13 @@ class OcrStage:
     def skip_reason(self, video: Any) -> str | None:
         return None
 
-    def run_chunk(self, video: Any, span: TimeSpan):
-        engine = load_ocr(self.models)
+    def request(self, video: Any, span: TimeSpan) -> Request:
+        return Request(sample_times(span, self.fps), self.max_pixels)
+
+    def from_frames(self, video: Any, span: TimeSpan, frames: list) -> ChunkResult:
         counts: dict = {}
-        return ChunkResult(ocr_frames(engine, video, span, self.fps, self.max_pixels, counts), info=counts)
+        entries = read_frames_text(load_ocr(self.models), video, frames, self.fps, counts)
+        return ChunkResult(entries, info=counts)
 
 
 register_stage("ocr", OcrStage)

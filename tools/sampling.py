@@ -20,11 +20,12 @@ import math
 import os
 import queue
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from mcr.types import Frames, TimeSpan
+from mcr.types import Frames, TimeSpan, format_time
+from mcr.video import REENCODE, DamagedMedia
 
 from .base import ToolError
 
@@ -69,14 +70,17 @@ def _constant_rate(video: Any) -> bool:
     return video.fps > 0 and abs(video.frame_count - video.duration * video.fps) <= 2
 
 
-def _decoded(stream: Any, packets: Iterator[Any]) -> Iterator[Any]:
-    """Frames from ``packets``, then whatever the decoder still holds."""
+def _decoded(stream: Any, packets: Iterator[Any], broken: list | None = None, tb: float = 0.0, t0: float = 0.0):
+    """Frames from ``packets``, then whatever the decoder still holds; the times of packets
+    that cannot be decoded go into ``broken``."""
     import av
 
     for packet in packets:
         try:
             yield from packet.decode()
         except av.FFmpegError:
+            if broken is not None and packet.pts is not None:
+                broken.append(packet.pts * tb - t0)
             continue  # a damaged packet: the frames around it still come
     try:
         yield from stream.codec_context.decode(None)
@@ -97,7 +101,7 @@ def stream_frames(
 
     ``timestamp`` is the frame's real presentation time. A frame on screen at several of
     the times is yielded once. ``threads`` is the decoder's own thread count (0: its
-    choice).
+    choice). :func:`stream_many` is the same pass serving several sets of times and sizes.
 
     A pass over more than two minutes is cut at keyframes into segments of about
     ``SEGMENT_FRAMES`` wanted frames, decoded by ``workers`` threads (default: two on a
@@ -115,16 +119,47 @@ def stream_frames(
     Once ``cancelled`` is set (a tool call whose time is up), decoding stops at the next
     frame and ``ToolError`` is raised.
     """
-    wanted = np.asarray(sorted(float(t) for t in times), dtype=np.float64)
+    for t, images in stream_many(video, [Request(times, max_pixels)], threads, workers, cancelled):
+        yield t, images[0]
+
+
+class Request(NamedTuple):
+    """Frames wanted from a pass: those on screen at ``times``, at most ``max_pixels`` each.
+    ``strict``: packets that cannot be decoded while reading them raise ``DamagedMedia``
+    (otherwise the frame on screen before them stands in, as a player shows it)."""
+
+    times: Sequence[float]
+    max_pixels: int | None = None
+    strict: bool = False
+
+
+def stream_many(
+    video: Any,
+    requests: Sequence[Request],
+    threads: int = 1,
+    workers: int | None = None,
+    cancelled: threading.Event | None = None,
+) -> Iterator[tuple[float, dict[int, np.ndarray]]]:
+    """One decoding pass serving several requests: ``(timestamp, {i: image})`` in time order,
+    where ``i`` is the index of each request that wants the frame, and its image is at that
+    request's size. Each request gets exactly the frames :func:`stream_frames` would give it
+    alone; a frame several requests want is decoded once."""
+    wanted_by = [np.asarray(sorted(float(t) for t in r.times), dtype=np.float64) for r in requests]
+    wanted = np.unique(np.concatenate(wanted_by)) if wanted_by else np.zeros(0)
     if wanted.size == 0:
         return
+    sizes = [_size_for(video.width, video.height, r.max_pixels) for r in requests]
+    strict = [r.strict for r in requests]
     if workers is None:
         workers = 2 if (os.cpu_count() or 1) >= 2 and wanted[-1] - wanted[0] >= PARALLEL_MIN_S else 1
-    segments = _segments(video, wanted) if workers > 1 else [wanted]
+    cuts = _segment_starts(video, wanted) if workers > 1 else []
+    parts = [[np.split(w, np.searchsorted(w, cuts)) for w in wanted_by]]
+    segments = [[p[j] for p in parts[0]] for j in range(len(cuts) + 1)]
+    segments = [s for s in segments if any(x.size for x in s)]
     if len(segments) < 2:
-        yield from _stream_part(video, wanted, max_pixels, threads, cancelled)
+        yield from _stream_part(video, wanted_by, sizes, strict, threads, cancelled)
         return
-    yield from _parallel(video, segments, max_pixels, threads, min(workers, len(segments)), cancelled)
+    yield from _parallel(video, segments, sizes, strict, threads, min(workers, len(segments)), cancelled)
 
 
 def keyframe_times(video: Any) -> np.ndarray:
@@ -141,34 +176,35 @@ def keyframe_times(video: Any) -> np.ndarray:
     return _keyframe_cache[key]
 
 
-def _segments(video: Any, wanted: np.ndarray) -> list[np.ndarray]:
-    """``wanted`` cut at keyframes into runs of about ``SEGMENT_FRAMES`` times: each run
-    starts at a keyframe, so decoding it wastes nothing before its first time."""
+def _segment_starts(video: Any, wanted: np.ndarray) -> list[float]:
+    """Where to cut ``wanted`` into runs of about ``SEGMENT_FRAMES`` times: keyframe times,
+    so decoding a run from its keyframe wastes nothing before its first time."""
     keys = keyframe_times(video)
     cuts, last = [], 0
     for k in keys:
         i = int(np.searchsorted(wanted, k - _EPS))
         if i - last >= SEGMENT_FRAMES and i < len(wanted):
-            cuts.append(i)
+            cuts.append(float(k - _EPS))
             last = i
-    return [part for part in np.split(wanted, cuts) if part.size]
+    return cuts
 
 
 def _parallel(
     video: Any,
-    segments: list[np.ndarray],
-    max_pixels: int | None,
+    segments: list[list[np.ndarray]],
+    sizes: list[tuple[int, int]],
+    strict: list[bool],
     threads: int,
     workers: int,
     cancelled: threading.Event | None = None,
-) -> Iterator[tuple[float, np.ndarray]]:
+) -> Iterator[tuple[float, dict[int, np.ndarray]]]:
     stop = threading.Event()
     slots = [queue.Queue(maxsize=1) for _ in range(workers)]
 
     def work(w: int) -> None:
         for j in range(w, len(segments), workers):
             try:
-                item: Any = list(_stream_part(video, segments[j], max_pixels, threads, cancelled))
+                item: Any = list(_stream_part(video, segments[j], sizes, strict, threads, cancelled))
             except BaseException as exc:  # handed to the reader, which raises it
                 item = exc
             while not stop.is_set():
@@ -183,16 +219,21 @@ def _parallel(
     pool = [threading.Thread(target=work, args=(w,), daemon=True, name=f"frames-{w}") for w in range(workers)]
     for t in pool:
         t.start()
-    last = None
+    held: tuple[float, dict] | None = None  # a frame on screen across a segment edge comes once
     try:
         for j in range(len(segments)):
             item = slots[j % workers].get()
             if isinstance(item, BaseException):
                 raise item
-            for t, image in item:
-                if t != last:  # a frame on screen across a segment edge comes once
-                    yield t, image
-                    last = t
+            for t, images in item:
+                if held is not None and t == held[0]:
+                    held = (t, {**images, **held[1]})
+                    continue
+                if held is not None:
+                    yield held
+                held = (t, images)
+        if held is not None:
+            yield held
     finally:
         stop.set()
         for t in pool:
@@ -200,13 +241,22 @@ def _parallel(
 
 
 def _stream_part(
-    video: Any, wanted: np.ndarray, max_pixels: int | None, threads: int, cancelled: threading.Event | None = None
-) -> Iterator[tuple[float, np.ndarray]]:
-    """The frames on screen at the sorted times ``wanted``, decoded in one pass (see
-    :func:`stream_frames`)."""
-    w, h = _size_for(video.width, video.height, max_pixels)
+    video: Any,
+    wanted_by: list[np.ndarray],
+    sizes: list[tuple[int, int]],
+    strict: list[bool],
+    threads: int,
+    cancelled: threading.Event | None = None,
+) -> Iterator[tuple[float, dict[int, np.ndarray]]]:
+    """The frames on screen at each request's sorted times ``wanted_by[i]``, decoded in one
+    pass (see :func:`stream_frames` and :func:`stream_many`)."""
+    live = [i for i, w in enumerate(wanted_by) if w.size]
+    if not live:
+        return
+    wanted = np.unique(np.concatenate([wanted_by[i] for i in live]))
     container, stream, tb, t0 = _open(video, threads)
     window = 3.5 / video.fps if _constant_rate(video) else None
+    broken: list[float] = []  # times of the packets that could not be decoded
 
     def packets() -> Iterator[Any]:
         mode = None
@@ -220,34 +270,59 @@ def _stream_part(
                     mode = near
             yield packet
 
+    def convert(frame: Any, takers: list[int]) -> dict[int, np.ndarray]:
+        return {r: frame.to_ndarray(format="rgb24", width=sizes[r][0], height=sizes[r][1]) for r in takers}
+
     try:
         if wanted[0] > 0.5:
             container.seek(int((t0 + wanted[0]) / tb), stream=stream, backward=True, any_frame=False)
-        i, prev, prev_t, last_out = 0, None, -1.0, None
-
-        def convert(frame):
-            return frame.to_ndarray(format="rgb24", width=w, height=h)
-
-        for frame in _decoded(stream, packets()):
+        at = {r: 0 for r in live}  # the next time each request waits for
+        last_out = {r: None for r in live}
+        prev, prev_t = None, -1.0
+        for frame in _decoded(stream, packets(), broken, tb, t0):
             if cancelled is not None and cancelled.is_set():
                 raise ToolError("the call was cancelled")
             if frame.pts is None:
                 continue
             t = frame.pts * tb - t0
-            if t > wanted[i] + _EPS:
-                if prev is not None and prev_t != last_out:
-                    yield round(prev_t, 6), convert(prev)
-                    last_out = prev_t
-                while i < len(wanted) and t > wanted[i] + _EPS:
-                    i += 1
-                if i >= len(wanted):
-                    break
+            takers = []
+            for r in list(at):
+                w = wanted_by[r]
+                if t > w[at[r]] + _EPS:  # the frame before this one was on screen at w[at[r]]
+                    if prev is not None and prev_t != last_out[r]:
+                        takers.append(r)
+                        last_out[r] = prev_t
+                    while at[r] < len(w) and t > w[at[r]] + _EPS:
+                        at[r] += 1
+                    if at[r] >= len(w):
+                        del at[r]
+            if takers:
+                yield round(prev_t, 6), convert(prev, takers)
+            if not at:
+                break
             prev, prev_t = frame, t
         else:
-            if prev is not None and i < len(wanted) and prev_t != last_out:
-                yield round(prev_t, 6), convert(prev)
+            takers = [r for r in at if prev is not None and prev_t != last_out[r]]
+            if takers:
+                yield round(prev_t, 6), convert(prev, takers)
+        _check_damage(video, wanted_by, strict, broken)
     finally:
         container.close()
+
+
+def _check_damage(video: Any, wanted_by: list[np.ndarray], strict: list[bool], broken: list[float]) -> None:
+    """Raise ``DamagedMedia`` when a packet that could not be decoded lies among the times of a
+    strict request (or before its first time, back to the keyframe the pass began at)."""
+    for r, w in enumerate(wanted_by):
+        if not (strict[r] and w.size and broken):
+            continue
+        hit = [b for b in broken if b <= w[-1] + _EPS]
+        if hit:
+            where = f"{format_time(min(hit))}-{format_time(max(hit))}"
+            raise DamagedMedia(
+                f"{video.path}: frames at {where} cannot be decoded (invalid data: the file is damaged there); "
+                f"ask for another span, or {REENCODE}"
+            )
 
 
 def sample(

@@ -1,8 +1,9 @@
 """``shots``: the video's shot boundaries (hard cuts and gradual transitions), and the detector behind them.
 
-The ``shots`` index stage decodes each chunk of the video once (``Video.frames``, ``fps``
-small frames a second, with ``PAD_S`` seconds on each side so a transition across the
-chunk's edge is seen whole; a span that cannot be decoded fails the stage). Each frame becomes a 16x12 grid of
+The ``shots`` index stage takes ``fps`` small frames a second of each chunk (from the index's
+one decoding pass, ``tools.frame_pass``), with ``PAD_S`` seconds on each side so a transition
+across the chunk's edge is seen whole; a span that cannot be decoded fails the chunk, which the
+index then reads in smaller pieces to skip the damaged span. Each frame becomes a 16x12 grid of
 block means in Y, Cb and Cr (0..255), so a change of colour at equal brightness counts as
 much as a change of brightness, and a small camera move shifts block means only a little.
 A step's change is the mean absolute difference of two consecutive grids.
@@ -40,6 +41,8 @@ from mcr.types import TimeSpan, format_time
 from mcr.video import DamagedMedia
 
 from .base import ToolContext, ToolResult, tool
+from .frame_pass import FrameStage, read_frames
+from .sampling import Request
 from .stages import check_span, stage_data
 
 SAMPLE_PIXELS = 96 * 72
@@ -263,11 +266,11 @@ def find_cuts(
     return sorted(kept, key=lambda c: c.end)
 
 
-class ShotStage:
+class ShotStage(FrameStage):
     """The ``shots`` index stage: boundary entries (kind ``shot``), a minute of video at a time."""
 
     name = "shots"
-    version = "2"
+    version = "3"  # 3: frames from the index's one decoding pass (PyAV)
 
     def __init__(self, fps: float = 4.0, chunk_s: float = 60.0, device: str | None = None, models: Any = None) -> None:
         self.fps = fps
@@ -276,17 +279,30 @@ class ShotStage:
     def skip_reason(self, video: Any) -> str | None:
         return None
 
+    def _times(self, span: TimeSpan) -> np.ndarray:
+        """The centre of each of the ``fps``-long parts of ``span`` (as ``Video.frames`` samples)."""
+        n = max(1, int(np.floor(span.duration * self.fps + 0.5)))
+        return span.start + (np.arange(n) + 0.5) * (span.duration / n)
+
+    def _window(self, video: Any, span: TimeSpan) -> TimeSpan:
+        return TimeSpan(max(0.0, span.start - PAD_S), min(video.duration, span.end + PAD_S))
+
+    def request(self, video: Any, span: TimeSpan) -> Request:
+        return Request(self._times(self._window(video, span)), SAMPLE_PIXELS, strict=True)
+
     def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult:
-        window = TimeSpan(max(0.0, span.start - PAD_S), min(video.duration, span.end + PAD_S))
         try:
-            frames = video.frames(window, fps=self.fps, max_pixels=SAMPLE_PIXELS)
+            return super().run_chunk(video, span)
         except DamagedMedia:  # the padding around the span reached damaged frames: the span alone
-            if window == span:
+            if self._window(video, span) == span:
                 raise
-            frames = video.frames(span, fps=self.fps, max_pixels=SAMPLE_PIXELS)
+            (frames,) = read_frames(video, [Request(self._times(span), SAMPLE_PIXELS, strict=True)])
+            return self.from_frames(video, span, frames)
+
+    def from_frames(self, video: Any, span: TimeSpan, frames: list) -> ChunkResult:
         if len(frames) < 2:
-            return ChunkResult([])
-        times, images = frames.timestamps, frames.images
+            return ChunkResult([], info={"frames": len(frames)})
+        times, images = [t for t, _ in frames], np.stack([img for _, img in frames])
         entries = []
         for b in find_cuts(times, images, gradual_max_s=3.0):
             if not (span.start <= b.end < span.end or (b.end >= span.end and span.end >= video.duration)):
@@ -301,7 +317,7 @@ class ShotStage:
                     data={"transition": b.transition},
                 )
             )
-        return ChunkResult(entries)
+        return ChunkResult(entries, info={"frames": len(frames)})
 
 
 def shot_spans(cuts: list[MemoryEntry], duration: float) -> list[TimeSpan]:
