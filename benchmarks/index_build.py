@@ -144,7 +144,7 @@ def main() -> int:
     if not os.environ.get("MCR_CLIP_MODEL") and not os.environ.get("MCR_CLIP_PRETRAINED"):
         env["MCR_CLIP_MODEL"] = str(random_clip_folder(work / "clip-vit-b-32-random"))
     results = {}
-    old = {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0", "MCR_ONNX_IMAGES": "0"}
+    old = {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0", "MCR_ONNX_IMAGES": "0", "MCR_INDEX_ONEPASS": "0"}
     for way, extra in (("old", old), ("new", {})):
         db = work / f"index_build_{way}.db"
         for f in work.glob(f"{db.name}*"):
