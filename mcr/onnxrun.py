@@ -85,6 +85,8 @@ class BucketedGraphs:
                 self._export(inputs, path)
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
+            # idle workers sleep instead of spinning: an index runs other engines beside this one
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             with torch.inference_mode():

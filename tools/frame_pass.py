@@ -11,6 +11,9 @@ exactly the same frames either way, so the index is the same.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,9 +38,49 @@ def read_frames(video: Any, requests: Sequence[Request]) -> list[Frames]:
 def read_together(video: Any, span: TimeSpan, stages: Sequence["FrameStage"]) -> list[ChunkResult]:
     """Each stage's result for the chunk ``span``, from one decode of the frames they ask for.
     A ``DamagedMedia`` from a strict request fails the whole pass (the index then reads each
-    stage alone, narrowing down the damaged span)."""
-    frames = read_frames(video, [st.request(video, span) for st in stages])
-    return [st.from_frames(video, span, f) for st, f in zip(stages, frames)]
+    stage alone, narrowing down the damaged span).
+
+    The stages then work on their frames at the same time, each in a thread (their engines,
+    onnxruntime and numpy, release the interpreter while they compute), so a slow reader such
+    as OCR on one core does not hold up the others. Each result's info gains ``seconds_work``,
+    the time the stage spent on its frames."""
+    frames = _frames_ahead(video, span, stages)
+
+    def work(i: int) -> ChunkResult:
+        t0 = time.perf_counter()
+        result = stages[i].from_frames(video, span, frames[i])
+        frames[i] = []  # the frames go as soon as their stage is done with them
+        result.info["seconds_work"] = round(time.perf_counter() - t0, 3)
+        return result
+
+    if len(stages) == 1:
+        return [work(0)]
+    with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix="frame-stage") as pool:
+        return list(pool.map(work, range(len(stages))))
+
+
+_ahead: dict[tuple, Future] = {}  # the next chunk's frames, decoded while this chunk's are worked on
+_ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames-ahead")
+_ahead_lock = threading.Lock()
+
+
+def _frames_ahead(video: Any, span: TimeSpan, stages: Sequence["FrameStage"]) -> list[Frames]:
+    """The stages' frames for ``span`` (decoded ahead by the call for the chunk before, when
+    there was one), after starting to decode the next chunk's. Only a walk of several stages
+    decodes ahead; a decode nobody asks for is dropped at the next call."""
+    ids = tuple((id(st), st.name, st.version) for st in stages)
+    with _ahead_lock:
+        found = _ahead.pop((str(video.path), span.start, span.end, ids), None)
+        for stale in _ahead.values():
+            stale.cancel()
+        _ahead.clear()
+        if len(stages) > 1 and span.end < video.duration - 1e-6:
+            nxt = TimeSpan(span.end, min(float(video.duration), span.end + span.duration))
+            requests = [st.request(video, nxt) for st in stages]
+            _ahead[(str(video.path), nxt.start, nxt.end, ids)] = _ahead_pool.submit(read_frames, video, requests)
+    if found is not None:
+        return found.result()
+    return read_frames(video, [st.request(video, span) for st in stages])
 
 
 class FrameStage:
