@@ -2,10 +2,12 @@
 
     python benchmarks/index_build.py [--minutes 5] [--work DIR] [--real]
 
-The old way: every stage after the other, every sampled frame embedded by PyTorch
-(``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0 MCR_ONNX_IMAGES=0``). The new way (the default): the
-speech stage in a thread beside the frame stages, the CLIP image tower on ONNX Runtime, and
-frames that look the same as the last one embedded sharing its embedding. Each build runs in its own process on a fresh database and reports
+The old way: every stage after the other, each decoding the video by itself, every sampled
+frame embedded by PyTorch (``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0 MCR_ONNX_IMAGES=0
+MCR_INDEX_ONEPASS=0``). The new way (the default): one decode of each chunk feeds the frame
+stages (shots, on-screen text, embeddings), which work on it at the same time while the next
+chunk is decoded; the speech stage in a thread beside them; the CLIP image tower on ONNX
+Runtime; frames that look the same as the last one read or embedded sharing its result. Each build runs in its own process on a fresh database and reports
 seconds per stage, frames sampled and processed, wall time, real-time factor and peak
 memory; then the two indexes are compared: transcript sentences and shot cuts equal,
 on-screen text at the same times within one sampling step, embeddings within 1e-4 cosine.
@@ -128,6 +130,60 @@ def make_video(work: Path, minutes: float, real: bool) -> Path:
     return out
 
 
+def build_both(video: Path, work: Path, env: dict) -> tuple[dict, dict]:
+    """The index of ``video`` built the old way and the new way (each in its own process, on a
+    fresh database in ``work``), and the comparison of the two: ``(results, checks)``."""
+    results = {}
+    old = {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0", "MCR_ONNX_IMAGES": "0", "MCR_INDEX_ONEPASS": "0"}
+    for way, extra in (("old", old), ("new", {})):
+        db = work / f"index_build_{way}.db"
+        for f in work.glob(f"{db.name}*"):
+            f.unlink()
+        results[way] = run_child(["build", str(video), str(db)], {**env, **extra})
+    checks = run_child(["compare", str(video), str(work / "index_build_old.db"), str(work / "index_build_new.db")], env)
+    return results, checks
+
+
+def table(video: Path, results: dict, checks: dict) -> list[str]:
+    """The figures of :func:`build_both` as lines of text. ``work s``: the time a stage spent on
+    its own frames in the one pass (the pass's stages share the wall time of their walk)."""
+    duration = results["old"]["duration"]
+    lines = [f"index of {video.name} ({duration / 60:.1f} min), stages {STAGES}"]
+    lines.append(f"{'':12} {'old s':>8} {'new s':>8} {'work s':>8}  frames (old -> new)")
+    for stage in STAGES.split(","):
+        o, n = results["old"]["stages"][stage], results["new"]["stages"][stage]
+
+        def frames(info: dict) -> str:
+            done = ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in info.items() if k.startswith("frames_"))
+            return f"{info['frames']} sampled" + (f", {done}" if done else "") if "frames" in info else "-"
+
+        work = n["info"].get("seconds_work")
+        work_s = f"{work:8.1f}" if isinstance(work, (int, float)) else f"{'-':>8}"
+        lines.append(
+            f"{stage:12} {o['seconds']:8.1f} {n['seconds']:8.1f} {work_s}  {frames(o['info'])} -> {frames(n['info'])}"
+        )
+    for way in ("old", "new"):
+        r = results[way]
+        lines.append(
+            f"{way} way: wall {r['wall']:.1f} s, {duration / r['wall']:.1f}x real time, peak {r['peak_mib']:.0f} MiB"
+        )
+    lines.append(
+        f"speed-up {results['old']['wall'] / results['new']['wall']:.2f}x; the same index? {json.dumps(checks)}"
+    )
+    return lines
+
+
+def bench_env(work: Path) -> dict:
+    """Two speech threads, and a ViT-B-32 with random weights when no CLIP model is named."""
+    sys.path.insert(0, str(HERE))
+    from perception import random_clip_folder
+
+    env = {"MCR_ASR_THREADS": os.environ.get("MCR_ASR_THREADS", "2")}
+    if not os.environ.get("MCR_CLIP_MODEL") and not os.environ.get("MCR_CLIP_PRETRAINED"):
+        env["MCR_CLIP_MODEL"] = str(random_clip_folder(work / "clip-vit-b-32-random"))
+    return env
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5)
@@ -137,35 +193,8 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     video = make_video(work, args.minutes, args.real)
-    sys.path.insert(0, str(HERE))
-    from perception import random_clip_folder
-
-    env = {"MCR_ASR_THREADS": os.environ.get("MCR_ASR_THREADS", "2")}
-    if not os.environ.get("MCR_CLIP_MODEL") and not os.environ.get("MCR_CLIP_PRETRAINED"):
-        env["MCR_CLIP_MODEL"] = str(random_clip_folder(work / "clip-vit-b-32-random"))
-    results = {}
-    old = {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0", "MCR_ONNX_IMAGES": "0", "MCR_INDEX_ONEPASS": "0"}
-    for way, extra in (("old", old), ("new", {})):
-        db = work / f"index_build_{way}.db"
-        for f in work.glob(f"{db.name}*"):
-            f.unlink()
-        results[way] = run_child(["build", str(video), str(db)], {**env, **extra})
-    checks = run_child(["compare", str(video), str(work / "index_build_old.db"), str(work / "index_build_new.db")], env)
-    duration = results["old"]["duration"]
-    print(f"index of {video.name} ({duration / 60:.1f} min), stages {STAGES}")
-    print(f"{'':12} {'old s':>8} {'new s':>8}  frames (old -> new)")
-    for stage in STAGES.split(","):
-        o, n = results["old"]["stages"][stage], results["new"]["stages"][stage]
-
-        def frames(info: dict) -> str:
-            done = ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in info.items() if k.startswith("frames_"))
-            return f"{info['frames']} sampled" + (f", {done}" if done else "") if "frames" in info else "-"
-
-        print(f"{stage:12} {o['seconds']:8.1f} {n['seconds']:8.1f}  {frames(o['info'])} -> {frames(n['info'])}")
-    for way in ("old", "new"):
-        r = results[way]
-        print(f"{way} way: wall {r['wall']:.1f} s, {duration / r['wall']:.1f}x real time, peak {r['peak_mib']:.0f} MiB")
-    print(f"speed-up {results['old']['wall'] / results['new']['wall']:.2f}x; the same index? {json.dumps(checks)}")
+    results, checks = build_both(video, work, bench_env(work))
+    print("\n".join(table(video, results, checks)))
     return 0
 
 

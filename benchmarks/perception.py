@@ -19,8 +19,10 @@ should be.
     and for the whole video; and the Whisper encoder alone on full 30 s windows, the
     ceiling for speech as dense as this (voice-activity filtering drops nothing).
 (d) building the index (shots, transcript, on-screen text, frame embeddings) of the
-    whole video; frame embeddings use a ViT-B-32 with random weights when no CLIP
-    weights are on the machine (the cost is that of the real model; the scores are not).
+    whole video the old way (stage after stage) and the new way (one decode for the frame
+    stages, speech beside them), with the two indexes compared (``index_build.py``); frame
+    embeddings use a ViT-B-32 with random weights when no CLIP weights are on the machine
+    (the cost is that of the real model; the scores are not).
 (e) ``temporal_grounding`` latency on the built index.
 (f) OCR engines on drawn text: rapidocr-onnxruntime against tesseract (when installed).
 (g) shot boundaries on a labelled set of real footage (``shots.py``): MCR's ``shots`` stage
@@ -39,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from index_build import bench_env, build_both, table
 from long_video import FPS, SIZE, make_long_video, read_frame_number
 from ocr_engines import child_ocr_engines
 
@@ -222,25 +225,6 @@ def random_clip_folder(folder: Path, model: str = "ViT-B-32") -> Path:
     return folder
 
 
-def child_index(video_path: str, db: str, stages: str) -> dict:
-    from mcr.memory import Memory, VideoIndex
-    from mcr.video import Video
-
-    video = Video(video_path)
-    index = VideoIndex(video, Memory(db))
-    out = {}
-    for name in stages.split(","):
-        (report,) = index.build([name])
-        out[name] = {
-            "status": report.status,
-            "seconds": report.seconds,
-            "entries": report.entries,
-            "reason": report.reason,
-            "frames": {k: v for k, v in report.info.items() if k == "frames" or k.startswith("frames_")},
-        }
-    return {"stages": out}
-
-
 QUERIES = [
     "the harbour master repairs a broken bridge",
     "a tired pilot waits for the last train",
@@ -330,8 +314,6 @@ def child_main(args: list[str]) -> int:
         out = child_asr(rest[0], float(rest[1]))
     elif name == "encoder":
         out = child_encoder(rest[0])
-    elif name == "index":
-        out = child_index(rest[0], rest[1], rest[2])
     elif name == "grounding":
         out = child_grounding(rest[0], rest[1])
     elif name == "ocr_engines":
@@ -435,28 +417,13 @@ def main(argv=None) -> int:
                     "dense speech: every 30 s window encoded",
                 ]
             )
-    db = work / f"index_{args.minutes}min.db"
-    clip_env = {
-        "MCR_CLIP_MODEL": str(random_clip_folder(work / "clip-vit-b-32-random"))
-        if "d" in args.parts or "e" in args.parts
-        else "",
-        "MCR_ASR_THREADS": threads,
-    }
+    db = work / "index_build_new.db"  # the index built the new way in (d), which (e) queries
+    clip_env = {**bench_env(work), "MCR_ASR_THREADS": threads} if "d" in args.parts or "e" in args.parts else {}
     if "d" in args.parts:
-        if db.exists():
-            db.unlink()
-        r = run_child("index", str(video), str(db), "shots,transcript,ocr,embeddings", env=clip_env)
-        total = 0.0
-        for name, st in r.get("stages", {}).items():
-            total += st["seconds"]
-            note = f"{st['status']}, {st['entries']} entries" + (f" ({st['reason'][:60]})" if st["reason"] else "")
-            if name == "embeddings":
-                note += " (ViT-B-32, random weights)"
-            if st.get("frames"):
-                note += "; frames " + ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in st["frames"].items())
-            speed = f"{60 * args.minutes / max(st['seconds'], 1e-9):.0f}x real time"
-            add([f"(d) index stage {name}", f"{st['seconds']:.1f}", speed, "", note])
-        add(["(d) index build, all stages", f"{total:.1f}", "", f"{r.get('peak_mib', 0):.0f}", r.get("error", "")])
+        results, checks = build_both(video, work, clip_env)
+        index_lines = table(video, results, checks)
+        print("\n".join(index_lines), flush=True)
+        lines.extend(["(d) " + line for line in index_lines])
     if "e" in args.parts:
         r = run_child("grounding", str(video), str(db), env=clip_env)
         if "error" in r:
