@@ -14,8 +14,8 @@ from mcr.lazy import lazy_exports
 _EXPORTS = {
     "KINDS": ".entries",
     "MemoryEntry": ".entries",
-    "ChunkResult": ".index",
-    "StageReport": ".index",
+    "ChunkResult": ".build",
+    "StageReport": ".build",
     "VideoIndex": ".index",
     "check_stages": ".index",
     "make_stage": ".index",

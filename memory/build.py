@@ -15,15 +15,89 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
 
 from mcr.types import TimeSpan, format_time
 from mcr.video import DamagedMedia
 
-from .index import ChunkResult, Progress, StageReport, merge_info, per_hour
+from .entries import MemoryEntry
 from .lease import LeaseLost
 
 MIN_DAMAGED_S = 2.0  # a damaged chunk is read in halves down to pieces about this long
+
+Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds total)
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's entries and arrays. ``info``: what the chunk cost or counted (numbers are
+    summed over the chunks, lists joined) into the stage's info and report. An entry whose
+    ``data["entities"]`` names people or things also joins the memory's entity and event graph."""
+
+    entries: list[MemoryEntry] = field(default_factory=list)
+    arrays: dict[float, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage(Protocol):
+    """One kind of perception over a whole video, computed chunk by chunk. A stage with
+    ``embed = True`` has its entries embedded (the memory's encoder) as they are stored."""
+
+    name: str
+    version: str
+    chunk_s: float
+
+    def skip_reason(self, video: Any) -> str | None:
+        """Why this stage cannot run on this video (e.g. no audio track), or None."""
+
+    def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult: ...
+
+
+@dataclass
+class StageReport:
+    stage: str
+    status: str  # reused | built | resumed | skipped | failed
+    entries: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    info: dict = field(default_factory=dict)  # the chunks' summed ``info`` (and ``per_video_hour``)
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage,
+            "status": self.status,
+            "entries": self.entries,
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+            "info": self.info,
+        }
+
+
+def merge_info(total: dict, part: dict) -> dict:
+    """``part`` added into ``total``: numbers summed, lists joined, anything else replaced."""
+    for key, value in part.items():
+        old = total.get(key)
+        if isinstance(value, (int, float)) and isinstance(old, (int, float)) and not isinstance(value, bool):
+            total[key] = old + value
+        elif isinstance(value, list) and isinstance(old, list):
+            total[key] = old + value
+        else:
+            total[key] = value
+    return total
+
+
+def per_hour(info: dict, seconds: float) -> dict:
+    """The numbers of ``info`` per hour of a video ``seconds`` long."""
+    if seconds <= 0:
+        return {}
+    return {
+        k: round(v * 3600.0 / seconds, 2)
+        for k, v in info.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _damage(exc: Exception, video: Any) -> str:

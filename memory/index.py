@@ -12,89 +12,17 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from mcr.errors import StageError
 from mcr.types import TimeSpan
 
+from .build import ChunkResult, Progress, Stage, StageReport, StageRun, build_runs
 from .entries import MemoryEntry
 from .lease import Lease, LeaseLost
 from .memory import Memory
-
-Progress = Callable[[str, float, float], None]  # (stage, seconds done, seconds total)
-
-
-@dataclass
-class ChunkResult:
-    """A chunk's entries and arrays. ``info``: what the chunk cost or counted (numbers are
-    summed over the chunks, lists joined) into the stage's info and report. An entry whose
-    ``data["entities"]`` names people or things also joins the memory's entity and event graph."""
-
-    entries: list[MemoryEntry] = field(default_factory=list)
-    arrays: dict[float, np.ndarray] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-class Stage(Protocol):
-    """One kind of perception over a whole video, computed chunk by chunk. A stage with
-    ``embed = True`` has its entries embedded (the memory's encoder) as they are stored."""
-
-    name: str
-    version: str
-    chunk_s: float
-
-    def skip_reason(self, video: Any) -> str | None:
-        """Why this stage cannot run on this video (e.g. no audio track), or None."""
-
-    def run_chunk(self, video: Any, span: TimeSpan) -> ChunkResult: ...
-
-
-@dataclass
-class StageReport:
-    stage: str
-    status: str  # reused | built | resumed | skipped | failed
-    entries: int = 0
-    seconds: float = 0.0
-    reason: str = ""
-    info: dict = field(default_factory=dict)  # the chunks' summed ``info`` (and ``per_video_hour``)
-
-    def to_dict(self) -> dict:
-        return {
-            "stage": self.stage,
-            "status": self.status,
-            "entries": self.entries,
-            "seconds": round(self.seconds, 3),
-            "reason": self.reason,
-            "info": self.info,
-        }
-
-
-def merge_info(total: dict, part: dict) -> dict:
-    """``part`` added into ``total``: numbers summed, lists joined, anything else replaced."""
-    for key, value in part.items():
-        old = total.get(key)
-        if isinstance(value, (int, float)) and isinstance(old, (int, float)) and not isinstance(value, bool):
-            total[key] = old + value
-        elif isinstance(value, list) and isinstance(old, list):
-            total[key] = old + value
-        else:
-            total[key] = value
-    return total
-
-
-def per_hour(info: dict, seconds: float) -> dict:
-    """The numbers of ``info`` per hour of a video ``seconds`` long."""
-    if seconds <= 0:
-        return {}
-    return {
-        k: round(v * 3600.0 / seconds, 2)
-        for k, v in info.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-
 
 _STAGES: dict[str, Callable[..., Stage]] = {}
 _BROKEN: dict[str, str] = {}  # entry points that failed to load, and why
@@ -252,8 +180,6 @@ class VideoIndex:
     ) -> list[StageReport]:
         """Stages built in one walk: those whose lease is free now; the others are waited for and
         built (or reused) one by one after it."""
-        from .build import StageRun, build_runs
-
         if len(stages) == 1:
             return [self._build_one(stages[0], progress, notice)]
         reports: dict[int, StageReport] = {}
@@ -312,8 +238,6 @@ class VideoIndex:
             st = self._reusable(stage)
             if st is not None:  # built by the builder this one waited for
                 return self._reused(stage, st, progress, f"built by {holder} while this one waited {waited:.1f} s")
-            from .build import StageRun, build_runs
-
             note = f"{holder} stopped before finishing it" if holder else ""
             return build_runs(self, [StageRun(self, stage, lease, note)], progress)[0]
         finally:
