@@ -35,6 +35,40 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MCR_CACHE") or Path.home() / ".cache" / "mcr") / "onnx"
 
 
+def manifest_entry(name: str, key: str) -> dict | None:
+    """The entry ``key`` of the manifest ``name`` in the cache folder (None: none, or unreadable)."""
+    import json
+
+    path = cache_dir() / name
+    try:
+        entry = json.loads(path.read_text()).get(key) if path.exists() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def manifest_put(name: str, key: str, entry: dict) -> None:
+    """Set ``key`` in the manifest ``name``: under a lock (two processes recording at once both
+    keep their entries) and written to a temporary file then renamed (never half-written)."""
+    import fcntl
+    import json
+
+    path = cache_dir() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            known = json.loads(path.read_text()) if path.exists() else {}
+            if not isinstance(known, dict):
+                known = {}
+        except (OSError, ValueError):
+            known = {}
+        known[key] = entry
+        tmp = path.with_suffix(f".{os.getpid()}.part")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, path)
+
+
 def fingerprint(module: Any, skip: tuple[str, ...] = ()) -> str:
     """A short digest of a module's weights: names, shapes and a strided sample of each tensor."""
     h = hashlib.blake2b(digest_size=12)
@@ -72,6 +106,10 @@ class BucketedGraphs:
         """The smallest bucket that holds ``need`` tokens, or None when none does."""
         return next((b for b in self.buckets if b >= need), None)
 
+    def path(self, length: int) -> Path:
+        """Where the graph for ``length`` is kept."""
+        return cache_dir() / f"{self.name}-{self.key}-{length}.onnx"
+
     def session(self, length: int) -> Any:
         import onnxruntime as ort
         import torch
@@ -80,7 +118,7 @@ class BucketedGraphs:
             if length in self.sessions:
                 return self.sessions[length]
             inputs = self.probe(length)
-            path = cache_dir() / f"{self.name}-{self.key}-{length}.onnx"
+            path = self.path(length)
             if not path.exists():
                 self._export(inputs, path)
             options = ort.SessionOptions()

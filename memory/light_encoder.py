@@ -11,7 +11,6 @@ or changed, the full encoder is used, as before.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -41,22 +40,13 @@ def folder_key(folder: str | os.PathLike) -> str | None:
 
 
 def record(folder: str | os.PathLike, fingerprint: str, name: str, dim: int, max_length: int, pad_id: int) -> None:
-    """Note in the manifest that ``folder``'s graphs are exported under ``fingerprint`` (atomic)."""
-    from mcr.onnxrun import cache_dir
+    """Note in the manifest that ``folder``'s graphs are exported under ``fingerprint``."""
+    from mcr.onnxrun import manifest_put
 
     key = folder_key(folder)
-    if key is None:
-        return
-    path = cache_dir() / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        known = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        known = {}
-    known[key] = {"fingerprint": fingerprint, "name": name, "dim": dim, "max_length": max_length, "pad_id": pad_id}
-    tmp = path.with_suffix(f".{os.getpid()}.part")
-    tmp.write_text(json.dumps(known, indent=1))
-    os.replace(tmp, path)
+    if key is not None:
+        entry = {"fingerprint": fingerprint, "name": name, "dim": dim, "max_length": max_length, "pad_id": pad_id}
+        manifest_put(MANIFEST, key, entry)
 
 
 class LightEncoder:
@@ -107,18 +97,14 @@ def light_encoder(folder: str | os.PathLike | None) -> LightEncoder | None:
     """The light encoder of ``folder`` when its graphs were recorded and are all here, else None."""
     from importlib.util import find_spec
 
-    from mcr.onnxrun import available, cache_dir
+    from mcr.onnxrun import available, cache_dir, manifest_entry
 
     if folder is None or not available() or find_spec("tokenizers") is None:
         return None
     key = folder_key(folder)
-    path = cache_dir() / MANIFEST
-    if key is None or not path.exists() or not (Path(folder) / "tokenizer.json").is_file():
+    if key is None or not (Path(folder) / "tokenizer.json").is_file():
         return None
-    try:
-        entry = json.loads(path.read_text()).get(key)
-    except (OSError, ValueError):
-        return None
+    entry = manifest_entry(MANIFEST, key)
     if not entry:
         return None
     graphs = {b: cache_dir() / f"sentence-{entry['fingerprint']}-{b}.onnx" for b in BUCKETS}

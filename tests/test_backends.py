@@ -99,7 +99,7 @@ def test_missing_models_say_what_to_do(tmp_path, monkeypatch):
     message = str(info.value)
     assert "OpenGVLab/InternVideo3-8B-Instruct is not available offline" in message
     assert "Qwen/Qwen3-VL-2B-Instruct" in message and "--endpoint" in message and "\n" not in message
-    with pytest.raises(ModelNotAvailable, match=r"Qwen/Qwen3-VL-8B-Instruct is not available offline.*hf download"):
+    with pytest.raises(ModelNotAvailable, match=r"Qwen/Qwen3-VL-8B-Instruct is not available offline.*models pull"):
         load_model("Qwen/Qwen3-VL-8B-Instruct")
     with pytest.raises(ModelError, match="GGUF file not found"):
         load_model(str(tmp_path / "missing.gguf"))
@@ -114,7 +114,9 @@ def test_models_command_lists_profiles():
         [sys.executable, "-m", "mcr.cli", "models", "--json"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    doc = json.loads(proc.stdout)
+    rows = {r["name"]: r for r in doc["profiles"]}
+    assert all({"what", "size_mib", "path"} <= set(r) for r in doc["on_machine"])
     assert rows["OpenGVLab/InternVideo3-8B-Instruct"]["default_for"] == "gpu"
     assert rows["openai-compatible"]["native_tools"] and rows["google/gemma-3-270m"]["vision"] == "text only"
     table = subprocess.run(

@@ -108,18 +108,14 @@ def resolve_model(spec: str | None = None) -> str:
             f"whisper model {spec!r} ({repo} on the hub) is not on this machine and HF_HUB_OFFLINE is set: "
             f"unset HF_HUB_OFFLINE to download it, {elsewhere}"
         )
-    try:
-        return download_model(spec)
-    except Exception as exc:
-        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise ASRModelError(
-            f"whisper model {spec!r} ({repo}) could not be downloaded from {_endpoint()} ({why}): "
-            f"check the network, HF_ENDPOINT and HF_TOKEN, {elsewhere}"
-        ) from None
+    from mcr.models import ModelNotAvailable
+    from mcr.models.hub import fetch
 
-
-def _endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    patterns = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*"]
+    try:  # a short first request: no network gives this line in seconds
+        return str(fetch(repo, allow_patterns=patterns, what=f"whisper model {spec!r}"))
+    except ModelNotAvailable as exc:
+        raise ASRModelError(f"{exc}: check the network, HF_ENDPOINT and HF_TOKEN, {elsewhere}") from None
 
 
 def _device(device: str) -> str:

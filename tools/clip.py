@@ -22,6 +22,7 @@ from mcr.memory import ChunkResult, register_stage
 from mcr.types import TimeSpan
 
 from .base import ToolError, shared_models
+from .clip_image import light_images
 from .frame_pass import FrameStage
 from .sampling import Request, sample_times
 from .stages import env_device, env_float
@@ -108,6 +109,8 @@ class ClipModel:
     image_size: int
     text_session: Any = None  # the text tower on ONNX Runtime (see clip_text), when it can run there
     image_session: Any = None  # the image tower on ONNX Runtime (see clip_image), made on first use
+    spec: str = ""  # "model|pretrained", the key under which the image graph is recorded
+    weights: str | None = None  # the weights file, when there is one
     _image_tried: bool = field(default=False, init=False, repr=False)
     _short: Any = field(default=None, init=False, repr=False)  # the short-text module, built on first use
 
@@ -121,6 +124,13 @@ class ClipModel:
             from .clip_image import image_session
 
             self._image_tried, self.image_session = True, image_session(self.model, self.image_size, str(self.device))
+            if self.image_session is not None and self.spec:
+                from .clip_image import record
+
+                try:  # a later process embeds frames on the graph alone, without PyTorch
+                    record(self.spec, self.weights, self.image_session, self.preprocess)
+                except Exception:  # noqa: BLE001 - not recorded: later processes load the model
+                    pass
         if self.image_session is not None:
             try:
                 out = self.image_session(batch).astype(np.float32)
@@ -227,7 +237,24 @@ def load_clip(models: Any, model: str | None = None, pretrained: str | None = No
         label = model if not pretrained else f"{model}/{os.path.basename(pretrained)}"
         from .clip_text import text_session
 
-        return ClipModel(net, preprocess, tokenizer, dev, label, size, text_session(net, tokenizer, dev))
+        if model.startswith("local-dir:"):
+            folder = Path(model[len("local-dir:") :])
+            names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+            weights = next((str(folder / n) for n in names if (folder / n).is_file()), None)
+        elif weights and not os.path.isfile(weights):
+            weights = None
+        return ClipModel(
+            net,
+            preprocess,
+            tokenizer,
+            dev,
+            label,
+            size,
+            text_session(net, tokenizer, dev),
+            None,
+            f"{model}|{pretrained}",
+            weights,
+        )
 
     try:
         return models.get(key, load)
@@ -278,15 +305,25 @@ class EmbeddingStage(FrameStage):
     def skip_reason(self, video: Any) -> str | None:
         return None
 
+    def images(self) -> Any:
+        """What embeds the frames: the recorded ONNX graph alone when there is one (no PyTorch,
+        see ``clip_image.light_images``), else the CLIP model."""
+        if self.device in ("auto", "cpu"):
+            spec = f"{self.model}|{self.pretrained}"
+            light = self.models.get(("clip-light-images", spec), lambda: light_images(spec) or False)
+            if light:
+                return light
+        return load_clip(self.models, self.model, self.pretrained, self.device)
+
     def request(self, video: Any, span: TimeSpan) -> Request:
-        side = max(64, load_clip(self.models, self.model, self.pretrained, self.device).image_size)
+        side = max(64, self.images().image_size)
         max_pixels = int(side * side * 16 / 9) if video.width >= video.height else int(side * side * 9 / 16)
         return Request(sample_times(span, self.fps), max(max_pixels, 64 * 64))
 
     def from_frames(self, video: Any, span: TimeSpan, frames: list) -> ChunkResult:
         from .change import ChangeGate
 
-        clip = load_clip(self.models, self.model, self.pretrained, self.device)
+        clip = self.images()
         stamps, owner, vecs, batch = [], [], [], []  # owner[i]: the embedded frame that frame i shares
         gate = ChangeGate(SAME_FRAME)
         for t, image in frames:

@@ -54,3 +54,124 @@ def image_session(net: Any, size: int, device: str) -> ImageTower | None:
     except Exception as exc:  # any failure leaves the PyTorch path, which always works
         log.info("CLIP image tower stays on PyTorch: %s: %s", type(exc).__name__, str(exc)[:200])
         return None
+
+
+# ------------------------------------------------------------ without PyTorch
+
+MANIFEST = "clip-image-manifest.json"
+_PIL_FILTERS = {"bicubic": 3, "bilinear": 2, "nearest": 0, "lanczos": 1}  # PIL.Image.Resampling values
+
+
+def plain_preprocess(preprocess: Any) -> dict | None:
+    """open_clip's image transform as plain settings, when it is the usual resize of the shorter
+    side, centre crop, to-tensor and normalise (None for anything else)."""
+    steps = getattr(preprocess, "transforms", None)
+    if not steps:
+        return None
+    out: dict = {}
+    for step in steps:
+        kind = type(step).__name__
+        if kind == "Resize" and (isinstance(step.size, int) or len(step.size) == 1):
+            interp = str(getattr(step.interpolation, "value", step.interpolation)).lower()
+            if interp not in _PIL_FILTERS or getattr(step, "max_size", None):
+                return None
+            out["resize"], out["filter"] = int(step.size if isinstance(step.size, int) else step.size[0]), interp
+        elif kind == "CenterCrop":
+            h, w = step.size if len(step.size) == 2 else (step.size[0], step.size[0])
+            if h != w:
+                return None
+            out["crop"] = int(h)
+        elif kind == "Normalize":
+            out["mean"], out["std"] = [float(x) for x in step.mean], [float(x) for x in step.std]
+        elif kind not in ("MaybeConvertMode", "MaybeToTensor", "ToTensor", "function"):
+            return None
+    return out if {"resize", "filter", "crop", "mean", "std"} <= set(out) else None
+
+
+def pixels(image: np.ndarray, p: dict) -> np.ndarray:
+    """An RGB ``(H, W, 3)`` uint8 image as the ``(3, s, s)`` float32 input the settings ``p`` describe
+    (the same PIL resize and the same arithmetic as open_clip's transform)."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(image)).convert("RGB")
+    w, h = im.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(p["resize"] * long / short)
+    size = (p["resize"], new_long) if w <= h else (new_long, p["resize"])
+    if size != (w, h):
+        im = im.resize(size, _PIL_FILTERS[p["filter"]])
+    c = p["crop"]
+    top, left = int(round((im.size[1] - c) / 2.0)), int(round((im.size[0] - c) / 2.0))
+    im = im.crop((left, top, left + c, top + c))
+    arr = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    mean, std = np.asarray(p["mean"], np.float32)[:, None, None], np.asarray(p["std"], np.float32)[:, None, None]
+    return (arr - mean) / std
+
+
+def file_stamp(path: str) -> list | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def record(spec: str, weights: str | None, tower: ImageTower, preprocess: Any) -> None:
+    """Note the checked graph of the model ``spec`` (its weights file ``weights``), so a later
+    process embeds frames without loading PyTorch; only when the transform is plain and gives the
+    same pixels as :func:`pixels` on two probe images."""
+    from PIL import Image
+
+    from mcr.onnxrun import manifest_put
+
+    p = plain_preprocess(preprocess)
+    stamp = file_stamp(weights) if weights else None
+    if p is None or stamp is None or p["crop"] != tower.size:
+        return
+    rng = np.random.default_rng(0)
+    for shape in ((90, 160, 3), (200, 120, 3)):
+        probe = rng.integers(0, 256, shape, dtype=np.uint8)
+        want = preprocess(Image.fromarray(probe)).numpy()
+        if want.shape != (3, tower.size, tower.size) or np.abs(want - pixels(probe, p)).max() > 1e-5:
+            return
+    graph = tower.graphs.path(tower.size)
+    entry = {"weights": weights, "stamp": stamp, "graph": str(graph), "size": tower.size, "preprocess": p}
+    manifest_put(MANIFEST, spec, entry)
+
+
+class LightImages:
+    """``embed_images`` of a recorded model on its graph, with numpy and PIL: no PyTorch."""
+
+    def __init__(self, entry: dict) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(entry["graph"], options, providers=["CPUExecutionProvider"])
+        self.image_size, self.settings = int(entry["size"]), entry["preprocess"]
+
+    def embed_images(self, images: Any) -> np.ndarray:
+        batch = np.stack([pixels(im, self.settings) for im in images])
+        out = self.session.run(None, {"pixels": batch})[0].astype(np.float32)
+        return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+
+
+def light_images(spec: str) -> LightImages | None:
+    """The recorded image tower of ``spec`` when its weights file is unchanged and its graph is
+    here, on a machine without a GPU; else None (the PyTorch model is loaded as before)."""
+    from mcr.onnxrun import available, manifest_entry
+
+    if not available() or os.environ.get("MCR_ONNX_IMAGES") == "0" or os.path.exists("/dev/nvidiactl"):
+        return None
+    entry = manifest_entry(MANIFEST, spec)
+    if not entry or file_stamp(entry.get("weights") or "") != entry.get("stamp"):
+        return None
+    if not os.path.isfile(entry.get("graph", "")):
+        return None
+    try:
+        return LightImages(entry)
+    except Exception as exc:  # noqa: BLE001 - a graph that will not load: the PyTorch model
+        log.info("CLIP image tower needs PyTorch: %s: %s", type(exc).__name__, str(exc)[:200])
+        return None

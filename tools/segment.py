@@ -9,7 +9,11 @@ most (mask IoU tracking).
 
 Weights: ``MCR_SAM_CHECKPOINT`` (a segment-anything checkpoint such as
 ``sam_vit_b_01ec64.pth``) and ``MCR_SAM_MODEL`` (``vit_b``, ``vit_l``, ``vit_h``; by
-default read from the file name).
+default read from the file name). Without ``MCR_SAM_CHECKPOINT`` the official checkpoint of
+``MCR_SAM_MODEL`` (default ``vit_b``) is fetched on first use from the segment-anything
+release URL (``MCR_SAM_URL`` names a mirror folder instead) into ``~/.cache/mcr``, kept only
+if its SHA-256 starts with the hash in its published file name (``mcr-agent models pull sam``
+fetches it ahead of time; ``HF_HUB_OFFLINE=1`` never fetches).
 """
 
 from __future__ import annotations
@@ -27,33 +31,64 @@ from mcr.types import TimeSpan, format_time
 from .base import ToolContext, ToolError, ToolResult, ToolRetry, tool
 from .stages import check_span
 
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything"
+# the official checkpoints; the hex digits in each name begin the file's SHA-256
+OFFICIAL = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
 DEFAULT_CHECKPOINT = Path("~/.cache/mcr/sam_vit_b_01ec64.pth")
 HOW_TO_GET = (
     "download a segment-anything checkpoint (e.g. sam_vit_b_01ec64.pth from the segment-anything "
-    "repository's model links) and set MCR_SAM_CHECKPOINT=/path/to/it"
+    "repository's model links) and set MCR_SAM_CHECKPOINT=/path/to/it, or `mcr-agent models pull sam`"
 )
 _NUM = r"-?\d+(?:\.\d+)?"
 
 
 def sam_spec() -> tuple[str, str]:
     """``(checkpoint path, model type)``."""
-    checkpoint = os.path.expanduser(os.environ.get("MCR_SAM_CHECKPOINT") or str(DEFAULT_CHECKPOINT))
     model_type = os.environ.get("MCR_SAM_MODEL")
+    chosen = os.environ.get("MCR_SAM_CHECKPOINT")
+    if chosen:
+        checkpoint = os.path.expanduser(chosen)
+    else:
+        name = OFFICIAL.get(model_type or "vit_b", OFFICIAL["vit_b"])
+        checkpoint = os.path.expanduser(str(DEFAULT_CHECKPOINT.with_name(name)))
     if not model_type:
         found = re.search(r"vit_[bhl]", os.path.basename(checkpoint))
         model_type = found.group(0) if found else "vit_b"
     return checkpoint, model_type
 
 
+def fetchable() -> bool:
+    """The checkpoint is the official default, not here yet, and may be fetched (not offline)."""
+    from mcr.models.hub import offline
+
+    checkpoint, _ = sam_spec()
+    return not os.environ.get("MCR_SAM_CHECKPOINT") and not os.path.isfile(checkpoint) and not offline()
+
+
+def fetch_checkpoint() -> str:
+    """The checkpoint's path, fetching the official one first when it is the default and missing."""
+    from mcr.models.hub import fetch_url
+
+    checkpoint, _ = sam_spec()
+    if fetchable():
+        name = os.path.basename(checkpoint)
+        base = (os.environ.get("MCR_SAM_URL") or SAM_URL).rstrip("/")
+        digest = name.rsplit("_", 1)[-1].split(".")[0]
+        fetch_url(f"{base}/{name}", Path(checkpoint), digest, what="SAM checkpoint")
+    return checkpoint
+
+
 def unavailable_reason() -> str | None:
-    """Why SAM cannot load here, found without importing it (None: it may load)."""
+    """Why SAM cannot load here, found without importing it or asking the network (None: it may
+    load; the official checkpoint is fetched on its first use)."""
     import importlib.util
 
     if importlib.util.find_spec("segment_anything") is None:
         return "segment-anything is not installed: `pip install segment-anything`"
     checkpoint, _ = sam_spec()
-    if not os.path.isfile(checkpoint):
-        return f"SAM checkpoint {checkpoint} not found: {HOW_TO_GET}"
+    if not os.path.isfile(checkpoint) and not fetchable():
+        why = "not found" if os.environ.get("MCR_SAM_CHECKPOINT") else "not on this machine and HF_HUB_OFFLINE is set"
+        return f"SAM checkpoint {checkpoint} {why}: {HOW_TO_GET}"
     return None
 
 
@@ -67,6 +102,13 @@ def load_sam(models: Any, device: str = "auto") -> Any:
     def load():
         import torch
         from segment_anything import SamPredictor, sam_model_registry
+
+        from mcr.models import ModelNotAvailable
+
+        try:
+            fetch_checkpoint()
+        except ModelNotAvailable as exc:
+            raise ToolError(f"{exc}; or {HOW_TO_GET}") from None
 
         if model_type not in sam_model_registry:
             raise ToolError(f"unknown SAM model type {model_type!r}; one of {', '.join(sorted(sam_model_registry))}")

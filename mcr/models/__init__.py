@@ -50,6 +50,10 @@ def default_model() -> str:
     big, small = default_model_id(gpu=True), default_model_id(gpu=False)
     have_big, have_small = _hub_snapshot(big) is not None, _hub_snapshot(small) is not None
     if not have_big and not have_small:
+        from .hub import offline, why_not_reachable
+
+        if not offline() and why_not_reachable(small) is None:  # fetched on first use
+            return big if _has_cuda() else small
         raise ModelNotAvailable(
             f"no default model is on this machine: {big} is not available offline (the default with a GPU), "
             f"nor is {small} (the default on CPU). Download one where the hub is reachable (`hf download {big}`), "
@@ -74,12 +78,12 @@ def _split_openai(spec: str, endpoint: str | None) -> tuple[str | None, str]:
 
 
 def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) -> Model:
-    """A model from a spec, loaded without downloading anything.
+    """A model from a spec.
 
     ``spec`` is an object with ``generate``; ``replay:FILE``; ``openai:MODEL@URL`` (or a
     served model's name with ``endpoint=URL``); a local model folder or ``.gguf`` file; or
-    a hub id, which must be in the local Hugging Face cache (or shipped by a known
-    package). ``None`` picks :func:`default_model`. ``options`` go to the backend
+    a hub id: from the local Hugging Face cache, a known package that ships it, or
+    downloaded on first use (``mcr.models.hub.fetch``; not with ``HF_HUB_OFFLINE=1``). ``None`` picks :func:`default_model`. ``options`` go to the backend
     (``device``, ``constrain``, ``dtype``, ``timeout``...). A missing model raises
     ``ModelNotAvailable`` saying how to get it.
     """
@@ -121,12 +125,17 @@ def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) ->
 
             gguf = packaged_gguf(profile.package, hub_id)
             return _transformers_model(str(gguf), options, name=hub_id, profile=profile)
-        raise ModelNotAvailable(
-            f"model {hub_id} is not available offline: it is not in the local Hugging Face cache. "
-            f"Download it where the hub is reachable (`hf download {hub_id}`) and pass its folder with "
-            "--model /path/to/weights, serve it and pass --endpoint URL, or replay a recorded run with "
-            "--model replay:TRACE.jsonl"
-        )
+        from .hub import fetch
+
+        try:
+            folder = fetch(hub_id)  # downloaded on first use, like transformers does
+        except ModelNotAvailable as exc:
+            raise ModelNotAvailable(
+                f"model {hub_id} is not available offline: {exc}. Download it where the hub is reachable "
+                f"(`mcr-agent models pull {hub_id}`) and pass its folder with --model /path/to/weights, serve it "
+                "and pass --endpoint URL, or replay a recorded run with --model replay:TRACE.jsonl"
+            ) from None
+        return _transformers_model(str(folder), options, name=hub_id)
     raise ModelError(
         f"unknown model {spec!r}: pass a hub id like {DEFAULT_MODEL}, a local model folder or .gguf file, "
         "openai:MODEL@URL, or replay:FILE (`mcr-agent models` lists the known ones)"

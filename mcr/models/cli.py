@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 
 
 def where(profile) -> str:
@@ -19,15 +21,75 @@ def where(profile) -> str:
     return "-"
 
 
+def pull(spec: str) -> Path:
+    """Fetch what ``spec`` names ahead of its first use: a hub id (a VLM), ``sam`` or
+    ``sam:vit_b|vit_l|vit_h``, ``whisper:SIZE_OR_REPO``, or ``clip:MODEL/TAG``; its local path."""
+    from mcr.errors import MCRError
+
+    from .hub import fetch, fetch_url
+
+    kind, _, rest = spec.partition(":")
+    if kind == "sam":
+        from mcr.tools.segment import DEFAULT_CHECKPOINT, OFFICIAL, SAM_URL
+
+        name = OFFICIAL.get(rest or "vit_b")
+        if name is None:
+            raise MCRError(f"unknown SAM model {rest!r}: one of {', '.join(OFFICIAL)}")
+        base = (os.environ.get("MCR_SAM_URL") or SAM_URL).rstrip("/")
+        digest = name.rsplit("_", 1)[-1].split(".")[0]
+        return fetch_url(f"{base}/{name}", DEFAULT_CHECKPOINT.with_name(name).expanduser(), digest, "SAM checkpoint")
+    if kind == "whisper" and rest:
+        from mcr.tools.asr import resolve_model
+
+        return Path(resolve_model(rest))
+    if kind == "clip" and "/" in rest:
+        import open_clip
+
+        model, tag = rest.split("/", 1)
+        repo = ((open_clip.get_pretrained_cfg(model, tag) or {}).get("hf_hub") or "").strip("/")
+        if not repo:
+            raise MCRError(f"{model}/{tag} is not an open_clip pretrained tag kept on the hub")
+        return fetch(repo, allow_patterns=["open_clip_*"], what="CLIP weights")
+    if spec.count("/") == 1 and ":" not in spec:
+        return fetch(spec)
+    raise MCRError(
+        f"cannot tell what to fetch from {spec!r}: give a hub id (org/name), sam[:vit_b|vit_l|vit_h], "
+        "whisper:SIZE_OR_REPO or clip:MODEL/TAG"
+    )
+
+
+def on_machine() -> list[dict]:
+    """What model files this machine holds: the Hugging Face cache's repositories and MCR's own
+    cache (SAM checkpoints, ONNX exports), each with its size."""
+    from mcr.onnxrun import cache_dir
+
+    from .hub import cached_models, folder_sizes
+
+    rows = [{"what": f"{r['kind']} {r['repo']}", "size_mib": r["size_mib"], "path": r["path"]} for r in cached_models()]
+    for r in folder_sizes(cache_dir().parent):
+        rows.append({"what": f"mcr cache {Path(r['path']).name}", "size_mib": r["size_mib"], "path": r["path"]})
+    return rows
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .profiles import PROFILES, SERVER
+
+    if args.action == "pull":
+        if not args.spec:
+            raise SystemExit("mcr-agent models pull: name what to fetch (a hub id, sam, whisper:SIZE, clip:MODEL/TAG)")
+        path = pull(args.spec)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        print(json.dumps({"spec": args.spec, "path": str(path), "size_mib": round(size / 2**20, 1)}) if args.json
+              else f"{args.spec}: {path} ({size / 2**20:,.1f} MiB)")  # fmt: skip
+        return 0
 
     rows = []
     for p in PROFILES + [SERVER]:
         row = {**p.to_dict(), "vision": p.vision, "available": "server" if p is SERVER else where(p)}
         rows.append(row)
+    here = on_machine()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"profiles": rows, "on_machine": here}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -48,13 +110,25 @@ def cmd_models(args: argparse.Namespace) -> int:
             r["available"],
         )
     Console().print(table)
+    files = Table(title="On this machine (`mcr-agent models pull SPEC` fetches ahead of use)", title_justify="left")
+    for name in ("what", "MiB", "path"):
+        files.add_column(name)
+    for r in here:
+        files.add_row(r["what"], f"{r['size_mib']:,.1f}", r["path"])
+    Console().print(files)
     return 0
 
 
 def register(subparsers) -> None:
     """Add the ``models`` command to ``mcr-agent``."""
-    models = subparsers.add_parser("models", help="list the known model profiles and which are on this machine")
-    models.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    models = subparsers.add_parser(
+        "models", help="list the known models and the model files on this machine; `models pull SPEC` fetches one"
+    )
+    models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
+    models.add_argument(
+        "spec", nargs="?", help="for pull: a hub id, sam[:vit_b|vit_l|vit_h], whisper:SIZE, clip:MODEL/TAG"
+    )
+    models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=cmd_models)
 
 
