@@ -1,5 +1,5 @@
 """Start-up cost against a bare interpreter: ``import mcr``, ``Agent(...)`` construction,
-``mcr-agent --help`` and the README's first command (the recorded script on ``boats.mp4``,
+``mcr-agent --help`` and the README's first command (the recorded script on ``megamind.mp4``,
 its index already built: one run is made first, outside the timing).
 
     python benchmarks/startup.py [--repeat 5]
@@ -21,8 +21,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOATS = os.path.join(os.path.dirname(ROOT), "shared", "media", "boats.mp4")
-SCRIPT = os.path.join(ROOT, "examples", "scripts", "boats.json")
+CLIP = os.path.join(os.path.dirname(ROOT), "shared", "media", "megamind.mp4")
+SCRIPT = os.path.join(ROOT, "examples", "scripts", "megamind.json")
+QUESTION = "What does the speaker say you should judge people by?"
 AGENT = "from mcr import Agent; Agent(model='replay:" + SCRIPT + "', trace_dir=False, memory=False)"
 COMMANDS = {  # (command, goal in seconds)
     "python -c pass (baseline)": ([sys.executable, "-c", "pass"], None),
@@ -33,8 +34,8 @@ COMMANDS = {  # (command, goal in seconds)
         [
             shutil.which("mcr-agent") or "mcr-agent",
             "run",
-            BOATS,
-            "What is on the water?",
+            CLIP,
+            QUESTION,
             "--model",
             f"replay:{SCRIPT}",
             "--quiet",
