@@ -3,6 +3,13 @@ the index's frames, at a fraction of eager PyTorch's time on a CPU (ViT-B-32, tw
 batches of 32: about 46 ms a frame against 125 ms, outputs equal to 3e-6). The graph is
 exported once per weights, checked against PyTorch before it is used, and dropped for the
 PyTorch path when anything fails (or with ``MCR_ONNX=0``, or ``MCR_ONNX_IMAGES=0`` for images only).
+
+Once a graph is checked it is recorded (``clip-image-manifest.json`` beside the graphs: the
+model spec, its weights file's size and time, and the image transform as plain settings, when
+:func:`pixels` reproduces it exactly). A later process on a machine without a GPU then embeds
+the index's frames with :class:`LightImages`: the graph, numpy and PIL, without importing
+PyTorch or loading the model, which keeps an index build's memory under 2 GiB. New weights in
+the same file (another size or time) make the record stale and the model is loaded again.
 """
 
 from __future__ import annotations
