@@ -51,7 +51,6 @@ def test_plain_pixels_equal_open_clips_transform():
 
 def test_a_later_process_embeds_frames_without_pytorch(object_video, tmp_path):
     import torch
-
     from test_perception_models import TINY_CLIP
 
     folder = tmp_path / "clip"

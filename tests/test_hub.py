@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hub_server import Hub
+
 from mcr.models import ModelNotAvailable, load_model
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -98,7 +98,6 @@ def test_offline_and_unknown_and_unreachable_hubs_give_one_clear_line(tmp_path, 
 def sam_files(tmp_path):
     pytest.importorskip("segment_anything")
     import torch
-
     from test_perception_models import build_tiny_sam
 
     torch.manual_seed(0)
@@ -110,11 +109,11 @@ def sam_files(tmp_path):
 
 def test_the_sam_checkpoint_is_fetched_checked_and_kept_only_when_its_hash_matches(sam_files, tmp_path, monkeypatch):
     import segment_anything
+    from test_perception_models import build_tiny_sam
 
     from mcr.tools import ModelCache
     from mcr.tools import segment as seg
     from mcr.tools.base import ToolError
-    from test_perception_models import build_tiny_sam
 
     good, digest = sam_files
     ours = f"sam_vit_b_{digest[:6]}.pth"
@@ -147,7 +146,9 @@ def test_models_lists_what_is_on_the_machine_and_pull_fetches_ahead(tiny_vlm, tm
     with Hub({"org/tiny": tiny_vlm}) as hub:
         env = hub_env(tmp_path, hub.url)
         run = [sys.executable, "-m", "mcr.cli", "models"]
-        pulled = subprocess.run(run + ["pull", "org/tiny", "--json"], capture_output=True, text=True, env=env, timeout=120)
+        pulled = subprocess.run(
+            run + ["pull", "org/tiny", "--json"], capture_output=True, text=True, env=env, timeout=120
+        )
         assert pulled.returncode == 0, pulled.stderr[-2000:]
         doc = json.loads(pulled.stdout)
         assert Path(doc["path"], "config.json").is_file() and doc["size_mib"] > 0
