@@ -251,9 +251,8 @@ def load_clip(models: Any, model: str | None = None, pretrained: str | None = No
             label,
             size,
             text_session(net, tokenizer, dev),
-            None,
-            f"{model}|{pretrained}",
-            weights,
+            spec=f"{model}|{pretrained}",
+            weights=weights,
         )
 
     try:
