@@ -18,7 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+# Token lengths with a graph each. Every graph's session holds its own copy of the weights (about
+# 115 MiB for MiniLM), so few and coarse: encoding an index chunk's sentences touched four of a
+# finer set (460 MiB); most text fits the first two of these.
+BUCKETS = (32, 64, 128, 256)
 MANIFEST = "sentence-manifest.json"
 
 
