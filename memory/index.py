@@ -151,8 +151,9 @@ class VideoIndex:
         if len(made) < 2 or os.environ.get("MCR_INDEX_BESIDE", "1") == "0":
             apart = []
         groups: dict[Any, list[int]] = {}
+        one_pass = os.environ.get("MCR_INDEX_ONEPASS", "1") != "0"
         for i, st in enumerate(made):
-            together = getattr(st, "read_together", None) if os.environ.get("MCR_INDEX_ONEPASS", "1") != "0" else None
+            together = getattr(st, "read_together", None) if one_pass else None
             key = (i in apart, together, st.chunk_s) if together is not None else (i in apart, i)
             groups.setdefault(key, []).append(i)
         failures: list[BaseException] = []

@@ -67,16 +67,11 @@ class LightEncoder:
         self.lock = threading.Lock()
 
     def _session(self, length: int) -> Any:
-        import onnxruntime as ort
+        from mcr.onnxrun import open_session
 
         with self.lock:
             if length not in self.sessions:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = 1
-                options.log_severity_level = 3
-                self.sessions[length] = ort.InferenceSession(
-                    str(self.graphs[length]), options, providers=["CPUExecutionProvider"]
-                )
+                self.sessions[length] = open_session(self.graphs[length])
             return self.sessions[length]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

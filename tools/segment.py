@@ -65,16 +65,23 @@ def fetchable() -> bool:
     return not os.environ.get("MCR_SAM_CHECKPOINT") and not os.path.isfile(checkpoint) and not offline()
 
 
-def fetch_checkpoint() -> str:
-    """The checkpoint's path, fetching the official one first when it is the default and missing."""
+def fetch_official(model_type: str = "vit_b") -> Path:
+    """The official checkpoint of ``model_type`` in ``~/.cache/mcr``, fetched from the release
+    URL (``MCR_SAM_URL``: a mirror) when it is not there, and kept only when its SHA-256 begins
+    with the hex digits in its file name."""
     from mcr.models.hub import fetch_url
 
-    checkpoint, _ = sam_spec()
+    name = OFFICIAL[model_type]
+    base = (os.environ.get("MCR_SAM_URL") or SAM_URL).rstrip("/")
+    digest = name.rsplit("_", 1)[-1].split(".")[0]
+    return fetch_url(f"{base}/{name}", DEFAULT_CHECKPOINT.with_name(name).expanduser(), digest, "SAM checkpoint")
+
+
+def fetch_checkpoint() -> str:
+    """The checkpoint's path, fetching the official one first when it is the default and missing."""
+    checkpoint, model_type = sam_spec()
     if fetchable():
-        name = os.path.basename(checkpoint)
-        base = (os.environ.get("MCR_SAM_URL") or SAM_URL).rstrip("/")
-        digest = name.rsplit("_", 1)[-1].split(".")[0]
-        fetch_url(f"{base}/{name}", Path(checkpoint), digest, what="SAM checkpoint")
+        return str(fetch_official(model_type))
     return checkpoint
 
 

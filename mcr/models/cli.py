@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 
@@ -26,18 +25,15 @@ def pull(spec: str) -> Path:
     ``sam:vit_b|vit_l|vit_h``, ``whisper:SIZE_OR_REPO``, or ``clip:MODEL/TAG``; its local path."""
     from mcr.errors import MCRError
 
-    from .hub import fetch, fetch_url
+    from .hub import fetch
 
     kind, _, rest = spec.partition(":")
     if kind == "sam":
-        from mcr.tools.segment import DEFAULT_CHECKPOINT, OFFICIAL, SAM_URL
+        from mcr.tools.segment import OFFICIAL, fetch_official
 
-        name = OFFICIAL.get(rest or "vit_b")
-        if name is None:
+        if (rest or "vit_b") not in OFFICIAL:
             raise MCRError(f"unknown SAM model {rest!r}: one of {', '.join(OFFICIAL)}")
-        base = (os.environ.get("MCR_SAM_URL") or SAM_URL).rstrip("/")
-        digest = name.rsplit("_", 1)[-1].split(".")[0]
-        return fetch_url(f"{base}/{name}", DEFAULT_CHECKPOINT.with_name(name).expanduser(), digest, "SAM checkpoint")
+        return fetch_official(rest or "vit_b")
     if kind == "whisper" and rest:
         from mcr.tools.asr import resolve_model
 
@@ -77,8 +73,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "pull":
         if not args.spec:
             raise SystemExit("mcr-agent models pull: name what to fetch (a hub id, sam, whisper:SIZE, clip:MODEL/TAG)")
+        from .hub import size_of
+
         path = pull(args.spec)
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        size = size_of(path)
         print(json.dumps({"spec": args.spec, "path": str(path), "size_mib": round(size / 2**20, 1)}) if args.json
               else f"{args.spec}: {path} ({size / 2**20:,.1f} MiB)")  # fmt: skip
         return 0

@@ -176,15 +176,18 @@ def cached_models() -> list[dict]:
     return sorted(rows, key=lambda r: -r["size_mib"])
 
 
+def size_of(path: Path) -> int:
+    """Bytes in a file, or in all the files under a folder (0 when there is nothing)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
 def folder_sizes(root: Path) -> list[dict]:
     """The files and folders directly under ``root`` with their sizes (MiB)."""
     if not root.is_dir():
         return []
-    rows = []
-    for entry in sorted(root.iterdir()):
-        files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
-        rows.append({"path": str(entry), "size_mib": round(sum(p.stat().st_size for p in files) / 2**20, 1)})
-    return rows
+    return [{"path": str(e), "size_mib": round(size_of(e) / 2**20, 1)} for e in sorted(root.iterdir())]
 
 
 __all__ = [
