@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mcr.context import Context, RenderProfile
-from mcr.errors import ToolNameError
+from mcr.errors import MCRError, ToolNameError
 from mcr.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
 from mcr.loop import INTERRUPTED, Budget
 from mcr.loop import run as run_loop
-from mcr.models import load_model
+from mcr.models import ModelError, load_model
+from mcr.models.background import LoadingModel
 from mcr.policy import Policy
 from mcr.result import RunResult
 from mcr.tools import Tool, ToolContext, ToolRegistry, builtin_tools
@@ -75,8 +76,8 @@ class Agent:
                 raise ValueError(f"unknown policy {policy!r}: 'mcr', 'plain' or 'baseline' (or a Policy)")
             policy = {"mcr": Policy(), "plain": Policy.plain(), "baseline": Policy.baseline()}[policy]
         self.policy = policy or Policy()
-        self.model = load_model(model)
-        self.caption_model = load_model(caption_model) if caption_model is not None else None
+        self.model = load_model(model, background=True)  # weights load while the video is probed and indexed
+        self.caption_model = load_model(caption_model, background=True) if caption_model is not None else None
         self.memory = _open_memory(memory)
         self.registry = _registry(tools, builtin, self.memory is not None)
         if index is None:
@@ -87,12 +88,17 @@ class Agent:
         self.index_stages = tuple(index) if self.memory is not None else ()
         self.budget = Budget(max_steps=max_steps, max_wall_s=max_wall_s, max_tokens=max_tokens)
         self.system_prompt = system_prompt
-        self.profile = profile or render_profile_of(self.model)
+        self._profile = profile
         self.trace_dir = trace_dir
         self.work_dir = Path(work_dir) if work_dir else Path(".mcr") / "work"
         self.subscribers = list(subscribers)
         self.device = device
         self.generate_options = dict(generate_options or {})
+
+    @property
+    def profile(self) -> RenderProfile:
+        """The context budgets: the ones given, else the model's (waits for a model still loading)."""
+        return self._profile or render_profile_of(self.model)
 
     @property
     def tools(self) -> list[Tool]:
@@ -172,7 +178,8 @@ class Agent:
 
         handle = video if isinstance(video, Video) or video is None else Video(video)
         run_id = run_id or uuid.uuid4().hex[:12]
-        context = Context(self.system_prompt, self.profile, getattr(self.model, "count_tokens", None))
+        context = Context(self.system_prompt)
+        loading = isinstance(self.model, LoadingModel)  # its budgets are taken once the index is built
         info = handle.info() if handle is not None else None
         if info is not None:
             info = {**info, "name": Path(info["path"]).name}
@@ -180,9 +187,15 @@ class Agent:
         tool_ctx = ToolContext(
             video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device, memory=self.memory
         )
-        max_pixels = getattr(getattr(self.model, "profile", None), "max_pixels", None)
-        if max_pixels:  # frames are decoded no larger than the model takes them
-            tool_ctx.max_pixels = max_pixels
+
+        def use_model() -> None:  # the model's budgets, token counter and frame size
+            context.use(self.profile, getattr(self.model, "count_tokens", None))
+            max_pixels = getattr(getattr(self.model, "profile", None), "max_pixels", None)
+            if max_pixels:  # frames are decoded no larger than the model takes them
+                tool_ctx.max_pixels = max_pixels
+
+        if not loading:
+            use_model()
         writer = None
         if trace is not None or self.trace_dir is not False:
             path = Path(trace) if trace is not None else default_trace_path(run_id, self.trace_dir or None)
@@ -226,7 +239,7 @@ class Agent:
                 self.budget,
                 run_id=run_id,
                 generate_options=self.generate_options,
-                before=self._prepare(handle, question, context),
+                before=self._prepare(handle, question, context, use_model if loading else None),
                 policy=self.policy,
                 answer_form=answer_form,
             )
@@ -243,15 +256,26 @@ class Agent:
                     RunFinished(run_id=run_id, result=RunResult(run_id=run_id, status="interrupted", error=INTERRUPTED))
                 )
             raise
+        except MCRError as exc:  # before the first step: a model that failed to load, a read-only index...
+            if finished:
+                raise
+            failed = RunFinished(run_id=run_id, result=RunResult(run_id=run_id, status="error", error=exc.one_line()))
+            if not isinstance(exc, ModelError):
+                emit(failed)
+                raise
+            yield emit(failed)  # like a model that fails during the run: the run ends with its error
         finally:
             if writer is not None:
                 writer.close()
 
-    def _prepare(self, video: Any, question: str, context: Context) -> Iterator[Event]:
-        """Before the first model call: build or reuse the video index, add the memory digest."""
-        if self.memory is None or video is None:
-            return
-        if self.index_stages:
+    def _prepare(
+        self, video: Any, question: str, context: Context, use_model: Callable[[], None] | None
+    ) -> Iterator[Event]:
+        """Before the first model call: build or reuse the video index while the model loads,
+        then take the model's budgets (``use_model``, when it was still loading) and add the
+        memory digest."""
+        with_memory = self.memory is not None and video is not None
+        if with_memory and self.index_stages:
             from mcr.memory import VideoIndex
             from mcr.memory.index import make_stage
 
@@ -271,7 +295,9 @@ class Agent:
                     reason=report.reason,
                     info=report.info,
                 )
-        digest = self.memory.digest(question, video.id)
+        if use_model is not None:
+            use_model()  # waits for the load; a load that failed raises here
+        digest = self.memory.digest(question, video.id) if with_memory else None
         if digest:
             context.add("memory", digest)
 

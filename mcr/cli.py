@@ -86,8 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_stages(stages, " in --index")
     from mcr.models import load_model
 
-    model = load_model(
-        args.model, endpoint=args.endpoint, device=args.device, **({"constrain": False} if args.no_constrain else {})
+    model = load_model(  # checked here; a local model's weights then load while the video is indexed
+        args.model,
+        endpoint=args.endpoint,
+        device=args.device,
+        background=True,
+        **({"constrain": False} if args.no_constrain else {}),
     )
     if args.policy == "baseline":
         from mcr.agents import BaselineAgent

@@ -106,6 +106,17 @@ class Context:
         self._scan_refs: list[tuple[int, int]] = []  # (entry id, memory entry number)
         self._scan_frames: list[int] = []  # frames in entries 0..i
 
+    def use(self, profile: RenderProfile, count_tokens: Callable[[str], int] | None) -> None:
+        """Budgets and a token counter that became known after entries were added (a model
+        that loaded in the background): the entries so far are counted again with them."""
+        self.profile = profile
+        self.count_tokens = count_tokens or estimate_tokens
+        for e in self.entries:
+            e.tokens = self.count_tokens(e.text) + (
+                len(e.frames) * profile.tokens_per_frame if e.frames is not None else 0
+            )
+        self._tokens = sum(e.tokens for e in self.entries)
+
     # ------------------------------------------------------------- writing
     def add(self, kind: str, text: str, step: int = 0, frames: Frames | None = None, **data: Any) -> Entry:
         if kind not in ENTRY_KINDS:

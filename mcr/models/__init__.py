@@ -77,7 +77,7 @@ def _split_openai(spec: str, endpoint: str | None) -> tuple[str | None, str]:
     return (model or None), url
 
 
-def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) -> Model:
+def load_model(spec: Any = None, endpoint: str | None = None, background: bool = False, **options: Any) -> Model:
     """A model from a spec.
 
     ``spec`` is an object with ``generate``; ``replay:FILE``; ``openai:MODEL@URL`` (or a
@@ -86,6 +86,10 @@ def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) ->
     downloaded on first use (``mcr.models.hub.fetch``; not with ``HF_HUB_OFFLINE=1``). ``None`` picks :func:`default_model`. ``options`` go to the backend
     (``device``, ``constrain``, ``dtype``, ``timeout``...). A missing model raises
     ``ModelNotAvailable`` saying how to get it.
+
+    With ``background=True`` a local model's weights load in a background thread
+    (:class:`~mcr.models.background.LoadingModel`): the spec is checked and a hub model
+    fetched first, so a missing model still fails here, and the call returns at once.
     """
     if not isinstance(spec, (str, type(None))):
         if callable(getattr(spec, "generate", None)):
@@ -108,10 +112,10 @@ def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) ->
         raise ModelError(f"GGUF file not found: {local}")
     if local.exists():
         if local.is_file() and local.suffix == ".gguf":
-            return _transformers_model(str(local), options)
+            return _transformers_model(str(local), options, background)
         if not (local / "config.json").exists():
             raise ModelError(f"{local} is not a model folder: it has no config.json")
-        return _transformers_model(str(local), options)
+        return _transformers_model(str(local), options, background)
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")) or _known(spec):
         from .profiles import find_profile
 
@@ -119,12 +123,12 @@ def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) ->
         hub_id = profile.name if profile is not None and spec.count("/") != 1 else spec
         snapshot = _hub_snapshot(hub_id)
         if snapshot is not None:
-            return _transformers_model(str(snapshot), options, name=hub_id)
+            return _transformers_model(str(snapshot), options, background, name=hub_id)
         if profile is not None and profile.package:
             from .gguf import packaged_gguf
 
             gguf = packaged_gguf(profile.package, hub_id)
-            return _transformers_model(str(gguf), options, name=hub_id, profile=profile)
+            return _transformers_model(str(gguf), options, background, name=hub_id, profile=profile)
         from .hub import fetch
 
         try:
@@ -135,7 +139,7 @@ def load_model(spec: Any = None, endpoint: str | None = None, **options: Any) ->
                 f"(`mcr-agent models pull {hub_id}`) and pass its folder with --model /path/to/weights, serve it "
                 "and pass --endpoint URL, or replay a recorded run with --model replay:TRACE.jsonl"
             ) from None
-        return _transformers_model(str(folder), options, name=hub_id)
+        return _transformers_model(str(folder), options, background, name=hub_id)
     raise ModelError(
         f"unknown model {spec!r}: pass a hub id like {DEFAULT_MODEL}, a local model folder or .gguf file, "
         "openai:MODEL@URL, or replay:FILE (`mcr-agent models` lists the known ones)"
@@ -148,14 +152,22 @@ def _known(spec: str) -> bool:
     return find_profile(spec) is not None
 
 
-def _transformers_model(path: str, options: dict | None = None, **fixed: Any) -> Model:
-    from .local import TransformersModel
-
+def _transformers_model(path: str, options: dict | None = None, background: bool = False, **fixed: Any) -> Model:
     options = dict(options or {})
     device = options.pop("device", None)
     if device and device != "auto" and "device_map" not in options:
         options["device_map"] = device
-    return TransformersModel(path, **fixed, **options)
+
+    def load() -> Model:
+        from .local import TransformersModel
+
+        return TransformersModel(path, **fixed, **options)
+
+    if background:
+        from .background import LoadingModel
+
+        return LoadingModel(fixed.get("name") or path, load)
+    return load()
 
 
 def _server_model(url: str, model: str | None, options: dict) -> Model:
