@@ -174,15 +174,15 @@ class Agent:
         registry: Any = None,
         skip: Callable[[Event], bool] | None = None,
     ) -> Iterator[Event]:
-        from mcr.video import Video
+        from mcr.sources import open_video
 
-        handle = video if isinstance(video, Video) or video is None else Video(video)
+        handle = None if video is None else open_video(video)  # a path, a URL, a page yt-dlp reads
         run_id = run_id or uuid.uuid4().hex[:12]
         context = Context(self.system_prompt)
         loading = isinstance(self.model, LoadingModel)  # its budgets are taken once the index is built
         info = handle.info() if handle is not None else None
         if info is not None:
-            info = {**info, "name": Path(info["path"]).name}
+            info = {**info, "name": (handle.source or {}).get("url") or Path(info["path"]).name}
         context.add_task(question.strip(), list(options or []), info)
         tool_ctx = ToolContext(
             video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device, memory=self.memory
@@ -285,7 +285,9 @@ class Agent:
             stages = [
                 make_stage(s, **captioner, **device) if s == "captions" else s for s in self.index_stages
             ]  # the captions stage captions with a model: the agent's unless caption_model names one
-            for report in VideoIndex(video, self.memory).build(stages):
+            from mcr.sources import with_subtitles
+
+            for report in VideoIndex(video, self.memory).build(with_subtitles(video, stages)):
                 yield IndexStage(
                     video_id=video.id,
                     stage=report.stage,
@@ -333,7 +335,8 @@ class Agent:
         trace: str | os.PathLike | None = None,
         answer_form: str | None = None,
     ) -> RunResult:
-        """Answer ``question`` about ``video`` (a path or a ``Video``); returns a RunResult.
+        """Answer ``question`` about ``video`` (a path, an http(s) URL of a media file or of a page
+        yt-dlp understands, or a ``Video``); returns a RunResult.
 
         ``answer_form`` is ``text``, ``choice``, ``span`` or ``count``; by default it follows
         from the options and the question ("when ..." asks for a span, "how many" for a count).

@@ -69,13 +69,13 @@ def tool_specs(spec: str) -> list:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mcr.agents import Agent
-    from mcr.video import Video
+    from mcr.sources import open_video
 
     if not args.question.strip():
         raise CLIError("the question is empty: pass it as the second argument, after the video")
     if args.max_steps < 0:
         raise CLIError(f"--max-steps must be 0 or more, not {args.max_steps}")
-    video = Video(args.video)  # checked first: a bad video fails before any model loads
+    video = open_video(args.video)  # checked (and fetched) first: a bad video fails before any model loads
     tools = [t for spec in args.tools for t in tool_specs(spec)]
     subscribers = _live_trace(args)
     memory = False if args.no_memory else args.memory
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="answer a question about a video")
-    run.add_argument("video", help="path of the video file")
+    run.add_argument("video", help="the video: a file, an http(s) URL of a media file, or a page yt-dlp reads")
     run.add_argument("question", help="the question to answer")
     run.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
     run.add_argument(

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mcr.quoting import DATA_RULE, cut
+from mcr.quoting import DATA_RULE, cut, quote
 from mcr.types import Frames, FramesPart, Message, Part, TextPart, ToolCall, format_time
 
 ENTRY_KINDS = (
@@ -160,6 +160,9 @@ class Context:
                 f" (00:00:00.0-{format_time(video.get('duration', 0))}), {video.get('fps', 0):.2f} fps,"
                 f" {video.get('width', 0)}x{video.get('height', 0)}, audio: {'yes' if video.get('has_audio') else 'no'}."
             )
+        page = _page_lines((video or {}).get("source") or {})
+        if page:
+            lines.append("What the page it came from says of it:\n" + quote("\n".join(page), "video page"))
         lines.append(f"Question: {question}")
         if options:
             lines.append("Options:")
@@ -316,6 +319,18 @@ class Context:
             f"frames) folded to keep within the context budget: trace entries #0-#{last}{where}; "
             "use memory_search to recall them]",
         )
+
+
+def _page_lines(source: dict, most: int = 40) -> list[str]:
+    """The title, uploader and chapters a video page gave (web text: shown as data)."""
+    lines = [f"{k}: {source[k]}" for k in ("title", "uploader") if source.get(k)]
+    chapters = [c for c in source.get("chapters") or [] if c.get("start") is not None]
+    if chapters:
+        lines.append("chapters:")
+        lines += [f"{format_time(float(c['start']))} {c.get('title', '')}" for c in chapters[:most]]
+        if len(chapters) > most:
+            lines.append(f"... {len(chapters) - most} more chapters")
+    return lines
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -24,7 +24,7 @@ from mcr.models.hub import size_of
 
 PACKAGES = (
     "torch", "transformers", "decord", "av", "numpy", "faster-whisper", "rapidocr-onnxruntime",
-    "open-clip-torch", "onnxruntime", "sentence-transformers", "huggingface-hub", "ray",
+    "open-clip-torch", "onnxruntime", "sentence-transformers", "huggingface-hub", "ray", "yt-dlp", "webvtt-py",
 )  # fmt: skip
 TOOLS = ("asr", "ocr", "shots", "temporal_grounding", "segment", "web_search")
 

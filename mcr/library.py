@@ -44,11 +44,16 @@ class VideoOutcome:
         return dict(self.__dict__)
 
 
-def find_videos(paths: Iterable[str]) -> list[Path]:
+def find_videos(paths: Iterable[str]) -> list[Path | str]:
     """The video files named by ``paths``: files, folders (searched recursively for video
-    extensions) and glob patterns, each file once, in a stable order."""
+    extensions), glob patterns and URLs (kept as they are), each once, in a stable order."""
     found: list[Path] = []
+    from mcr.sources import is_url
+
     for spec in paths:
+        if is_url(spec):
+            found.append(spec)  # fetched by the worker that indexes it
+            continue
         p = Path(spec).expanduser()
         if p.is_dir():
             found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
@@ -61,7 +66,7 @@ def find_videos(paths: Iterable[str]) -> list[Path]:
                 raise LibraryError(f"no file matches {spec}")
         else:
             found.append(p)  # a missing file: reported as failed, the others go on
-    unique = list(dict.fromkeys(f.absolute() for f in found))
+    unique = list(dict.fromkeys(f if isinstance(f, str) else f.absolute() for f in found))
     if not unique:
         raise LibraryError(f"no video files in {', '.join(paths)} (looked for {', '.join(VIDEO_EXTENSIONS)})")
     return unique
@@ -70,15 +75,15 @@ def find_videos(paths: Iterable[str]) -> list[Path]:
 def index_one(path: str, db: str, stages: Sequence[str], progress: Any = None) -> VideoOutcome:
     """Build (or reuse) the index of one video in ``db``; never raises for a bad video."""
     from mcr.memory import Memory, VideoIndex
-    from mcr.video import Video
+    from mcr.sources import open_video, with_subtitles
 
     t0 = time.perf_counter()
     memory = None
     try:
-        video = Video(path)
+        video = open_video(path, progress=False)
         memory = Memory(db)
         call = None if progress is None else (lambda stage, done, total: progress(path, stage, done, total))
-        reports = VideoIndex(video, memory).build(list(stages), progress=call)
+        reports = VideoIndex(video, memory).build(with_subtitles(video, list(stages)), progress=call)
     except MCRError as exc:
         return VideoOutcome(path, "failed", seconds=time.perf_counter() - t0, reason=exc.one_line())
     except Exception as exc:  # noqa: BLE001 - one video's failure is reported, the library goes on
@@ -173,10 +178,10 @@ def _remote_build(path: str, stages: Sequence[str]) -> dict:
         outcome = index_one(path, db, stages)
         if outcome.status == "failed" and not outcome.video_id:
             return {"outcome": outcome.to_dict(), "stages": []}
-        from mcr.video import Video
+        from mcr.sources import open_video
 
         memory = Memory(db)
-        index = VideoIndex(Video(path), memory)
+        index = VideoIndex(open_video(path, progress=False), memory)
         built = [export_stage(index, s) for s in stages]
         memory.close()
     return {"outcome": outcome.to_dict(), "stages": [b for b in built if b is not None]}
@@ -195,7 +200,7 @@ def index_ray(
     from mcr.memory import Memory, VideoIndex
     from mcr.memory.index import make_stage
     from mcr.memory.transfer import adopt_stage
-    from mcr.video import Video
+    from mcr.sources import open_video
 
     started = connect(address, num_cpus=num_cpus)  # says what to install when Ray is missing
     import ray
@@ -207,7 +212,7 @@ def index_ray(
         pending = {}
         for v in videos:
             try:
-                video = Video(v)
+                video = open_video(v, progress=False)
             except MCRError as exc:
                 by_path[str(v)] = VideoOutcome(str(v), "failed", reason=exc.one_line())
             else:

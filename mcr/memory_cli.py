@@ -23,10 +23,10 @@ def _video_id(value: str | None) -> str | None:
     """A video id, or the id of a video file's content."""
     if value is None:
         return None
-    if Path(value).is_file():
-        from mcr.video import Video
+    from mcr.sources import is_url, open_video
 
-        return Video(value).id
+    if Path(value).is_file() or is_url(value):
+        return open_video(value).id
     return value
 
 
@@ -107,8 +107,10 @@ def _build(video, memory, stages: list, quiet: bool) -> list:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mcr.memory import VideoIndex
+    from mcr.sources import with_subtitles
 
     index = VideoIndex(video, memory)
+    stages = with_subtitles(video, stages)
     names = [s if isinstance(s, str) else s.name for s in stages]
     with Progress(  # progress is for a person: on stderr, and only when it is a terminal
         TextColumn("{task.description:<12}"),
@@ -158,14 +160,15 @@ def _cost(info: dict) -> str:
 def cmd_index(args: argparse.Namespace) -> int:
     from mcr.memory import Memory, VideoIndex
     from mcr.memory.index import check_stages, make_stage
-    from mcr.video import Video
+    from mcr.sources import is_url, open_video
 
     names = [s.strip() for s in args.stages.split(",") if s.strip()]
     check_stages(names, " in --stages")
     one = args.videos[0]
-    if len(args.videos) > 1 or Path(one).is_dir() or (not Path(one).exists() and any(c in one for c in "*?[")):
+    glob = not is_url(one) and not Path(one).exists() and any(c in one for c in "*?[")
+    if len(args.videos) > 1 or Path(one).is_dir() or glob:
         return cmd_index_library(args, names)
-    video = Video(one)
+    video = open_video(one)
     memory = Memory(_db_path(args))
     stages: list = _without_missing_clip(names)
     if "captions" in stages:  # the captioning model, and the memory that holds the shots
@@ -257,12 +260,12 @@ def cmd_search_video(args: argparse.Namespace) -> int:
 
     from mcr.memory import Memory
     from mcr.memory.store import unwritable
+    from mcr.sources import open_video
     from mcr.tools import ToolContext, ToolRegistry
     from mcr.tools.grounding import temporal_grounding
     from mcr.types import TimeSpan, ToolCall
-    from mcr.video import Video
 
-    video = Video(args.video)
+    video = open_video(args.video)
     span = (
         TimeSpan.parse(args.span).clamp(video.duration) if args.span else None
     )  # a bad span: one line, before any work
@@ -347,7 +350,7 @@ def register(sub) -> None:
 
     idx = sub.add_parser("index", help="build (or reuse) a video's index")
     idx.add_argument(
-        "videos", nargs="+", metavar="VIDEO", help="a video file, or several, folders of videos or glob patterns"
+        "videos", nargs="+", metavar="VIDEO", help="a video file or URL, or several, folders of videos or glob patterns"
     )
     idx.add_argument("--workers", type=int, default=1, metavar="N", help="videos indexed at once (a library)")
     idx.add_argument(
@@ -370,7 +373,7 @@ def register(sub) -> None:
     idx.set_defaults(func=cmd_index)
 
     find = sub.add_parser("search", help="when does something happen: a video's spans that best match a query")
-    find.add_argument("video")
+    find.add_argument("video", help="a video file or URL (opened as mcr-agent run opens it)")
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5, help="how many spans (1-20, default 5)")
     find.add_argument("--span", help="only search inside this span, e.g. 00:10:00-00:20:00")

@@ -65,6 +65,7 @@ class Video:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = pathlib.Path(path).expanduser().resolve()
+        self.source: dict | None = None  # where it came from, when opened from a URL (mcr.sources)
         self._hash: str | None = None
         self._starts_cache: np.ndarray | None = None
         self._readers: dict[tuple[int, int] | None, Any] = {}  # decord readers by output size
@@ -128,6 +129,7 @@ class Video:
             "width": self.width,
             "height": self.height,
             "has_audio": self.has_audio,
+            **({"source": {k: v for k, v in self.source.items() if k != "subtitles"}} if self.source else {}),
         }
 
     def __repr__(self) -> str:

@@ -11,40 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from local_server import LocalServer
 
-class Hub:
+
+class Hub(LocalServer):
     def __init__(self, repos: dict[str, Path] | None = None, files: dict[str, Path] | None = None) -> None:
+        super().__init__()
         self.repos = dict(repos or {})
         self.files = dict(files or {})
-        self.requests: list[str] = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_HEAD(self) -> None:
-                hub._serve(self, body=False)
-
-            def do_GET(self) -> None:
-                hub._serve(self, body=True)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "Hub":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     @staticmethod
     def commit(folder: Path) -> str:
@@ -55,41 +32,32 @@ class Hub:
                 h.update(p.read_bytes())
         return h.hexdigest()
 
-    def _send(self, handler, code: int, data: bytes = b"", headers: dict | None = None, body: bool = True) -> None:
-        handler.send_response(code)
-        for k, v in (headers or {}).items():
-            handler.send_header(k, v)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if body:
-            handler.wfile.write(data)
-
-    def _serve(self, handler, body: bool) -> None:
+    def serve(self, handler, body: bool) -> None:
         path = unquote(urlsplit(handler.path).path)
         self.requests.append(f"{handler.command} {path}")
         parts = path.strip("/").split("/")
         if parts[0] == "files" and len(parts) == 2 and parts[1] in self.files:
-            return self._send(handler, 200, self.files[parts[1]].read_bytes(), body=body)
+            return self.send(handler, 200, self.files[parts[1]].read_bytes(), body=body)
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             repo, rest = "/".join(parts[2:4]), parts[4:]
             folder = self.repos.get(repo)
             if folder is None:
-                return self._send(handler, 404, b'{"error": "Repository not found"}', body=body)
+                return self.send(handler, 404, b'{"error": "Repository not found"}', body=body)
             files = sorted(p for p in folder.rglob("*") if p.is_file())
             names = [str(p.relative_to(folder)) for p in files]
             if not rest or rest[0] == "revision":
                 info = {"id": repo, "modelId": repo, "sha": self.commit(folder), "private": False,
                         "siblings": [{"rfilename": n} for n in names]}  # fmt: skip
-                return self._send(handler, 200, json.dumps(info).encode(), {"Content-Type": "application/json"}, body)
+                return self.send(handler, 200, json.dumps(info).encode(), {"Content-Type": "application/json"}, body)
             if rest[0] == "tree":
                 tree = [{"type": "file", "path": n, "size": p.stat().st_size,
                          "oid": hashlib.sha1(p.read_bytes()).hexdigest()} for n, p in zip(names, files)]  # fmt: skip
-                return self._send(handler, 200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, body)
+                return self.send(handler, 200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, body)
         if len(parts) >= 5 and parts[2] == "resolve":
             repo, name = "/".join(parts[:2]), "/".join(parts[4:])
             folder = self.repos.get(repo)
             if folder is not None and (folder / name).is_file():
                 data = (folder / name).read_bytes()
                 headers = {"X-Repo-Commit": self.commit(folder), "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}
-                return self._send(handler, 200, data, headers, body)
-        return self._send(handler, 404, b'{"error": "Entry not found"}', body=body)
+                return self.send(handler, 200, data, headers, body)
+        return self.send(handler, 404, b'{"error": "Entry not found"}', body=body)

@@ -15,7 +15,21 @@ PACKAGES = {"mcr": "mcr", "tools": "mcr.tools", "memory": "mcr.memory", "agents"
 
 # Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
-    ("base", ("mcr.types", "mcr.quoting", "mcr.errors", "mcr.lazy", "mcr.cache", "mcr.video", "mcr.onnxrun")),
+    (
+        "base",
+        (
+            "mcr.types",
+            "mcr.quoting",
+            "mcr.errors",
+            "mcr.lazy",
+            "mcr.cache",
+            "mcr.video",
+            "mcr.onnxrun",
+            "mcr.download",
+            "mcr.sites",
+            "mcr.sources",
+        ),
+    ),
     ("stores and models", ("mcr.memory", "mcr.models", "mcr.m2la")),
     ("tools", ("mcr.tools",)),
     (
