@@ -120,6 +120,16 @@ class Agent:
             raise ValueError("the question is empty")
         return self._stream(video, question, options, trace, answer_form)
 
+    def watch(self, source: str, **options: Any) -> Any:
+        """Watch a live source into this agent's memory: a started ``LiveSession`` (see
+        :mod:`mcr.agents.live`; ``options``: ``stages``, ``segment_s``, ``when``, ``webhook``,
+        ``on_event``). ``session.ask(question)`` answers with this agent's model; ``stop()`` ends it."""
+        from .live import LiveSession
+
+        if self.memory is None:
+            raise ValueError("watching needs a memory: an Agent made with memory=False cannot watch")
+        return LiveSession(source, memory=self.memory, model=self.model, agent=self, **options).start()
+
     def resume(self, trace: str | os.PathLike) -> RunResult:
         """Continue a run that was interrupted or killed (even with ``kill -9``) from its trace.
 

@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcr.memory_cli import register as register_memory
 
     register_memory(sub)
+    from mcr.watch_cli import register as register_watch
+
+    register_watch(sub)
     if importlib.util.find_spec("mcr.m2la.cli") is not None:
         from mcr.m2la.cli import register
 

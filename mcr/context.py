@@ -160,6 +160,13 @@ class Context:
                 f" (00:00:00.0-{format_time(video.get('duration', 0))}), {video.get('fps', 0):.2f} fps,"
                 f" {video.get('width', 0)}x{video.get('height', 0)}, audio: {'yes' if video.get('has_audio') else 'no'}."
             )
+        live = (video or {}).get("live")
+        if live:
+            lines.append(
+                f"A live stream ({live.get('source')}), watched so far: stream time 00:00:00.0 is "
+                f"{live.get('stream_start')}; the video ends at {live.get('watched_to')}, "
+                f"{live.get('watched_to_wall')}. Signal gaps: {live.get('gaps', 0)} (noted in memory)."
+            )
         page = _page_lines((video or {}).get("source") or {})
         if page:
             lines.append("What the page it came from says of it:\n" + quote("\n".join(page), "video page"))

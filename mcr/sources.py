@@ -39,6 +39,10 @@ MEDIA_SUFFIXES = (
     ".ogg",
 )
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "srt", "rtp", "tcp")
+_LIVE = (
+    "{text} is a live stream: watch it into memory with `mcr-agent watch {text}` (or Agent.watch) "
+    "and ask it with `mcr-agent ask SESSION QUESTION`"
+)
 
 
 def is_url(spec: Any) -> bool:
@@ -59,19 +63,13 @@ def open_video(spec: Any, max_bytes: int | None = None, max_height: int | None =
     parts = urllib.parse.urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme in LIVE_SCHEMES or text.startswith("webcam:") or text.startswith("/dev/video"):
-        raise SourceError(
-            f"{text} is a live source, which this command does not read: record part of it to a file "
-            f"first, e.g. `ffmpeg -i {text} -t 600 -c copy part.mp4`, and open that"
-        )
+        raise SourceError(_LIVE.format(text=text))
     if scheme == "file":
         return Video(urllib.request.url2pathname(parts.path))
     if scheme not in ("http", "https"):
         return Video(text)
     if parts.path.lower().endswith(".m3u8"):
-        raise SourceError(
-            f"{text} is an HLS stream: record part of it to a file first, e.g. "
-            f"`ffmpeg -i {text} -t 600 -c copy part.mp4`, and open that"
-        )
+        raise SourceError(_LIVE.format(text=text))
     if Path(parts.path).suffix.lower() in MEDIA_SUFFIXES:
         record = {"url": text, "via": "http", "file": fetch(text, max_bytes, progress).name}
     else:

@@ -19,7 +19,7 @@ import numpy as np
 from mcr.errors import StageError
 from mcr.types import TimeSpan
 
-from .build import ChunkResult, Progress, Stage, StageReport, StageRun, build_runs
+from .build import ChunkResult, Progress, Stage, StageReport, StageRun, build_runs, merge_info
 from .entries import MemoryEntry
 from .lease import Lease, LeaseLost
 from .memory import Memory
@@ -279,6 +279,35 @@ class VideoIndex:
                 "INSERT OR REPLACE INTO arrays (video_id, stage, key, dtype, shape, value) VALUES (?,?,?,?,?,?)",
                 (self.video_id, stage, float(key), str(arr.dtype), json.dumps(arr.shape), arr.tobytes()),
             )
+
+    def append(self, stage: Stage, span: TimeSpan, result: ChunkResult, shift: float = 0.0) -> int:
+        """A piece of a growing video (a live stream's segment) added to the stage: its entries
+        and arrays moved ``shift`` seconds later (the piece's own times start at 0), stored in one
+        transaction, and the stage marked done up to ``span`` (shifted). Returns the entries stored."""
+        moved = TimeSpan(span.start + shift, span.end + shift)
+        for e in result.entries:
+            e.video_id, e.source = self.video_id, f"index:{stage.name}"
+            if e.span is not None:
+                e.span = TimeSpan(e.span.start + shift, e.span.end + shift)
+            if isinstance(e.data.get("words"), list):  # [word, start, end, probability]
+                e.data["words"] = [
+                    [w[0], round(w[1] + shift, 3), round(w[2] + shift, 3), *w[3:]] for w in e.data["words"]
+                ]
+        vectors = None
+        if getattr(stage, "embed", False) and result.entries:
+            vectors = self.memory.encoder.encode([e.text for e in result.entries])
+        arrays = [(key + shift, arr) for key, arr in result.arrays.items()]
+        with self.store.write() as c:
+            row = c.execute(
+                "SELECT info FROM stages WHERE video_id = ? AND stage = ?", (self.video_id, stage.name)
+            ).fetchone()
+            info = json.loads(row[0]) if row else {}
+            if result.info:
+                info["chunks"] = merge_info(dict(info.get("chunks", {})), result.info)
+            encoder = self.memory.encoder.name if vectors is not None else None
+            self._store(c, stage.name, result.entries, vectors, encoder, arrays)
+            self._set_state(stage, "done", moved.end, moved.end, info, conn=c)
+        return len(result.entries)
 
     def entries(self, stage: str) -> list[MemoryEntry]:
         return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]

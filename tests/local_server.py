@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class LocalServer:
     def __init__(self) -> None:
         self.requests: list[str] = []
+        self.posts: list[tuple[str, bytes]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,6 +24,13 @@ class LocalServer:
 
             def do_GET(self) -> None:
                 server.serve(self, body=True)
+
+            def do_POST(self) -> None:  # kept in ``posts`` (a webhook's calls), answered 204
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.posts.append((self.path, data))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

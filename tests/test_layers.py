@@ -28,6 +28,7 @@ LAYERS = [
             "mcr.download",
             "mcr.sites",
             "mcr.sources",
+            "mcr.stream",
         ),
     ),
     ("stores and models", ("mcr.memory", "mcr.models", "mcr.m2la")),
@@ -52,7 +53,7 @@ LAYERS = [
         ),
     ),
     ("agents", ("mcr.agents",)),
-    ("faces", ("mcr.cli", "mcr.memory_cli", "mcr.library", "mcr.doctor", "mcr.render", "mcr.eval")),
+    ("faces", ("mcr.cli", "mcr.memory_cli", "mcr.watch_cli", "mcr.library", "mcr.doctor", "mcr.render", "mcr.eval")),
 ]
 # Packages of one layer that must not import each other.
 APART = {"mcr.memory": ("mcr.models", "mcr.m2la", "mcr.tools"), "mcr.models": ("mcr.memory", "mcr.tools")}

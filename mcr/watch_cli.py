@@ -1,0 +1,163 @@
+"""``mcr-agent watch SOURCE``: a live stream into memory, with questions typed while it plays,
+standing ``--when`` queries, and ``mcr-agent ask SESSION "question"`` from another terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+
+from mcr.types import format_time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "watch",
+        help="watch a live stream (rtsp, rtmp, udp, srt, .m3u8, webcam:N, a growing file) into memory",
+        description="Watch a live stream into memory segment by segment. Type a question and press "
+        "Enter to ask it about the stream so far; Ctrl-C stops (the last segment is kept).",
+    )
+    w.add_argument("source", help="rtsp://, rtmp://, udp://, srt://, an .m3u8 address, webcam:N or a growing file")
+    w.add_argument("--stages", default=None, help="index stages per segment (default: shots,transcript,ocr,embeddings)")
+    w.add_argument("--segment", type=float, default=10.0, metavar="SECONDS", help="segment length (default 10)")
+    w.add_argument(
+        "--when", action="append", default=[], metavar="TEXT", help="a standing query checked on each segment"
+    )
+    w.add_argument("--webhook", default=None, metavar="URL", help="POST each --when match here as JSON")
+    w.add_argument("--model", default=None, help="the model for questions (and to confirm --when matches)")
+    w.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server for --model")
+    w.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
+    w.add_argument("--for", dest="seconds", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    w.add_argument("--no-input", action="store_true", help="do not read questions from stdin")
+    w.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
+    w.set_defaults(func=cmd_watch)
+
+    a = sub.add_parser("ask", help="ask a live session (watching or stopped) about what it saw so far")
+    a.add_argument("session", help="the session id `watch` printed (live-...)")
+    a.add_argument("question")
+    a.add_argument("--model", default=None, help="the model that answers")
+    a.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server for --model")
+    a.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+    a.set_defaults(func=cmd_ask)
+
+
+def _line(event: dict) -> str:
+    kind = event["event"]
+    if kind == "segment":
+        found = ", ".join(f"{n} {stage}" for stage, n in event["entries"].items() if n) or "nothing new"
+        span = f"{format_time(event['start'])}-{format_time(event['end'])}"
+        return f"segment {event['index']} {span}: {found} (searchable {event['lag_s']:.1f} s after it ended)"
+    if kind == "match":
+        return f"MATCH {event['query']!r} at {format_time(event['span'][0])} ({event['wall']}): {event['text']}"
+    if kind == "gap":
+        return event["text"]
+    return f"{kind}: {event.get('reason', '')}"
+
+
+def _printer(as_json: bool):
+    lock = threading.Lock()
+
+    def show(event: dict) -> None:
+        with lock:
+            if as_json:
+                print(json.dumps(event, default=str), flush=True)
+            else:
+                print(_line(event), file=sys.stderr if event["event"] == "segment" else sys.stdout, flush=True)
+
+    return show
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from mcr.agents.live import LiveSession
+    from mcr.models import load_model
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    if stages:
+        from mcr.memory.index import check_stages
+
+        check_stages(stages, " in --stages")
+    model = load_model(args.model, endpoint=args.endpoint, background=True) if args.model or args.endpoint else None
+    show = _printer(args.json)
+    session = LiveSession(
+        args.source,
+        memory=args.memory,
+        stages=stages,
+        segment_s=args.segment,
+        when=args.when,
+        webhook=args.webhook,
+        model=model,
+        on_event=show,
+    ).start()
+    ask_hint = "type a question and Enter to ask it; " if not args.no_input else ""
+    print(
+        f"watching {args.source} as session {session.id} ({session.memory.path}); {ask_hint}Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    questions: queue.Queue = queue.Queue()
+    if not args.no_input:
+        threading.Thread(target=_read_questions, args=(questions,), daemon=True).start()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while session.watching and (deadline is None or time.monotonic() < deadline):
+            try:
+                question = questions.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            _answer(session, question, model, show, args.json)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.stop()
+    n = len(session.record["segments"])
+    end = session.record["segments"][-1]["end"] if n else 0.0
+    print(
+        f"stopped: session {session.id}, {n} segments, {format_time(end)} of stream; "
+        f'ask it later with `mcr-agent ask {session.id} "question"`',
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _read_questions(questions: queue.Queue) -> None:
+    for line in sys.stdin:
+        if line.strip():
+            questions.put(line.strip())
+
+
+def _answer(session, question: str, model, show, as_json: bool) -> None:
+    from mcr.errors import MCRError
+
+    if model is None:
+        show({"event": "error", "reason": "no model to answer with: start watch with --model"})
+        return
+    try:
+        from mcr.agents import Agent
+
+        result = session.ask(question, Agent(model=model, memory=session.memory, trace_dir=False))
+    except MCRError as exc:
+        show({"event": "error", "reason": exc.one_line()})
+        return
+    event = {"event": "answer", "question": question, "answer": result.answer, "status": result.status}
+    if as_json:
+        show(event)
+    else:
+        print(f"Q: {question}\nA: {result.answer} ({result.status})", flush=True)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from mcr.agents import Agent
+    from mcr.agents.live import ask
+    from mcr.models import load_model
+
+    model = load_model(args.model, endpoint=args.endpoint, background=True)
+    result = ask(args.session, args.question, Agent(model=model, memory=args.memory))
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(result.answer)
+    return 0 if result.ok else 1
