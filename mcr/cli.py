@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     with _naming_trace(agent):
         result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
+    if args.report and result.trace_path:
+        print(f"report: {result.report()}", file=sys.stderr)
     return _report(result, args)
 
 
@@ -216,6 +218,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _report(result, args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mcr.report_html import write_report
+
+    if not Path(args.trace).is_file():
+        raise CLIError(f"trace not found: {args.trace} (pass a .jsonl trace, e.g. from .mcr/traces)")
+    out = write_report(args.trace, args.output, thumbnails=not args.no_thumbnails)
+    print(out)
+    if args.png:
+        from mcr.report import run_report, timeline_png
+
+        print(timeline_png(run_report(args.trace, thumbnails=False), args.png))
+    return 0
+
+
 def cmd_tools(args: argparse.Namespace) -> int:
     from mcr.tools import ToolRegistry, builtin_tools
 
@@ -308,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
     run.add_argument("--no-memory", action="store_true", help="run without memory or video index")
     run.add_argument("--quiet", action="store_true", help="print only the answer")
+    run.add_argument("--report", action="store_true", help="also write the run's HTML report beside its trace")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="draw a saved trace again")
@@ -327,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     resume.add_argument("--quiet", action="store_true", help="print only the answer")
     resume.set_defaults(func=cmd_resume)
+
+    report = sub.add_parser("report", help="a run's report: one HTML file with the run on the video's timeline")
+    report.add_argument("trace", help="a .jsonl trace")
+    report.add_argument("-o", "--output", default=None, metavar="FILE", help="where (default: beside the trace)")
+    report.add_argument("--png", default=None, metavar="FILE", help="also the timeline alone as a PNG")
+    report.add_argument("--no-thumbnails", action="store_true", help="leave the frame thumbnails out")
+    report.set_defaults(func=cmd_report)
 
     tools = sub.add_parser("tools", help="list the tools and their schemas")
     tools.add_argument("--json", action="store_true", help="print the schemas as JSON")

@@ -37,6 +37,8 @@ LAYERS = [
         "core",
         (
             "mcr.result",
+            "mcr.report",
+            "mcr.report_html",
             "mcr.replies",
             "mcr.overview",
             "mcr.checking",
