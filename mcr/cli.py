@@ -232,6 +232,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clips(args: argparse.Namespace) -> int:
+    from mcr.clips import contact_sheet, cut_clips, spans_of_trace
+    from mcr.types import TimeSpan
+
+    source = Path(args.trace)
+    if not source.is_file():
+        raise CLIError(f"not found: {source} (pass a .jsonl trace, or a video with --spans)")
+    if source.suffix == ".jsonl":
+        video, spans = spans_of_trace(source)
+    else:
+        video, spans = str(source), []
+    if args.spans:
+        spans = [TimeSpan.parse(s.strip()) for s in args.spans.split(",") if s.strip()]
+    if not spans:
+        raise CLIError(f"{source}: no spans to cut (the run cited none): pass --spans")
+    clips = cut_clips(video, spans, args.out, margin=args.margin)
+    for c in clips:
+        print(f"{c.path}  {c.span}  {'copied' if c.copied else 're-encoded'}")
+    if args.sheet:
+        print(contact_sheet(clips, Path(args.out) / args.sheet))
+    return 0
+
+
 def cmd_tools(args: argparse.Namespace) -> int:
     from mcr.tools import ToolRegistry, builtin_tools
 
@@ -351,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--png", default=None, metavar="FILE", help="also the timeline alone as a PNG")
     report.add_argument("--no-thumbnails", action="store_true", help="leave the frame thumbnails out")
     report.set_defaults(func=cmd_report)
+
+    clips = sub.add_parser("clips", help="cut a run's evidence spans (or --spans) as MP4 clips, with a contact sheet")
+    clips.add_argument("trace", help="a .jsonl trace (its video and evidence), or a video with --spans")
+    clips.add_argument("out", help="folder for the clips")
+    clips.add_argument("--spans", default=None, help='spans to cut instead, e.g. "00:01:02-00:01:10,95-100"')
+    clips.add_argument("--margin", type=float, default=0.0, metavar="SECONDS", help="widen each span on both sides")
+    clips.add_argument("--sheet", default="contact.jpg", metavar="NAME", help="contact sheet file name ('' for none)")
+    clips.set_defaults(func=cmd_clips)
 
     tools = sub.add_parser("tools", help="list the tools and their schemas")
     tools.add_argument("--json", action="store_true", help="print the schemas as JSON")

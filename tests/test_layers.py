@@ -55,7 +55,19 @@ LAYERS = [
         ),
     ),
     ("agents", ("mcr.agents",)),
-    ("faces", ("mcr.cli", "mcr.memory_cli", "mcr.watch_cli", "mcr.library", "mcr.doctor", "mcr.render", "mcr.eval")),
+    (
+        "faces",
+        (
+            "mcr.cli",
+            "mcr.memory_cli",
+            "mcr.watch_cli",
+            "mcr.clips",
+            "mcr.library",
+            "mcr.doctor",
+            "mcr.render",
+            "mcr.eval",
+        ),
+    ),
 ]
 # Packages of one layer that must not import each other.
 APART = {"mcr.memory": ("mcr.models", "mcr.m2la", "mcr.tools"), "mcr.models": ("mcr.memory", "mcr.tools")}
