@@ -400,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcr.watch_cli import register as register_watch
 
     register_watch(sub)
+    from mcr.analyze import register as register_analyze
+
+    register_analyze(sub)
     if importlib.util.find_spec("mcr.m2la.cli") is not None:
         from mcr.m2la.cli import register
 

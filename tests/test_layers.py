@@ -62,6 +62,7 @@ LAYERS = [
             "mcr.memory_cli",
             "mcr.watch_cli",
             "mcr.clips",
+            "mcr.analyze",
             "mcr.library",
             "mcr.doctor",
             "mcr.render",
