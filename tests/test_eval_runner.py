@@ -177,6 +177,7 @@ def test_cli_eval_report_compare_and_export_load_with_datasets(tmp_path, bench, 
     assert main(["eval", "report", str(tmp_path / "b1"), str(tmp_path / "b2"), "--png", str(tmp_path / "cmp.png")]) == 0
     printed = capsys.readouterr().out
     assert "b1" in printed and "b2" in printed and "+0.0 pts" in printed and (tmp_path / "cmp.png").is_file()
+    check_eval_page(tmp_path / "b1" / "report.html", columns=2, questions=N)
     report = run_cli("eval", "report", tmp_path / "b1", "--json", "--no-png")  # one JSON document, nothing else
     piped = subprocess.run([sys.executable, "-m", "json.tool"], input=report.stdout, capture_output=True, text=True)
     assert report.returncode == 0 and piped.returncode == 0, (report.stderr, piped.stderr)
@@ -195,6 +196,44 @@ def test_cli_eval_report_compare_and_export_load_with_datasets(tmp_path, bench, 
     from mcr.eval.rewards import choice_reward
 
     assert sum(choice_reward(sft["completion"], gold=[r["gold"] for r in rl], options=rl["options"])) == 4
+
+
+def check_eval_page(page, columns: int, questions: int) -> None:
+    """The HTML report: a column per folder with its accuracy, every question linked to its run
+    report; in a real browser (Debian's chromium) when it is installed: rendered, no errors, and
+    a question's link opens its run on the timeline."""
+    import shutil
+
+    from lxml import html as lhtml
+
+    doc = lhtml.fromstring(page.read_bytes())
+    (overall,) = doc.xpath('//table[@id="accuracy"]//tr[td[1]="overall"]')
+    values = [float(v) for v in overall.xpath('td[@class="acc"]/@data-value')]
+    assert len(values) == columns and all(0.0 <= v <= 1.0 for v in values)
+    rows = doc.xpath('//table[@id="questions"]//tr[td]')
+    assert len(rows) == questions
+    answered = doc.xpath('//table[@id="questions"]//td[@class="ok" or @class="no"]')  # a folder may hold fewer
+    links = doc.xpath('//a[@class="run"]/@href')
+    assert len(links) == len(answered) >= questions and all((page.parent / h).is_file() for h in links)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        tab = browser.new_page()
+        errors = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.goto(page.as_uri())
+        assert tab.locator("#accuracy").bounding_box()["height"] > 20
+        tab.screenshot(path=str(page.with_suffix(".png")))
+        tab.locator("a.run").first.click()
+        tab.wait_for_selector("#timeline-svg")
+        assert tab.locator("#timeline-svg").bounding_box()["width"] > 300
+        assert not errors, errors
+        browser.close()
 
 
 def test_cli_errors_are_one_line(tmp_path, bench, capsys):

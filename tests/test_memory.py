@@ -169,7 +169,10 @@ def test_memory_finds_the_perception_stages_by_name_without_importing_tools_firs
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[0] == "False ['captions', 'embeddings', 'ocr', 'shots', 'transcript'] mcr.tools.ocr"
+    assert (
+        proc.stdout.split("\n")[0]
+        == "False ['captions', 'embeddings', 'ocr', 'shots', 'subtitles', 'transcript'] mcr.tools.ocr"
+    )
 
 
 WORKER = textwrap.dedent("""

@@ -1,4 +1,5 @@
-"""The report of one evaluation folder, or two side by side: a table printed, a PNG saved.
+"""The report of one evaluation folder, or two side by side: a table printed, a PNG and an
+HTML page (``report.html``, :mod:`.report_html`) saved.
 
 The figure has two panels: accuracy per category (overall first) with 95% bootstrap
 intervals, one bar per result folder; and, per question, correctness (IoU for grounding)
@@ -58,6 +59,10 @@ def report(dirs: Sequence[str | Path], png: str | Path | None = None) -> tuple[s
     if png is not False:
         target = Path(png) if png else Path(dirs[0]) / "report.png"
         draw(records, summaries, [Path(d).name for d in dirs], target)
+    from .report_html import write_html
+
+    page = write_html(dirs, records, summaries, [Path(d).name for d in dirs], target, Path(dirs[0]) / "report.html")
+    text += f"\nreport: {page}"
     return text, target
 
 
