@@ -111,6 +111,7 @@ class Agent:
         options: Sequence[str] | None = None,
         trace: str | os.PathLike | None = None,
         answer_form: str | None = None,
+        run_id: str | None = None,
     ) -> Iterator[Event]:
         """Run and hand out each event as it happens. Every event is also written to the trace.
 
@@ -118,7 +119,7 @@ class Agent:
         as ``KeyboardInterrupt``; ``resume(trace)`` continues such a run."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("the question is empty")
-        return self._stream(video, question, options, trace, answer_form)
+        return self._stream(video, question, options, trace, answer_form, run_id)
 
     def watch(self, source: str, **options: Any) -> Any:
         """Watch a live source into this agent's memory: a started ``LiveSession`` (see

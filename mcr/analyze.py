@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mcr.types import format_time
 
 MAX_CHAPTERS = 12
@@ -90,7 +88,7 @@ def choose_bounds(cuts: list, said: list, duration: float, memory: Any) -> list[
         shift = 0.0
         if before and after:
             a, b = memory.encoder.encode([before, after])
-            shift = 1.0 - float(np.dot(a, b))
+            shift = 1.0 - float(a @ b)
         scores.append((float(e.confidence or 0.0) + shift, t))
     kept: list[float] = []
     for _, t in sorted(scores, reverse=True):

@@ -403,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     from mcr.analyze import register as register_analyze
 
     register_analyze(sub)
+    from mcr.service import register as register_serve
+
+    register_serve(sub)
+    from mcr.mcp_server import register as register_mcp
+
+    register_mcp(sub)
     if importlib.util.find_spec("mcr.m2la.cli") is not None:
         from mcr.m2la.cli import register
 

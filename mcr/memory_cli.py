@@ -261,9 +261,8 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     from mcr.memory import Memory
     from mcr.memory.store import unwritable
     from mcr.sources import open_video
-    from mcr.tools import ToolContext, ToolRegistry
-    from mcr.tools.grounding import temporal_grounding
-    from mcr.types import TimeSpan, ToolCall
+    from mcr.tools.grounding import search_spans
+    from mcr.types import TimeSpan
 
     video = open_video(args.video)
     span = (
@@ -278,9 +277,7 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     failed = [r for r in ([] if why else _build(video, memory, stages, args.quiet)) if r.status == "failed"]
     for r in failed:
         print(f"{r.stage}: failed ({r.reason}); searching without it", file=sys.stderr)
-    arguments = {"query": args.query, "k": args.k, **({"span": str(span)} if span else {})}
-    ctx = ToolContext(video=video, memory=memory, device=args.device)
-    result = ToolRegistry([temporal_grounding]).execute(ToolCall("temporal_grounding", arguments, "search"), ctx)
+    result = search_spans(video, memory, args.query, args.k, span, args.device)
     if result.is_error:
         message = " ".join(line.strip() for line in result.text.removeprefix("error: ").splitlines() if line.strip())
         print(f"mcr-agent: error: {message}", file=sys.stderr)

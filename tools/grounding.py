@@ -422,3 +422,17 @@ def temporal_grounding(ctx: ToolContext, query: str, k: int = 5, span: Optional[
         metadata=meta,
         trust=UNTRUSTED if any(r.evidence for r in results) else "trusted",
     )
+
+
+def search_spans(
+    video: Any, memory: Any, query: str, k: int = 5, span: Optional[TimeSpan] = None, device: str = "auto"
+):
+    """``temporal_grounding`` called outside a run (search commands, the service, MCP): the
+    ``ToolResult`` whose ``metadata`` holds the ranked spans; an error result says why."""
+    from mcr.types import ToolCall
+
+    from .registry import ToolRegistry
+
+    arguments = {"query": query, "k": k, **({"span": str(span)} if span else {})}
+    ctx = ToolContext(video=video, memory=memory, device=device)
+    return ToolRegistry([temporal_grounding]).execute(ToolCall("temporal_grounding", arguments, "search"), ctx)

@@ -61,7 +61,8 @@ def report(dirs: Sequence[str | Path], png: str | Path | None = None) -> tuple[s
         draw(records, summaries, [Path(d).name for d in dirs], target)
     from .report_html import write_html
 
-    page = write_html(dirs, records, summaries, [Path(d).name for d in dirs], target, Path(dirs[0]) / "report.html")
+    bars = [_bars(s) for s in summaries]
+    page = write_html(dirs, records, bars, [Path(d).name for d in dirs], target, Path(dirs[0]) / "report.html")
     text += f"\nreport: {page}"
     return text, target
 

@@ -53,14 +53,12 @@ def _run_report(out: Path, record: dict, target_dir: Path, thumbnails: bool) -> 
 def write_html(
     dirs: Sequence[str | Path],
     records: Sequence[list[dict]],
-    summaries: Sequence[dict],
+    bars: Sequence[dict[str, dict]],
     names: Sequence[str],
     png: Path | None,
     target: Path,
 ) -> Path:
-    from .report import _bars
-
-    bars = [_bars(s) for s in summaries]
+    """``bars``: each folder's accuracy per category (``report._bars``)."""
     keys = list(dict.fromkeys(k for b in bars for k in b))
     head = "".join(f"<th>{esc(n)}</th>" for n in names)
     rows = "".join(f"<tr><td>{esc(k)}</td>{''.join(_cell(b.get(k)) for b in bars)}</tr>" for k in keys)

@@ -1,0 +1,53 @@
+"""``mcr-agent mcp`` over stdio, driven by the MCP client of the same package."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+
+def payload(result) -> dict:
+    if getattr(result, "structuredContent", None):
+        found = result.structuredContent
+        return found.get("result", found) if isinstance(found, dict) and set(found) == {"result"} else found
+    return json.loads(result.content[0].text)
+
+
+def test_mcp_lists_the_tools_answers_and_searches(cue_video, tmp_path):
+    script = tmp_path / "script.json"
+    steps = [
+        {"text": "Plan: read what is said, then answer."},
+        {"answer": "platform seven", "evidence": ["00:00:26-00:00:29"]},
+        {"text": json.dumps({"verdict": "supported", "confidence": 0.9, "reason": "the transcript says so"})},
+    ]
+    script.write_text(json.dumps({"steps": steps}))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mcr.cli", "mcp", "--model", f"replay:{script}", "--memory", str(tmp_path / "m.db")],
+        cwd=str(tmp_path),
+    )
+
+    async def session_calls():
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                listed = await session.list_tools()
+                asked = await session.call_tool(
+                    "ask_video", {"video": str(cue_video), "question": "Which platform does the train leave from?"}
+                )
+                found = await session.call_tool("search_video", {"video": str(cue_video), "query": "EXIT 14 AIRPORT"})
+                info = await session.call_tool("video_info", {"video": str(cue_video)})
+                return listed, asked, found, info
+
+    listed, asked, found, info = asyncio.run(asyncio.wait_for(session_calls(), 300))
+    assert {t.name for t in listed.tools} == {"ask_video", "search_video", "index_video", "video_info"}
+    answer = payload(asked)
+    assert answer["answer"] == "platform seven" and answer["status"] == "verified"
+    assert answer["evidence"] == [[26.0, 29.0]] and answer["trace"].endswith(".jsonl")
+    best = payload(found)["results"][0]
+    assert best["span"][0] <= 35.0 and best["span"][1] >= 33.0
+    assert payload(info)["duration"] > 60

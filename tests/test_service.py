@@ -1,0 +1,234 @@
+"""The HTTP service against a real uvicorn on 127.0.0.1 with an httpx client: runs end to end,
+Server-Sent Events resumed without loss, cancel, a bounded pool, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from mcr.service import make_app
+from mcr.testing import RecordingModel, answer, tool_call, verdict
+
+
+def paced(delay: float = 0.2, calls: int = 1, evidence: str = "0-2"):
+    """A model that looks ``calls`` times (inspect_frames) and then answers, ``delay`` s a turn."""
+
+    def reply(messages, tools, **options):
+        time.sleep(delay)
+        if tools == []:  # the check of a proposed answer
+            return verdict("supported", 0.9, "the frames show it")
+        looked = sum(1 for m in messages if m.role == "tool")
+        if looked < calls:
+            return tool_call("inspect_frames", span=f"00:00:0{looked}-00:00:0{looked + 2}", max_frames=2)
+        return answer("boats", evidence=[evidence])
+
+    return RecordingModel(reply, name="paced")
+
+
+class Served:
+    """uvicorn serving ``app`` on a free port of 127.0.0.1, in a thread."""
+
+    def __init__(self, app) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> httpx.Client:
+        self.thread.start()
+        t0 = time.monotonic()
+        while not self.server.started:
+            assert time.monotonic() - t0 < 30, "the server did not start"
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def sse(client: httpx.Client, run_id: str, last: int | None = None, stop_after: int | None = None) -> list[tuple]:
+    """``(id, event)`` pairs read from the run's event stream."""
+    headers = {"Last-Event-ID": str(last)} if last is not None else {}
+    got = []
+    with client.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        n = None
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                n = int(line[4:])
+            elif line.startswith("data: "):
+                got.append((n, json.loads(line[6:])))
+                if stop_after is not None and len(got) >= stop_after:
+                    break
+    return got
+
+
+@pytest.fixture
+def media(tmp_path, boats):
+    root = tmp_path / "media"
+    root.mkdir()
+    shutil.copy(boats, root / "boats.mp4")
+    return root
+
+
+def test_a_run_end_to_end_with_its_events_resumed_after_a_disconnect(media, tmp_path):
+    app = make_app(paced(0.3, calls=2), [media], tmp_path / "m.db", trace_dir=tmp_path / "traces")
+    with Served(app) as client:
+        r = client.post("/v1/runs", json={"video": "boats.mp4", "question": "What is on the water?", "policy": "plain"})
+        assert r.status_code == 202, r.text
+        run_id = r.json()["run_id"]
+        first = sse(client, run_id, stop_after=3)  # a listener that goes away while the run goes on
+        assert [n for n, _ in first] == [1, 2, 3] and first[0][1]["event"] == "run_started"
+        assert client.get(f"/v1/runs/{run_id}").json()["status"] in ("running", "finished")
+        rest = sse(client, run_id, last=first[-1][0])
+        ids = [n for n, _ in first + rest]
+        assert ids == list(range(1, len(ids) + 1))  # nothing lost, nothing twice
+        kinds = [e["event"] for _, e in first + rest]
+        assert kinds[-1] == "run_finished" and kinds.count("tool_returned") == 2
+        done = client.get(f"/v1/runs/{run_id}").json()
+        assert done["status"] == "finished" and done["result"]["answer"] == "boats" and done["events"] == len(ids)
+        assert sse(client, run_id, last=len(ids)) == []  # a finished run: the stream ends at once
+        report = client.get(f"/v1/runs/{run_id}/report")
+        assert report.status_code == 200 and "timeline-svg" in report.text
+        assert client.get("/v1/runs/nope").status_code == 404
+        assert client.get("/docs").status_code == 200 and "openapi" in client.get("/openapi.json").text
+
+
+def test_cancel_ends_a_run_at_its_next_step(media, tmp_path):
+    app = make_app(paced(0.5, calls=10), [media], tmp_path / "m.db", trace_dir=tmp_path / "traces")
+    with Served(app) as client:
+        run_id = client.post("/v1/runs", json={"video": "boats.mp4", "question": "What?", "policy": "plain"}).json()[
+            "run_id"
+        ]
+        sse(client, run_id, stop_after=2)
+        assert client.delete(f"/v1/runs/{run_id}").status_code == 202
+        events = sse(client, run_id)
+        assert events[-1][1]["event"] == "run_finished" and events[-1][1]["status"] == "interrupted"
+        state = client.get(f"/v1/runs/{run_id}").json()
+        assert state["status"] == "cancelled"
+        assert sum(1 for _, e in events if e["event"] == "tool_returned") < 10
+
+
+def test_eight_runs_on_a_pool_of_two_and_a_full_queue(media, tmp_path):
+    app = make_app(paced(0.3), [media], tmp_path / "m.db", workers=2, queue_limit=6, trace_dir=False)
+    with Served(app) as client:
+        body = {"video": "boats.mp4", "question": "What is on the water?", "policy": "plain"}
+        ids = [client.post("/v1/runs", json=body).json()["run_id"] for _ in range(8)]
+        full = client.post("/v1/runs", json=body)
+        assert full.status_code == 429 and full.headers["retry-after"] == "5"
+        t0 = time.monotonic()
+        while any(client.get(f"/v1/runs/{i}").json()["status"] != "finished" for i in ids):
+            assert time.monotonic() - t0 < 120
+            time.sleep(0.2)
+        answers = [client.get(f"/v1/runs/{i}").json()["result"]["answer"] for i in ids]
+        assert answers == ["boats"] * 8 and len(set(ids)) == 8
+        assert client.post("/v1/runs", json=body).status_code == 202  # room again
+
+
+def test_refusals_are_clear_and_write_nothing(media, tmp_path, code_video):
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(code_video, outside)
+    os.symlink(outside, media / "escape.mp4")
+    app = make_app(paced(), [media], tmp_path / "m.db", upload_limit=50_000, trace_dir=False)
+    with Served(app) as client:
+        cases = {
+            "../outside.mp4": (403, "'..'"),
+            str(outside): (403, "outside the media roots"),
+            "escape.mp4": (403, "outside the media roots"),
+            "missing.mp4": (403, "not a file under the media roots"),
+        }
+        for video, (code, words) in cases.items():
+            r = client.post("/v1/runs", json={"video": video, "question": "What?"})
+            assert r.status_code == code and words in r.json()["detail"], (video, r.text)
+        big = client.post("/v1/videos/upload", content=code_video.read_bytes())
+        assert big.status_code == 413 and "over the limit" in big.json()["detail"]
+        noise = client.post("/v1/videos/upload", content=b"not a video at all" * 100)
+        assert noise.status_code == 415 and "not a video" in noise.json()["detail"]
+        assert client.post("/v1/runs", json={"video": "boats.mp4", "question": " "}).status_code == 400
+    uploads = tmp_path / "uploads"
+    assert not uploads.exists() or not list(uploads.iterdir())
+
+    locked = make_app(paced(), [media], tmp_path / "m.db", token="s3cret", trace_dir=False)
+    with Served(locked) as client:
+        assert client.get("/v1/media").status_code == 401
+        listed = client.get("/v1/media", headers={"Authorization": "Bearer s3cret"}).json()["files"]
+        assert listed == ["boats.mp4"]  # the symlink out of the root is not offered
+    cli = subprocess.run(
+        [sys.executable, "-m", "mcr.cli", "serve", "--host", "0.0.0.0", "--model", "replay:none.json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MCR_TOKEN"},
+    )
+    assert cli.returncode == 2 and "--token" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_videos_are_added_searched_and_uploaded(cue_video, tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    shutil.copy(cue_video, root / "cues.mp4")
+    app = make_app(paced(), [root], tmp_path / "m.db", trace_dir=False)
+    with Served(app) as client:
+        added = client.post("/v1/videos", json={"path": "cues.mp4"})
+        assert added.status_code == 201, added.text
+        video_id = added.json()["video_id"]
+        found = client.get(f"/v1/videos/{video_id}/search", params={"q": "EXIT 14 AIRPORT", "k": 3})
+        assert found.status_code == 200, found.text
+        best = found.json()["results"][0]
+        assert best["span"][0] <= 35.0 and best["span"][1] >= 33.0
+        info = client.get(f"/v1/videos/{video_id}").json()
+        assert info["info"]["duration"] > 60 and info["index"]["ocr"] == "done"
+        upload = client.post("/v1/videos/upload", content=cue_video.read_bytes())
+        assert upload.status_code == 201 and upload.json()["video_id"] == video_id  # the same bytes
+        assert client.get(f"/v1/videos/{video_id}/file").content[:12] == cue_video.read_bytes()[:12]
+
+
+def until(check, timeout: float) -> None:
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < timeout, "not within the time"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_the_page_in_a_real_browser(media, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    app = make_app(paced(0.3, calls=2, evidence="3-5"), [media], tmp_path / "m.db", trace_dir=tmp_path / "t")
+    with Served(app) as client, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.goto(str(client.base_url) + "/")
+        tab.wait_for_selector("#media option[value='boats.mp4']", state="attached")
+        tab.select_option("#media", "boats.mp4")
+        tab.fill("#question", "What is on the water?")
+        tab.click("#ask")
+        until(lambda: "inspect_frames" in tab.inner_text("#trace"), 30)  # polled from here: the page's
+        until(lambda: "boats" in tab.inner_text("#answer"), 60)  # policy allows no eval for waiting scripts
+        assert "← inspect_frames" in tab.inner_text("#trace")  # the trace streamed in, step by step
+        mark = tab.locator("#timeline .mark").first
+        assert mark.is_visible()
+        box, line = mark.bounding_box(), tab.locator("#timeline").bounding_box()
+        assert abs((box["x"] - line["x"]) / line["width"] - 3 / 12.5) < 0.02  # at 3 s of 12.5
+        mark.click()
+        until(lambda: abs(tab.evaluate("document.getElementById('player').currentTime") - 3) < 0.5, 10)
+        tab.screenshot(path=str(tmp_path / "page.png"))
+        assert not errors, errors
+        browser.close()
