@@ -101,6 +101,7 @@ def make_app(
     class VideoRequest(BaseModel):
         path: str | None = None
         url: str | None = None
+        index: bool = True  # build (or reuse) its index in the background: GET /v1/videos/ID/events
 
     @app.middleware("http")
     async def bearer(request: Request, call_next: Any) -> Any:
@@ -198,7 +199,13 @@ def make_app(
         if bool(body.path) == bool(body.url):
             raise HTTPException(400, "give one of path (under a media root) or url")
         video = open_spec(body.path or body.url or "")
-        return {"video_id": video.id, "info": video.info()}
+        job = pool.index(video, db, ["shots", "transcript", "ocr"]).run_id if body.index else None
+        return {"video_id": video.id, "info": video.info(), "index_job": job}
+
+    @app.get("/v1/videos/{video_id}/events")
+    async def index_events(video_id: str, request: Request) -> Any:
+        """The video's index job as Server-Sent Events (progress, then each stage's outcome)."""
+        return await run_events(f"index-{video_id}", request)
 
     @app.post("/v1/videos/upload", status_code=201)
     async def upload(request: Request) -> dict:

@@ -103,6 +103,40 @@ class RunPool:
         except Exception as exc:  # noqa: BLE001 - a run that fails is reported on its own
             state.end("error", error=f"{type(exc).__name__}: {exc}")
 
+    def index(self, video: Any, memory: Any, stages: list[str]) -> RunState:
+        """Build (or reuse) ``video``'s index in a thread of its own; its progress goes out as
+        events (``index_progress`` as chunks finish, ``index_stage`` for each stage's outcome) under
+        the job id ``index-VIDEO_ID``. A job already going for that video is returned as it is."""
+        job_id = f"index-{video.id}"
+        with self.lock:
+            state = self.runs.get(job_id)
+            if state is not None and not state.done:
+                return state
+            state = RunState(job_id, "", str(video.path), status="running")
+            self.runs[job_id] = state
+        last: dict[str, float] = {}
+
+        def progress(stage: str, done: float, total: float) -> None:
+            if done - last.get(stage, -1e9) >= 1.0 or done >= total:  # at most one event a second of video
+                last[stage] = done
+                state.add({"event": "index_progress", "stage": stage, "done": round(done, 3), "total": total})
+
+        def build() -> None:
+            from mcr.memory import VideoIndex
+
+            try:
+                for report in VideoIndex(video, memory).build(stages, progress=progress):
+                    state.add({"event": "index_stage", "video_id": video.id, **report.to_dict()})
+                state.end(
+                    "finished",
+                    {"video_id": video.id, "stages": [e for e in state.events if e["event"] == "index_stage"]},
+                )
+            except Exception as exc:  # noqa: BLE001 - the job reports its failure
+                state.end("error", error=f"{type(exc).__name__}: {exc}")
+
+        threading.Thread(target=build, name=job_id, daemon=True).start()
+        return state
+
     def cancel(self, run_id: str) -> RunState | None:
         state = self.runs.get(run_id)
         if state is not None:

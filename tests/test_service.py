@@ -57,11 +57,13 @@ class Served:
         self.thread.join(30)
 
 
-def sse(client: httpx.Client, run_id: str, last: int | None = None, stop_after: int | None = None) -> list[tuple]:
-    """``(id, event)`` pairs read from the run's event stream."""
+def sse(
+    client: httpx.Client, run_id: str, last: int | None = None, stop_after: int | None = None, path: str = ""
+) -> list[tuple]:
+    """``(id, event)`` pairs read from the run's event stream (or the one at ``path``)."""
     headers = {"Last-Event-ID": str(last)} if last is not None else {}
     got = []
-    with client.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+    with client.stream("GET", path or f"/v1/runs/{run_id}/events", headers=headers) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         n = None
         for line in response.iter_lines():
@@ -183,6 +185,11 @@ def test_videos_are_added_searched_and_uploaded(cue_video, tmp_path):
         added = client.post("/v1/videos", json={"path": "cues.mp4"})
         assert added.status_code == 201, added.text
         video_id = added.json()["video_id"]
+        assert added.json()["index_job"] == f"index-{video_id}"
+        job = [e for _, e in sse(client, "", path=f"/v1/videos/{video_id}/events")]  # progress, then the stages
+        assert any(e["event"] == "index_progress" for e in job)
+        stages = {e["stage"]: e["status"] for e in job if e["event"] == "index_stage"}
+        assert stages == {"shots": "built", "transcript": "built", "ocr": "built"}
         found = client.get(f"/v1/videos/{video_id}/search", params={"q": "EXIT 14 AIRPORT", "k": 3})
         assert found.status_code == 200, found.text
         best = found.json()["results"][0]
