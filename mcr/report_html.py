@@ -70,8 +70,9 @@ def span_link(a: float, b: float) -> str:
     return f'<a href="#" class="span" {span_attrs(a, b)}>{format_time(a)}-{format_time(b)}</a>'
 
 
-def render(report: dict, out_dir: str | os.PathLike | None = None) -> str:
-    """The report as HTML; ``out_dir`` is where the file goes (for the player's relative link)."""
+def render(report: dict, out_dir: str | os.PathLike | None = None, video_url: str | None = None) -> str:
+    """The report as HTML; ``out_dir`` is where the file goes (for the player's relative link),
+    ``video_url`` the video's address instead (a page served over HTTP)."""
     d = max(float(report["duration"]), 1e-6)
     x = lambda t: max(0.0, min(WIDTH, float(t) / d * WIDTH))  # noqa: E731
     w = lambda a, b: max(1.5, x(b) - x(a))  # noqa: E731
@@ -116,7 +117,7 @@ def render(report: dict, out_dir: str | os.PathLike | None = None) -> str:
         f'<div class="labels"><span>{format_time(0)}</span><span>{format_time(d / 2)}</span><span>{format_time(d)}</span></div>',
         _strip(report),
         "</section>",
-        _player(report, out_dir),
+        _player(report, out_dir, video_url),
         _excerpts(report),
         _steps(report),
         f"<script>{SCRIPT}</script></body></html>",
@@ -155,7 +156,9 @@ def _header(report: dict) -> str:
     )
 
 
-def _player(report: dict, out_dir: str | os.PathLike | None) -> str:
+def _player(report: dict, out_dir: str | os.PathLike | None, video_url: str | None = None) -> str:
+    if video_url:
+        return f'<video id="player" controls preload="metadata" src="{esc(video_url)}"></video>'
     path = report["video"].get("path")
     if not path or not Path(path).is_file():
         return "<p class='muted'>The video file is not where the run read it: the report reads without it.</p>"

@@ -190,9 +190,10 @@ def make_app(
         trace = (state.result or {}).get("trace_path")
         if not trace or not Path(trace).is_file():
             raise HTTPException(404, "this run has no trace yet: ask again when it has finished")
-        from mcr.report_html import write_report
+        from mcr.report import run_report
+        from mcr.report_html import render
 
-        return HTMLResponse(write_report(trace).read_text(encoding="utf-8"))
+        return HTMLResponse(render(run_report(trace), video_url=f"/v1/videos/{state.video_id}/file"))
 
     @app.post("/v1/videos", status_code=201)
     def add_video(body: VideoRequest) -> dict:

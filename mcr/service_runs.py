@@ -23,6 +23,7 @@ class RunState:
     run_id: str
     question: str
     video: str
+    video_id: str = ""
     status: str = "queued"  # queued | running | finished | cancelled | error
     events: list[dict] = field(default_factory=list)
     result: dict | None = None
@@ -75,7 +76,7 @@ class RunPool:
         with self.lock:
             if self.waiting() >= self.workers + self.queue_limit:
                 raise QueueFull(f"{self.workers} runs are going and {self.queue_limit} are waiting: try again later")
-            state = RunState(uuid.uuid4().hex[:12], request["question"], str(request.get("video", "")))
+            state = RunState(uuid.uuid4().hex[:12], request["question"], str(request.get("video", "")), video.id)
             self.runs[state.run_id] = state
         self.pool.submit(self._run, state, request, video)
         return state
@@ -112,7 +113,7 @@ class RunPool:
             state = self.runs.get(job_id)
             if state is not None and not state.done:
                 return state
-            state = RunState(job_id, "", str(video.path), status="running")
+            state = RunState(job_id, "", str(video.path), video.id, status="running")
             self.runs[job_id] = state
         last: dict[str, float] = {}
 

@@ -103,6 +103,7 @@ def test_a_run_end_to_end_with_its_events_resumed_after_a_disconnect(media, tmp_
         assert sse(client, run_id, last=len(ids)) == []  # a finished run: the stream ends at once
         report = client.get(f"/v1/runs/{run_id}/report")
         assert report.status_code == 200 and "timeline-svg" in report.text
+        assert f'src="/v1/videos/{r.json()["video_id"]}/file"' in report.text  # the player plays it from here
         assert client.get("/v1/runs/nope").status_code == 404
         assert client.get("/docs").status_code == 200 and "openapi" in client.get("/openapi.json").text
 
