@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mcr.errors import MCRError
+from mcr.files import write_text
 from mcr.stream import Gap, LiveReader, Segment
 from mcr.types import TimeSpan, format_time
 from mcr.video import Video
@@ -240,7 +241,7 @@ class LiveSession:
 
     def _save(self) -> None:
         with self._lock:
-            _write_json(self.folder / "session.json", self.record)
+            write_text(self.folder / "session.json", json.dumps(self.record, indent=1, default=str))
 
 
 class _Ref:
@@ -302,12 +303,6 @@ def _post(url: str, event: dict) -> None:
         urllib.request.urlopen(req, timeout=5).close()
     except Exception as exc:  # noqa: BLE001 - a webhook that fails must not stop the watching
         log.warning("webhook %s failed: %s", url, exc)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------- asking a session

@@ -186,13 +186,9 @@ def write(result: dict, out_dir: str | os.PathLike) -> list[Path]:
         "transcript.vtt": cues_vtt(spoken),
         "transcript.srt": cues_srt(spoken),
     }
-    written = []
-    for name, text in files.items():
-        tmp = out / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
-        written.append(out / name)
-    return written
+    from mcr.files import write_text
+
+    return [write_text(out / name, text) for name, text in files.items()]
 
 
 def register(sub: Any) -> None:

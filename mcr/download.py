@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mcr.errors import MCRError
+from mcr.files import write_text
 
 DEFAULT_MAX_BYTES = 8 << 30
 TIMEOUT_S = 15.0  # a connection or a read that waits longer counts as dropped
@@ -104,9 +105,7 @@ def read_record(path: Path) -> dict | None:
 
 def write_record(path: Path, record: dict) -> None:
     """Written to a temporary file and renamed: never half-written."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record, indent=1, ensure_ascii=False, default=str))
 
 
 def fetch(url: str, max_bytes: int | None = None, progress: bool = True) -> Path:
@@ -209,7 +208,7 @@ def _download(
             length = response.headers.get("Content-Length")
             total = start + int(length) if length and length.isdigit() else None
             if total is not None and total > max_bytes:
-                raise SourceError(_too_big(url, total, max_bytes))
+                raise SourceError(too_big(url, total, max_bytes))
             if not resumed:
                 validators = {
                     "etag": response.headers.get("ETag"),
@@ -261,7 +260,7 @@ def _range_start(response: Any) -> int | None:
         return None
 
 
-def _too_big(url: str, size: int, limit: int) -> str:
+def too_big(url: str, size: int, limit: int) -> str:
     return (
         f"{url} is {human(size)}, over the download limit of {human(limit)}; "
         "raise it with MCR_MAX_DOWNLOAD (e.g. 20G) or max_bytes="
@@ -291,7 +290,7 @@ def _copy(response: Any, part: Path, start: int, total: int | None, max_bytes: i
             written += len(chunk)
             if written > max_bytes:
                 out.truncate(0)
-                raise SourceError(_too_big(url, written, max_bytes))
+                raise SourceError(too_big(url, written, max_bytes))
             out.write(chunk)
             bar.update(len(chunk))
         if total is not None and written < total:

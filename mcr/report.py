@@ -159,8 +159,9 @@ def _from_memory(report: dict, path: str | None, video_path: str | None, video_i
             starts = [0.0] + [b for _, b in cuts]
             ends = [a for a, _ in cuts] + [report["duration"]]
             report["shots"] = [[a, b] for a, b in zip(starts, ends) if b > a]
+        lines = memory.store.query(video_id, kind=["transcript", "ocr"]) if report["evidence"] else []
         for a, b in report["evidence"]:
-            for e in memory.store.query(video_id, kind=["transcript", "ocr"]):
+            for e in lines:
                 if e.span is not None and e.span.start < b and e.span.end > a:
                     report["excerpts"].append({"span": e.span.to_list(), "kind": e.kind, "text": e.text})
     finally:

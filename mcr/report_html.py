@@ -213,11 +213,9 @@ def write_report(trace: str | os.PathLike, out: str | os.PathLike | None = None,
     from mcr.report import run_report
 
     out = Path(out) if out else Path(trace).with_suffix(".html")
-    page = render(run_report(trace, thumbnails), out.parent.resolve())
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    from mcr.files import write_text
+
+    return write_text(out, render(run_report(trace, thumbnails), out.parent.resolve()))
 
 
 __all__ = ["render", "write_report"]

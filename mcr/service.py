@@ -128,10 +128,9 @@ def make_app(
         row = db.store.conn.execute("SELECT path FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         if row is None or not Path(row[0]).is_file():
             raise HTTPException(404, f"no video {video_id} here: add it with POST /v1/videos")
-        return open_spec(row[0]) if any(Path(row[0]).resolve().is_relative_to(r) for r in roots) else _missing(video_id)
-
-    def _missing(video_id: str) -> Any:
-        raise HTTPException(404, f"video {video_id} is not under the media roots")
+        if not any(Path(row[0]).resolve().is_relative_to(r) for r in roots):
+            raise HTTPException(404, f"video {video_id} is not under the media roots")
+        return open_spec(row[0])
 
     @app.post("/v1/runs", status_code=202)
     def start_run(body: RunRequest) -> dict:

@@ -18,7 +18,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from mcr.download import SourceError, human, key_of, locked, max_bytes_default, media_cache, read_record, write_record
+from mcr.download import SourceError, key_of, locked, max_bytes_default, media_cache, read_record, too_big, write_record
 
 DEFAULT_MAX_HEIGHT = 720
 DEFAULT_LANGS = ("en.*", ".*-orig")
@@ -89,10 +89,7 @@ def _download(url: str, folder: Path, key: str, max_bytes: int, height: int | No
     if not files:
         size = info.get("filesize") or info.get("filesize_approx")
         if size and size > max_bytes:
-            raise SourceError(
-                f"{url} is {human(size)}, over the download limit of {human(max_bytes)}; "
-                "raise it with MCR_MAX_DOWNLOAD (e.g. 20G) or max_bytes="
-            )
+            raise SourceError(too_big(url, size, max_bytes))
         raise SourceError(f"cannot open {url}: yt-dlp wrote no file (too big for the limit, or a live stream)")
     manual = set(info.get("subtitles") or {})
     subtitles = [

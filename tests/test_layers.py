@@ -25,6 +25,7 @@ LAYERS = [
             "mcr.cache",
             "mcr.video",
             "mcr.onnxrun",
+            "mcr.files",
             "mcr.download",
             "mcr.sites",
             "mcr.sources",

@@ -97,10 +97,9 @@ def write_html(
         f'<h2>Questions</h2><table id="questions"><tr><th>id</th><th>question</th>{head}</tr>{"".join(lines)}</table>'
         "</body></html>"
     )
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    from mcr.files import write_text
+
+    return write_text(target, page)
 
 
 __all__ = ["write_html"]
