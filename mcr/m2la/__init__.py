@@ -4,7 +4,9 @@ Public API (imported lazily, so ``import mcr.m2la`` does not load torch):
 
 * :class:`M2LAAttention`, :class:`M2LASpec` - the latent attention layer and its shape.
 * :class:`LatentCache` - transformers ``Cache`` holding only latent states.
-* :func:`convert_to_m2la` - convert a Llama/Mistral/Qwen2/Qwen3/Gemma-family model in place.
+* :func:`convert_to_m2la` - convert a Llama/Mistral/Qwen2/Qwen3/Gemma-family model in place,
+  or the language model of a Qwen2-VL/Qwen2.5-VL/Qwen3-VL (the vision tower is left as it is).
+* :func:`capture_calibration`, :func:`processor_batches` - calibration on text, images and video.
 * :func:`save_m2la`, :func:`load_m2la`, :func:`is_m2la_checkpoint` - persistence.
 * :class:`RotaryEmbedding` - standard and Qwen-VL multimodal RoPE.
 * :class:`M2LAError` - every invalid input raises it.
@@ -26,7 +28,8 @@ _EXPORTS = {
     "convert_to_m2la": "convert",
     "max_rank": "convert",
     "capture_calibration": "convert",
-    "CalibrationInputs": "convert",
+    "CalibrationInputs": "calibrate",
+    "processor_batches": "calibrate",
     "ConversionReport": "report",
     "LayerReport": "report",
     "save_m2la": "io",
@@ -53,6 +56,7 @@ __all__ = [
     "is_m2la_checkpoint",
     "load_m2la",
     "max_rank",
+    "processor_batches",
     "save_m2la",
     "use_latent_cache_by_default",
 ]

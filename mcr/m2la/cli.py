@@ -2,7 +2,12 @@
 
     m2la convert MODEL OUT --rank R --rope-dim D [--shared-rope | --per-group-rope]
                  [--key-norm scale|fold] [--dtype auto|float32|bfloat16|float16]
-                 [--gguf-file F] [--calibration-text FILE] [--device cpu|cuda] [--force]
+                 [--gguf-file F] [--calibration-text FILE] [--calibration-image FILE ...]
+                 [--calibration-video FILE ...] [--device cpu|cuda] [--force]
+
+A vision-language model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) has its language attention
+converted and its vision tower kept as it is; ``--calibration-image`` and
+``--calibration-video`` add image and video tokens' activations to the calibration.
     m2la info PATH
     m2la generate PATH --prompt TEXT [--max-new-tokens N]
 
@@ -60,6 +65,23 @@ def register(subparsers) -> None:
         "--calibration-text", default=None, help="text file used to choose RoPE dimensions and weight the factorisation"
     )
     conv.add_argument("--calibration-tokens", type=int, default=1024, help="tokens of calibration text to use")
+    conv.add_argument(
+        "--calibration-image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an image to calibrate on (vision-language models; repeatable)",
+    )
+    conv.add_argument(
+        "--calibration-video",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a video to calibrate on (vision-language models; repeatable)",
+    )
+    conv.add_argument(
+        "--calibration-frames", type=int, default=8, help="frames taken from each calibration video (default 8)"
+    )
     conv.add_argument("--device", default="cpu", help="device to convert on (cpu, cuda)")
     conv.add_argument("--force", action="store_true", help="write into OUT even if it is not empty")
     conv.set_defaults(func=convert_command)
@@ -125,9 +147,15 @@ def load_source_model(model: str, gguf_file: str | None = None, dtype: str = "au
     kwargs = {"gguf_file": gguf} if gguf else {}
     if dtype != "auto":
         kwargs["dtype"] = getattr(torch, dtype)
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
     errors = []
     loaded = None
-    for name in ("AutoModelForCausalLM", "AutoModelForImageTextToText"):
+    order = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
+    config = load_source_config(model, gguf_file)
+    if getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        order = order[::-1]  # a vision-language model: keep its vision tower
+    for name in order:
         try:
             loaded = getattr(transformers, name).from_pretrained(location, **kwargs)
             break
@@ -164,13 +192,7 @@ def convert_command(args) -> int:
 
         check_config(load_source_config(args.model, args.gguf_file), args.rank, args.rope_dim)
         model, tokenizer = load_source_model(args.model, args.gguf_file, args.dtype, args.device)
-        calibration = None
-        if args.calibration_text:
-            if tokenizer is None:
-                raise M2LAError("--calibration-text needs a tokenizer, and none was found with the model")
-            text = Path(args.calibration_text).read_text()
-            ids = _text_tokenizer(tokenizer)(text, return_tensors="pt")["input_ids"][:, : args.calibration_tokens]
-            calibration = ids
+        calibration = _calibration(args, tokenizer)
         report = convert_to_m2la(
             model,
             args.rank,
@@ -179,13 +201,63 @@ def convert_command(args) -> int:
             key_norm=args.key_norm,
             calibration=calibration,
         )
-        save_m2la(model, out, tokenizer=tokenizer)
+        save_m2la(model, out, tokenizer=tokenizer)  # a processor too: image and video settings travel along
         (out / "m2la_report.json").write_text(json.dumps(report.to_dict(), indent=1))
     except (M2LAError, OSError) as exc:
         return _fail(exc)
     print(report.format())
     print(f"saved to {out}")
     return 0
+
+
+def _calibration(args, tokenizer):
+    """Calibration data from the command's options: token ids, or processor outputs with media."""
+    text_ids = None
+    if args.calibration_text:
+        if tokenizer is None:
+            raise M2LAError("--calibration-text needs a tokenizer, and none was found with the model")
+        text = Path(args.calibration_text).read_text()
+        text_ids = _text_tokenizer(tokenizer)(text, return_tensors="pt")["input_ids"][:, : args.calibration_tokens]
+    if not (args.calibration_image or args.calibration_video):
+        return text_ids
+    if args.calibration_frames < 2:
+        raise M2LAError(f"--calibration-frames must be at least 2, got {args.calibration_frames}")
+    from .calibrate import processor_batches
+
+    images = [_read_image(path) for path in args.calibration_image]
+    videos = [_read_video(path, args.calibration_frames) for path in args.calibration_video]
+    batches = processor_batches(tokenizer, images, videos)
+    if text_ids is not None:
+        batches.append({"input_ids": text_ids})
+    return batches
+
+
+def _read_image(path):
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise M2LAError(f"cannot read calibration image {path}: {exc}") from None
+
+
+def _read_video(path, count):
+    """``count`` frames spread over the video, and their rate."""
+    import numpy as np
+
+    from mcr.errors import MCRError
+    from mcr.video import Video
+
+    try:
+        video = Video(path)
+        frames = video.frames(fps=max(count / max(video.duration, 1e-3), 0.01), max_frames=count, max_pixels=448 * 448)
+    except (MCRError, OSError, ValueError, RuntimeError) as exc:
+        raise M2LAError(f"cannot read calibration video {path}: {exc}") from None
+    times = list(frames.timestamps)
+    fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 1.0
+    return np.stack(list(frames.images)), fps
 
 
 def info_command(args) -> int:

@@ -13,6 +13,11 @@ For each decoder layer:
    position): a slow pair hardly turns, so dropping its rotation costs little
    whatever its magnitude. On Gemma 3 270M at rope_dim 32 this halved the
    perplexity cost of partial RoPE compared with the 2-norm rule alone.
+   With multimodal RoPE (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) each frequency pair
+   turns with one position axis (time, height or width); each axis keeps a share
+   of the ``rope_dim / 2`` pairs in proportion to the pairs it owns, the best by
+   the same score within it, so image and video tokens keep their positions along
+   all three axes.
    With one key/value group (or ``shared_rope=False``)
    each group keeps its own pairs; a shared key for several groups uses one pair
    set for all and a RoPE-compatible rank-one fit across groups
@@ -43,11 +48,10 @@ original's to float precision. Compression comes from the lossy settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from .attention import M2LAAttention
+from .calibrate import CalibrationInputs, capture_inputs, check_calibration
 from .errors import M2LAError
 from .factor import (
     joint_low_rank,
@@ -57,8 +61,9 @@ from .factor import (
     shared_rope_fit,
     sqrt_second_moment,
     top_pairs,
+    top_pairs_per_axis,
 )
-from .families import decoder_layers, model_family, read_attention, rope_frequencies
+from .families import decoder_layers, model_family, multimodal_pair_axes, read_attention, rope_frequencies
 from .report import ConversionReport, LayerReport
 from .rope import pair_columns
 from .spec import M2LASpec
@@ -132,66 +137,27 @@ def _plan(model, rank, rope_dim, shared_rope, key_norm, calibration):
         raise M2LAError(f"this model has no key norm; key_norm must be 'none', got {key_norm!r}")
     if shared_rope is None:
         shared_rope = sources[0].groups == 1
+    calibration = check_calibration(calibration, config)
     if isinstance(calibration, CalibrationInputs):
         shapes = [x.shape[-1] for _, x in sorted(calibration.inputs.items())]
         if shapes != [src.hidden for src in sources]:
             raise M2LAError("calibration inputs were captured from a model with other layers or sizes")
-    elif calibration is not None:
-        calibration = torch.as_tensor(calibration)
-        if calibration.dim() == 1:
-            calibration = calibration[None]
-        vocab = getattr(config, "vocab_size", None)
-        if calibration.dim() != 2 or calibration.dtype not in (torch.int32, torch.int64) or calibration.numel() == 0:
-            raise M2LAError("calibration must be token ids of shape [batch, seq]")
-        if vocab is not None and (int(calibration.max()) >= vocab or int(calibration.min()) < 0):
-            raise M2LAError(f"calibration token ids must lie in [0, {vocab})")
     return family, config, sources, key_norm, bool(shared_rope), calibration
 
 
-@dataclass
-class CalibrationInputs:
-    """Inputs of each attention layer on calibration text (float64, CPU), reusable across conversions."""
+def capture_calibration(model, data, max_tokens: int = 2048) -> CalibrationInputs:
+    """Run the (unconverted) model on calibration data and keep each attention layer's input.
 
-    inputs: dict = field(default_factory=dict)  # layer index -> [tokens, hidden]
-
-    @property
-    def tokens(self) -> int:
-        return min((x.shape[0] for x in self.inputs.values()), default=0)
-
-
-def capture_calibration(model, ids, max_tokens: int = 2048) -> CalibrationInputs:
-    """Run the (unconverted) model on token ids ``[batch, seq]`` and keep each attention layer's input.
-
-    Pass the result as ``calibration=`` to :func:`convert_to_m2la` to convert copies of
-    one model at several settings without running it again.
+    ``data``: token ids ``[batch, seq]``, a processor output (a mapping with
+    ``input_ids``, and for a vision-language model its pixel values and grids) or a
+    list of them (see :mod:`~mcr.m2la.calibrate`). Pass the result as
+    ``calibration=`` to :func:`convert_to_m2la` to convert copies of one model at
+    several settings without running it again.
     """
-    if ids is None:
-        raise M2LAError("capture_calibration needs token ids")
-    _, _, sources, _, _, ids = _plan(model, 2, 2, None, None, ids)
-    return CalibrationInputs(_capture_inputs(model, sources, ids, max_tokens))
-
-
-def _capture_inputs(model, sources, ids, max_tokens):
-    """Inputs of each attention module on the calibration text (float64, on CPU)."""
-    store = {i: [] for i in range(len(sources))}
-
-    def hook(i):
-        def fn(module, args, kwargs):
-            hs = kwargs.get("hidden_states", args[0] if args else None)
-            store[i].append(hs.detach().reshape(-1, hs.shape[-1]).double().cpu())
-
-        return fn
-
-    handles = [src.module.register_forward_pre_hook(hook(i), with_kwargs=True) for i, src in enumerate(sources)]
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            for row in ids:
-                model(input_ids=row[None].to(device), use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    return {i: torch.cat(v)[:max_tokens] for i, v in store.items()}
+    if data is None:
+        raise M2LAError("capture_calibration needs token ids or processor outputs")
+    _, _, sources, _, _, data = _plan(model, 2, 2, None, None, data)
+    return capture_inputs(model, [src.module for src in sources], data, max_tokens)
 
 
 def convert_to_m2la(
@@ -210,8 +176,9 @@ def convert_to_m2la(
     per rope key (even, at most the head dim). ``shared_rope``: one rope key for all
     heads (default when the model has one key/value head) or one per key/value group.
     ``key_norm``: ``"scale"`` or ``"fold"`` for models with a per-head key norm (see
-    the module docstring). ``calibration``: token ids ``[batch, seq]`` (or the result of
-    :func:`capture_calibration`) used to weight
+    the module docstring). ``calibration``: token ids ``[batch, seq]``, processor outputs
+    with images or video (see :mod:`~mcr.m2la.calibrate`), or the result of
+    :func:`capture_calibration`, used to weight
     the factorisation and choose the RoPE pairs; without it both come from the
     weights alone. All arguments are checked before any weight changes; errors are
     :class:`M2LAError`. Returns a per-layer report; the settings are also stored in
@@ -221,17 +188,15 @@ def convert_to_m2la(
     family, config, sources, key_norm, shared, calibration = _plan(
         model, rank, rope_dim, shared_rope, key_norm, calibration
     )
-    if isinstance(calibration, CalibrationInputs):
-        inputs = calibration.inputs
-    elif calibration is not None:
-        inputs = _capture_inputs(model, sources, calibration, max_calibration_tokens)
-    else:
-        inputs = {}
+    if calibration is not None and not isinstance(calibration, CalibrationInputs):
+        calibration = capture_inputs(model, [src.module for src in sources], calibration, max_calibration_tokens)
+    inputs = {} if calibration is None else calibration.inputs
+    axes = multimodal_pair_axes(model, config)
     softcap = getattr(config, "attn_logit_softcapping", None)
     reports, specs = [], []
     for i, src in enumerate(sources):
         freq, span = rope_frequencies(model, config, i)
-        new, report = _convert_layer(src, i, rank, rope_dim, shared, key_norm, inputs.get(i), softcap, freq, span)
+        new, report = _convert_layer(src, i, rank, rope_dim, shared, key_norm, inputs.get(i), softcap, freq, span, axes)
         src.layer.self_attn = new
         reports.append(report)
         specs.append(new.spec.to_dict())
@@ -253,10 +218,12 @@ def convert_to_m2la(
         key_norm=key_norm,
         calibrated=calibration is not None,
         layers=reports,
+        calibration_tokens=dict(calibration.kinds) if calibration is not None else {},
+        mrope_section=None if axes is None else [int((axes == a).sum()) for a in range(3)],
     )
 
 
-def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_freq=None, span=4096):
+def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_freq=None, span=4096, axes=None):
     attn = src.module
     device, dtype = attn.q_proj.weight.device, attn.q_proj.weight.dtype
     H, G, d, hid = src.heads, src.groups, src.head_dim, src.hidden
@@ -286,7 +253,11 @@ def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_f
         contrib = rope_contribution_from_weights(sqrt_cov, wq, wk, H, G, d, gq, gk)
     if inv_freq is not None and inv_freq.numel() == d // 2:  # weight by the damage of dropping each rotation
         contrib = contrib * rotation_sensitivity(inv_freq, span)[None, :]
-    pairs = top_pairs(contrib.sum(0, keepdim=True), k) if shared else top_pairs(contrib, k)  # [n_rope, k]
+    scores = contrib.sum(0, keepdim=True) if shared else contrib
+    if axes is not None and axes.numel() == d // 2:  # multimodal RoPE: each position axis keeps its share
+        pairs = top_pairs_per_axis(scores, k, axes)  # [n_rope, k]
+    else:
+        pairs = top_pairs(scores, k)
     group_pairs = pairs.expand(G, k)
     rope_cols = [pair_columns(group_pairs[g], d) for g in range(G)]
     nope_cols = [torch.tensor(sorted(set(range(d)) - set(c.tolist())), dtype=torch.long) for c in rope_cols]
@@ -393,5 +364,6 @@ def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_f
         rope_share_energy=share_energy,
         original_values_per_token=2 * G * d,
         values_per_token=spec.cached_values_per_token,
+        rope_axes=None if axes is None else [int((axes[pairs[0]] == a).sum()) for a in range(3)],
     )
     return new, report

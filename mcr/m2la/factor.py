@@ -88,6 +88,37 @@ def top_pairs(contribution: torch.Tensor, count: int) -> torch.Tensor:
     return contribution.topk(count, dim=-1).indices.sort(dim=-1).values
 
 
+def axis_quota(axes: torch.Tensor, count: int) -> list[int]:
+    """How many of ``count`` kept pairs each position axis gets: in proportion to the pairs it
+    owns (largest remainder), never more than it owns."""
+    owned = torch.bincount(axes, minlength=3).tolist()
+    total = sum(owned)
+    exact = [count * n / total for n in owned]
+    quota = [min(int(e), n) for e, n in zip(exact, owned)]
+    order = sorted(range(len(owned)), key=lambda a: exact[a] - int(exact[a]), reverse=True)
+    while sum(quota) < count:
+        for a in order:
+            if sum(quota) < count and quota[a] < owned[a]:
+                quota[a] += 1
+    return quota
+
+
+def top_pairs_per_axis(contribution: torch.Tensor, count: int, axes: torch.Tensor) -> torch.Tensor:
+    """Like :func:`top_pairs`, with each position axis of multimodal RoPE (``axes[i]`` is pair
+    ``i``'s: 0 time, 1 height, 2 width) keeping its share (:func:`axis_quota`), so image and
+    video tokens keep rotations along every axis. Ascending per row."""
+    quota = axis_quota(axes, count)
+    rows = []
+    for row in contribution:
+        chosen = []
+        for a, q in enumerate(quota):
+            if q:
+                own = (axes == a).nonzero().flatten()
+                chosen.append(own[row[own].topk(q).indices])
+        rows.append(torch.cat(chosen).sort().values)
+    return torch.stack(rows)
+
+
 @dataclass
 class JointFactors:
     down: torch.Tensor  # [rank, hid]

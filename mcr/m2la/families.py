@@ -136,3 +136,20 @@ def read_attention(layer, family: Family, config) -> SourceAttention:
         norm_eps=float(eps if eps is not None else getattr(config, "rms_norm_eps", 1e-6)),
         input_norm_weight=norm_weight(input_norm) if input_norm is not None else None,
     )
+
+
+def multimodal_pair_axes(model, config):
+    """For multimodal RoPE (Qwen2-VL, Qwen2.5-VL: contiguous sections; Qwen3-VL: interleaved), the
+    position axis of each frequency pair (``[head_dim/2]``: 0 time, 1 height, 2 width); else None."""
+    from .rope import pair_axes
+
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    rotary = getattr(decoder, "rotary_emb", None)
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    section = getattr(rotary, "mrope_section", None) or params.get("mrope_section")
+    if not section:
+        return None
+    section = [int(n) for n in section]
+    model_type = str(getattr(config, "model_type", ""))
+    interleaved = bool(params.get("mrope_interleaved")) or model_type.startswith("qwen3_vl")
+    return pair_axes(section, interleaved)

@@ -15,6 +15,7 @@ class LayerReport:
     rope_share_energy: float | None  # fit of one shared rope key to several groups, if used
     original_values_per_token: int  # 2 x kv heads x head dim
     values_per_token: int  # latent + rope keys (+ key scales)
+    rope_axes: list | None = None  # multimodal RoPE: kept pairs per position axis (time, height, width)
 
 
 @dataclass
@@ -26,6 +27,8 @@ class ConversionReport:
     key_norm: str
     calibrated: bool
     layers: list[LayerReport] = field(default_factory=list)
+    calibration_tokens: dict = field(default_factory=dict)  # calibration tokens kept, by kind
+    mrope_section: list | None = None  # multimodal RoPE: frequency pairs per axis (time, height, width)
 
     @property
     def cache_ratio(self) -> float:
@@ -45,7 +48,14 @@ class ConversionReport:
             f"{'shared' if self.shared_rope else 'per-group'} rope key, key norm {self.key_norm}, "
             f"{'calibrated' if self.calibrated else 'weights only'}"
         )
-        lines = [title, "layer  energy  key    value  rope-share  values/token (orig -> new)"]
+        lines = [title]
+        if self.calibration_tokens:
+            kinds = ", ".join(f"{n} {k}" for k, n in self.calibration_tokens.items() if n)
+            lines.append(f"calibration tokens: {sum(self.calibration_tokens.values())} ({kinds})")
+        if self.mrope_section:
+            kept = self.layers[0].rope_axes if self.layers else None
+            lines.append(f"multimodal RoPE pairs (time, height, width): {self.mrope_section}, kept {kept}")
+        lines += ["layer  energy  key    value  rope-share  values/token (orig -> new)"]
         for r in self.layers:
             share = "-" if r.rope_share_energy is None else f"{r.rope_share_energy:.3f}"
             lines.append(

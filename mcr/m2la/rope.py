@@ -63,19 +63,14 @@ def default_inv_freq(dim: int, theta: float = 10000.0) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
 
 
-def multimodal_angles(
-    position_ids: torch.Tensor, inv_freq: torch.Tensor, mrope_section: list[int], interleaved: bool = False
-) -> torch.Tensor:
-    """Angles ``[b, s, d/2]`` from 3-axis position ids ``[3, b, s]``.
+def pair_axes(mrope_section: list[int], interleaved: bool = False) -> torch.Tensor:
+    """Which position axis (0 time, 1 height, 2 width) each frequency pair takes its angle from.
 
-    Contiguous sections (Qwen2-VL): pair ``i`` in section ``j`` uses axis ``j``.
+    Contiguous sections (Qwen2-VL, Qwen2.5-VL): pair ``i`` in section ``j`` uses axis ``j``.
     Interleaved (Qwen3-VL): axis ``a`` (1 = height, 2 = width) owns pairs ``a, a+3, ...``
     below ``3 * mrope_section[a]``; every other pair uses the time axis.
     """
-    if sum(mrope_section) != inv_freq.numel():
-        raise ValueError(f"mrope_section {mrope_section} must sum to {inv_freq.numel()} (half the rotary width)")
-    freqs = position_ids[..., None].float() * inv_freq.to(position_ids.device)  # [3, b, s, d/2]
-    n = inv_freq.numel()
+    n = sum(mrope_section)
     axis = torch.zeros(n, dtype=torch.long)
     if interleaved:
         for a in (1, 2):
@@ -85,7 +80,18 @@ def multimodal_angles(
         for a, size in enumerate(mrope_section):
             axis[start : start + size] = a % 3
             start += size
-    axis = axis.to(freqs.device)
+    return axis
+
+
+def multimodal_angles(
+    position_ids: torch.Tensor, inv_freq: torch.Tensor, mrope_section: list[int], interleaved: bool = False
+) -> torch.Tensor:
+    """Angles ``[b, s, d/2]`` from 3-axis position ids ``[3, b, s]`` (axes as :func:`pair_axes`)."""
+    if sum(mrope_section) != inv_freq.numel():
+        raise ValueError(f"mrope_section {mrope_section} must sum to {inv_freq.numel()} (half the rotary width)")
+    freqs = position_ids[..., None].float() * inv_freq.to(position_ids.device)  # [3, b, s, d/2]
+    n = inv_freq.numel()
+    axis = pair_axes(mrope_section, interleaved).to(freqs.device)
     return torch.gather(freqs, 0, axis.view(1, 1, 1, n).expand(1, *freqs.shape[1:3], n)).squeeze(0)
 
 
