@@ -14,6 +14,9 @@ long-context difference comes from the full-attention layers.
 
     python benchmarks/m2la.py                      # CPU, float32
     python benchmarks/m2la.py --device cuda        # bfloat16 by default on CUDA
+
+``--config internvideo3`` runs the decode benchmark at InternVideo3's dimensions with
+random weights instead (``benchmarks/m2la_scale.py``; its options follow).
 """
 
 from __future__ import annotations
@@ -207,6 +210,12 @@ def set_mode(model, mode):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from m2la_scale import main as scale_main
+
+        return scale_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--model", default=None, help="a transformers folder of a Gemma 3 model instead of the GGUF")

@@ -87,6 +87,13 @@ class LatentLayer(CacheLayerMixin):
             self.scale = grown(self.scale, (b, self.scale.shape[1], cap), 2)
         self.capacity = cap
 
+    def reserve(self, tokens: int) -> None:
+        """Grow the buffers to hold ``tokens`` tokens, so appends up to there never reallocate
+        (the layer must have been written once)."""
+        if not self.is_initialized:
+            raise M2LAError("reserve() needs a layer that has been written once")
+        self._grow(tokens)
+
     def _views(self):
         n = self.length
         scale = None if self.scale is None else self.scale[:, :, :n]

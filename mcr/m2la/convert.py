@@ -62,6 +62,7 @@ from .factor import (
     sqrt_second_moment,
     top_pairs,
     top_pairs_per_axis,
+    weigh,
 )
 from .families import decoder_layers, model_family, multimodal_pair_axes, read_attention, rope_frequencies
 from .report import ConversionReport, LayerReport
@@ -269,7 +270,7 @@ def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_f
             k_pre = (x @ wk.T + (0 if bk is None else bk)).view(-1, G, d)
             mean_inv = torch.rsqrt(k_pre.pow(2).mean(-1) + eps).mean(0)
         else:
-            energy = (wk_g @ sqrt_cov).pow(2).sum((1, 2)) + bk_g.pow(2).sum(1)
+            energy = weigh(wk_g, sqrt_cov).pow(2).sum((1, 2)) + bk_g.pow(2).sum(1)
             mean_inv = torch.rsqrt(energy / d + eps)
         factor = mean_inv[:, None] * gk[None, :]
         wk_g, bk_g = wk_g * factor[..., None], bk_g * factor

@@ -27,6 +27,15 @@ def sqrt_second_moment(x: torch.Tensor, shrink: float = 0.05) -> torch.Tensor:
     return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
 
 
+def weigh(w: torch.Tensor, sqrt_cov: torch.Tensor) -> torch.Tensor:
+    """``w @ sqrt_cov``; an elementwise product when ``sqrt_cov`` is diagonal (the weights-only
+    case), which at a hidden size of 4096 saves a dense cubic product per projection."""
+    diag = torch.diagonal(sqrt_cov)
+    if torch.count_nonzero(sqrt_cov) == torch.count_nonzero(diag):
+        return w * diag.to(w.dtype)
+    return w @ sqrt_cov.to(w.dtype)
+
+
 def pair_norms(y: torch.Tensor, d: int) -> torch.Tensor:
     """Norm of each rotary pair of head vectors ``y [..., d]`` -> ``[..., d/2]``."""
     half = d // 2
@@ -59,7 +68,7 @@ def rope_contribution_from_weights(sqrt_cov, wq, wk, heads, groups, d, q_weight,
     """Data-free stand-in for :func:`rope_contribution_from_data` from weight norms."""
 
     def energy(w, count, weight):
-        w = (w @ sqrt_cov).view(count, d, -1)
+        w = weigh(w, sqrt_cov).view(count, d, -1)
         rows = w.pow(2).sum(-1)  # [count, d]
         if weight is not None:  # a norm rescales each head to RMS 1, then applies its weight
             rows = rows / rows.sum(-1, keepdim=True) * d * weight.pow(2)
@@ -119,6 +128,17 @@ def top_pairs_per_axis(contribution: torch.Tensor, count: int, axes: torch.Tenso
     return torch.stack(rows)
 
 
+def left_singular(m: torch.Tensor):
+    """Left singular vectors and singular values of ``m``, largest first. A wide matrix goes
+    through the eigenvectors of ``m mᵀ`` (rows x rows): at 1,024 x 4,096 several times faster
+    than an SVD, and float64 keeps the small singular values well enough for a truncation."""
+    if m.shape[0] > m.shape[1]:
+        u, sv, _ = torch.linalg.svd(m, full_matrices=False)
+        return u, sv
+    evals, evecs = torch.linalg.eigh(m @ m.T)
+    return evecs.flip(-1), evals.flip(-1).clamp_min(0).sqrt()
+
+
 @dataclass
 class JointFactors:
     down: torch.Tensor  # [rank, hid]
@@ -151,15 +171,15 @@ def joint_low_rank(
     """
     rows = w.shape[0]
     t = torch.eye(rows, dtype=w.dtype) if row_weight is None else row_weight
-    ws = t @ w @ sqrt_cov
+    ws = weigh(t @ w, sqrt_cov)
     k_energy = ws[key_rows].pow(2).sum()
     v_energy = ws[~key_rows].pow(2).sum()
     if key_rows.any() and k_energy > 0 and v_energy > 0:
         balance = torch.ones(rows, dtype=w.dtype)
         balance[key_rows] = torch.sqrt(v_energy / k_energy)
         t = balance[:, None] * t
-    m = t @ w @ sqrt_cov
-    u, sv, _ = torch.linalg.svd(m, full_matrices=False)
+    m = weigh(t @ w, sqrt_cov)
+    u, sv = left_singular(m)
     u = u[:, :rank]
     down = u.T @ t @ w
     up = torch.linalg.solve(t, u)
@@ -199,7 +219,7 @@ def shared_rope_fit(rope_rows: torch.Tensor, rope_bias: torch.Tensor | None, sqr
     groups, width, hid = rope_rows.shape
     k = width // 2
     z_rows = torch.complex(rope_rows[:, :k], rope_rows[:, k:])  # [groups, k, hid]
-    weighted = z_rows @ sqrt_cov.to(z_rows.dtype)
+    weighted = weigh(z_rows, sqrt_cov)
     coeff = torch.empty(groups, k, dtype=z_rows.dtype)
     shared = torch.empty(k, hid, dtype=z_rows.dtype)
     kept = total = 0.0
