@@ -56,7 +56,7 @@ def test_the_benchmark_imports_only_torch_transformers_and_mcr_m2la():
 import sys
 sys.path.insert(0, {str(ROOT / "benchmarks")!r})
 import m2la_scale, mcr.m2la
-for name in ("attention", "cache", "convert", "calibrate", "io"):
+for name in ("attention", "cache", "convert", "calibrate", "io", "triton_decode"):
     __import__("mcr.m2la." + name)
 ours = sorted(m for m in sys.modules if m == "mcr" or m.startswith("mcr."))
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"av", "decord", "onnxruntime", "pydantic", "networkx",

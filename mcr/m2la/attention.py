@@ -34,6 +34,7 @@ from .rope import apply_rope, select_pairs
 from .spec import M2LASpec
 
 DECODE_MODES = ("auto", "absorbed", "materialized")
+DECODE_KERNELS = ("auto", "torch", "triton")
 
 
 class HeadRMSNorm(nn.Module):
@@ -78,6 +79,11 @@ class M2LAAttention(nn.Module):
     ``decode_mode``: ``"auto"`` (absorbed when at most ``absorb_max_query`` new tokens
     attend to a non-empty latent cache, materialised otherwise), ``"absorbed"`` or
     ``"materialized"`` (force one path; used by tests and benchmarks).
+
+    ``decode_kernel`` (absorbed decode of one token): ``"auto"`` (the Triton kernel of
+    :mod:`~mcr.m2la.triton_decode` on CUDA when triton imports and the layer has one shared
+    RoPE key, PyTorch otherwise), ``"torch"`` or ``"triton"`` (required; on the CPU only under
+    ``TRITON_INTERPRET=1``).
     """
 
     def __init__(self, spec: M2LASpec, layer_idx: int | None = None):
@@ -86,6 +92,7 @@ class M2LAAttention(nn.Module):
         self.layer_idx = layer_idx
         self.decode_mode = "auto"
         self.absorb_max_query = 16
+        self.decode_kernel = "auto"
         self.is_causal = True
         # attributes some transformers utilities read from attention modules
         self.head_dim = spec.head_dim
@@ -218,8 +225,28 @@ class M2LAAttention(nn.Module):
         if s.key_norm == "scale":
             qn = qn * self.k_nope_norm_weight.to(qn.dtype)[None, :, None, None, :]
         q_lat = torch.einsum("bgjnd,gdr->bgjnr", qn, w_uk).reshape(b, heads * n, s.rank)
-        scores = torch.bmm(q_lat, latent.transpose(1, 2)).view(b, heads, n, t)
         bias = self.kv_b_proj.bias
+        if n == 1 and self._use_kernel(latent, mask):
+            from .triton_decode import absorbed_decode
+
+            q_bias = None
+            if bias is not None and s.nope_dim:
+                q_bias = torch.einsum("bgjnd,gd->bgjn", qn, bias.view(g, -1)[:, : s.nope_dim]).reshape(b, heads)
+            ctx = absorbed_decode(
+                q_lat.view(b, heads, s.rank),
+                q_rope.reshape(b, heads, s.rope_dim),
+                q_bias,
+                latent,
+                k_rope,
+                scale,
+                s.softmax_scale,
+                s.softcap,
+            )
+            out = torch.einsum("bgjnr,gvr->bgjnv", ctx.to(latent.dtype).view(b, g, groups, 1, s.rank), w_uv)
+            if bias is not None:
+                out = out + bias.view(g, -1)[:, s.nope_dim :][None, :, None, None, :]
+            return out.reshape(b, heads, n, s.v_head_dim)
+        scores = torch.bmm(q_lat, latent.transpose(1, 2)).view(b, heads, n, t)
         if bias is not None and s.nope_dim:
             b_k = bias.view(g, -1)[:, : s.nope_dim]
             scores = scores + torch.einsum("bgjnd,gd->bgjn", qn, b_k).reshape(b, heads, n, 1)
@@ -235,6 +262,24 @@ class M2LAAttention(nn.Module):
         if bias is not None:
             out = out + bias.view(g, -1)[:, s.nope_dim :][None, :, None, None, :]
         return out.reshape(b, heads, n, s.v_head_dim)
+
+    def _use_kernel(self, latent, mask) -> bool:
+        """Whether absorbed decode of one token takes the Triton kernel (see ``decode_kernel``)."""
+        if self.decode_kernel not in DECODE_KERNELS:
+            raise M2LAError(f"decode_kernel must be one of {DECODE_KERNELS}, got {self.decode_kernel!r}")
+        if self.decode_kernel == "torch":
+            return False
+        from .triton_decode import supported
+
+        forced = self.decode_kernel == "triton"
+        if supported(latent, self.spec.num_rope_keys, 1, mask, interpreter=forced):
+            return True
+        if forced:
+            raise M2LAError(
+                "decode_kernel='triton' needs triton, one shared RoPE key, no attention mask and a CUDA tensor "
+                "(or TRITON_INTERPRET=1 on the CPU)"
+            )
+        return False
 
     # ------------------------------------------------------------------ forward
     def forward(

@@ -1,0 +1,138 @@
+"""The Triton absorbed-decode kernel (mcr.m2la.triton_decode) against the PyTorch absorbed path.
+
+No GPU here: the kernel runs under Triton's interpreter (TRITON_INTERPRET=1, set before
+triton is imported, so in a subprocess) on CPU-sized shapes, in float32. Tolerance: the
+largest difference between the two paths' outputs at most 1e-4 times the largest output
+(measured: about 1e-6; the kernel sums in another order, in float32).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from mcr.m2la import LatentCache, M2LAError, RotaryEmbedding
+
+ROOT = Path(__file__).resolve().parents[1]
+TOLERANCE = 1e-4
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import torch
+    from test_m2la import random_layer
+    from mcr.m2la import LatentCache, RotaryEmbedding
+    from mcr.m2la.triton_decode import absorbed_decode
+
+    worst = 0.0
+    variants = {{
+        "shared, key norm, rope mix": dict(key_norm="scale", shared=True, rope_mix=True),
+        "one group, key norm": dict(key_norm="scale", shared=True, groups=1),
+        "shared, no key norm": dict(shared=True),
+    }}
+    for name, kw in variants.items():
+        for softcap in (None, 5.0):
+            layer = random_layer(**kw)
+            layer.spec.softcap = softcap
+            rot = RotaryEmbedding(32)
+            b, n, prefill = 2, 72, 64
+            x = torch.randn(b, n, 64, generator=torch.Generator().manual_seed(3))
+            cos, sin = rot(x, torch.arange(n).expand(b, n))
+            outs = {{}}
+            for kernel in ("torch", "triton"):
+                layer.decode_kernel = kernel
+                cache = LatentCache()
+                with torch.no_grad():
+                    layer(x[:, :prefill], (cos[:, :prefill], sin[:, :prefill]), None, past_key_values=cache)
+                    steps = [
+                        layer(x[:, i : i + 1], (cos[:, i : i + 1], sin[:, i : i + 1]), None, past_key_values=cache)[0]
+                        for i in range(prefill, n)
+                    ]
+                outs[kernel] = torch.cat(steps, 1)
+            diff = float((outs["torch"] - outs["triton"]).abs().max() / outs["torch"].abs().max())
+            worst = max(worst, diff)
+            print(f"{{name}} softcap={{softcap}}: {{diff:.2e}}")
+
+    # the kernel alone, with many splits and a ragged last tile, against a plain softmax
+    g = torch.Generator().manual_seed(0)
+    b, h, r, d, t, groups = 2, 20, 40, 12, 203, 4
+    q, qr, qb = torch.randn(b, h, r, generator=g), torch.randn(b, h, d, generator=g), torch.randn(b, h, generator=g)
+    lat, kr = torch.randn(b, t, r, generator=g), torch.randn(b, 1, t, d, generator=g)
+    sc = torch.rand(b, groups, t, generator=g) + 0.5
+    got = absorbed_decode(q, qr, qb, lat, kr, sc, 0.1, None, block_t=16, splits=5)
+    scores = (q @ lat.transpose(1, 2) + qb[..., None] + qr @ kr[:, 0].transpose(1, 2))
+    scores = scores * sc.repeat_interleave(h // groups, dim=1) * 0.1
+    want = torch.softmax(scores, -1) @ lat
+    diff = float((got - want).abs().max() / want.abs().max())
+    worst = max(worst, diff)
+    print(f"kernel alone, 13 tiles in 5 splits: {{diff:.2e}}")
+    print("WORST", worst)
+    """
+)
+
+
+def test_the_triton_kernel_equals_the_pytorch_absorbed_path_under_the_interpreter():
+    pytest.importorskip("triton")
+    script = SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    if out.returncode != 0 and "interpret" in out.stderr.lower() and "not supported" in out.stderr.lower():
+        pytest.skip(f"Triton's interpreter cannot run here: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    worst = float(out.stdout.split("WORST")[-1])
+    assert worst < TOLERANCE, out.stdout
+
+
+def layer_and_cache():
+    from test_m2la import random_layer
+
+    layer = random_layer(shared=True)
+    rot = RotaryEmbedding(32)
+    x = torch.randn(1, 9, 64)
+    cos, sin = rot(x, torch.arange(9)[None])
+    cache = LatentCache()
+    with torch.no_grad():
+        layer(x[:, :8], (cos[:, :8], sin[:, :8]), None, past_key_values=cache)
+    return layer, cache, x[:, 8:], (cos[:, 8:], sin[:, 8:])
+
+
+def test_auto_uses_pytorch_on_the_cpu_and_a_forced_kernel_says_what_it_needs(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    layer, cache, x, rope = layer_and_cache()
+    assert layer.decode_kernel == "auto"
+    with torch.no_grad():
+        layer(x, rope, None, past_key_values=cache)  # auto on the CPU: the PyTorch path
+        layer.decode_kernel = "triton"
+        with pytest.raises(M2LAError, match="TRITON_INTERPRET=1 on the CPU"):
+            layer(x, rope, None, past_key_values=cache)
+        layer.decode_kernel = "fast"
+        with pytest.raises(M2LAError, match="decode_kernel must be one of"):
+            layer(x, rope, None, past_key_values=cache)
+
+
+def test_the_kernel_module_imports_triton_only_when_it_runs():
+    code = "import sys, mcr.m2la.triton_decode, mcr.m2la.attention; print('triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_bad_kernel_inputs_raise_m2la_errors():
+    from mcr.m2la.triton_decode import absorbed_decode, triton_available
+
+    if not triton_available():
+        pytest.skip("triton is not installed")
+    q, qr = torch.zeros(1, 4, 8), torch.zeros(1, 4, 2)
+    with pytest.raises(M2LAError, match="do not match"):
+        absorbed_decode(q, qr, None, torch.zeros(1, 5, 7), torch.zeros(1, 1, 5, 2), None, 1.0)
+    with pytest.raises(M2LAError, match="at least one cached token"):
+        absorbed_decode(q, qr, None, torch.zeros(1, 0, 8), torch.zeros(1, 1, 0, 2), None, 1.0)
+    with pytest.raises(M2LAError, match="q_rope must be"):
+        absorbed_decode(q, torch.zeros(1, 4, 3), None, torch.zeros(1, 5, 8), torch.zeros(1, 1, 5, 2), None, 1.0)
