@@ -309,6 +309,28 @@ def decode_paths_agree(model, steps=4, prefill=24, seed=0):
     return float((a - m).abs().max() / m.abs().max())
 
 
+@torch.no_grad()
+def kernel_check(attn, shape, device, dtype, length=4096):
+    """Largest difference between the Triton and PyTorch absorbed paths on one decode step over
+    ``length`` cached tokens, relative to the output's size (None where the kernel cannot run)."""
+    from mcr.m2la.triton_decode import supported
+
+    layer = copy.deepcopy(attn).to(device, dtype)
+    layer.decode_mode = "absorbed"
+    cache = fill_latent_cache([layer], length, 4, device, dtype)
+    if not supported(cache.layers[0].latent, layer.spec.num_rope_keys, 1, None):
+        return None
+    rot = RotaryEmbedding(shape.head_dim, theta=shape.rope_theta).to(device)
+    x = 0.1 * torch.randn(1, 1, shape.hidden, device=device, dtype=dtype)
+    cos, sin = rot(x, torch.tensor([[length]], device=device))
+    outs = []
+    for kernel in ("torch", "triton"):
+        layer.decode_kernel = kernel
+        outs.append(layer(x, (cos, sin), None, past_key_values=cache)[0].float())
+        cache.layers[0].crop(-1)
+    return float((outs[0] - outs[1]).abs().max() / outs[0].abs().max())
+
+
 # ------------------------------------------------------------------ main
 def run(args):
     device = torch.device(args.device)
@@ -344,6 +366,13 @@ def run(args):
             f"max difference / max |logit| = {decode_paths_agree(check):.2e}"
         )
         del check
+    if device.type == "cuda":
+        diff = kernel_check(m2la_attn, shape, device, dtype)
+        say(
+            "Triton absorbed kernel: not used (triton missing?)"
+            if diff is None
+            else f"Triton vs PyTorch absorbed decode ({args.dtype}, 4096 cached): max difference / max |output| = {diff:.2e}"
+        )
     bandwidth = copy_bandwidth(device, (1 << 30) if device.type == "cuda" else (256 << 20))
     say(f"device-to-device copy bandwidth: {bandwidth / 1e9:.0f} GB/s (read + write)")
     variants = ["GQA sdpa"]
