@@ -414,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         register(sub)
     importlib.import_module("mcr.eval.cli").register(sub)
+    importlib.import_module("mcr.train.cli").register(sub)
     return parser
 
 

@@ -72,6 +72,7 @@ LAYERS = [
             "mcr.doctor",
             "mcr.render",
             "mcr.eval",
+            "mcr.train",
         ),
     ),
 ]

@@ -114,7 +114,12 @@ def load_model(spec: Any = None, endpoint: str | None = None, background: bool =
         if local.is_file() and local.suffix == ".gguf":
             return _transformers_model(str(local), options, background)
         if not (local / "config.json").exists():
-            raise ModelError(f"{local} is not a model folder: it has no config.json")
+            from .trained import trained_folder
+
+            folder = trained_folder(local)
+            if folder is None:
+                raise ModelError(f"{local} is not a model folder: it has no config.json")
+            return _transformers_model(str(folder), options, background, name=str(local))
         return _transformers_model(str(local), options, background)
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")) or _known(spec):
         from .profiles import find_profile

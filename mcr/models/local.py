@@ -330,7 +330,9 @@ class TransformersModel:
         """One model turn. Options: ``max_new_tokens``, ``temperature`` (0: greedy), ``top_p``,
         ``enable_thinking``, ``constrain`` (bool), ``on_text`` (a callback for streamed text),
         ``response_schema`` (a JSON schema a reply without tools must follow, under ``constrain``),
-        ``max_time`` (the video's length in seconds: constrained spans cannot pass it)."""
+        ``max_time`` (the video's length in seconds: constrained spans cannot pass it), ``record`` (called
+        with the processor's inputs, the new token ids and the raw logits of each new token: how a
+        training episode keeps what was sampled)."""
         import torch
 
         from .constrain import Bounds
@@ -343,6 +345,7 @@ class TransformersModel:
         top_p = options.pop("top_p", None)
         reply = options.pop("response_schema", None)
         max_time = options.pop("max_time", None)
+        record = options.pop("record", None)
         text, batch = self.inputs(messages, tools, thinking)
         kwargs: dict[str, Any] = dict(batch)
         kwargs.update(
@@ -373,9 +376,14 @@ class TransformersModel:
         if on_text is not None:
             kwargs["streamer"] = _TextStream(self.tokenizer, on_text)
         kwargs.update(options)
+        if record is not None:
+            kwargs.update(return_dict_in_generate=True, output_logits=True)
         prompt_len = int(batch["input_ids"].shape[1])
         with self._lock, torch.inference_mode():
             out = self.model.generate(**kwargs)
+        if record is not None:
+            record(batch, out.sequences[0, prompt_len:], out.logits)
+            out = out.sequences
         new = out[0, prompt_len:]
         raw = self.tokenizer.decode(new, skip_special_tokens=True)
         usage = Usage(prompt_len, int(new.shape[0]), 1)
@@ -429,12 +437,22 @@ def _plain_prompt(conv: list[dict], tokenizer: Any) -> str:
             if role == "user" and first_user and system:
                 text, first_user = f"{system}\n\n{text}", False
             out.append(f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{text}<end_of_turn>\n")
-        return "".join(out) + "<start_of_turn>model\n"
+        return "".join(out) + plain_header(tokenizer)
     if "<|im_start|>" in vocab:
         body = "".join(f"<|im_start|>{r}\n{t}<|im_end|>\n" for r, t in turns)
-        return body + "<|im_start|>assistant\n"
+        return body + plain_header(tokenizer)
     body = "".join(f"{r.capitalize()}: {t}\n\n" for r, t in turns)
-    return bos + body + "Assistant:"
+    return bos + body + plain_header(tokenizer)
+
+
+def plain_header(tokenizer: Any) -> str:
+    """What :func:`_plain_prompt` writes before the model's turn."""
+    vocab = tokenizer.get_vocab()
+    if "<start_of_turn>" in vocab:
+        return "<start_of_turn>model\n"
+    if "<|im_start|>" in vocab:
+        return "<|im_start|>assistant\n"
+    return "Assistant:"
 
 
 __all__ = ["TransformersModel"]
