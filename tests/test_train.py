@@ -129,6 +129,10 @@ def test_grpo_and_gspo_on_a_tiny_vlm_through_mcr_episodes(tmp_path, cues):
     assert len(list((out / "episodes" / "memory").glob("*.db"))) == 3  # one index per video, shared by the group
     settings = json.loads((out / "train.json").read_text())
     assert settings["method"] == "grpo" and settings["importance_sampling"] == "token"
+    # the same folder with more steps resumes from its last checkpoint: only step 3 runs
+    train_rl("grpo", str(model), samples, out, env=env, steps=3, generations=2, questions_per_step=3, device="cpu")
+    assert [r["step"] for r in _log_steps(out)] == [1, 2, 3] and len(_episodes(out)) == 18
+    assert {e["step"] for e in _episodes(out)[12:]} == {3}
 
     code = main(
         ["train", "gspo", "jsonl", "--annotations", str(ann), "--videos", str(videos), "--model", str(model),
@@ -139,7 +143,7 @@ def test_grpo_and_gspo_on_a_tiny_vlm_through_mcr_episodes(tmp_path, cues):
     _check_run(tmp_path / "gspo", 2, 6)
     assert json.loads((tmp_path / "gspo" / "train.json").read_text())["importance_sampling"] == "sequence"
 
-    trained = load_model(str(out / "checkpoint-2"))  # the adapter, merged into its base once
+    trained = load_model(str(out / "checkpoint-3"))  # the adapter, merged into its base once
     assert trained.profile.vision != "text only"
     assert load_model(str(out)).path == out / "final"
     code = main(
@@ -254,3 +258,40 @@ def test_bad_settings_are_one_line(tmp_path, cues):
     )
     proc = run_cli(*base, "--generations", "1")
     assert proc.returncode == 2 and "at least 2 generations" in proc.stderr
+
+
+class EngineStandIn:
+    """Stands in for TRL's vLLM generation object (same ``generate`` signature and return shape),
+    sampling with the transformers model instead: the episode's plumbing is under test here."""
+
+    def __init__(self, base):
+        self.base, self.calls = base, 0
+
+    def generate(self, prompts, images, num_generations):
+        import torch
+
+        self.calls += 1
+        ids = torch.tensor(prompts)
+        with torch.inference_mode():
+            out = self.base.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                output_logits=True, return_dict_in_generate=True,
+            )  # fmt: skip
+        new = out.sequences[0, ids.shape[1] :].tolist()
+        logps = [[float(torch.log_softmax(out.logits[i][0], -1)[t])] for i, t in enumerate(new)]
+        return prompts, [new], [logps], [[[t] for t in new]]
+
+
+def test_turns_sampled_by_a_vllm_engine_are_recorded(tmp_path):
+    from mcr.train.episode import EpisodeModel
+    from mcr.train.run import _load_base
+    from mcr.types import Message
+
+    base = _load_base(str(make_qwen3_vl(tmp_path / "qwen")), "cpu", None)
+    engine = EngineStandIn(base)
+    model = EpisodeModel(base, vllm=engine)
+    out = model.generate([Message("user", "When is the cue word said?")], None)
+    assert engine.calls == 1 and len(model.turns) == 1
+    turn = model.turns[0]
+    assert len(turn.sampled_ids) == 8 and len(turn.logprobs) == 8 and all(v <= 0 for v in turn.logprobs)
+    assert out.usage.output_tokens == 8 and out.usage.input_tokens == len(turn.prompt_ids)

@@ -10,6 +10,10 @@ index, ``"start-end"`` seconds, a count or text), ``options`` and ``form``.
 - :func:`choice_reward`: 1.0 when the chosen option is the gold one, else 0.0.
 - :func:`temporal_iou_reward`: the temporal IoU of the answered span with the gold span.
 - :func:`correctness_reward`: 1.0/0.0 for any form (a span counts from IoU 0.5).
+
+The first three score through :func:`mcr.eval.samples.score`, the one function ``mcr-agent
+eval`` scores runs with; training on MCR episodes (:mod:`mcr.train.rewards`) reads the eval
+record of each episode itself.
 - :func:`format_reward`: 0.5 when the answer fits its form (one option, a span, one number),
   + 0.25 when it is committed with the ``answer`` tool, + 0.25 when it cites evidence and
   every cited span is well formed.
@@ -25,7 +29,7 @@ from mcr.replies import ANSWER_KEYS
 from mcr.types import TimeSpan, TimeSpanError
 
 from .adapters import letter_index
-from .samples import temporal_iou, text_matches
+from .samples import predicted_value, score
 
 
 class Answer:
@@ -113,11 +117,32 @@ def _gold_span(gold: Any) -> list[float] | None:
     return [span.start, span.end]
 
 
-def _answer_span(answer: Answer) -> list[float] | None:
-    if not answer.text:
+def _gold(kind: str, gold: Any, options: list) -> Any:
+    """The gold column's value as an evaluation sample holds it (an option index, ``[start, end]``,
+    an int or text); None when it cannot be read."""
+    if gold is None or gold == "":
         return None
-    typed, problem = interpret("span", answer.text)
-    return None if problem or typed.value is None else [typed.value.start, typed.value.end]
+    if kind == "choice":
+        return letter_index(gold, options) if options else None
+    if kind == "span":
+        return _gold_span(gold)
+    if kind == "count":
+        try:
+            return int(str(gold).strip())
+        except ValueError:
+            return None
+    return str(gold)
+
+
+def _scored(completion: Any, gold: Any, options: Any, kind: str) -> dict:
+    """The completion scored by :func:`mcr.eval.samples.score`, as ``mcr-agent eval`` scores a run."""
+    options = list(options or [])
+    want = _gold(kind, gold, options)
+    answer = extract_answer(completion)
+    if want is None:
+        return {"correct": False, "iou": 0.0}
+    predicted = predicted_value(kind, answer.text or "", None, options) if answer.text is not None else None
+    return score(kind, want, predicted)
 
 
 def choice_reward(
@@ -129,17 +154,7 @@ def choice_reward(
     """1.0 when the completion picks the gold option (gold: a letter, an index or the option's text)."""
     n = len(completions)
     golds, opts = _column({"g": gold}, "g", n), _column({"o": options}, "o", n, [])
-    rewards = []
-    for completion, g, o in zip(completions, golds, opts):
-        o = list(o or [])
-        answer = extract_answer(completion)
-        want = letter_index(g, o) if o else None
-        if answer.text is None or want is None:
-            rewards.append(0.0)
-            continue
-        typed, problem = interpret("choice", answer.text, o)
-        rewards.append(1.0 if not problem and typed.value == want else 0.0)
-    return rewards
+    return [1.0 if _scored(c, g, o, "choice")["correct"] else 0.0 for c, g, o in zip(completions, golds, opts)]
 
 
 def temporal_iou_reward(completions: Sequence[Any], gold: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
@@ -147,10 +162,7 @@ def temporal_iou_reward(completions: Sequence[Any], gold: Sequence[Any] | None =
     no span can be read from the completion."""
     n = len(completions)
     golds = _column({"g": gold}, "g", n)
-    return [
-        round(temporal_iou(_answer_span(extract_answer(c)), _gold_span(g)), 6) if _gold_span(g) else 0.0
-        for c, g in zip(completions, golds)
-    ]
+    return [float(_scored(c, g, [], "span")["iou"] or 0.0) for c, g in zip(completions, golds)]
 
 
 def correctness_reward(
@@ -160,27 +172,14 @@ def correctness_reward(
     form: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[float]:
-    """1.0 for a correct answer of any form: the gold option, a span with IoU >= 0.5, the count, or
+    """1.0 for a correct answer of any form, exactly as ``mcr-agent eval`` counts it
+    (:func:`mcr.eval.samples.score`): the gold option, a span with IoU >= 0.5, the count, or
     text containing the gold text."""
     n = len(completions)
     golds, opts, forms = _column({"g": gold}, "g", n), _column({"o": options}, "o", n, []), _column({"f": form}, "f", n)
-    rewards = []
-    for c, g, o, f in zip(completions, golds, opts, forms):
-        kind = _form(f, o)
-        if kind == "choice":
-            rewards.append(choice_reward([c], [g], [o])[0])
-        elif kind == "span":
-            rewards.append(1.0 if temporal_iou_reward([c], [g])[0] >= 0.5 else 0.0)
-        else:
-            answer = extract_answer(c)
-            if answer.text is None or g is None:
-                rewards.append(0.0)
-            elif kind == "count":
-                typed, problem = interpret("count", answer.text)
-                rewards.append(1.0 if not problem and str(typed.value) == str(g).strip() else 0.0)
-            else:
-                rewards.append(1.0 if text_matches(answer.text, str(g)) else 0.0)
-    return rewards
+    return [
+        1.0 if _scored(c, g, o, _form(f, o))["correct"] else 0.0 for c, g, o, f in zip(completions, golds, opts, forms)
+    ]
 
 
 def format_reward(

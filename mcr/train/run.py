@@ -206,6 +206,7 @@ def train_rl(
         report_to=[],
         use_cpu=device == "cpu" or not _cuda(),
         bf16=False,
+        gradient_checkpointing=device != "cpu" and _cuda(),  # memory for recomputation: worth it on a GPU only
         seed=seed,
         use_vllm=use_vllm,
         max_completion_length=env.max_new_tokens,

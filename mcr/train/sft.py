@@ -123,6 +123,7 @@ def train_sft(
         report_to=[],
         use_cpu=device == "cpu" or not _cuda(),
         bf16=False,
+        gradient_checkpointing=device != "cpu" and _cuda(),
         completion_only_loss=True,
         max_length=None,
         disable_tqdm=True,
