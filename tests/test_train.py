@@ -6,6 +6,7 @@ here: these tests prove the plumbing (rollouts, rewards, checkpoints, loading); 
 check is ``benchmarks/train.py``.
 """
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -204,6 +205,9 @@ def test_sft_on_verified_correct_trajectories(tmp_path, cues):
     assert correct == {"c0"}  # the replayed span fits the first video's cue only
     rows = trajectories(evaluated)
     assert {r["question_id"] for r in rows} == correct and len(rows) == 3  # plan, act, verify
+    assert main(["eval", "export", str(evaluated), "--format", "sft", "--select", "verified"]) == 0
+    exported = trajectories(evaluated / "export-sft.jsonl")  # the exported file: the same turns
+    assert [r["id"] for r in exported] == [r["id"] for r in rows]
     model = make_qwen3_vl(tmp_path / "qwen")
     code = main(
         [
@@ -258,6 +262,9 @@ def test_bad_settings_are_one_line(tmp_path, cues):
     )
     proc = run_cli(*base, "--generations", "1")
     assert proc.returncode == 2 and "at least 2 generations" in proc.stderr
+    if importlib.util.find_spec("vllm") is None:
+        proc = run_cli(*base, "--vllm")
+        assert proc.returncode == 2 and "--vllm needs vLLM" in proc.stderr
 
 
 class EngineStandIn:

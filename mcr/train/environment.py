@@ -168,6 +168,7 @@ class Episodes:
         was_training = policy.training
         policy.eval()
         vllm = getattr(trainer, "vllm_generation", None) if getattr(trainer, "use_vllm", False) else None
+        self.media.clear()  # the trainer is done with the last batch when it asks for the next
         out: dict[str, list] = {k: [] for k in ("prompt_ids", "completion_ids", "logprobs", "env_mask", "mcr_record")}
         try:
             for prompt in prompts:

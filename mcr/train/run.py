@@ -129,10 +129,8 @@ def _save_final(trainer: Any, base: Any, out: Path) -> Path:
 def _load_base(model: str, device: str, constrain: bool | None) -> Any:
     from mcr.models import load_model
 
-    options: dict[str, Any] = {
-        "device_map": "cpu" if device == "cpu" else "auto",
-        "dtype": "float32" if device == "cpu" else "auto",
-    }
+    gpu = device != "cpu" and _cuda()  # on a CPU the weights train in float32
+    options: dict[str, Any] = {"device_map": "auto" if gpu else "cpu", "dtype": "auto" if gpu else "float32"}
     if constrain is not None:
         options["constrain"] = constrain
     base = load_model(model, **options)
@@ -173,6 +171,8 @@ def train_rl(
     if not samples:
         raise TrainError("no questions to train on")
     _need_packages()
+    if use_vllm and _absent("vllm"):
+        raise TrainError("--vllm needs vLLM on a CUDA machine: pip install vllm (or train without --vllm)")
     from datasets import Dataset
     from trl import GRPOConfig
 
