@@ -254,15 +254,9 @@ class _Ref:
 def _default_stages() -> list[str]:
     """Shots, speech, on-screen text, and frame embeddings when CLIP loads here (captions, which
     need a model on every segment, only when asked for in ``stages``)."""
-    names = list(STAGES)
-    try:
-        from mcr.tools import shared_models
-        from mcr.tools.clip import ClipUnavailable, load_clip
+    from mcr.tools.clip import why_no_clip
 
-        load_clip(shared_models)
-    except (ImportError, ClipUnavailable):
-        names.remove("embeddings")
-    return names
+    return [name for name in STAGES if name != "embeddings" or why_no_clip() is None]
 
 
 def _words(text: str) -> set[str]:

@@ -132,15 +132,13 @@ def _without_missing_clip(stages: list[str]) -> list[str]:
     """``stages`` less ``embeddings`` when no CLIP weights can load here (said on stderr, once)."""
     if "embeddings" not in stages:
         return stages
-    from mcr.tools import shared_models
-    from mcr.tools.clip import ClipUnavailable, load_clip
+    from mcr.tools.clip import why_no_clip
 
-    try:
-        load_clip(shared_models)
-    except ClipUnavailable as exc:
-        print(f"embeddings: not built ({exc})", file=sys.stderr)
-        return [s for s in stages if s != "embeddings"]
-    return stages
+    why = why_no_clip()
+    if why is None:
+        return stages
+    print(f"embeddings: not built ({why})", file=sys.stderr)
+    return [s for s in stages if s != "embeddings"]
 
 
 def _cost(info: dict) -> str:

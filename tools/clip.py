@@ -262,6 +262,20 @@ def load_clip(models: Any, model: str | None = None, pretrained: str | None = No
         raise
 
 
+def why_no_clip(models: Any = None) -> str | None:
+    """None when the CLIP image model loads here, else the reason in one line (a library indexing
+    stages or a live session leaves the ``embeddings`` stage out then)."""
+    from .base import shared_models
+
+    try:
+        load_clip(models or shared_models)
+    except ImportError as exc:
+        return f"open_clip is not installed ({exc})"
+    except ClipUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def _hub_reachable() -> bool:
     from .web import network_available
 
