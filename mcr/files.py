@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import IO, Iterator
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """``text`` into ``path`` through a temporary file beside it, renamed into place: a reader
-    never sees it half-written, and two writers (processes or threads) never share a temporary."""
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """A text file to write ``path`` through: a temporary file beside it, renamed into place when
+    the block ends without an error (and removed when it does not). A reader never sees the file
+    half-written, and two writers (processes or threads) never share a temporary."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
 
 
-__all__ = ["write_text"]
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """``text`` into ``path``, whole or not at all (see :func:`replacing`)."""
+    with replacing(path) as f:
+        f.write(text)
+    return Path(path)
+
+
+__all__ = ["replacing", "write_text"]

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mcr.files import write_text
+
 
 def available() -> bool:
     """ONNX Runtime can be used here (both packages installed, not turned off)."""
@@ -76,9 +78,7 @@ def manifest_put(name: str, key: str, entry: dict) -> None:
         except (OSError, ValueError):
             known = {}
         known[key] = entry
-        tmp = path.with_suffix(f".{os.getpid()}.part")
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(known, indent=1))
 
 
 def fingerprint(module: Any, skip: tuple[str, ...] = ()) -> str:

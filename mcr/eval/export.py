@@ -24,6 +24,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from mcr.files import replacing
+
 from .results import read_results
 from .samples import EvalError
 
@@ -208,13 +210,11 @@ def export(
     """Write the rows to ``output`` (default ``OUT_DIR/export-FORMAT.jsonl``); returns (path, rows)."""
     target = Path(output) if output else Path(out_dir) / f"export-{fmt}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with replacing(target) as f:
         for row in iter_rows(out_dir, fmt, select):
             f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
             n += 1
-    tmp.replace(target)
     return target, n
 
 

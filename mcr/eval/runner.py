@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mcr.files import write_text
+
 from .question import Factory, Recorder, make_record, run_one, safe_name
 from .results import ResultsWriter, read_results, results_path
 from .samples import EvalError, Sample
@@ -136,10 +138,7 @@ class _Sink:
     def __call__(self, outcome: dict) -> None:
         record = outcome["record"]
         for kind in ("trace", "turns"):
-            target = self.out / record[kind]
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(outcome.get(kind) or "", encoding="utf-8")
-            tmp.replace(target)
+            write_text(self.out / record[kind], outcome.get(kind) or "")
         self.writer.append(record)
         self.done[str(record["id"])] = record
         self.new += 1
