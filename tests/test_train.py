@@ -127,7 +127,14 @@ def test_grpo_and_gspo_on_a_tiny_vlm_through_mcr_episodes(tmp_path, cues):
     assert all(e["pictures"] for e in episodes)  # the overview's frames were in every episode's context
     assert any(set(e["tools_run"]) - {"answer"} for e in episodes)  # MCR's own tools ran in the episodes
     assert any(e["phases"][0] == "plan" for e in episodes)  # the full policy: plan, act, check
-    assert len(list((out / "episodes" / "memory").glob("*.db"))) == 3  # one index per video, shared by the group
+    indexes = sorted((out / "episodes" / "memory").glob("*.db"))
+    assert len(indexes) == 3  # one index per video, shared by the group
+    from mcr.memory import Memory
+
+    for db in indexes:  # the episodes ran on copies: no answer or observation of one reached the others
+        kinds = set(Memory(db).store.counts_by_kind(None))
+        assert "transcript" in kinds and not kinds & {"answer", "observation", "fact"}
+    assert not list((out / "episodes" / "scratch").glob("*.db*"))
     settings = json.loads((out / "train.json").read_text())
     assert settings["method"] == "grpo" and settings["importance_sampling"] == "token"
     # the same folder with more steps resumes from its last checkpoint: only step 3 runs

@@ -7,8 +7,10 @@ trained. The episode ends as any run does: on a committed answer or when its bud
 The run is scored by :func:`mcr.eval.question.make_record`, the very function ``mcr-agent
 eval`` scores with, and the record goes to the reward functions of :mod:`mcr.train.rewards`.
 
-Each video has one memory database under the work folder, so its index is built by the first
-rollout that needs it and read by every other rollout of the group (and of later steps).
+Each video has one index database under the work folder, built by the first rollout that needs
+it; every episode runs on a scratch copy of it, so the rollouts of a group (and of later steps)
+share the index and nothing else: an episode's answer and what it saw, which MCR keeps in memory
+for later questions, never reach another episode's context.
 """
 
 from __future__ import annotations
@@ -91,14 +93,45 @@ class Episodes:
         self.header = assistant_header(self.base.tokenizer)
         self.stops = list(self.base.stop_token_ids)
         self.media: dict[str, dict] = {}  # sequence key -> the episode's pixel tensors (VLMs)
+        self._indexed: set[str] = set()
         self.episodes = 0
 
     def memory_for(self, sample: Sample) -> Path:
-        """One memory database per video: its index is built once and shared by the rollouts."""
+        """The video's index database: built once (by the first episode that needs it) and copied
+        for every episode, so episodes share the index and nothing else."""
         name = hashlib.sha1(str(Path(sample.video_path or sample.video).resolve()).encode()).hexdigest()[:16]
         folder = self.work / "memory"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}.db"
+        shared = folder / f"{name}.db"
+        if name not in self._indexed and self.config.index:
+            from mcr.memory import Memory, VideoIndex
+            from mcr.sources import open_video
+
+            memory = Memory(shared)
+            try:
+                VideoIndex(open_video(sample.video_path or sample.video), memory).build(list(self.config.index))
+            finally:
+                memory.close()
+        self._indexed.add(name)
+        return shared
+
+    def episode_memory(self, sample: Sample) -> Path:
+        """A scratch copy of the video's index database for one episode: what an episode writes
+        (its answer, what it saw) never reaches another episode's context."""
+        import sqlite3
+
+        shared = self.memory_for(sample)
+        scratch = self.work / "scratch" / f"{self.episodes}.db"
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in scratch.parent.glob(f"{scratch.name}*"):
+            leftover.unlink()
+        source, target = sqlite3.connect(shared), sqlite3.connect(scratch)
+        try:
+            source.backup(target)  # the SQLite backup API: a consistent copy, WAL included
+        finally:
+            source.close()
+            target.close()
+        return scratch
 
     def run_episode(self, sample: Sample, policy: Any, vllm: Any = None) -> tuple[EpisodeSample, dict]:
         from mcr.agents import Agent
@@ -121,7 +154,7 @@ class Episodes:
             tools=tools,
             max_steps=c.max_steps,
             policy=c.agent,
-            memory=self.memory_for(sample),
+            memory=self.episode_memory(sample),
             index=c.index,
             trace_dir=False,
             work_dir=self.work / "work",
@@ -129,9 +162,17 @@ class Episodes:
             generate_options={"max_new_tokens": c.max_new_tokens},
             subscribers=[note],
         )
-        result = agent.run(
-            sample.video_path or sample.video, sample.question, options=sample.options or None, answer_form=sample.form
-        )
+        try:
+            result = agent.run(
+                sample.video_path or sample.video,
+                sample.question,
+                options=sample.options or None,
+                answer_form=sample.form,
+            )
+        finally:
+            agent.memory.close()
+            for scratch in (self.work / "scratch").glob(f"{self.episodes}.db*"):
+                scratch.unlink()
         record = make_record(sample, result, model_name=str(getattr(self.base, "name", "")))
         record["frames_seen"] = int(getattr(result, "frames_seen", 0) or 0)
         record["evidence"] = [s.to_list() for s in getattr(result, "evidence", [])]
