@@ -68,7 +68,8 @@ def make_task(folder: Path, n: int, seed: int) -> list[dict]:
 
 
 def evaluate(model: str, samples: list, work: Path, env) -> dict:
-    """Greedy answers to ``samples``: mean reward and its terms."""
+    """Greedy answers to ``samples``: mean reward and its terms. ``work`` is this evaluation's own
+    folder: its memories start empty (no answer of another evaluation is in them)."""
     from mcr.agents import Agent
     from mcr.eval.question import make_record
     from mcr.models import load_model
@@ -82,7 +83,7 @@ def evaluate(model: str, samples: list, work: Path, env) -> dict:
             tools=list(env.tools),
             max_steps=env.max_steps,
             policy=env.agent,
-            memory=work / "memory" / f"{Path(s.video_path).stem}.db",
+            memory=work / f"{Path(s.video_path).stem}.db",
             index=env.index,
             trace_dir=False,
             work_dir=work / "work",
@@ -102,6 +103,7 @@ def evaluate(model: str, samples: list, work: Path, env) -> dict:
         "correct": statistics.fmean(1.0 if r["correct"] else 0.0 for r in records),
         "iou": statistics.fmean(float(r["iou"] or 0.0) for r in records),
         "answered": sum(1 for r in records if r["status"] in ("verified", "unverified", "answered")),
+        "answers": [f"{r['id']}: gold {r['gold']}, answered {str(r['answer'])[:60]!r}" for r in records],
     }
 
 
@@ -116,7 +118,8 @@ def main() -> int:
     args = p.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="mcr-train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    (work / "memory").mkdir(exist_ok=True)
+    for name in ("eval-untrained", "eval-trained"):
+        (work / name).mkdir(exist_ok=True)
 
     from mcr.eval import load_benchmark, resolve_videos
     from mcr.train import EnvConfig, train_rl
@@ -130,14 +133,14 @@ def main() -> int:
     print(f"task: {len(train)} training and {len(held)} held-out videos made in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    before = evaluate(args.model, held, work, env)
-    print(f"untrained, held out: {json.dumps(before)} ({time.perf_counter() - t0:.0f} s)")
+    before = evaluate(args.model, held, work / "eval-untrained", env)
+    print(f"untrained, held out ({time.perf_counter() - t0:.0f} s):", *before.pop("answers"), sep="\n  ")
     t0 = time.perf_counter()
     out = train_rl("gspo", args.model, train, work / "out", env=env, steps=args.steps, generations=args.generations, learning_rate=args.lr, device="cpu", save_every=max(args.steps, 1))  # fmt: skip
     print(f"GSPO: {args.steps} steps x {args.generations} episodes in {time.perf_counter() - t0:.0f} s")
     t0 = time.perf_counter()
-    after = evaluate(str(out), held, work, env)
-    print(f"trained, held out:   {json.dumps(after)} ({time.perf_counter() - t0:.0f} s)")
+    after = evaluate(str(out), held, work / "eval-trained", env)
+    print(f"trained, held out ({time.perf_counter() - t0:.0f} s):", *after.pop("answers"), sep="\n  ")
 
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     rewards = [r["reward"] for r in log if "reward" in r]
