@@ -110,6 +110,32 @@ def _last_checkpoint(out: Path) -> str | None:
     return str(points[-1]) if points else None
 
 
+def shared_settings(out: Path, save_every: int, device: str) -> dict:
+    """The trainer settings GRPO, GSPO and SFT share: logging every step, checkpoints, the device."""
+    gpu = device != "cpu" and _cuda()
+    return dict(
+        output_dir=str(out),
+        logging_steps=1,
+        save_steps=save_every,
+        save_total_limit=2,
+        report_to=[],
+        use_cpu=not gpu,
+        bf16=False,
+        gradient_checkpointing=gpu,  # memory for recomputation: worth it on a GPU only
+        disable_tqdm=True,
+    )
+
+
+def run_to_end(trainer: Any, base: Any, out: Path, lora: bool) -> Path:
+    """Train (resuming from the folder's last checkpoint), keep the adapter or weights, write
+    ``final/`` and the curves."""
+    trainer.train(resume_from_checkpoint=_last_checkpoint(out))
+    trainer.save_model(str(out / "adapter" if lora else out / "weights"))
+    _save_final(trainer, base, out)
+    plot_curves(out)
+    return out
+
+
 def _save_final(trainer: Any, base: Any, out: Path) -> Path:
     """The trained model, LoRA merged, with its processor, written whole into ``out/final``."""
     import shutil
@@ -186,7 +212,7 @@ def train_rl(
     base = _load_base(model, device, constrain)
     sequence = method == "gspo"
     args = GRPOConfig(
-        output_dir=str(out),
+        **shared_settings(out, save_every, device),
         max_steps=steps,
         per_device_train_batch_size=generations * questions_per_step,
         gradient_accumulation_steps=1,
@@ -200,17 +226,9 @@ def train_rl(
         epsilon=3e-4 if sequence else 0.2,
         epsilon_high=4e-4 if sequence else 0.28,
         reward_weights=func_weights,
-        logging_steps=1,
-        save_steps=save_every,
-        save_total_limit=2,
-        report_to=[],
-        use_cpu=device == "cpu" or not _cuda(),
-        bf16=False,
-        gradient_checkpointing=device != "cpu" and _cuda(),  # memory for recomputation: worth it on a GPU only
         seed=seed,
         use_vllm=use_vllm,
         max_completion_length=env.max_new_tokens,
-        disable_tqdm=True,
     )
     episodes = Episodes(base, list(samples), out / "episodes", env)
     trainer = EpisodeTrainer(
@@ -228,11 +246,7 @@ def train_rl(
         out / "train.json",
         json.dumps(_settings(method, model, env, steps, generations, learning_rate, lora, weights), indent=1),
     )
-    trainer.train(resume_from_checkpoint=_last_checkpoint(out))
-    trainer.save_model(str(out / "adapter" if lora else out / "weights"))
-    _save_final(trainer, base, out)
-    plot_curves(out)
-    return out
+    return run_to_end(trainer, base, out, lora)
 
 
 def _cuda() -> bool:

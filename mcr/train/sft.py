@@ -20,13 +20,12 @@ from mcr.types import Message, ToolCall
 from .episode import assistant_header
 from .run import (
     TrainError,
-    _last_checkpoint,
     _load_base,
     _logging_callback,
     _need_packages,
-    _save_final,
     lora_config,
-    plot_curves,
+    run_to_end,
+    shared_settings,
 )
 
 
@@ -109,24 +108,14 @@ def train_sft(
     examples = [e for e in (example(base, r) for r in rows) if e]
     if not examples:
         raise TrainError(f"none of the {len(rows)} turns of {data} renders with {model}'s chat template")
-    from .run import _cuda
-
     args = SFTConfig(
-        output_dir=str(out),
+        **shared_settings(out, save_every, device),
         max_steps=steps or -1,
         num_train_epochs=epochs,
         per_device_train_batch_size=1,
         learning_rate=learning_rate,
-        logging_steps=1,
-        save_steps=save_every,
-        save_total_limit=2,
-        report_to=[],
-        use_cpu=device == "cpu" or not _cuda(),
-        bf16=False,
-        gradient_checkpointing=device != "cpu" and _cuda(),
         completion_only_loss=True,
         max_length=None,
-        disable_tqdm=True,
     )
     trainer = SFTTrainer(
         model=base.model,
@@ -140,8 +129,4 @@ def train_sft(
 
     settings = {"method": "sft", "model": model, "data": str(data), "examples": len(examples), "lora": lora}
     write_text(out / "train.json", json.dumps(settings, indent=1))
-    trainer.train(resume_from_checkpoint=_last_checkpoint(out))
-    trainer.save_model(str(out / "adapter" if lora else out / "weights"))
-    _save_final(trainer, base, out)
-    plot_curves(out)
-    return out
+    return run_to_end(trainer, base, out, lora)
