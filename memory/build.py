@@ -218,6 +218,9 @@ class StageRun:
 def read_chunk(video: Any, runs: Sequence[StageRun], span: TimeSpan) -> list[ChunkResult | Exception]:
     """Each run's result for ``span`` (or the error reading it raised): from one pass when the
     stages can be read together, otherwise, or when that pass fails, each stage alone."""
+    for r in runs:  # what the stages a stage uses stored for this chunk (a stage of this pass: its result)
+        for name in getattr(r.stage, "uses", ()):
+            r.stage.known[name] = r.index.chunk_entries(name, span)
     together = getattr(runs[0].stage, "read_together", None)
     if len(runs) > 1 and together is not None:
         try:
@@ -226,6 +229,9 @@ def read_chunk(video: Any, runs: Sequence[StageRun], span: TimeSpan) -> list[Chu
             pass
     out: list[ChunkResult | Exception] = []
     for r in runs:
+        for name, result in [(x.stage.name, res) for x, res in zip(runs, out)]:
+            if name in getattr(r.stage, "uses", ()) and isinstance(result, ChunkResult):
+                r.stage.known[name] = result.entries
         try:
             out.append(read_piece(video, r.stage, span, r.damaged))
         except Exception as exc:

@@ -144,6 +144,9 @@ class VideoIndex:
         import os
         import threading
 
+        from mcr.malloc import limit_arenas
+
+        limit_arenas()  # the stages' threads free big buffers: few arenas keep peak memory flat
         self.store.remember_video(self.video_id, str(self.video.path), self.video.info())
         made = [make_stage(s) if isinstance(s, str) else s for s in stages]
         reports: dict[int, StageReport] = {}
@@ -311,6 +314,15 @@ class VideoIndex:
 
     def entries(self, stage: str) -> list[MemoryEntry]:
         return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]
+
+    def chunk_entries(self, stage: str, span: TimeSpan) -> list[MemoryEntry] | None:
+        """The entries ``stage`` found in the chunk ``span`` (those ending inside it), or None when
+        its build has not passed the chunk."""
+        st = self.state(stage)
+        if st is None or (st["status"] != "done" and st["cursor"] < span.end - 1e-6) or st["status"] == "skipped":
+            return None
+        found = self.store.query(self.video_id, span=span)
+        return [e for e in found if e.source == f"index:{stage}" and span.start <= e.span.end < span.end]
 
     def arrays(self, stage: str) -> list[tuple[float, np.ndarray]]:
         rows = self.store.conn.execute(

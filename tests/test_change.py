@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from media import H264, ffmpeg, shared_clip
+from media import FONT, H264, ffmpeg, shared_clip
 from test_perception_models import tiny_clip_dir  # noqa: F401 (a fixture)
 
 from mcr.tools.change import ChangeGate
@@ -71,3 +71,42 @@ def test_on_screen_text_is_read_only_from_frames_that_changed(slides):
 
     result = OcrStage(fps=1.0).run_chunk(Video(slides), Video(slides).span)
     assert (result.info["frames"], result.info["frames_read"]) == (12, 3)  # one frame of each still slide
+
+
+@pytest.fixture(scope="module")
+def colour_cut(tmp_path_factory):
+    """8 s: the same white words on red, then on green of the same grey level (a cut that the
+    grey cells of the change test do not see, and the shot detector's colour planes do)."""
+    path = tmp_path_factory.mktemp("colour_cut") / "colour_cut.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-t", "4", "-i", "color=c=0xB40000:size=640x360:rate=10"),
+        *("-f", "lavfi", "-t", "4", "-i", "color=c=0x00B400:size=640x360:rate=10"),
+        "-filter_complex",
+        f"[0:v][1:v]concat=n=2:v=1,drawtext=fontfile={FONT}:text='SAME WORDS':fontsize=40:fontcolor=white:x=200:y=150[v]",
+        "-map", "[v]", *H264, str(path),
+    )  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("one_pass", ["1", "0"])
+def test_each_shots_representative_frame_is_read(colour_cut, tmp_path, monkeypatch, one_pass):
+    pytest.importorskip("rapidocr_onnxruntime")
+    from mcr.memory import Memory, VideoIndex
+    from mcr.tools.ocr import OcrStage, shot_frames
+    from mcr.tools.shots import ShotStage
+
+    video = Video(colour_cut)
+    alone = OcrStage(fps=1.0).run_chunk(video, video.span)  # no shots known: the change test alone
+    assert (alone.info["frames"], alone.info["frames_read"], alone.info["frames_forced"]) == (8, 1, 0)
+    monkeypatch.setenv("MCR_INDEX_ONEPASS", one_pass)
+    index = VideoIndex(video, Memory(tmp_path / "index.db"))
+    shots, ocr = index.build([ShotStage(), OcrStage(fps=1.0)])
+    cuts = [e.span.end for e in index.entries("shots")]
+    assert len(cuts) == 1 and abs(cuts[0] - 4.0) < 0.3
+    times = list(sample_times(video.span, 1.0))
+    chosen = shot_frames(times, video.span, cuts)
+    assert len(chosen) == 2 and chosen[0] < cuts[0] < chosen[1]
+    forced = len(set(chosen) - {times[0]})  # the first frame is read anyway
+    assert ocr.info["frames_forced"] == forced >= 1
+    assert ocr.info["frames_read"] == 1 + forced
+    assert [e.text for e in index.entries("ocr")] == ["SAME WORDS"]

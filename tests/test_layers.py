@@ -26,6 +26,7 @@ LAYERS = [
             "mcr.video",
             "mcr.onnxrun",
             "mcr.files",
+            "mcr.malloc",
             "mcr.download",
             "mcr.sites",
             "mcr.sources",

@@ -187,3 +187,14 @@ def test_kill_9_during_a_one_pass_build_then_resume_gives_the_same_index(cue_vid
         "report shots resumed",
     ]
     assert index_of(killed, video) == index_of(tmp_path / "whole.db", video)
+
+
+def test_the_build_caps_malloc_arenas_unless_the_user_did():
+    code = "from mcr.malloc import limit_arenas; print(limit_arenas(), limit_arenas())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    capped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert capped.stdout.split() == ["True", "True"]
+    theirs = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "MALLOC_ARENA_MAX": "4"}, capture_output=True, text=True, check=True
+    )
+    assert theirs.stdout.split() == ["False", "False"]

@@ -161,9 +161,10 @@ def load_whisper(models: Any, spec: str | None = None, device: str = "auto") -> 
                 num_workers=workers,
             )
             model.mcr_workers = workers
-            # batch 4 on CPU: faster there than 8 (29.8x against 25.1x real time on 2 cores) and the
-            # encoder's attention scores (batch x 6 heads x 1500 x 1500 floats) stay near 200 MB a worker
-            model.mcr_batch = 4 if dev == "cpu" else 8
+            # batch 2 on CPU: as fast there as 4 and faster than 1 or 8 (480 s of dense speech on 2 cores:
+            # 57-58x real time at 2, 3 and 4, 54x at 1), and the encoder's attention scores (batch x 6 heads
+            # x 1500 x 1500 floats) stay near 100 MB a worker: that transcription peaked at 713 MiB, 1,030 at 4
+            model.mcr_batch = 2 if dev == "cpu" else 8
             return model
         except Exception as exc:
             raise ASRModelError(f"whisper model {spec!r} at {path} cannot load: {exc}") from None

@@ -27,19 +27,23 @@ def thumbnail(image: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
 
 class ChangeGate:
     """``gate.changed(image)``: does this frame differ from the last one let through by more
-    than ``threshold`` in some cell? ``seen`` and ``passed`` count the frames."""
+    than ``threshold`` in some cell? ``seen`` and ``passed`` count the frames, ``forced`` those
+    let through only because the caller forced them."""
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._last: np.ndarray | None = None
-        self.seen = self.passed = 0
+        self.seen = self.passed = self.forced = 0
 
     def changed(self, image: np.ndarray, force: bool = False) -> bool:
         thumb = thumbnail(image)
         self.seen += 1
-        new = force or self._last is None or self._last.shape != thumb.shape
+        new = self._last is None or self._last.shape != thumb.shape
         if not new:
             new = float(np.abs(thumb - self._last).max()) >= self.threshold
+        if force and not new:
+            self.forced += 1
+            new = True
         if new:
             self._last = thumb
             self.passed += 1

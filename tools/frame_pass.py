@@ -7,6 +7,11 @@ others (``VideoIndex.build`` groups stages that share ``read_together`` and a ch
 length), one pass over the chunk (:func:`mcr.tools.sampling.stream_many`) decodes each
 frame once and hands every stage the frames it asked for, at its own size. A stage gets
 exactly the same frames either way, so the index is the same.
+
+A stage may use what another stage found in the same chunk (``uses``: their names; on-screen
+text reads each shot's representative frame, so it uses the shot cuts). In one pass it waits
+for that stage's result of the chunk; otherwise the index gives it the other stage's stored
+entries for the chunk (``known``, set by the build before each chunk).
 """
 
 from __future__ import annotations
@@ -45,8 +50,13 @@ def read_together(video: Any, span: TimeSpan, stages: Sequence["FrameStage"]) ->
     as OCR on one core does not hold up the others. Each result's info gains ``seconds_work``,
     the time the stage spent on its frames."""
     frames = _frames_ahead(video, span, stages)
+    position = {st.name: i for i, st in enumerate(stages)}
+    done: dict[int, Future] = {}
 
     def work(i: int) -> ChunkResult:
+        for name in getattr(stages[i], "uses", ()):
+            if name in position:  # this chunk's result of a stage in the same pass
+                stages[i].known[name] = done[position[name]].result().entries
         t0 = time.perf_counter()
         result = stages[i].from_frames(video, span, frames[i])
         frames[i] = []  # the frames go as soon as their stage is done with them
@@ -55,8 +65,11 @@ def read_together(video: Any, span: TimeSpan, stages: Sequence["FrameStage"]) ->
 
     if len(stages) == 1:
         return [work(0)]
+    waits = [i for i, st in enumerate(stages) if any(n in position for n in getattr(st, "uses", ()))]
     with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix="frame-stage") as pool:
-        return list(pool.map(work, range(len(stages))))
+        for i in [i for i in range(len(stages)) if i not in waits] + waits:  # those used are started first
+            done[i] = pool.submit(work, i)
+        return [done[i].result() for i in range(len(stages))]
 
 
 _ahead: dict[tuple, Future] = {}  # the next chunk's frames, decoded while this chunk's are worked on
@@ -87,6 +100,14 @@ class FrameStage:
     """Base of the index stages computed from frames (shots, on-screen text, embeddings)."""
 
     read_together = staticmethod(read_together)
+    uses: tuple[str, ...] = ()  # stages whose entries of the same chunk this one reads from ``known``
+
+    @property
+    def known(self) -> dict[str, list | None]:
+        """The entries of each stage in ``uses`` for the chunk being read (None: not built there)."""
+        if "_known" not in self.__dict__:
+            self._known: dict[str, list | None] = {}
+        return self._known
 
     def request(self, video: Any, span: TimeSpan) -> Request:
         raise NotImplementedError

@@ -7,7 +7,9 @@ words against tesseract 5's 60%, at the same speed on an idle CPU (0.12 against 
 640x360 frame) and several times faster on a busy one; and it needs no system package.
 
 Frames are sampled at a fixed rate. A frame that barely differs from the last one read
-is not read again: its text is carried over. The same text in the same place over
+is not read again: its text is carried over; but each shot's representative frame (the
+sampled frame nearest the middle of the shot, from the index's shot cuts) is always read,
+since a cut can change the colours and the text while the grey cells stay alike. The same text in the same place over
 consecutive sampled frames becomes one entry whose span runs from the first frame it
 was seen in to the next sampled frame after the last one (the text left the screen
 somewhere in that last interval), clamped to the video's end.
@@ -27,7 +29,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -46,11 +48,23 @@ WORD_GAP = 0.42  # a blank stretch this wide (times the line's ink height) betwe
 # a frame is read again when some cell of a 32 x 18 grid of grey means (0..1) changed this much: a short
 # caption on a still background changes the frame's mean too little to count, but its own cells by 0.2 or more
 SAME_CELL_DIFF = 0.05  # a frame is read again when some grey cell moved this much (tools.change)
-_engine_lock = threading.Lock()
+_locks: dict[int, threading.Lock] = {}  # one per engine: RapidOCR keeps state between its steps
+_locks_lock = threading.Lock()
 
 
-def load_ocr(models: Any) -> Any:
-    """The RapidOCR engine, loaded once per process."""
+def _lock_of(engine: Any) -> threading.Lock:
+    with _locks_lock:
+        return _locks.setdefault(id(engine), threading.Lock())
+
+
+def ocr_workers() -> int:
+    """Engines reading the frames of a chunk side by side (``MCR_OCR_WORKERS``; default: one per
+    core, at most four). Each runs on one thread."""
+    return max(1, int(os.environ.get("MCR_OCR_WORKERS") or min(4, os.cpu_count() or 1)))
+
+
+def load_ocr(models: Any, slot: int = 0) -> Any:
+    """A RapidOCR engine, loaded once per process (``slot``: which of the side-by-side engines)."""
 
     def load():
         try:
@@ -70,7 +84,7 @@ def load_ocr(models: Any) -> Any:
             inter_op_num_threads=1,
         )
 
-    return models.get(("rapidocr",), load)
+    return models.get(("rapidocr", slot), load)
 
 
 @dataclass
@@ -82,7 +96,7 @@ class Detection:
 
 def read_text(engine: Any, image: np.ndarray, scale: float = 1.0) -> list[Detection]:
     """Text lines in an RGB image, with the spaces between words; boxes are multiplied by ``scale``."""
-    with _engine_lock:  # RapidOCR takes BGR arrays
+    with _lock_of(engine):  # RapidOCR takes BGR arrays
         result, _ = engine(np.ascontiguousarray(image[..., ::-1]), use_cls=False, return_word_box=True)
     grey = None
     out = []
@@ -226,16 +240,37 @@ def ocr_frames(
     return read_frames_text(engine, video, frames, fps, counts)
 
 
-def read_frames_text(engine: Any, video: Any, frames: Iterable, fps: float, counts: dict | None = None) -> list:
-    """Entries for the text on the ``(timestamp, image)`` frames sampled at ``fps`` (see :func:`ocr_frames`)."""
+def read_frames_text(
+    engine: Any, video: Any, frames: Iterable, fps: float, counts: dict | None = None, always: Iterable[float] = ()
+) -> list:
+    """Entries for the text on the ``(timestamp, image)`` frames sampled at ``fps`` (see
+    :func:`ocr_frames`). The frames at the times in ``always`` are read whatever they look like.
+    ``engine`` may be a list of engines: the frames to read are then shared out among them and
+    read side by side (which frames are read does not depend on what is read in them)."""
+    engines = engine if isinstance(engine, list) else [engine]
+    gate, always = ChangeGate(SAME_CELL_DIFF), set(always)
+    frames = list(frames)
+    # a frame that looks the same as the last one read shows the same text
+    todo = [i for i, (t, image) in enumerate(frames) if gate.changed(image, force=t in always)]
+
+    def read_one(k: int) -> list[Detection]:
+        image = frames[todo[k]][1]
+        return read_text(engines[k % len(engines)], image, scale=video.width / image.shape[1])
+
+    if len(engines) > 1 and len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(engines), thread_name_prefix="ocr") as pool:
+            found = dict(zip(todo, pool.map(read_one, range(len(todo)))))
+    else:
+        found = {i: read_one(k) for k, i in enumerate(todo)}
     read: list[tuple[float, list[Detection]]] = []
-    gate, last_dets = ChangeGate(SAME_CELL_DIFF), []
-    for t, image in frames:
-        if gate.changed(image):  # a frame that looks the same as the last one read shows the same text
-            last_dets = read_text(engine, image, scale=video.width / image.shape[1])
+    last_dets: list[Detection] = []
+    for i, (t, _) in enumerate(frames):
+        last_dets = found.get(i, last_dets)
         read.append((t, last_dets))
     if counts is not None:
-        counts.update(frames=gate.seen, frames_read=gate.passed)
+        counts.update(frames=gate.seen, frames_read=gate.passed, frames_forced=gate.forced)
     entries = []
     for r in track(read, 1.0 / fps):
         # on screen until the next sampled frame, which no longer showed it (or the video's end)
@@ -250,6 +285,19 @@ def read_frames_text(engine: Any, video: Any, frames: Iterable, fps: float, coun
             )
         )
     return entries
+
+
+def shot_frames(times: Sequence[float], span: TimeSpan, cuts: Sequence[float]) -> list[float]:
+    """Of the sampled ``times`` in the chunk ``span``, each shot's representative frame: the one
+    nearest the middle of the shot's part of the chunk (the shots run between ``cuts``; a shot
+    without a sampled frame has none)."""
+    bounds = [span.start, *sorted(c for c in cuts if span.start < c < span.end), span.end]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        inside = [t for t in times if a <= t < b]
+        if inside:
+            out.append(min(inside, key=lambda t: abs(t - 0.5 * (a + b))))
+    return out
 
 
 def merge_entries(entries: list, gap: float) -> list[dict]:
@@ -282,6 +330,7 @@ class OcrStage(FrameStage):
     """On-screen text of frames sampled at ``fps``, read with RapidOCR (PP-OCR models)."""
 
     name = "ocr"
+    uses = ("shots",)  # each shot's representative frame is read even when it looks like the last one read
 
     def __init__(
         self,
@@ -295,8 +344,9 @@ class OcrStage(FrameStage):
         self.chunk_s = chunk_s
         self.max_pixels = max_pixels
         self.models = models or shared_models
-        # 3: spaces between words put back; spans run to the next sampled frame
-        self.version = f"3:rapidocr:{self.fps:g}"
+        # 3: spaces between words put back; spans run to the next sampled frame. 4: each shot's
+        # representative frame read (when the shots are indexed)
+        self.version = f"4:rapidocr:{self.fps:g}"
 
     def skip_reason(self, video: Any) -> str | None:
         return None
@@ -306,7 +356,10 @@ class OcrStage(FrameStage):
 
     def from_frames(self, video: Any, span: TimeSpan, frames: list) -> ChunkResult:
         counts: dict = {}
-        entries = read_frames_text(load_ocr(self.models), video, frames, self.fps, counts)
+        cuts = self.known.get("shots")
+        always = shot_frames([t for t, _ in frames], span, [e.span.end for e in cuts]) if cuts is not None else []
+        engines = [load_ocr(self.models, k) for k in range(ocr_workers())]
+        entries = read_frames_text(engines, video, frames, self.fps, counts, always)
         return ChunkResult(entries, info=counts)
 
 
