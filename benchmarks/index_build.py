@@ -3,8 +3,8 @@
     python benchmarks/index_build.py [--minutes 5] [--work DIR] [--real]
 
 The old way: every stage after the other, each decoding the video by itself, every sampled
-frame embedded by PyTorch (``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0 MCR_ONNX_IMAGES=0
-MCR_INDEX_ONEPASS=0``). The new way (the default): one decode of each chunk feeds the frame
+frame embedded by PyTorch, one OCR engine (``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0
+MCR_ONNX_IMAGES=0 MCR_INDEX_ONEPASS=0 MCR_OCR_WORKERS=1``). The new way (the default): one decode of each chunk feeds the frame
 stages (shots, on-screen text, embeddings), which work on it at the same time while the next
 chunk is decoded; the speech stage in a thread beside them; the CLIP image tower on ONNX
 Runtime (from its recorded graph alone, without loading PyTorch, once a first run has exported
@@ -150,7 +150,13 @@ def build_both(video: Path, work: Path, env: dict) -> tuple[dict, dict]:
     fresh database in ``work``), and the comparison of the two: ``(results, checks)``."""
     results = {}
     run_child(["warm", str(video)], env)
-    old = {"MCR_INDEX_BESIDE": "0", "MCR_CLIP_SHARE": "0", "MCR_ONNX_IMAGES": "0", "MCR_INDEX_ONEPASS": "0"}
+    old = {
+        "MCR_INDEX_BESIDE": "0",
+        "MCR_CLIP_SHARE": "0",
+        "MCR_ONNX_IMAGES": "0",
+        "MCR_INDEX_ONEPASS": "0",
+        "MCR_OCR_WORKERS": "1",
+    }
     for way, extra in (("old", old), ("new", {})):
         db = work / f"index_build_{way}.db"
         for f in work.glob(f"{db.name}*"):
