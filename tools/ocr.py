@@ -9,7 +9,8 @@ words against tesseract 5's 60%, at the same speed on an idle CPU (0.12 against 
 Frames are sampled at a fixed rate. A frame that barely differs from the last one read
 is not read again: its text is carried over; but each shot's representative frame (the
 sampled frame nearest the middle of the shot, from the index's shot cuts) is always read,
-since a cut can change the colours and the text while the grey cells stay alike. The same text in the same place over
+since a cut can change the colours and the text while the grey cells stay alike. The frames
+to read are shared out among one engine per core. The same text in the same place over
 consecutive sampled frames becomes one entry whose span runs from the first frame it
 was seen in to the next sampled frame after the last one (the text left the screen
 somewhere in that last interval), clamped to the video's end.
