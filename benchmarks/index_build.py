@@ -4,15 +4,17 @@
 
 The old way: every stage after the other, each decoding the video by itself, every sampled
 frame embedded by PyTorch, one OCR engine (``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0
-MCR_ONNX_IMAGES=0 MCR_INDEX_ONEPASS=0 MCR_OCR_WORKERS=1``). The new way (the default): one decode of each chunk feeds the frame
-stages (shots, on-screen text, embeddings), which work on it at the same time while the next
-chunk is decoded; the speech stage in a thread beside them; the CLIP image tower on ONNX
-Runtime (from its recorded graph alone, without loading PyTorch, once a first run has exported
-it: the run begins by embedding two seconds of frames so that it has); frames that look the
-same as the last one read or embedded sharing its result. Each build runs in its own process on a fresh database and reports
-seconds per stage, frames sampled and processed, wall time, real-time factor, CPU time (all
-threads; divided by the cores it is the best wall time this work allows) and peak memory; then the two indexes are compared: transcript sentences and shot cuts equal,
-on-screen text at the same times within one sampling step, embeddings within 1e-4 cosine.
+MCR_ONNX_IMAGES=0 MCR_INDEX_ONEPASS=0 MCR_OCR_WORKERS=1``). The new way (the default): one
+decode of each chunk feeds the frame stages (shots, on-screen text, embeddings), which work on
+it at the same time while the next chunk is decoded; the speech stage in a thread beside them;
+the CLIP image tower on ONNX Runtime (from its recorded graph alone, without loading PyTorch,
+once a first run has exported it: the run begins by embedding two seconds of frames so that it
+has); frames that look the same as the last one read or embedded sharing its result. Each
+build runs in its own process on a fresh database and reports seconds per stage, frames sampled
+and processed, wall time, real-time factor, CPU time (all threads; divided by the cores it is
+the best wall time this work allows) and peak memory; then the two indexes are compared:
+transcript sentences and shot cuts equal, on-screen text at the same times within one sampling
+step, embeddings within 1e-4 cosine.
 
 The video is the first ``--minutes`` of the perception benchmark's long video (speech
 throughout, a title each minute, a frame counter drawn on every frame), or with ``--real``

@@ -228,12 +228,14 @@ def read_chunk(video: Any, runs: Sequence[StageRun], span: TimeSpan) -> list[Chu
         except Exception:  # damaged media, or one stage's engine failed: each stage alone says which
             pass
     out: list[ChunkResult | Exception] = []
+    read: dict[str, ChunkResult] = {}  # the stages read so far, for those after them that use them
     for r in runs:
-        for name, result in [(x.stage.name, res) for x, res in zip(runs, out)]:
-            if name in getattr(r.stage, "uses", ()) and isinstance(result, ChunkResult):
-                r.stage.known[name] = result.entries
+        for name in getattr(r.stage, "uses", ()):
+            if name in read:
+                r.stage.known[name] = read[name].entries
         try:
             out.append(read_piece(video, r.stage, span, r.damaged))
+            read[r.stage.name] = out[-1]
         except Exception as exc:
             out.append(exc)
     return out

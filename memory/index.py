@@ -312,8 +312,9 @@ class VideoIndex:
             self._set_state(stage, "done", moved.end, moved.end, info, conn=c)
         return len(result.entries)
 
-    def entries(self, stage: str) -> list[MemoryEntry]:
-        return [e for e in self.store.query(self.video_id) if e.source == f"index:{stage}"]
+    def entries(self, stage: str, span: TimeSpan | None = None) -> list[MemoryEntry]:
+        """The stage's entries (those overlapping ``span`` when given)."""
+        return [e for e in self.store.query(self.video_id, span=span) if e.source == f"index:{stage}"]
 
     def chunk_entries(self, stage: str, span: TimeSpan) -> list[MemoryEntry] | None:
         """The entries ``stage`` found in the chunk ``span`` (those ending inside it), or None when
@@ -321,8 +322,7 @@ class VideoIndex:
         st = self.state(stage)
         if st is None or (st["status"] != "done" and st["cursor"] < span.end - 1e-6) or st["status"] == "skipped":
             return None
-        found = self.store.query(self.video_id, span=span)
-        return [e for e in found if e.source == f"index:{stage}" and span.start <= e.span.end < span.end]
+        return [e for e in self.entries(stage, span) if span.start <= e.span.end < span.end]
 
     def arrays(self, stage: str) -> list[tuple[float, np.ndarray]]:
         rows = self.store.conn.execute(
