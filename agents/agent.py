@@ -8,17 +8,17 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from mcr.context import Context, RenderProfile
 from mcr.errors import MCRError, ToolNameError
-from mcr.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
-from mcr.loop import INTERRUPTED, Budget
-from mcr.loop import run as run_loop
 from mcr.models import ModelError, load_model
 from mcr.models.background import LoadingModel
-from mcr.policy import Policy
-from mcr.result import RunResult
+from mcr.run.context import Context, RenderProfile
+from mcr.run.events import Event, IndexStage, MemoryWritten, ModelDelta, RunFinished
+from mcr.run.loop import INTERRUPTED, Budget
+from mcr.run.loop import run as run_loop
+from mcr.run.policy import Policy
+from mcr.run.result import RunResult
+from mcr.run.trace import TraceWriter, default_trace_path
 from mcr.tools import Tool, ToolContext, ToolRegistry, builtin_tools
-from mcr.trace import TraceWriter, default_trace_path
 from mcr.types import TimeSpan
 
 Subscriber = Callable[[Event], Any]
@@ -142,8 +142,8 @@ class Agent:
 
     def resume_stream(self, trace: str | os.PathLike) -> Iterator[Event]:
         """``resume`` that hands out each event of the continued run as it happens."""
-        from mcr.resume import RecordedModel, RecordedTools, ResumeError, SkipRecorded, load_unfinished
-        from mcr.video import Video
+        from mcr.media.video import Video
+        from mcr.run.resume import RecordedModel, RecordedTools, ResumeError, SkipRecorded, load_unfinished
 
         run = load_unfinished(trace)
         started = run.started
@@ -185,7 +185,7 @@ class Agent:
         registry: Any = None,
         skip: Callable[[Event], bool] | None = None,
     ) -> Iterator[Event]:
-        from mcr.sources import open_video
+        from mcr.media.sources import open_video
 
         handle = None if video is None else open_video(video)  # a path, a URL, a page yt-dlp reads
         run_id = run_id or uuid.uuid4().hex[:12]
@@ -296,7 +296,7 @@ class Agent:
             stages = [
                 make_stage(s, **captioner, **device) if s == "captions" else s for s in self.index_stages
             ]  # the captions stage captions with a model: the agent's unless caption_model names one
-            from mcr.sources import with_subtitles
+            from mcr.media.sources import with_subtitles
 
             for report in VideoIndex(video, self.memory).build(with_subtitles(video, stages)):
                 yield IndexStage(

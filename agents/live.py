@@ -1,6 +1,6 @@
 """``LiveSession``: a live stream watched into memory, segment by segment, and asked at any time.
 
-The reader (:mod:`mcr.stream`) cuts the stream into segment files; a second thread puts each
+The reader (:mod:`mcr.media.live`) cuts the stream into segment files; a second thread puts each
 finished segment through the index stages in order (shots, speech, on-screen text, embeddings
 when CLIP loads here, captions when asked for with a model) and adds what they found to the memory
 under the session's id, at the segment's stream times, so the index grows while the stream
@@ -28,9 +28,9 @@ from typing import Any, Callable, Sequence
 
 from mcr.errors import MCRError
 from mcr.files import write_text
-from mcr.stream import Gap, LiveReader, Segment
+from mcr.media.live import Gap, LiveReader, Segment
+from mcr.media.video import Video
 from mcr.types import TimeSpan, format_time
-from mcr.video import Video
 
 log = logging.getLogger(__name__)
 STAGES = ("shots", "transcript", "ocr", "embeddings")

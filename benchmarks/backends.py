@@ -22,12 +22,12 @@ import time
 
 import numpy as np
 
-from mcr.context import Context, RenderProfile
-from mcr.events import ModelCalled
-from mcr.loop import Budget, answer_schema
-from mcr.loop import run as run_loop
 from mcr.models import ModelOutput
-from mcr.policy import Policy
+from mcr.run.context import Context, RenderProfile
+from mcr.run.events import ModelCalled
+from mcr.run.loop import Budget, answer_schema
+from mcr.run.loop import run as run_loop
+from mcr.run.policy import Policy
 from mcr.tools import ToolContext, ToolRegistry, tool
 from mcr.types import Frames, FramesPart, Message, TextPart, ToolCall, Usage
 
@@ -85,9 +85,9 @@ def filled_context(entries: int) -> Context:
 
 
 def loop_overhead(entries: int, steps: int) -> dict:
-    import mcr.loop
     import mcr.models
-    import mcr.steps
+    import mcr.run.loop
+    import mcr.run.steps
 
     registry = ToolRegistry([note])
     context = filled_context(entries)

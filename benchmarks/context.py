@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_reasoning import _rendered_tokens, _synthetic_context  # noqa: E402
 
-from mcr.context import RenderProfile  # noqa: E402
+from mcr.run.context import RenderProfile  # noqa: E402
 
 
 def main() -> None:

@@ -41,8 +41,8 @@ MEDIA = HERE.parent.parent / "shared" / "media"
 def child_build(video_path: str, db: str) -> dict:
     import resource
 
+    from mcr.media.video import Video
     from mcr.memory import Memory, VideoIndex
-    from mcr.video import Video
 
     video = Video(video_path)
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -60,9 +60,9 @@ def child_build(video_path: str, db: str) -> dict:
 def warm(video_path: str) -> dict:
     """Embed two seconds of frames once, so the CLIP image graph is exported and recorded before
     the timed builds (a one-time cost per weights, as the first index on a machine pays it)."""
+    from mcr.media.video import Video
     from mcr.tools.clip import EmbeddingStage
     from mcr.types import TimeSpan
-    from mcr.video import Video
 
     stage = EmbeddingStage()
     stage.run_chunk(Video(video_path), TimeSpan(0, 2))
@@ -72,8 +72,8 @@ def warm(video_path: str) -> dict:
 def compare(video_path: str, old_db: str, new_db: str) -> dict:
     import numpy as np
 
+    from mcr.media.video import Video
     from mcr.memory import Memory, VideoIndex
-    from mcr.video import Video
 
     video = Video(video_path)
     old, new = VideoIndex(video, Memory(old_db, readonly=True)), VideoIndex(video, Memory(new_db, readonly=True))

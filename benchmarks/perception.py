@@ -67,8 +67,8 @@ def check_codes(codes: list[int], n: int) -> str:
 
 
 def child_ours(video_path: str) -> dict:
+    from mcr.media.video import Video
     from mcr.tools.sampling import stream_frames
-    from mcr.video import Video
 
     video = Video(video_path)
     times = wanted_times(video)
@@ -154,8 +154,8 @@ def child_ffmpeg(video_path: str) -> dict:
 
 
 def child_overview(video_path: str) -> dict:
+    from mcr.media.video import Video
     from mcr.tools.sampling import keyframes
-    from mcr.video import Video
 
     video = Video(video_path)
     t0 = time.perf_counter()
@@ -168,9 +168,9 @@ def child_overview(video_path: str) -> dict:
 
 
 def child_asr(video_path: str, minutes: float) -> dict:
+    from mcr.media.video import Video
     from mcr.tools.asr import TranscriptStage
     from mcr.types import TimeSpan
-    from mcr.video import Video
 
     video = Video(video_path)
     stage = TranscriptStage(device="cpu")
@@ -193,9 +193,9 @@ def child_encoder(video_path: str) -> dict:
     import numpy as np
     from faster_whisper import WhisperModel
 
+    from mcr.media.video import Video
     from mcr.tools.asr import SAMPLE_RATE, _threads, resolve_model
     from mcr.types import TimeSpan
-    from mcr.video import Video
 
     audio = Video(video_path).audio(TimeSpan(0, 240), sr=SAMPLE_RATE)
     model = WhisperModel(resolve_model(), device="cpu", compute_type="int8", cpu_threads=_threads())
@@ -256,11 +256,11 @@ QUERIES = [
 def child_grounding(video_path: str, db: str) -> dict:
     import statistics
 
+    from mcr.media.video import Video
     from mcr.memory import Memory
     from mcr.tools import ToolContext, ToolRegistry
     from mcr.tools.grounding import temporal_grounding
     from mcr.types import ToolCall
-    from mcr.video import Video
 
     ctx = ToolContext(video=Video(video_path), memory=Memory(db))
     registry = ToolRegistry([temporal_grounding])

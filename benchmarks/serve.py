@@ -33,8 +33,8 @@ def main() -> None:
     import httpx
     from test_service import Served
 
-    from mcr.service import make_app
-    from mcr.testing import RecordingModel, answer
+    from mcr.run.testing import RecordingModel, answer
+    from mcr.service.app import make_app
 
     instant = RecordingModel(lambda messages, tools, **o: answer("boats", evidence=["0-2"]), name="instant")
     with tempfile.TemporaryDirectory(prefix="mcr-serve-") as work:

@@ -41,9 +41,9 @@ REPEATS = 2
 
 
 def mcr_boundaries(path: str) -> list[tuple[float, float, str]]:
+    from mcr.media.video import Video
     from mcr.tools.shots import ShotStage
     from mcr.types import TimeSpan
-    from mcr.video import Video
 
     stage = ShotStage()
     video = Video(path)

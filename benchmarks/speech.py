@@ -35,9 +35,9 @@ HERE = Path(__file__).resolve().parent
 def child_plain(video_path: str, minutes: float) -> dict:
     from faster_whisper import WhisperModel
 
+    from mcr.media.video import Video
     from mcr.tools.asr import SAMPLE_RATE, _threads, resolve_model
     from mcr.types import TimeSpan
-    from mcr.video import Video
 
     video = Video(video_path)
     end = min(video.duration, minutes * 60)

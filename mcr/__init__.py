@@ -26,8 +26,8 @@ _EXPORTS = {
     "Usage": "mcr.types",
     "ToolCall": "mcr.types",
     "Message": "mcr.types",
-    "Video": "mcr.video",
-    "VideoError": "mcr.video",
+    "Video": "mcr.media.video",
+    "VideoError": "mcr.media.video",
     "MCRError": "mcr.errors",
     "ModelOutput": "mcr.models",
 }
@@ -45,7 +45,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from mcr.agents import Agent, RunResult
     from mcr.errors import MCRError
+    from mcr.media.video import Video, VideoError
     from mcr.models import ModelOutput
     from mcr.tools import Tool, ToolContext, ToolResult, ToolRetry, tool
     from mcr.types import Message, TimeSpan, ToolCall, Usage
-    from mcr.video import Video, VideoError

@@ -20,8 +20,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from mcr.media.video import DamagedMedia
 from mcr.types import TimeSpan, format_time
-from mcr.video import DamagedMedia
 
 from .entries import MemoryEntry
 from .lease import LeaseLost

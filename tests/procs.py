@@ -21,7 +21,7 @@ def run_cli(*args, cwd=None, env_extra: dict | None = None, columns: int = 100, 
     """``mcr-agent ARGS`` in a subprocess (offline hub), its output captured as text."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": str(columns), **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "mcr.cli", *map(str, args)],
+        [sys.executable, "-m", "mcr.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mcr import Agent, TimeSpan, ToolContext, ToolResult, Video, tool
-from mcr.context import Context, RenderProfile
-from mcr.events import ModelCalled, RunFinished, ToolReturned
-from mcr.testing import ScriptedModel, ScriptExhausted, answer, say, tool_call, tool_calls
-from mcr.trace import read_trace
+from mcr.run.context import Context, RenderProfile
+from mcr.run.events import ModelCalled, RunFinished, ToolReturned
+from mcr.run.testing import ScriptedModel, ScriptExhausted, answer, say, tool_call, tool_calls
+from mcr.run.trace import read_trace
 from mcr.types import FramesPart, ToolCall
 
 

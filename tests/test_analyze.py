@@ -9,10 +9,10 @@ import sys
 
 import webvtt
 
-from mcr.analyze import analyze, write
+from mcr.media.video import Video
 from mcr.memory import Memory
-from mcr.testing import ScriptedModel, say
-from mcr.video import Video
+from mcr.outputs.analyze import analyze, write
+from mcr.run.testing import ScriptedModel, say
 
 
 def scenes_video(cue_video, tmp_path):
@@ -60,7 +60,7 @@ def test_a_model_titles_the_chapters(cue_video, tmp_path):
 
 def test_the_cli(cut_video, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "analyze", str(cut_video), "-o", str(tmp_path / "a")]
+        [sys.executable, "-m", "mcr.cli.main", "analyze", str(cut_video), "-o", str(tmp_path / "a")]
         + ["--memory", str(tmp_path / "m.db")],
         capture_output=True,
         text=True,

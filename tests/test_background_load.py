@@ -9,12 +9,12 @@ import sys
 import threading
 
 from mcr import Agent
-from mcr.context import RenderProfile
-from mcr.events import IndexStage
 from mcr.models import ModelError, load_model
 from mcr.models.background import LoadingModel
-from mcr.testing import ScriptedModel, answer, tool_call
-from mcr.trace import read_trace
+from mcr.run.context import RenderProfile
+from mcr.run.events import IndexStage
+from mcr.run.testing import ScriptedModel, answer, tool_call
+from mcr.run.trace import read_trace
 
 
 class Counted(ScriptedModel):
@@ -87,7 +87,7 @@ def test_a_model_that_fails_to_load_ends_the_run_with_its_error(tmp_path, boats)
 
     shutil.rmtree(tmp_path / ".mcr", ignore_errors=True)
     cli = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "run", str(boats), "What?", "--model", str(broken), "--quiet"],
+        [sys.executable, "-m", "mcr.cli.main", "run", str(boats), "What?", "--model", str(broken), "--quiet"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from procs import run_cli
 
+from mcr.media.video import Video
 from mcr.memory import ChunkResult, Memory, MemoryEntry, MemoryStore, VideoIndex
 from mcr.memory.index import make_stage
 from mcr.models import ModelOutput
-from mcr.testing import RecordingModel
+from mcr.run.testing import RecordingModel
 from mcr.tools.captions import CAPTION_SYSTEM, clip_spans, noun_phrases, parse_caption
 from mcr.tools.shots import ShotStage
 from mcr.types import FramesPart, TimeSpan, Usage
-from mcr.video import Video
 
 SHOT_STARTS = [0, 4, 8, 12, 16, 20]  # the cut video: six 4 s shots
 TESTS = str(Path(__file__).parent)
@@ -202,7 +202,7 @@ WORKER = textwrap.dedent("""
     from mcr.memory import Memory, VideoIndex
     from mcr.memory.index import make_stage
     from mcr.models import ModelOutput
-    from mcr.video import Video
+    from mcr.media.video import Video
 
     class Slow:
         name = "slow-captioner"
@@ -314,9 +314,9 @@ def test_index_command_captions_with_a_named_model(cut_video, tmp_path):
 
 def test_agent_captions_with_its_own_model_or_a_caption_model(cut_video, tmp_path):
     from mcr import Agent
-    from mcr.events import IndexStage
-    from mcr.overview import overview
-    from mcr.testing import ScriptedModel, answer, say
+    from mcr.run.events import IndexStage
+    from mcr.run.overview import overview
+    from mcr.run.testing import ScriptedModel, answer, say
 
     caption = json.dumps({"caption": "A grey test card fills the screen.", "entities": ["test card"]})
     own = ScriptedModel([say(caption)] * 6 + [answer("a test card", evidence=["00:00-00:04"])])

@@ -31,10 +31,10 @@ def caption_server(tmp_path_factory):
 
 
 def test_captions_over_transformers_serve_with_four_requests_in_flight(caption_server, tmp_path):
+    from mcr.media.video import Video
     from mcr.memory import Memory, VideoIndex
     from mcr.memory.index import make_stage
     from mcr.models.openai_server import OpenAIServerModel
-    from mcr.video import Video
 
     video = Video(make_cut_video(tmp_path / "cuts.mp4", cuts=3, shot_seconds=4.0))
     model = OpenAIServerModel(caption_server["url"], caption_server["model"], timeout=120)

@@ -8,10 +8,10 @@ import pytest
 from media import FONT, H264, ffmpeg, shared_clip
 from test_perception_models import tiny_clip_dir  # noqa: F401 (a fixture)
 
+from mcr.media.video import Video
 from mcr.tools.change import ChangeGate
 from mcr.tools.clip import SAME_FRAME, EmbeddingStage
 from mcr.tools.sampling import sample_times, stream_frames
-from mcr.video import Video
 
 
 @pytest.fixture(scope="module")

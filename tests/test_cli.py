@@ -101,7 +101,7 @@ def test_not_a_video_is_one_clear_line(tmp_path):
 def test_help_and_import_stay_light():
     """Heavy libraries load only where they are used (speed itself: benchmarks/startup.py)."""
     code = (
-        "import sys, mcr, mcr.cli; from mcr import tool, TimeSpan; mcr.cli.build_parser();"
+        "import sys, mcr, mcr.cli.main; from mcr import tool, TimeSpan; mcr.cli.main.build_parser();"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -10,8 +10,8 @@ from pathlib import Path
 from media import corrupt_audio, make_cue_video
 from procs import run_cli
 
+from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
-from mcr.video import Video
 
 
 def test_search_json_is_one_document_on_stdout(cut_video, tmp_path):
@@ -83,8 +83,8 @@ def test_a_huge_answer_is_cut_with_a_note_and_prose_is_not_a_forced_answer(tmp_p
     from media import shared_clip
 
     from mcr import Agent
-    from mcr.policy import Policy
-    from mcr.testing import ScriptedModel, answer, say, tool_call
+    from mcr.run.policy import Policy
+    from mcr.run.testing import ScriptedModel, answer, say, tool_call
 
     boats = shared_clip("boats.mp4")
     pol = Policy(plan=False, reflect_every=0, max_verify_rounds=1, max_answer_chars=1000)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcr.media.video import Video
 from mcr.types import TimeSpan
-from mcr.video import Video
 
 open_clip = pytest.importorskip("open_clip")
 pytest.importorskip("onnxruntime")
@@ -24,7 +24,7 @@ import json, sys
 sys.path.insert(0, sys.argv[3])
 from mcr.tools.clip import EmbeddingStage
 from mcr.types import TimeSpan
-from mcr.video import Video
+from mcr.media.video import Video
 stage = EmbeddingStage(model=sys.argv[2], fps=1.0, share=False)
 video = Video(sys.argv[1])
 rows = stage.run_chunk(video, TimeSpan(0, 6)).arrays[0.0]

@@ -8,10 +8,10 @@ import sys
 from PIL import Image
 
 from mcr import Agent
-from mcr.clips import contact_sheet, cut_clips, keyframes
-from mcr.testing import ScriptedModel, answer, tool_call
+from mcr.media.video import Video
+from mcr.outputs.clips import contact_sheet, cut_clips, keyframes
+from mcr.run.testing import ScriptedModel, answer, tool_call
 from mcr.types import TimeSpan
-from mcr.video import Video
 
 
 def length(path) -> float:
@@ -47,7 +47,7 @@ def test_the_cli_cuts_a_runs_evidence_from_a_real_clip(boats, tmp_path):
     )
     result = Agent(model=model, policy="plain", memory=False, trace_dir=tmp_path).run(boats, "What is on the water?")
     out = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "clips", result.trace_path, str(tmp_path / "out"), "--margin", "0.5"],
+        [sys.executable, "-m", "mcr.cli.main", "clips", result.trace_path, str(tmp_path / "out"), "--margin", "0.5"],
         capture_output=True,
         text=True,
         timeout=300,

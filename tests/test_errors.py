@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from mcr.cli import CLIError, main
+from mcr.cli.main import CLIError, main
 from mcr.errors import MCRError, StageError, ToolNameError
 from mcr.eval.results import ResultsError
 from mcr.eval.samples import EvalError, MissingVideos
 from mcr.m2la.errors import M2LAError
+from mcr.media.video import NoAudioError, VideoError
 from mcr.memory.encoder import EncoderError
 from mcr.memory.store import MemoryStoreError
 from mcr.models import ModelError, ModelNotAvailable
+from mcr.run.trace import TraceError
 from mcr.tools import ToolError, ToolRetry
-from mcr.trace import TraceError
 from mcr.types import TimeSpanError
-from mcr.video import NoAudioError, VideoError
 
 ROOT = Path(__file__).resolve().parents[1]
 BOATS = ROOT.parent / "shared" / "media" / "boats.mp4"
@@ -189,22 +189,22 @@ def test_m2la_errors_are_one_line(workdir, capsys):
 
 
 def test_exit_code_comes_from_the_error(workdir, capsys, monkeypatch):
-    import mcr.cli
+    import mcr.cli.main
 
     def broken(args):
         raise TraceError("first line\nsecond line", exit_code=3)
 
-    monkeypatch.setattr(mcr.cli, "cmd_replay", broken)
+    monkeypatch.setattr(mcr.cli.main, "cmd_replay", broken)
     assert fails(capsys, ["replay", "t.jsonl"], "first line second line", code=3)
 
 
 def test_other_errors_are_not_hidden(workdir, monkeypatch):
     """Only the family becomes one line: a bug still shows its traceback."""
-    import mcr.cli
+    import mcr.cli.main
 
     def buggy(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(mcr.cli, "cmd_replay", buggy)
+    monkeypatch.setattr(mcr.cli.main, "cmd_replay", buggy)
     with pytest.raises(KeyError):
         main(["replay", "t.jsonl"])

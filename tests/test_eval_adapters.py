@@ -13,7 +13,7 @@ from mcr.agents import Agent
 from mcr.eval import load_benchmark, resolve_videos, run_eval
 from mcr.eval.samples import EvalError, MissingVideos
 from mcr.models import ModelOutput
-from mcr.testing import RecordingModel
+from mcr.run.testing import RecordingModel
 from mcr.types import ToolCall, Usage
 
 

@@ -12,7 +12,7 @@ import pytest
 from procs import run_cli
 from test_eval_adapters import asked, oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
 
-from mcr.cli import main
+from mcr.cli.main import main
 from mcr.eval import AgentSpec, load_benchmark, resolve_videos, run_eval
 from mcr.eval.results import ResultsWriter, iter_records, read_results, repair
 

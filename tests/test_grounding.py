@@ -23,12 +23,12 @@ from media import H264, ffmpeg, make_cue_video
 from procs import run_cli
 from test_perception_models import tiny_clip_dir  # noqa: F401  (a fixture: a tiny random CLIP folder)
 
+from mcr.media.video import Video
 from mcr.memory import ChunkResult, Memory, MemoryEntry, VideoIndex
 from mcr.tools import ToolContext, ToolRegistry
 from mcr.tools.grounding import ground, temporal_grounding
 from mcr.tools.matching import WordIndex, fuzzy_scores, phonetic_key, query_words
 from mcr.types import TimeSpan, ToolCall
-from mcr.video import Video
 
 SPOKEN = (
     (2.0, "The ferry to the lighthouse leaves at noon."),
@@ -283,7 +283,7 @@ def test_a_hub_id_is_downloaded_through_hf_endpoint_and_transcribes(tmp_path):
         video = make_cue_video(tmp_path / "one.mp4", spoken=SPOKEN[:1], drawn=(), seconds=6.0)
         code = (
             "from mcr.tools import ToolContext, ToolRegistry; from mcr.tools.asr import asr, resolve_model; "
-            "from mcr.types import ToolCall; from mcr.video import Video; "
+            "from mcr.types import ToolCall; from mcr.media.video import Video; "
             f"print(resolve_model()); ctx = ToolContext(video=Video({str(video)!r})); "
             "print(ToolRegistry([asr]).execute(ToolCall('asr', {}, 'c'), ctx).text)"
         )

@@ -145,7 +145,7 @@ def test_the_sam_checkpoint_is_fetched_checked_and_kept_only_when_its_hash_match
 def test_models_lists_what_is_on_the_machine_and_pull_fetches_ahead(tiny_vlm, tmp_path):
     with Hub({"org/tiny": tiny_vlm}) as hub:
         env = hub_env(tmp_path, hub.url)
-        run = [sys.executable, "-m", "mcr.cli", "models"]
+        run = [sys.executable, "-m", "mcr.cli.main", "models"]
         pulled = subprocess.run(
             run + ["pull", "org/tiny", "--json"], capture_output=True, text=True, env=env, timeout=120
         )

@@ -16,10 +16,10 @@ import pytest
 from media import shared_clip
 from procs import run_cli
 
+from mcr.media.video import Video
 from mcr.memory import ChunkResult, Memory, MemoryEntry, VideoIndex
 from mcr.memory.lease import Lease
 from mcr.types import TimeSpan
-from mcr.video import Video
 
 
 class SlowStage:
@@ -125,7 +125,7 @@ def test_a_stage_stored_twice_by_an_older_version_is_rebuilt(tmp_path, cut_video
 def test_two_index_commands_at_once_store_each_transcript_sentence_once(tmp_path):
     clip = shared_clip("megamind.mp4")
     db = tmp_path / "memory.db"
-    args = [sys.executable, "-m", "mcr.cli", "index", str(clip), "--stages", "transcript", "--memory", str(db)]
+    args = [sys.executable, "-m", "mcr.cli.main", "index", str(clip), "--stages", "transcript", "--memory", str(db)]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)]
     procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))

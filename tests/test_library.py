@@ -11,7 +11,7 @@ import pytest
 from media import make_bad_file, make_cue_video
 from procs import run_cli
 
-from mcr.library import find_videos
+from mcr.library.build import find_videos
 
 STAGES = "shots,transcript"
 

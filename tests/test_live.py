@@ -19,7 +19,7 @@ from media import DRAWN_CUES, SPOKEN_CUES
 
 from mcr import Agent
 from mcr.memory import Memory
-from mcr.testing import ScriptedModel, answer, say, tool_call
+from mcr.run.testing import ScriptedModel, answer, say, tool_call
 
 pytestmark = pytest.mark.slow
 OCR_STEP = 2.0  # the ocr stage reads a frame every two seconds
@@ -113,7 +113,7 @@ def test_a_udp_stream_is_indexed_while_it_plays_asked_and_watched_for(cue_video,
 
 def test_the_cli_reconnects_after_a_drop_and_ctrl_c_flushes_the_last_segment(cue_video, tmp_path):
     port = free_udp_port()
-    cmd = [sys.executable, "-m", "mcr.cli", "watch", f"udp://127.0.0.1:{port}", "--stages", "transcript"]
+    cmd = [sys.executable, "-m", "mcr.cli.main", "watch", f"udp://127.0.0.1:{port}", "--stages", "transcript"]
     cmd += ["--memory", str(tmp_path / "m.db"), "--json", "--no-input", "--segment", "10"]
     watcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -148,7 +148,16 @@ def test_the_cli_reconnects_after_a_drop_and_ctrl_c_flushes_the_last_segment(cue
     ]
     model.write_text(json.dumps({"steps": steps}))
     asked = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "ask", session, "What animal is mentioned?", "--model", f"replay:{model}"]
+        [
+            sys.executable,
+            "-m",
+            "mcr.cli.main",
+            "ask",
+            session,
+            "What animal is mentioned?",
+            "--model",
+            f"replay:{model}",
+        ]
         + ["--memory", str(tmp_path / "m.db")],
         capture_output=True,
         text=True,

@@ -23,6 +23,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from mcr.cli.m2la import main, register
 from mcr.m2la import (
     LatentCache,
     M2LAError,
@@ -31,7 +32,6 @@ from mcr.m2la import (
     load_m2la,
     save_m2la,
 )
-from mcr.m2la.cli import main, register
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [
@@ -129,7 +129,7 @@ def test_load_refuses_a_folder_that_is_not_converted(source):
 
 
 def test_cli_module_imports_no_torch():
-    code = "import sys, mcr.m2la.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, mcr.cli.m2la; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -17,6 +17,7 @@ from tiny_models import make_qwen2_5_vl, make_qwen3_vl
 from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache
 from transformers.video_utils import VideoMetadata
 
+from mcr.cli.m2la import main
 from mcr.m2la import (
     LatentCache,
     M2LAAttention,
@@ -27,7 +28,6 @@ from mcr.m2la import (
     load_m2la,
     processor_batches,
 )
-from mcr.m2la.cli import main
 from mcr.m2la.factor import axis_quota
 from mcr.m2la.families import multimodal_pair_axes
 
@@ -296,7 +296,7 @@ def test_an_agent_step_on_a_converted_vlm_sends_frames_to_generate(converted_qwe
     from media import make_code_video
 
     from mcr import Agent
-    from mcr.policy import Policy
+    from mcr.run.policy import Policy
 
     video = make_code_video(tmp_path / "clip.mp4", seconds=4, tone_hz=None)
     policy = Policy(overview_frames=4, plan=False, reflect_every=0, verify=False, investigate=False)

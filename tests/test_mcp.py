@@ -27,7 +27,7 @@ def test_mcp_lists_the_tools_answers_and_searches(cue_video, tmp_path):
     script.write_text(json.dumps({"steps": steps}))
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "mcr.cli", "mcp", "--model", f"replay:{script}", "--memory", str(tmp_path / "m.db")],
+        args=["-m", "mcr.cli.main", "mcp", "--model", f"replay:{script}", "--memory", str(tmp_path / "m.db")],
         cwd=str(tmp_path),
     )
 

@@ -13,11 +13,11 @@ import pytest
 from procs import run_cli
 
 from mcr import Agent, TimeSpan
+from mcr.media.video import Video
 from mcr.memory import Memory, MemoryEntry, MemoryStore, MemoryStoreError, VideoIndex
-from mcr.testing import ScriptedModel, answer, tool_call
+from mcr.run.testing import ScriptedModel, answer, tool_call
+from mcr.run.trace import read_trace
 from mcr.tools.shots import ShotStage, shot_spans
-from mcr.trace import read_trace
-from mcr.video import Video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,7 +179,7 @@ WORKER = textwrap.dedent("""
     import sys, time
     from mcr.memory import Memory, VideoIndex
     from mcr.tools.shots import ShotStage
-    from mcr.video import Video
+    from mcr.media.video import Video
 
     class SlowShots(ShotStage):
         def run_chunk(self, video, span):

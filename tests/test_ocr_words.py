@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from media import H264, _drawtext, ffmpeg, make_cue_video
 
+from mcr.media.video import Video
 from mcr.memory import Memory
 from mcr.tools import ModelCache, ToolContext, ToolRegistry
 from mcr.tools.ocr import OcrStage, compact, load_ocr, merge_entries, ocr, ocr_frames, restore_spaces
 from mcr.types import TimeSpan, ToolCall
-from mcr.video import Video
 
 # (start, end, font size, text) drawn over a dark 640x360 frame; the recognition model alone
 # reads the first, second and fifth as "HARBOR7", "GATEB12NOWBOARDING" and "OPEN24HOURS"

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
 from mcr.tools import frame_pass
 from mcr.tools.sampling import Request, sample_times, stream_frames, stream_many
 from mcr.types import TimeSpan
-from mcr.video import Video
 
 pytest.importorskip("open_clip")
 pytest.importorskip("rapidocr_onnxruntime")
@@ -124,7 +124,7 @@ WORKER = (
     import time
     sys.path.insert(0, sys.argv[4])
     from mcr.memory import Memory, VideoIndex
-    from mcr.video import Video
+    from mcr.media.video import Video
     """
     )
     + STAGES

@@ -15,6 +15,7 @@ import pytest
 from media import DRAWN_CUES, SPOKEN_CUES, corrupt_audio, make_cue_video, make_silent_audio_video, shared_clip
 from procs import run_cli
 
+from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
 from mcr.tools import ModelCache, ToolContext, ToolRegistry, builtin_tools
 from mcr.tools.asr import asr
@@ -24,7 +25,6 @@ from mcr.tools.ocr import compact, ocr
 from mcr.tools.shots import shots
 from mcr.tools.web import web_search
 from mcr.types import TimeSpan, ToolCall
-from mcr.video import Video
 
 GROUNDING_QUERIES = [  # (query, the cue it is about: "s"poken or "d"rawn, its index)
     ("a cat asleep on a piano", "s", 0),
@@ -315,7 +315,7 @@ def test_builtin_tools_leave_out_what_cannot_run_with_one_warning(monkeypatch, t
 
 def test_perception_tools_in_an_agent_run(cue_video, tmp_path):
     from mcr import Agent
-    from mcr.testing import ScriptedModel, answer, tool_call
+    from mcr.run.testing import ScriptedModel, answer, tool_call
 
     model = ScriptedModel(
         [

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
 from mcr.tools import ModelCache, ToolContext, ToolRegistry
 from mcr.tools.grounding import temporal_grounding
 from mcr.types import ToolCall
-from mcr.video import Video
 
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")

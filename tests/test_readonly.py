@@ -43,7 +43,7 @@ def cli_readonly(how: str, db: Path, *args, timeout: float = 300) -> subprocess.
         finally:
             subprocess.run(["chattr", "-i", str(db)], check=True)
     folder = shlex.quote(str(db.parent))
-    command = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "mcr.cli", *args])
+    command = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "mcr.cli.main", *args])
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
     if shutil.which("unshare") is None or probe.returncode != 0:
         pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")

@@ -6,11 +6,11 @@ import numpy as np
 
 from mcr import Agent, TimeSpan
 from mcr.agents import BaselineAgent
-from mcr.answers import detect_form, interpret
-from mcr.context import Context, RenderProfile, estimate_tokens
-from mcr.policy import Policy
-from mcr.testing import ScriptedModel, answer, say, tool_call, verdict
-from mcr.trace import read_trace
+from mcr.run.answers import detect_form, interpret
+from mcr.run.context import Context, RenderProfile, estimate_tokens
+from mcr.run.policy import Policy
+from mcr.run.testing import ScriptedModel, answer, say, tool_call, verdict
+from mcr.run.trace import read_trace
 from mcr.types import Frames, FramesPart, TextPart, ToolCall
 
 OPTIONS = ["a car race", "boats on water", "a cooking show"]

@@ -16,15 +16,15 @@ from lxml import html as lhtml
 from PIL import Image
 
 from mcr import Agent
-from mcr.events import ModelCalled, RunFinished, RunStarted, ToolCalled, ToolReturned
-from mcr.policy import Policy
-from mcr.report import run_report, timeline_png
-from mcr.report_html import write_report
-from mcr.result import RunResult
-from mcr.testing import ScriptedModel, answer, say, tool_call, verdict
-from mcr.trace import TraceWriter, read_trace
+from mcr.media.video import Video
+from mcr.outputs.report import run_report, timeline_png
+from mcr.outputs.report_page import write_report
+from mcr.run.events import ModelCalled, RunFinished, RunStarted, ToolCalled, ToolReturned
+from mcr.run.policy import Policy
+from mcr.run.result import RunResult
+from mcr.run.testing import ScriptedModel, answer, say, tool_call, verdict
+from mcr.run.trace import TraceWriter, read_trace
 from mcr.types import TimeSpan
-from mcr.video import Video
 
 OPTIONS = ["a car race", "boats on water", "a cooking show"]
 PLAN = say("Plan: look at the overview, then at 00:00:04-00:00:08, then answer.")
@@ -127,7 +127,7 @@ def test_a_span_answer_and_the_cli(tmp_path, boats):
     result = agent(model, tmp_path, policy=pol).run(boats, "When is the boat closest?")
     assert result.answer_form == "span"
     out = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "report", result.trace_path, "-o", str(tmp_path / "r.html")]
+        [sys.executable, "-m", "mcr.cli.main", "report", result.trace_path, "-o", str(tmp_path / "r.html")]
         + ["--png", str(tmp_path / "t.png")],
         capture_output=True,
         text=True,
@@ -138,7 +138,7 @@ def test_a_span_answer_and_the_cli(tmp_path, boats):
     check_page(doc, result.trace_path, Video(boats).duration)
     assert Image.open(tmp_path / "t.png").format == "PNG"
     bad = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "report", str(tmp_path / "nope.jsonl")], capture_output=True, text=True
+        [sys.executable, "-m", "mcr.cli.main", "report", str(tmp_path / "nope.jsonl")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "trace not found" in bad.stderr and "Traceback" not in bad.stderr
 

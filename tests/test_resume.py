@@ -16,7 +16,7 @@ import pytest
 from media import shared_clip
 from procs import run_cli
 
-from mcr.trace import read_trace
+from mcr.run.trace import read_trace
 
 TOOLS = '''
 import os, time
@@ -65,7 +65,7 @@ def start(folder: Path, name: str) -> tuple[subprocess.Popen, Path, Path]:
     """``mcr-agent run`` in the background, stopped inside the slow note; (process, trace, log)."""
     trace, log = folder / f"{name}.jsonl", folder / f"{name}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NOTE_LOG": str(log), "NOTE_HANG": "1"}
-    args = [sys.executable, "-m", "mcr.cli", *map(str, run_args(folder, trace))]
+    args = [sys.executable, "-m", "mcr.cli.main", *map(str, run_args(folder, trace))]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
     deadline = time.monotonic() + 120
     while not Path(f"{log}.hanging").exists():
@@ -133,7 +133,7 @@ def test_a_killed_run_is_continued_without_repeating_finished_tool_calls(setup):
 def test_agent_resume_under_the_full_policy_gives_the_clean_answer(tmp_path):
     """In Python: a Ctrl-C inside a tool, then ``Agent.resume`` with the turns still to come."""
     from mcr import Agent, tool
-    from mcr.testing import ScriptedModel, answer, tool_call
+    from mcr.run.testing import ScriptedModel, answer, tool_call
 
     ran: list[str] = []
     stop = {"armed": False}

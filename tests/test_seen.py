@@ -6,10 +6,10 @@ import pytest
 from media import make_cue_video
 
 from mcr import Agent, TimeSpan
-from mcr.answers import TypedAnswer
-from mcr.policy import Policy
-from mcr.testing import ScriptedModel, answer, tool_call, verdict
-from mcr.trace import read_trace
+from mcr.run.answers import TypedAnswer
+from mcr.run.policy import Policy
+from mcr.run.testing import ScriptedModel, answer, tool_call, verdict
+from mcr.run.trace import read_trace
 from mcr.types import format_time
 
 UNSEEN = TimeSpan(60.0, 61.0)
@@ -131,8 +131,8 @@ def test_a_span_elsewhere_than_what_asr_read_is_refused(tmp_path, two_minutes):
 def test_memory_counts_only_what_was_perceived(tmp_path, two_minutes):
     """An earlier run's answer or a free-text note about a span is not perception of it; a
     transcript line the index made from the audio, or frames an earlier run was shown, are."""
+    from mcr.media.video import Video
     from mcr.memory import Memory
-    from mcr.video import Video
 
     memory = Memory(tmp_path / "m.db")
     vid = Video(two_minutes).id
@@ -154,7 +154,7 @@ def test_memory_counts_only_what_was_perceived(tmp_path, two_minutes):
 
 
 def test_resolution_is_the_policy_s():
-    from mcr.verify import Support, check_rules
+    from mcr.run.verify import Support, check_rules
 
     form = TypedAnswer("text", "x")
     seen = Support(frames=[56.2, 63.7])
@@ -190,7 +190,7 @@ def test_a_span_an_investigation_looked_at_passes_with_the_child_s_frames(tmp_pa
 
 
 def test_traces_from_before_support_still_load():
-    from mcr.events import event_from_dict
+    from mcr.run.events import event_from_dict
 
     old = {"event": "verification", "run_id": "r", "round": 1, "source": "rules", "verdict": "pass", "checks": []}
     event = event_from_dict(old)

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import uvicorn
 
-from mcr.service import make_app
-from mcr.testing import RecordingModel, answer, tool_call, verdict
+from mcr.run.testing import RecordingModel, answer, tool_call, verdict
+from mcr.service.app import make_app
 
 
 def paced(delay: float = 0.2, calls: int = 1, evidence: str = "0-2"):
@@ -168,7 +168,7 @@ def test_refusals_are_clear_and_write_nothing(media, tmp_path, code_video):
         listed = client.get("/v1/media", headers={"Authorization": "Bearer s3cret"}).json()["files"]
         assert listed == ["boats.mp4"]  # the symlink out of the root is not offered
     cli = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "serve", "--host", "0.0.0.0", "--model", "replay:none.json"],
+        [sys.executable, "-m", "mcr.cli.main", "serve", "--host", "0.0.0.0", "--model", "replay:none.json"],
         capture_output=True,
         text=True,
         timeout=60,

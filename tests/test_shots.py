@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from media import H264, ffmpeg, shared_clip
 
+from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
 from mcr.tools.shots import ShotStage, shot_spans
-from mcr.video import Video
 
 LABELS = json.loads((Path(__file__).parent / "data" / "shot_labels.json").read_text())
 

@@ -12,9 +12,9 @@ import time
 import pytest
 from media_server import MediaServer, Served
 
-from mcr.download import SourceError, media_cache, parse_size
-from mcr.sources import open_video, source_of
-from mcr.video import Video
+from mcr.media.download import SourceError, media_cache, parse_size
+from mcr.media.sources import open_video, source_of
+from mcr.media.video import Video
 
 VTT = """WEBVTT
 
@@ -163,7 +163,17 @@ def test_the_cli_indexes_a_page_and_a_youtube_url_without_network_fails_in_one_l
     env = {**os.environ, "MCR_CACHE": str(cache)}
     with MediaServer(files) as server:
         out = subprocess.run(
-            [sys.executable, "-m", "mcr.cli", "index", f"{server.url}/watch", "--stages", "shots", "--memory", "m.db"],
+            [
+                sys.executable,
+                "-m",
+                "mcr.cli.main",
+                "index",
+                f"{server.url}/watch",
+                "--stages",
+                "shots",
+                "--memory",
+                "m.db",
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -174,7 +184,7 @@ def test_the_cli_indexes_a_page_and_a_youtube_url_without_network_fails_in_one_l
 
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "mcr.cli", "run", "https://www.youtube.com/watch?v=aqz-KE-bpKQ", "What?"],
+        [sys.executable, "-m", "mcr.cli.main", "run", "https://www.youtube.com/watch?v=aqz-KE-bpKQ", "What?"],
         capture_output=True,
         text=True,
         env={**env, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"},
@@ -188,8 +198,8 @@ def test_the_cli_indexes_a_page_and_a_youtube_url_without_network_fails_in_one_l
 
 def test_an_agent_runs_on_a_page_url_and_sees_its_title_as_data(clip, tmp_path):
     from mcr import Agent
-    from mcr.testing import ScriptedModel, answer
-    from mcr.trace import read_trace
+    from mcr.run.testing import ScriptedModel, answer
+    from mcr.run.trace import read_trace
 
     files = {
         "/watch": Served(PAGE.encode(), content_type="text/html"),
@@ -211,7 +221,7 @@ def test_an_agent_runs_on_a_page_url_and_sees_its_title_as_data(clip, tmp_path):
 
 
 def test_two_processes_fetching_one_url_download_it_once(code_video, clip, cache):
-    code = "import sys; from mcr.sources import open_video; print(open_video(sys.argv[1], progress=False).path)"
+    code = "import sys; from mcr.media.sources import open_video; print(open_video(sys.argv[1], progress=False).path)"
     with MediaServer({"/both.mp4": Served(clip)}) as server:
         procs = [
             subprocess.Popen(

@@ -1,4 +1,4 @@
-"""The model doubles in ``mcr.testing``: ``ScriptedModel`` under the default policy, strict
+"""The model doubles in ``mcr.run.testing``: ``ScriptedModel`` under the default policy, strict
 scripts, and ``RecordingModel`` around a model or a function."""
 
 import textwrap
@@ -7,18 +7,27 @@ import threading
 import pytest
 from media import make_shape_video
 
-import mcr.testing
+import mcr.run.testing
 from mcr import Agent
 from mcr.models import ModelOutput
-from mcr.policy import PLAN_PROMPT, REFLECT_PROMPT, Policy
-from mcr.testing import RecordingModel, ScriptedModel, ScriptExhausted, answer, request_kind, say, tool_call, verdict
+from mcr.run.policy import PLAN_PROMPT, REFLECT_PROMPT, Policy
+from mcr.run.testing import (
+    RecordingModel,
+    ScriptedModel,
+    ScriptExhausted,
+    answer,
+    request_kind,
+    say,
+    tool_call,
+    verdict,
+)
+from mcr.run.verify import VERDICT_SCHEMA, model_check_messages, parse_verdict
 from mcr.types import Message, ToolCall, Usage
-from mcr.verify import VERDICT_SCHEMA, model_check_messages, parse_verdict
 
 
 def docstring_example() -> str:
-    """The indented example at the top of ``mcr.testing``'s docstring."""
-    block = mcr.testing.__doc__.split("\n\n")[1]
+    """The indented example at the top of ``mcr.run.testing``'s docstring."""
+    block = mcr.run.testing.__doc__.split("\n\n")[1]
     assert block.startswith("    model = ScriptedModel(")
     return textwrap.dedent(block)
 

@@ -271,7 +271,7 @@ def test_listing_says_which_tools_can_be_cancelled_and_schemas_do_not():
 
 
 def test_inspect_frames_stops_once_cancelled(code_video):
-    from mcr.video import Video
+    from mcr.media.video import Video
 
     ctx = ToolContext(video=Video(code_video))
     ctx.cancelled.set()
@@ -283,8 +283,8 @@ def test_inspect_frames_stops_once_cancelled(code_video):
 
 
 def test_stream_frames_stops_at_the_next_frame_once_cancelled(code_video):
+    from mcr.media.video import Video
     from mcr.tools.sampling import stream_frames
-    from mcr.video import Video
 
     cancelled = threading.Event()
     frames = stream_frames(Video(code_video), [0.0, 1.0, 2.0, 3.0], cancelled=cancelled)

@@ -19,7 +19,7 @@ pytest.importorskip("peft")
 from media import make_cue_video  # noqa: E402
 from tiny_models import make_qwen3_vl, make_tokenizer, steer_to_reply  # noqa: E402
 
-from mcr.cli import main  # noqa: E402
+from mcr.cli.main import main  # noqa: E402
 from mcr.train.episode import Turn, episode_sample, model_token_mask  # noqa: E402
 
 

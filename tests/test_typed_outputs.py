@@ -10,16 +10,16 @@ import pytest
 from pydantic import ValidationError
 
 from mcr import Agent
-from mcr.answers import answer_schema, read_answer
-from mcr.events import RunFinished, Verification, event_from_dict
 from mcr.models.constrain import Bounds, bounded_schema, span_pattern
-from mcr.policy import INVESTIGATE_SCHEMA, Policy
-from mcr.replies import InvestigateArguments, validation_problem
-from mcr.result import RunResult
-from mcr.testing import ScriptedModel, answer, verdict
-from mcr.trace import read_trace
+from mcr.run.answers import answer_schema, read_answer
+from mcr.run.events import RunFinished, Verification, event_from_dict
+from mcr.run.policy import INVESTIGATE_SCHEMA, Policy
+from mcr.run.replies import InvestigateArguments, validation_problem
+from mcr.run.result import RunResult
+from mcr.run.testing import ScriptedModel, answer, verdict
+from mcr.run.trace import read_trace
+from mcr.run.verify import VERDICT_SCHEMA, Verdict, feedback_for, parse_verdict
 from mcr.types import TimeSpan, ToolCall, Usage
-from mcr.verify import VERDICT_SCHEMA, Verdict, feedback_for, parse_verdict
 
 OPTIONS = ["a car race", "boats on water", "a cooking show"]
 EVIDENCE = {
@@ -277,8 +277,8 @@ def test_run_finished_carries_the_run_result_and_reads_old_traces():
 def test_an_old_trace_is_drawn_again(tmp_path):
     from rich.console import Console
 
-    from mcr.render import RichRenderer
-    from mcr.trace import iter_trace
+    from mcr.outputs.console import RichRenderer
+    from mcr.run.trace import iter_trace
 
     old_check = {
         "event": "verification",

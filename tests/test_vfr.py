@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from media import CODE_BITS, ffmpeg, read_code
 
-from mcr.video import Video
+from mcr.media.video import Video
 
 # frames 0-47 at 24 fps (0 .. 2 s), 48-71 at 8 fps (2 .. 5 s), 72-95 at 24 fps (5 .. 6 s)
 WARP = "if(lt(N,48),N/24,if(lt(N,72),2+(N-48)/8,5+(N-72)/24))/TB"

@@ -1,4 +1,4 @@
-"""mcr.video on real clips and on videos made with ffmpeg, with the real decoders."""
+"""mcr.media.video on real clips and on videos made with ffmpeg, with the real decoders."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from media import MEDIA, copy_to, ffmpeg, make_bad_file, read_code
 
+from mcr.media.video import NoAudioError, Video, VideoError
 from mcr.types import Frames, TimeSpan, TimeSpanError
-from mcr.video import NoAudioError, Video, VideoError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,7 +270,7 @@ def test_rss_stays_bounded_on_long_video(long_video):
     script = (
         "import json, resource, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from mcr.video import Video\n"
+        "from mcr.media.video import Video\n"
         f"v = Video({str(long_video)!r})\n"
         "v.frames(max_frames=2)\n"
         "rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
@@ -334,7 +334,7 @@ def test_subprocess_survives_bad_files(tmp_path, code_video):
     script = (
         "import sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from mcr.video import Video, VideoError\n"
+        "from mcr.media.video import Video, VideoError\n"
         "for p in sys.argv[1:]:\n"
         "    try:\n"
         "        Video(p).frames(fps=25)\n"
@@ -368,7 +368,7 @@ def test_content_hash(tmp_path, code_video):
 
 
 def test_import_is_lazy():
-    code = "import sys, mcr.video; print(sorted(m for m in ('av', 'decord', 'torch') if m in sys.modules))"
+    code = "import sys, mcr.media.video; print(sorted(m for m in ('av', 'decord', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -20,10 +20,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from mcr.media.video import DamagedMedia
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
 from mcr.quoting import UNTRUSTED, quote
 from mcr.types import TimeSpan, format_time
-from mcr.video import DamagedMedia
 
 from .base import ToolContext, ToolError, ToolResult, shared_models, tool
 from .stages import check_span, env_device, stage_data

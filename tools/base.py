@@ -17,8 +17,8 @@ from mcr.types import Frames, TimeSpan
 from .schema import build_arguments_model, json_schema_of, parse_docstring
 
 if typing.TYPE_CHECKING:  # pragma: no cover
+    from mcr.media.video import Video
     from mcr.memory import Memory
-    from mcr.video import Video
 
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_\-]{0,63}$")
 

@@ -24,8 +24,8 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from mcr.media.video import REENCODE, DamagedMedia
 from mcr.types import Frames, TimeSpan, format_time
-from mcr.video import REENCODE, DamagedMedia
 
 from .base import ToolError
 

@@ -36,9 +36,9 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from mcr.media.video import DamagedMedia
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
 from mcr.types import TimeSpan, format_time
-from mcr.video import DamagedMedia
 
 from .base import ToolContext, ToolResult, tool
 from .frame_pass import FrameStage, read_frames

@@ -1,5 +1,5 @@
 """The ``subtitles`` index stage: the subtitles or automatic captions a video page gave with
-the video (fetched by yt-dlp, see :mod:`mcr.sites`), stored as transcript entries of their own.
+the video (fetched by yt-dlp, see :mod:`mcr.media.sites`), stored as transcript entries of their own.
 
 They sit beside the speech stage's transcript, which still runs: both are searchable, told
 apart by source (``index:subtitles`` and ``index:transcript``) and by ``data["auto"]`` (the
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mcr.media.sources import source_of
 from mcr.memory import ChunkResult, MemoryEntry, register_stage
-from mcr.sources import source_of
 from mcr.types import TimeSpan, parse_time
 
 

@@ -35,7 +35,7 @@ _EXPORTS = {
     "correctness_reward": ".rewards",
     "format_reward": ".rewards",
     "export": ".export",
-    "report": ".report",
+    "report": ".summary",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,9 +30,9 @@ BENCH_HELP = {
 
 def cmd_eval_run(args: argparse.Namespace) -> int:
     from .adapters import benchmark_name, load_benchmark
-    from .report import report
     from .runner import AgentSpec, run_eval, shared_model
     from .samples import resolve_videos
+    from .summary import report
 
     bench = benchmark_name(args.bench)
     index = tuple(s.strip() for s in args.index.split(",") if s.strip()) if args.index else ()
@@ -98,7 +98,7 @@ def cmd_eval_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_report(args: argparse.Namespace) -> int:
-    from .report import report
+    from .summary import report
 
     text, png = report(args.dirs, png=False if args.no_png else args.png)
     if args.json:

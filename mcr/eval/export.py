@@ -132,7 +132,7 @@ def _read_lines(path: Path) -> list[dict]:
 def _tools(turn: dict, prompt: list[dict]) -> list[dict]:
     """The tool schemas for the row: none when the rendered system prompt already lists them
     (a model without native tools saw them as text there), so a template does not add them twice."""
-    from mcr.context import TOOL_PROTOCOL
+    from mcr.run.context import TOOL_PROTOCOL
 
     system = next((m.get("content") or "" for m in prompt if m.get("role") == "system"), "")
     return [] if TOOL_PROTOCOL in system else list(turn.get("tools") or [])

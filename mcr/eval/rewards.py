@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from mcr.answers import ANSWER_NAMES, interpret
-from mcr.replies import ANSWER_KEYS
+from mcr.run.answers import ANSWER_NAMES, interpret
+from mcr.run.replies import ANSWER_KEYS
 from mcr.types import TimeSpan, TimeSpanError
 
 from .adapters import letter_index

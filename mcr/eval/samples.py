@@ -181,7 +181,7 @@ def predicted_value(form: str, answer: str, value: Any, options: Sequence[str] |
         return answer or (value if isinstance(value, str) else "")
     if not answer:
         return None
-    from mcr.answers import interpret
+    from mcr.run.answers import interpret
 
     typed, problem = interpret(form, answer, list(options or []))
     if problem or typed.value is None:

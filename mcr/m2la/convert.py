@@ -65,7 +65,7 @@ from .factor import (
     weigh,
 )
 from .families import decoder_layers, model_family, multimodal_pair_axes, read_attention, rope_frequencies
-from .report import ConversionReport, LayerReport
+from .outcome import ConversionReport, LayerReport
 from .rope import pair_columns
 from .spec import M2LASpec
 

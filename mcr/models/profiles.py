@@ -3,7 +3,7 @@
 A profile records a model's context window, whether it takes video (or only
 images, or neither), whether its chat template or API carries tool schemas
 natively, and the frame and pixel budgets the runtime keeps to for it. The
-loop's view of the context (``mcr.context.RenderProfile``) is built from
+loop's view of the context (``mcr.run.context.RenderProfile``) is built from
 :meth:`ModelProfile.render_budgets`.
 
 Known models are matched by hub id, by the name of a local folder, or by the
@@ -45,7 +45,7 @@ class ModelProfile:
     aliases: tuple[str, ...] = field(default=())
 
     def render_budgets(self) -> dict:
-        """The loop's budgets for this model: the fields of ``mcr.context.RenderProfile``."""
+        """The loop's budgets for this model: the fields of ``mcr.run.context.RenderProfile``."""
         sees = self.video or self.images
         return {
             "max_context_tokens": max(2048, self.context_window - RESERVED_OUTPUT_TOKENS),

@@ -104,8 +104,8 @@ class Episodes:
         folder.mkdir(parents=True, exist_ok=True)
         shared = folder / f"{name}.db"
         if name not in self._indexed and self.config.index:
+            from mcr.media.sources import open_video
             from mcr.memory import Memory, VideoIndex
-            from mcr.sources import open_video
 
             memory = Memory(shared)
             try:

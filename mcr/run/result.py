@@ -1,0 +1,103 @@
+"""``RunResult``: how a run ended. The loop returns it, the ``run_finished`` event carries it,
+and ``Agent.run`` hands it to the caller."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcr.types import TimeSpan, Usage
+
+
+@dataclass
+class RunResult:
+    answer: str = ""
+    status: str = "no_answer"  # verified | unverified | failed | answered | max_steps | timeout | ... | error
+    evidence: list[TimeSpan] = field(default_factory=list)
+    steps: int = 0
+    trace_path: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    run_id: str = ""
+    wall_s: float = 0.0
+    error: str | None = None
+    answer_form: str = "text"
+    value: Any = None  # choice: option index; span: TimeSpan; count: int; text: str
+    verdicts: list[dict] = field(default_factory=list)
+    frames_seen: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in ("error", "no_answer", "failed")
+
+    def _value_json(self) -> Any:
+        return self.value.to_list() if isinstance(self.value, TimeSpan) else self.value
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": self.answer,
+            "status": self.status,
+            "evidence": [str(s) for s in self.evidence],
+            "evidence_seconds": [s.to_list() for s in self.evidence],
+            "steps": self.steps,
+            "trace_path": self.trace_path,
+            "usage": self.usage.to_dict(),
+            "run_id": self.run_id,
+            "wall_s": self.wall_s,
+            "error": self.error,
+            "answer_form": self.answer_form,
+            "value": self._value_json(),
+            "verdicts": self.verdicts,
+            "frames_seen": self.frames_seen,
+        }
+
+    def report(self, path: str | os.PathLike | None = None, thumbnails: bool = True) -> Path:
+        """Write the run's HTML report (see ``mcr-agent report``) from its trace; returns its path
+        (default: beside the trace)."""
+        if not self.trace_path:
+            raise ValueError("this run wrote no trace (trace_dir=False): there is nothing to report from")
+        from mcr.outputs.report_page import write_report
+
+        return write_report(self.trace_path, path, thumbnails)
+
+    def to_trace(self) -> dict:
+        """The fields of the ``run_finished`` line of a trace (its run id is the event's)."""
+        return {
+            "answer": self.answer,
+            "status": self.status,
+            "evidence": [s.to_list() for s in self.evidence],
+            "steps": self.steps,
+            "usage": self.usage.to_dict(),
+            "wall_s": self.wall_s,
+            "error": self.error,
+            "trace_path": self.trace_path,
+            "answer_form": self.answer_form,
+            "value": self._value_json(),
+            "verdicts": list(self.verdicts),
+            "frames_seen": self.frames_seen,
+        }
+
+    @classmethod
+    def from_trace(cls, d: dict, run_id: str = "") -> "RunResult":
+        """Read back what ``to_trace`` wrote; missing fields take their defaults."""
+        form = d.get("answer_form") or "text"
+        value = d.get("value")
+        return cls(
+            answer=d.get("answer") or "",
+            status=d.get("status") or "",
+            evidence=[TimeSpan(*s) for s in d.get("evidence") or []],
+            steps=int(d.get("steps") or 0),
+            trace_path=d.get("trace_path"),
+            usage=Usage.from_dict(d.get("usage") or {}),
+            run_id=run_id or d.get("run_id") or "",
+            wall_s=float(d.get("wall_s") or 0.0),
+            error=d.get("error"),
+            answer_form=form,
+            value=TimeSpan(*value) if form == "span" and value else value,
+            verdicts=list(d.get("verdicts") or []),
+            frames_seen=int(d.get("frames_seen") or 0),
+        )
+
+
+__all__ = ["RunResult"]

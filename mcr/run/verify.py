@@ -1,0 +1,220 @@
+"""Checking an answer before it is committed: rules first, then the model over the cited spans.
+
+The model's reply is a ``mcr.run.replies.VerdictReply`` (a pydantic model whose JSON schema,
+``VERDICT_SCHEMA``, holds a constrained reply); a check's outcome, by rules or by the model, is a ``Verdict``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from mcr.models.parse import json_values, split_reasoning
+from mcr.quoting import DATA_RULE, quote
+from mcr.run.answers import TypedAnswer
+from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, format_time
+
+VERDICTS = ("supported", "contradicted", "insufficient")
+
+VERIFY_SYSTEM = (
+    """You check whether an answer about a video is supported by the video.
+You are shown the question, the proposed answer and the frames (with their times) and any transcript
+of the spans the answer cites. Judge only from what is shown. Reply with one JSON object:
+{"verdict": "supported" | "contradicted" | "insufficient", "confidence": 0.0-1.0, "reason": "..."}
+"""
+    + DATA_RULE
+)
+
+
+@dataclass
+class Verdict:
+    source: str  # "rules" | "model"
+    verdict: str  # "pass" | "fail" for rules; supported | contradicted | insufficient for the model
+    confidence: float = 1.0
+    reason: str = ""
+    checks: list[str] = field(default_factory=list)
+    min_confidence: float = 0.0  # a "supported" verdict passes only this sure (Policy.min_confidence)
+    support: list[dict] = field(default_factory=list)  # per cited span: the frames and readings behind it
+
+    @property
+    def passed(self) -> bool:
+        if self.verdict == "supported":
+            return self.confidence >= self.min_confidence
+        return self.verdict == "pass"
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "verdict": self.verdict,
+            "confidence": round(self.confidence, 3),
+            "reason": self.reason,
+            "checks": list(self.checks),
+            "support": [dict(s) for s in self.support],
+        }
+
+
+def around(span: TimeSpan, within_s: float) -> TimeSpan:
+    """``span`` widened by ``within_s`` on each side (not before 0): where a look still counts for it."""
+    return TimeSpan(max(0.0, span.start - within_s), span.end + within_s)
+
+
+@dataclass
+class Support:
+    """What a run perceived, for the rule that a cited span was looked at: the times of the
+    frames shown to the model, and the spans a tool or memory read (transcript or on-screen
+    lines, captions, an investigation), each ``{"source": ..., "span": [start, end]}``."""
+
+    frames: list[float] = field(default_factory=list)
+    readings: list[dict] = field(default_factory=list)
+
+    def of(self, span: TimeSpan, within_s: float) -> dict:
+        """What supports ``span``: frames inside it or within ``within_s`` of it, readings overlapping that."""
+        wide = around(span, within_s)
+        frames = sorted({round(float(t), 3) for t in self.frames if wide.contains(t)})
+        readings, keys = [], set()
+        for r in self.readings:
+            key = (r["source"], tuple(r["span"]))
+            if key not in keys and wide.overlaps(TimeSpan(*r["span"])):
+                keys.add(key)
+                readings.append(dict(r))
+        return {"span": span.to_list(), "frames": frames, "readings": readings}
+
+    def nearest(self, span: TimeSpan) -> str:
+        """The frames seen nearest to ``span``, before and after it, in words."""
+        before = max((t for t in self.frames if t < span.start), default=None)
+        after = min((t for t in self.frames if t > span.end), default=None)
+        near = [format_time(t) for t in (before, after) if t is not None]
+        if not near:
+            return "no frames were seen"
+        if len(near) == 1:
+            return f"the nearest frame seen was at {near[0]}"
+        return f"the nearest frames seen were at {near[0]} and {near[1]}"
+
+
+def check_rules(
+    answer: TypedAnswer,
+    problem: str,
+    evidence: Sequence[TimeSpan],
+    duration: float | None,
+    seen: Support,
+    require_evidence: bool,
+    within_s: float = 1.0,
+) -> Verdict:
+    """The answer fits its form; cited spans lie inside the video and were looked at: a frame
+    shown to the model lies inside each or within ``within_s`` of it, or a reading overlaps that.
+
+    The verdict's ``support`` says, for each cited span, which frames and readings count for it.
+    """
+    checks, failures, support = [], [], []
+    if problem:
+        failures.append(problem)
+    else:
+        checks.append(f"answer fits the {answer.form} form")
+    if require_evidence and duration is not None and not evidence:
+        failures.append("cite the spans of the video that show the answer (evidence)")
+    for span in evidence:
+        found = seen.of(span, within_s)
+        support.append(found)
+        if duration is not None and span.end > duration + 1e-6:
+            failures.append(f"evidence {span} runs past the end of the video ({format_time(duration)})")
+        elif not found["frames"] and not found["readings"]:
+            failures.append(f"evidence {span} was not looked at: {seen.nearest(span)}; inspect it first")
+        else:
+            what = [f"{len(found['frames'])} frames"] if found["frames"] else []
+            what += sorted({r["source"] for r in found["readings"]})
+            checks.append(f"evidence {span} was observed ({', '.join(what)})")
+    return Verdict("rules", "fail" if failures else "pass", 1.0, "; ".join(failures), checks, support=support)
+
+
+def model_check_messages(
+    question: str,
+    options: Sequence[str],
+    answer: str,
+    evidence: Sequence[TimeSpan],
+    frames: Sequence[Frames],
+    transcripts: Sequence[str],
+) -> list[Message]:
+    lines = [f"Question: {question}"]
+    if options:
+        lines += [f"{chr(65 + i)}. {o}" for i, o in enumerate(options)]
+    lines.append(f"Proposed answer: {answer}")
+    lines.append("Cited spans: " + (", ".join(str(s) for s in evidence) or "none"))
+    parts: list[Any] = [TextPart("\n".join(lines))]
+    for span, fr, text in zip(evidence, frames, transcripts):
+        parts.append(TextPart(f"Span {span}:" + (" transcript:\n" + quote(text, "transcript") if text else "")))
+        if fr is not None and len(fr):
+            parts.append(FramesPart(fr))
+    parts.append(TextPart("Is the answer supported by these spans? Reply with the JSON verdict only."))
+    return [Message("system", VERIFY_SYSTEM), Message("user", parts)]
+
+
+def parse_verdict(text: str, min_confidence: float = 0.0) -> Verdict:
+    """The model's verdict, read leniently; unreadable replies count as insufficient.
+
+    The first JSON object holding a ``verdict`` (found with balanced brackets, so a reason
+    holding braces or a nested object does not cut it short) is read with ``VerdictReply``;
+    failing that, the one verdict word the reply names.
+    """
+    from pydantic import ValidationError
+
+    from mcr.run.replies import MAX_REASON, VerdictReply
+
+    _, rest = split_reasoning(text or "")
+    blob = next((obj for obj in _objects(json_values(rest)) if "verdict" in obj), None)
+    if blob is not None:
+        try:
+            reply = VerdictReply.model_validate(blob)
+        except ValidationError:
+            pass
+        else:
+            return Verdict("model", reply.verdict, reply.confidence, reply.reason, min_confidence=min_confidence)
+    words = [v for v in VERDICTS if re.search(rf"\b{v}\b", rest.lower())]
+    if len(words) == 1:
+        return Verdict("model", words[0], 0.5, rest.strip()[:MAX_REASON], min_confidence=min_confidence)
+    return Verdict(
+        "model",
+        "insufficient",
+        0.0,
+        f"the verdict could not be read: {rest.strip()[:200]!r}",
+        min_confidence=min_confidence,
+    )
+
+
+def _objects(values: list[Any]) -> Iterator[dict]:
+    """The dicts among JSON values, and those inside a top-level list."""
+    for value in values:
+        if isinstance(value, dict):
+            yield value
+        elif isinstance(value, list):
+            yield from (v for v in value if isinstance(v, dict))
+
+
+def feedback_for(verdict: Verdict) -> str:
+    """What the model reads after a failed check."""
+    if verdict.source == "rules":
+        return f"Your answer was not accepted: {verdict.reason}. Fix this, then answer again."
+    if verdict.verdict == "contradicted":
+        return (
+            f"A check of the cited spans contradicts your answer: {verdict.reason} "
+            "Look again at the relevant spans and revise the answer."
+        )
+    if verdict.verdict == "supported":  # but not sure enough
+        return (
+            f"A check of the cited spans supports your answer only with confidence {verdict.confidence:.2f}, "
+            f"below the {verdict.min_confidence:.2f} needed ({verdict.reason or 'no reason given'}). "
+            "Gather more evidence (inspect other spans, or investigate one), then answer again."
+        )
+    return (
+        f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
+        "Gather more evidence (inspect other spans, or investigate one), then answer again."
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # The verdict's schema loads with pydantic, when first asked for.
+    if name == "VERDICT_SCHEMA":
+        from mcr.run.replies import verdict_schema
+
+        return verdict_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
