@@ -6,7 +6,7 @@ them in a manifest beside them, keyed by the model folder and its weights file's
 time. A later process finds the manifest and encodes with the graphs and the folder's own
 ``tokenizer.json`` directly, in a fraction of a second instead of the seconds that importing
 sentence-transformers (and torch and transformers through it) takes. If anything is missing
-or changed, the full encoder is used, as before.
+or changed, the full encoder is used.
 """
 
 from __future__ import annotations

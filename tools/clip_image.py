@@ -163,7 +163,7 @@ class LightImages:
 
 def light_images(spec: str) -> LightImages | None:
     """The recorded image tower of ``spec`` when its weights file is unchanged and its graph is
-    here, on a machine without a GPU; else None (the PyTorch model is loaded as before)."""
+    here, on a machine without a GPU; else None (the caller loads the PyTorch model)."""
     from mcr.onnxrun import available, manifest_entry
 
     if not available() or os.environ.get("MCR_ONNX_IMAGES") == "0" or os.path.exists("/dev/nvidiactl"):

@@ -4,7 +4,7 @@ When the span holds more frames (at the asked rate) than ``max_frames``, the fra
 are chosen by shot: the span's shots (from the ``shots`` index stage, or found on the
 spot in spans up to two minutes) share the frames by length, every shot gets at least
 one while there are enough, and each frame is taken from the middle of its part of a
-shot. A span of one shot gets evenly spread frames, as before.
+shot. A span of one shot gets evenly spread frames.
 """
 
 from __future__ import annotations
