@@ -15,25 +15,47 @@ from mcr.types import Message, ToolCall, Usage
 from .base import ModelError, ModelOutput
 
 
+def _text_of(item: dict, n: int) -> str:
+    text = item.get("text", "")
+    if not isinstance(text, str):
+        raise ModelError(f"replay script step {n}: 'text' must be a string, got {type(text).__name__}")
+    return text
+
+
+def _call_of(name: Any, arguments: Any, n: int) -> ToolCall:
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"replay script step {n}: a tool's name must be a non-empty string, got {name!r:.60}")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise ModelError(
+            f"replay script step {n}: 'arguments' of {name} must be an object of named arguments, "
+            f"got {type(arguments).__name__}"
+        )
+    return ToolCall(name, dict(arguments))
+
+
 def _step_from_script(item: Any, n: int) -> ModelOutput:
     if isinstance(item, str):
         return ModelOutput.from_text(item)
     if not isinstance(item, dict):
-        raise ModelError(f"replay script step {n}: expected an object, got {item!r}")
+        raise ModelError(f"replay script step {n}: expected an object or a string, got {type(item).__name__}")
     if "answer" in item:
         args = {"answer": item["answer"]}
         if "evidence" in item:
             args["evidence"] = item["evidence"]
-        return ModelOutput(text=item.get("text", ""), tool_calls=[ToolCall("answer", args)])
+        return ModelOutput(text=_text_of(item, n), tool_calls=[ToolCall("answer", args)])
     if "tool" in item:
-        return ModelOutput(
-            text=item.get("text", ""), tool_calls=[ToolCall(item["tool"], dict(item.get("arguments") or {}))]
-        )
+        return ModelOutput(text=_text_of(item, n), tool_calls=[_call_of(item["tool"], item.get("arguments"), n)])
     if "tool_calls" in item:
-        calls = [ToolCall(c["name"], dict(c.get("arguments") or {})) for c in item["tool_calls"]]
-        return ModelOutput(text=item.get("text", ""), tool_calls=calls)
+        calls = item["tool_calls"]
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise ModelError(f"replay script step {n}: 'tool_calls' must be a list of {{'name', 'arguments'}} objects")
+        return ModelOutput(
+            text=_text_of(item, n), tool_calls=[_call_of(c.get("name"), c.get("arguments"), n) for c in calls]
+        )
     if "text" in item:
-        return ModelOutput.from_text(item["text"])
+        return ModelOutput.from_text(_text_of(item, n))
     raise ModelError(f"replay script step {n}: needs one of 'tool', 'tool_calls', 'answer' or 'text'")
 
 
@@ -60,8 +82,15 @@ class ReplayModel:
                     event = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ModelError(f"{p}:{n}: not a trace line ({exc.msg})") from None
+                if not isinstance(event, dict):
+                    raise ModelError(f"{p}:{n}: not a trace line (a JSON object per line)")
                 if event.get("event") == "model_called":
-                    outputs.append(ModelOutput.from_dict(event.get("output") or {}))
+                    try:
+                        outputs.append(ModelOutput.from_dict(event.get("output") or {}))
+                    except (AttributeError, KeyError, TypeError, ValueError):
+                        raise ModelError(
+                            f"{p}:{n}: a model_called line whose output is not a recorded output"
+                        ) from None
             if not outputs:
                 raise ModelError(f"{p} holds no recorded model calls to replay")
             return cls(outputs, p.name)
