@@ -5,10 +5,11 @@ typed event for everything that happens and never prints: subscribers (trace, re
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Generator, Iterable
 
 from mcr.models import ModelOutput
@@ -19,7 +20,6 @@ from mcr.run.answers import (
     detect_form,
     read_answer,
 )
-from mcr.run.checking import AnswerChecking, perceived
 from mcr.run.context import Context
 from mcr.run.events import (
     Event,
@@ -34,10 +34,11 @@ from mcr.run.overview import overview
 from mcr.run.policy import PLAN_PROMPT, REFLECT_PROMPT, Policy
 from mcr.run.result import RunResult
 from mcr.run.steps import generate, run_tools
+from mcr.run.verify import AnswerChecker, Commit, GiveUp, perceived
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
 from mcr.types import TimeSpan, ToolCall, Usage
 
-__all__ = ["Budget", "RunResult", "answer_schema", "read_answer", "run"]
+__all__ = ["Budget", "RunResult", "RunSettings", "answer_schema", "read_answer", "run"]
 
 
 @dataclass
@@ -53,6 +54,24 @@ class Budget:
         return {"max_steps": self.max_steps, "max_wall_s": self.max_wall_s, "max_tokens": self.max_tokens}
 
 
+@dataclass
+class RunSettings:
+    """How one run goes, beside what it works on (model, context, tools): its budget and policy,
+    its place among runs (id, depth, parent), the model's options, the answer's form (None: read
+    from the question), the span a child run looks at, and the model-call count that a run and
+    its children share."""
+
+    budget: Budget = field(default_factory=Budget)
+    policy: Policy = field(default_factory=Policy.plain)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    depth: int = 0
+    parent_run_id: str | None = None
+    generate_options: dict = field(default_factory=dict)
+    answer_form: str | None = None
+    focus: TimeSpan | None = None
+    calls: dict = field(default_factory=lambda: {"used": 0})
+
+
 INTERRUPTED = "stopped by an interrupt (Ctrl-C or SIGTERM); it can be continued from its trace"
 
 
@@ -66,77 +85,49 @@ def run(
     registry: ToolRegistry,
     tool_ctx: ToolContext,
     budget: Budget | None = None,
-    run_id: str | None = None,
-    depth: int = 0,
-    parent_run_id: str | None = None,
-    generate_options: dict | None = None,
+    *,
     before: Iterable[Event] = (),
-    policy: Policy | None = None,
-    answer_form: str | None = None,
-    focus: TimeSpan | None = None,
-    calls: dict | None = None,
+    **settings: Any,
 ) -> Generator[Event, None, RunResult]:
     """Run the agent over ``context`` and yield events; the generator's return value is the
     ``RunResult`` that the last event, ``RunFinished``, carries.
 
-    ``before`` yields events of work done once the run has started (indexing, memory);
-    ``focus`` limits a child run's overview to a span; ``calls`` is the model-call count
-    shared by a run and its children.
+    ``settings`` are fields of ``RunSettings`` (``policy``, ``run_id``, ``answer_form``...; None
+    takes the default). ``before`` yields events of work done once the run has started
+    (indexing, memory).
     """
-    state = _Run(
-        model,
-        context,
-        registry,
-        tool_ctx,
-        budget or Budget(),
-        run_id or uuid.uuid4().hex[:12],
-        depth,
-        parent_run_id,
-        dict(generate_options or {}),
-        policy or Policy.plain(),
-        answer_form,
-        focus,
-        calls if calls is not None else {"used": 0},
-    )
+    given = {k: v for k, v in settings.items() if v is not None}
+    if budget is not None:
+        given["budget"] = budget
+    state = _Run(model, context, registry, tool_ctx, RunSettings(**given))
     return (yield from state.drive(before))
 
 
-class _Run(AnswerChecking):
+class _Run:
+    """One run's state while its generator runs: what it works on, its settings, its result so
+    far, and the checker of its answers."""
+
     def __init__(
-        self,
-        model,
-        context,
-        registry,
-        tool_ctx,
-        budget,
-        run_id,
-        depth,
-        parent_run_id,
-        options,
-        policy,
-        answer_form,
-        focus,
-        calls,
+        self, model: Any, context: Context, registry: ToolRegistry, tool_ctx: ToolContext, settings: RunSettings
     ) -> None:
         self.model, self.context, self.registry, self.tool_ctx = model, context, registry, tool_ctx
-        self.budget, self.run_id, self.depth, self.parent_run_id = budget, run_id, depth, parent_run_id
-        self.options, self.policy, self.focus, self.calls = options, policy, focus, calls
-        tool_ctx.run_id, tool_ctx.depth = run_id, depth
+        self.settings = settings
+        self.budget, self.policy = settings.budget, settings.policy
+        self.run_id, self.depth = settings.run_id, settings.depth
+        tool_ctx.run_id, tool_ctx.depth = self.run_id, self.depth
         task = context.task
         self.question = task.data.get("question", "") if task else ""
         self.choices = task.data.get("options", []) if task else []
-        self.form = answer_form or detect_form(self.question, self.choices)
+        self.form = settings.answer_form or detect_form(self.question, self.choices)
         self.video = tool_ctx.video
         self.duration = self.video.duration if self.video is not None else None
-        self.cite = bool(self.policy.verify and self.policy.require_evidence and self.video is not None)
-        self.out = RunResult(run_id=run_id, answer_form=self.form)
+        self.out = RunResult(run_id=self.run_id, answer_form=self.form)
         self.started = time.perf_counter()
         self.seen_ids: set[str] = set()
-        self.verify_rounds = 0
-        self.best: tuple[str, list[TimeSpan], TypedAnswer] | None = None
-        self.can_investigate = policy.investigate and depth < policy.max_depth and self.video is not None
-        known = set(registry.names) | set(ANSWER_NAMES) | {"investigate"}
-        self.known = known
+        self.stop_reason: str | None = None  # the spent budget that forced the last call
+        self.can_investigate = self.policy.investigate and self.depth < self.policy.max_depth and self.video is not None
+        self.known = set(registry.names) | set(ANSWER_NAMES) | {"investigate"}
+        self.checker = AnswerChecker(context, self.policy, tool_ctx, self.question, self.choices, self.form, self.call)
 
     def ids(self, step: int | None = None) -> dict:
         return {"run_id": self.run_id, "depth": self.depth, "step": self.out.steps if step is None else step}
@@ -152,7 +143,7 @@ class _Run(AnswerChecking):
             model=getattr(self.model, "name", type(self.model).__name__),
             tools=list(self.registry.names),
             budget={**self.budget.to_dict(), "form": self.form},
-            parent_run_id=self.parent_run_id,
+            parent_run_id=self.settings.parent_run_id,
             policy=self.policy.to_dict(),
             memory=str(self.tool_ctx.memory.path) if self.tool_ctx.memory is not None else None,
         )
@@ -190,7 +181,7 @@ class _Run(AnswerChecking):
             from mcr.run.replies import investigate_schema  # pydantic loads when a run first needs it
 
             schemas.append(investigate_schema())
-        return schemas + [answer_schema(self.form, self.choices, self.cite)]
+        return schemas + [answer_schema(self.form, self.choices, self.checker.cite)]
 
     def over_budget(self) -> str | None:
         b = self.budget
@@ -200,7 +191,7 @@ class _Run(AnswerChecking):
             return "timeout"
         if b.max_tokens is not None and self.out.usage.total_tokens >= b.max_tokens:
             return "max_tokens"
-        if self.calls["used"] >= self.policy.max_model_calls - 1:
+        if self.settings.calls["used"] >= self.policy.max_model_calls - 1:
             return "max_model_calls"
         return None
 
@@ -213,9 +204,9 @@ class _Run(AnswerChecking):
         if phase == "act":
             self.out.steps += 1
         t0 = time.perf_counter()
-        self.calls["used"] += 1
+        self.settings.calls["used"] += 1
         try:
-            options = {**self.options, **extra}
+            options = {**self.settings.generate_options, **extra}
             if self.duration is not None:  # a model that constrains its output keeps spans inside the video
                 options.setdefault("max_time", self.duration)
             output: ModelOutput = yield from generate(self.model, messages, tools or [], options, self.ids())
@@ -256,12 +247,12 @@ class _Run(AnswerChecking):
     # --------------------------------------------------------------- perceive
     def perceive(self) -> Generator[Event, None, None]:
         """An overview before the first turn: representative frames and the index's digests."""
-        span = self.focus or self.video.span
+        span = self.settings.focus or self.video.span
         text, frames = overview(
             self.video,
             span,
             self.policy.overview_frames,
-            self.policy.investigate_fps if self.focus else None,
+            self.policy.investigate_fps if self.settings.focus else None,
             self.tool_ctx.max_pixels,
             self.tool_ctx.memory,
         )
@@ -311,10 +302,10 @@ class _Run(AnswerChecking):
                 self.context.add_tool_result(
                     step, extra, "error: only the last answer of a turn counts.", is_error=True
                 )
-            done = yield from self.propose(answers[-1], forced)
+            done = yield from self.settle(answers[-1], forced)
             return bool(work or probes), done
         if not output.tool_calls:
-            if output.text.strip() and forced and self._stop_reason:  # the budget is spent and only the
+            if output.text.strip() and forced and self.stop_reason:  # the budget is spent and only the
                 # answer tool was offered: prose here (a reflection, a plan) is not taken as the answer
                 self.context.add(
                     "feedback", "The reply did not call the answer tool; it is not taken as the answer.", step
@@ -322,7 +313,7 @@ class _Run(AnswerChecking):
                 return False, None
             if output.text.strip():
                 arguments = _bounded({"answer": output.text.strip()}, self.policy.max_answer_chars)
-                done = yield from self.propose(ToolCall("answer", arguments, ""), forced)
+                done = yield from self.settle(ToolCall("answer", arguments, ""), forced)
                 return False, done
             self.context.add("feedback", "Your reply was empty. Call a tool, or call the answer tool.", step)
         return bool(work or probes), None
@@ -342,81 +333,19 @@ class _Run(AnswerChecking):
         step = self.out.steps
         yield ToolCalled(**self.ids(), call_id=call.id, name="investigate", arguments=dict(call.arguments))
         t0 = time.perf_counter()
-        result = child = None
-        from pydantic import ValidationError
-
-        from mcr.run.replies import InvestigateArguments, validation_problem
-
-        try:
-            args = InvestigateArguments.model_validate(call.arguments, context={"duration": self.duration})
-        except ValidationError as exc:
-            result = ToolResult.error(f"error: invalid arguments for 'investigate': {validation_problem(exc)}")
+        asked = self._investigation(call)
+        child = None
+        if isinstance(asked, ToolResult):
+            result = asked
         else:
-            span, question = args.span, args.question
-            if not self.can_investigate:
-                result = ToolResult.error(
-                    f"error: investigations may nest at most {self.policy.max_depth} deep; "
-                    "look at the span with inspect_frames instead"
-                )
-            elif span.duration <= 0:
-                result = ToolResult.error(f"error: the span {span} is empty; give a span inside the video")
-        if result is None:
-            child_ctx = Context(self.context.system_prompt, self.context.profile, self.context.count_tokens)
-            info = {**self.video.info(), "name": self.video.path.name}
-            child_ctx.add_task(f"{question}\n(Investigate only the span {span} of the video.)", None, info)
-            child_ctx.entries[0].data["question"] = question
-            child_tool = ToolContext(
-                video=self.video,
-                work_dir=self.tool_ctx.work_dir,
-                memory=self.tool_ctx.memory,
-                models=self.tool_ctx.models,
-                device=self.tool_ctx.device,
-                max_pixels=self.tool_ctx.max_pixels,
-                state=dict(self.tool_ctx.state),
-            )
-            wall = None
-            if self.budget.max_wall_s is not None:
-                wall = max(1.0, self.budget.max_wall_s - (time.perf_counter() - self.started))
-            child = yield from run(
-                self.model,
-                child_ctx,
-                self.registry,
-                child_tool,
-                Budget(self.policy.investigate_steps, wall, None, self.budget.max_parallel_tools),
-                depth=self.depth + 1,
-                parent_run_id=self.run_id,
-                generate_options=self.options,
-                policy=self.policy.for_child(),
-                focus=span,
-                calls=self.calls,
-            )
-            self.out.usage = self.out.usage + child.usage
-            cited = ", ".join(str(s) for s in child.evidence) or "none"
-            text = f"investigation of {span} ({child.status}): {child.answer or '(no conclusion)'}; evidence: {cited}"
-            ref = None
-            memory = self.tool_ctx.memory
-            if child.answer and memory is not None:
-                fact = f"About {span}, asked '{question}': {child.answer}"
-                same = [e for e in memory.store.query(self.video.id, "fact", span) if e.text == fact and e.span == span]
-                ref = (  # a resumed run finds what it wrote before it was stopped
-                    same[0].ref
-                    if same
-                    else memory.write(
-                        fact, "fact", self.video.id, span, source=f"run:{child.run_id}", confidence=None
-                    ).ref
-                )
-                text += f" (saved as {ref})"
-            result = ToolResult(
-                text,
-                spans=[span] + list(child.evidence),
-                metadata={"child_run_id": child.run_id, "status": child.status, "memory_ref": ref},
-            )
+            child = self._child_run(*asked)
+            result = self._fold(child, (yield from child.drive(())), *asked)
         entry = self.context.add_tool_result(
             step, call, result.text, is_error=result.is_error, spans=[s.to_list() for s in result.spans]
         )
         entry.data["memory_ref"] = result.metadata.get("memory_ref")
         if child is not None:  # what the child was shown and read counts as looked at here too
-            seen = perceived(child_ctx)
+            seen = perceived(child.context)
             entry.data["seen_at"] = sorted(set(seen.frames))
             entry.data["read"] = [r["span"] for r in seen.readings]
         yield ToolReturned(
@@ -430,40 +359,110 @@ class _Run(AnswerChecking):
             latency_s=round(time.perf_counter() - t0, 4),
         )
 
-    def commit(self, text, evidence, typed, call, status, verdicts=()) -> Generator[Event, None, RunResult]:
-        if call.id:
-            self.context.add_tool_result(self.out.steps, call, "answer committed.")
-        self._note_verdicts(list(verdicts))
-        self.context.add("answer", text, self.out.steps, evidence=[s.to_list() for s in evidence])
-        self._keep(text, evidence, typed)
-        return (yield from self.finish(status))
+    def _investigation(self, call: ToolCall) -> tuple[TimeSpan, str] | ToolResult:
+        """The span and question an investigate call asks about, or the error it gets back."""
+        from pydantic import ValidationError  # pydantic loads when a run first needs it
 
-    _stop_reason: str | None = None
+        from mcr.run.replies import InvestigateArguments, validation_problem
+
+        try:
+            args = InvestigateArguments.model_validate(call.arguments, context={"duration": self.duration})
+        except ValidationError as exc:
+            return ToolResult.error(f"error: invalid arguments for 'investigate': {validation_problem(exc)}")
+        if not self.can_investigate:
+            return ToolResult.error(
+                f"error: investigations may nest at most {self.policy.max_depth} deep; "
+                "look at the span with inspect_frames instead"
+            )
+        if args.span.duration <= 0:
+            return ToolResult.error(f"error: the span {args.span} is empty; give a span inside the video")
+        return args.span, args.question
+
+    def _child_run(self, span: TimeSpan, question: str) -> _Run:
+        """A run over ``span`` alone: a fresh context asking ``question``, the same video, memory
+        and models, the child policy's steps, what is left of the wall time, and the shared count
+        of model calls."""
+        context = Context(self.context.system_prompt, self.context.profile, self.context.count_tokens)
+        info = {**self.video.info(), "name": self.video.path.name}
+        context.add_task(f"{question}\n(Investigate only the span {span} of the video.)", None, info)
+        context.entries[0].data["question"] = question
+        # its own state and cancel flag: a child's tools must not change or stop the parent's
+        tools = replace(self.tool_ctx, state=dict(self.tool_ctx.state), cancelled=threading.Event())
+        wall = None
+        if self.budget.max_wall_s is not None:
+            wall = max(1.0, self.budget.max_wall_s - (time.perf_counter() - self.started))
+        settings = replace(
+            self.settings,
+            budget=Budget(self.policy.investigate_steps, wall, None, self.budget.max_parallel_tools),
+            policy=self.policy.for_child(),
+            run_id=uuid.uuid4().hex[:12],
+            depth=self.depth + 1,
+            parent_run_id=self.run_id,
+            answer_form=None,
+            focus=span,
+        )
+        return _Run(self.model, context, self.registry, tools, settings)
+
+    def _fold(self, child: _Run, done: RunResult, span: TimeSpan, question: str) -> ToolResult:
+        """The child's conclusion as the investigate call's result; its cost joins this run's and
+        its answer is kept in memory as a fact about the span."""
+        self.out.usage = self.out.usage + done.usage
+        cited = ", ".join(str(s) for s in done.evidence) or "none"
+        text = f"investigation of {span} ({done.status}): {done.answer or '(no conclusion)'}; evidence: {cited}"
+        ref = None
+        memory = self.tool_ctx.memory
+        if done.answer and memory is not None:
+            fact = f"About {span}, asked '{question}': {done.answer}"
+            same = [e for e in memory.store.query(self.video.id, "fact", span) if e.text == fact and e.span == span]
+            ref = (  # a resumed run finds what it wrote before it was stopped
+                same[0].ref
+                if same
+                else memory.write(fact, "fact", self.video.id, span, source=f"run:{child.run_id}", confidence=None).ref
+            )
+            text += f" (saved as {ref})"
+        return ToolResult(
+            text,
+            spans=[span] + list(done.evidence),
+            metadata={"child_run_id": child.run_id, "status": done.status, "memory_ref": ref},
+        )
+
+    # ------------------------------------------------------------- answering
+    def settle(self, call: ToolCall, forced: bool) -> Generator[Event, None, RunResult | None]:
+        """Hand a proposed answer to the checker; end the run when it is settled, else go on (None)."""
+        outcome = yield from self.checker.propose(call, self.ids(), forced, self.stop_reason)
+        if isinstance(outcome, Commit):
+            self._keep(outcome.text, outcome.evidence, outcome.typed)
+            return (yield from self.finish(outcome.status))
+        if isinstance(outcome, GiveUp):
+            return (yield from self.end_with_best(outcome.failed))
+        return None
 
     def final_call(self, stop: str) -> Generator[Event, None, RunResult]:
         """The budget is spent (or, with no steps at all, there is nothing to do but answer):
         one last call that may only answer."""
         if stop == "max_steps" and self.budget.max_steps == 0:
-            self._stop_reason = None
+            self.stop_reason = None
             note = "Answer the question now from the frames above, with the answer tool, and cite the spans."
         else:
-            self._stop_reason = stop
+            self.stop_reason = stop
             note = (
                 f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best "
                 "answer from what you have seen, and cite the spans."
             )
         self.context.add("feedback", note, self.out.steps)
-        output = yield from self.call("act", [answer_schema(self.form, self.choices, self.cite)], forced=True)
+        schema = answer_schema(self.form, self.choices, self.checker.cite)
+        output = yield from self.call("act", [schema], forced=True)
         _, done = yield from self.handle(output, forced=True)
-        return done if done is not None else (yield from self.final_status(True))
+        return done if done is not None else (yield from self.end_with_best())
 
-    def final_status(self, forced: bool, failed: bool = False) -> Generator[Event, None, RunResult]:
+    def end_with_best(self, failed: bool = False) -> Generator[Event, None, RunResult]:
         """End with the best answer so far: ``unverified`` (budget) or ``failed`` (checks kept failing)."""
-        if self.best is None:
+        best = self.checker.best
+        if best is None:
             return (yield from self.finish("no_answer"))
-        self._keep(*self.best)
+        self._keep(*best)
         if not self.policy.verify:
-            return (yield from self.finish(self._stop_reason or "answered"))
+            return (yield from self.finish(self.stop_reason or "answered"))
         return (yield from self.finish("failed" if failed else "unverified"))
 
     def _keep(self, text: str, evidence: list[TimeSpan], typed: TypedAnswer | None) -> None:
@@ -475,6 +474,7 @@ class _Run(AnswerChecking):
         out.status, out.error = status, error
         out.wall_s = round(time.perf_counter() - self.started, 3)
         out.frames_seen = len(self.context.frames_seen())
+        out.verdicts = list(self.checker.verdicts)
         yield RunFinished(**self.ids(), result=out)
         return out
 

@@ -2,18 +2,26 @@
 
 The model's reply is a ``mcr.run.replies.VerdictReply`` (a pydantic model whose JSON schema,
 ``VERDICT_SCHEMA``, holds a constrained reply); a check's outcome, by rules or by the model, is a ``Verdict``.
+``AnswerChecker`` is what a run holds to read, check and settle the answers its model proposes.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 
 from mcr.models.parse import json_values, split_reasoning
 from mcr.quoting import DATA_RULE, quote
-from mcr.run.answers import TypedAnswer
-from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, format_time
+from mcr.run.answers import TypedAnswer, interpret, read_answer
+from mcr.run.context import Context
+from mcr.run.events import AnswerProposed, Event, Verification
+from mcr.run.overview import memory_lines
+from mcr.types import Frames, FramesPart, Message, TextPart, TimeSpan, ToolCall, format_time
+
+if TYPE_CHECKING:
+    from mcr.run.policy import Policy
+    from mcr.tools import ToolContext
 
 VERDICTS = ("supported", "contradicted", "insufficient")
 
@@ -90,6 +98,20 @@ class Support:
         if len(near) == 1:
             return f"the nearest frame seen was at {near[0]}"
         return f"the nearest frames seen were at {near[0]} and {near[1]}"
+
+
+READ_KINDS = ("transcript", "ocr", "caption")  # memory the index makes by perceiving a span
+
+
+def perceived(context: Context) -> Support:
+    """What a context's model perceived: every frame shown to it, and the spans its reading
+    tools read; an investigation's entry holds its child's frames (``seen_at``) and readings."""
+    seen = Support(list(context.frames_seen()))
+    for e in context.entries:
+        if e.kind == "tool_result" and not e.data.get("is_error"):
+            seen.frames += e.data.get("seen_at", [])
+            seen.readings += [{"source": e.data.get("name", ""), "span": list(s)} for s in e.data.get("read", [])]
+    return seen
 
 
 def check_rules(
@@ -209,6 +231,200 @@ def feedback_for(verdict: Verdict) -> str:
         f"A check of the cited spans could not confirm your answer ({verdict.reason or 'not enough evidence'}). "
         "Gather more evidence (inspect other spans, or investigate one), then answer again."
     )
+
+
+@dataclass
+class Commit:
+    """A proposed answer that is settled: the run keeps it and ends with ``status``."""
+
+    text: str
+    evidence: list[TimeSpan]
+    typed: TypedAnswer | None
+    status: str
+
+
+@dataclass
+class GiveUp:
+    """The run ends with the best answer so far: the budget is spent, or the checks kept failing (``failed``)."""
+
+    failed: bool = False
+
+
+# The run's model call: ask(phase, tools, messages, **options) yields events and returns a ModelOutput.
+Ask = Callable[..., Generator[Event, None, Any]]
+
+
+@dataclass
+class AnswerChecker:
+    """The answers of one run: each proposed answer is read, checked by rules and by the model
+    over the cited spans (``ask``), and then committed, sent back as feedback, or given up on.
+    It keeps the best answer so far and every verdict, and writes its entries into ``context``."""
+
+    context: Context
+    policy: Policy
+    tools: ToolContext  # the run's video, memory and frame size
+    question: str
+    choices: list[str]
+    form: str
+    ask: Ask
+    rounds: int = field(default=0, init=False)
+    best: tuple[str, list[TimeSpan], TypedAnswer | None] | None = field(default=None, init=False)
+    verdicts: list[dict] = field(default_factory=list, init=False)  # each with its round, for the result
+
+    @property
+    def video(self) -> Any:
+        return self.tools.video
+
+    @property
+    def duration(self) -> float | None:
+        return self.video.duration if self.video is not None else None
+
+    @property
+    def cite(self) -> bool:
+        """Whether an answer must cite the spans that show it."""
+        return bool(self.policy.verify and self.policy.require_evidence and self.video is not None)
+
+    def propose(
+        self, call: ToolCall, ids: dict, forced: bool, stop_reason: str | None = None
+    ) -> Generator[Event, None, Commit | GiveUp | None]:
+        """Check the answer ``call`` proposes; None: the run goes on (with feedback in the context).
+        ``forced``: the run's last call; ``stop_reason``: the spent budget that forced it."""
+        step = ids["step"]
+        text, evidence, problem = read_answer(call, self.duration)
+        typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
+        yield AnswerProposed(
+            **ids,
+            call_id=call.id,
+            answer=text,
+            evidence=[s.to_list() for s in evidence],
+            accepted=not problem,
+            reason=problem,
+        )
+        if problem:
+            if call.id:
+                self.context.add_tool_result(
+                    step, call, f"error: answer not accepted: {problem}. Fix it and answer again.", is_error=True
+                )
+            else:
+                self.context.add("feedback", f"Your answer was not accepted: {problem}.", step)
+            if not forced:
+                return None
+            if text and self.best is None:  # the last chance: keep the answer, without the broken evidence
+                self.best = (text, [], interpret(self.form, text, self.choices, self.duration)[0])
+            return GiveUp()
+        if (typed is not None and not form_problem) or self.best is None:
+            self.best = (text, evidence, typed)
+        if not self.policy.verify:
+            status = (stop_reason or "answered") if forced else "answered"
+            return self._commit(text, evidence, typed, call, step, status)
+        self.rounds += 1
+        verdicts = [self._rules(typed, form_problem, evidence)]
+        yield self._record(verdicts[-1], ids)
+        if verdicts[-1].passed and self.policy.model_check and self.video is not None and evidence:
+            verdicts.append((yield from self.model_check(text, evidence)))
+            yield self._record(verdicts[-1], ids)
+        if verdicts[-1].passed:
+            return self._commit(text, evidence, typed, call, step, "verified", verdicts)
+        feedback = feedback_for(verdicts[-1])
+        if call.id:  # the call's result comes first, so the turn stays whole in the view
+            self.context.add_tool_result(step, call, "error: " + feedback, is_error=True)
+        self._note(verdicts, step)
+        if not call.id:
+            self.context.add("feedback", feedback, step)
+        if forced:
+            return GiveUp()
+        if self.rounds >= self.policy.max_verify_rounds:
+            return GiveUp(failed=True)
+        return None
+
+    def _commit(
+        self, text: str, evidence: list[TimeSpan], typed: TypedAnswer | None, call: ToolCall, step: int,
+        status: str, verdicts: Sequence[Verdict] = (),
+    ) -> Commit:  # fmt: skip
+        if call.id:
+            self.context.add_tool_result(step, call, "answer committed.")
+        self._note(verdicts, step)
+        self.context.add("answer", text, step, evidence=[s.to_list() for s in evidence])
+        return Commit(text, evidence, typed, status)
+
+    def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
+        return check_rules(
+            typed or TypedAnswer(self.form, ""),
+            form_problem,
+            evidence,
+            self.duration,
+            self.seen(evidence),
+            self.cite,
+            self.policy.seen_within_s,
+        )
+
+    def seen(self, evidence: list[TimeSpan]) -> Support:
+        """What the run perceived: every frame shown to the model, the spans reading tools and
+        investigations read, and (near the cited spans) memory made by perception: the index's
+        transcript, on-screen text and captions, and frames earlier runs were shown."""
+        seen = perceived(self.context)
+        memory = self.tools.memory
+        if memory is None or self.video is None:
+            return seen
+        for span in evidence:
+            wide = around(span, self.policy.seen_within_s)
+            for e in memory.store.query(self.video.id, kind=READ_KINDS + ("observation",), span=wide):
+                if e.kind == "observation":
+                    seen.frames += [float(t) for t in e.data.get("seen_at", [])]
+                elif e.source.startswith("index:") and e.span is not None:
+                    seen.readings.append({"source": f"memory:{e.kind}", "span": e.span.to_list(), "ref": e.ref})
+        return seen
+
+    def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
+        """The model's judgement of the answer from the frames and transcript of the cited spans."""
+        frames, transcripts = [], []
+        for span in evidence:
+            frames.append(
+                self.video.frames(
+                    span,
+                    fps=self.policy.verify_fps,
+                    max_frames=self.policy.verify_frames,
+                    max_pixels=self.tools.max_pixels,
+                )
+            )
+            transcripts.append(" ".join(memory_lines(self.tools.memory, self.video.id, "transcript", span, 20)))
+        messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
+        from mcr.run.replies import verdict_schema  # pydantic loads when a run first checks
+
+        output = yield from self.ask("verify", None, messages, response_schema=verdict_schema())
+        verdict = parse_verdict(output.text or output.reasoning, self.policy.min_confidence)
+        verdict.support = [  # what the model was shown of each cited span
+            {
+                "span": span.to_list(),
+                "frames": [round(float(t), 3) for t in (fr.timestamps if fr is not None else [])],
+                "readings": [{"source": "memory:transcript", "span": span.to_list()}] if text else [],
+            }
+            for span, fr, text in zip(evidence, frames, transcripts)
+        ]
+        return verdict
+
+    def _record(self, verdict: Verdict, ids: dict) -> Verification:
+        self.verdicts.append({**verdict.to_dict(), "round": self.rounds})
+        return Verification(
+            **ids,
+            round=self.rounds,
+            source=verdict.source,
+            verdict=verdict.verdict,
+            confidence=verdict.confidence,
+            reason=verdict.reason,
+            checks=verdict.checks,
+            passed=verdict.passed,
+            support=[dict(s) for s in verdict.support],
+        )
+
+    def _note(self, verdicts: Sequence[Verdict], step: int) -> None:
+        for v in verdicts:
+            self.context.add(
+                "verification",
+                f"{v.source} check: {v.verdict}" + (f" ({v.reason})" if v.reason else ""),
+                step,
+                confidence=v.confidence,
+            )
 
 
 def __getattr__(name: str) -> Any:
