@@ -167,6 +167,8 @@ class StageRun:
         if not self.resumed:
             index._reset(stage.name)
             index._set_state(stage, "running", 0.0, self.total)
+            cut = getattr(index.video, "damaged", [])  # a cut-off tail: the file claims it, holds no data
+            self.damaged = [{"span": s.to_list(), "reason": "the file is cut off: it holds no data here"} for s in cut]
             return
         self.cursor = float(st["cursor"])
         self.info = {"chunks": st["info"]["chunks"]} if "chunks" in st["info"] else {}
@@ -207,7 +209,8 @@ class StageRun:
         if damaged:
             spans = ", ".join(f"{TimeSpan(*d['span'])} ({d['reason']})" for d in damaged[:5])
             more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
-            if sum(d["span"][1] - d["span"][0] for d in damaged) >= self.total - 1e-6:  # nothing could be read
+            inside = sum(max(0.0, min(d["span"][1], self.total) - d["span"][0]) for d in damaged)
+            if inside >= self.total - 1e-6:  # nothing could be read
                 self._fail(f"nothing could be read: {spans}{more}", 0.0, keep=False)
                 return
             note = "; ".join(n for n in (note, f"damaged spans skipped: {spans}{more}") if n)

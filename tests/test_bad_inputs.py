@@ -75,7 +75,7 @@ VIDEO_OUTCOMES = [  # (kind, exit code of `index`, words in its outcome)
     ("png", 2, "is a still image"),
     ("zero_bytes", 2, "is empty (0 bytes)"),
     ("truncated", 2, "copied completely"),
-    ("truncated_faststart", 2, "cannot open it"),
+    ("truncated_faststart", 0, "indexed in"),  # used up to the cut: the rest is recorded as damaged
     ("corrupt", 0, "indexed in"),
     ("audio_only", 2, "has no video stream"),
     ("video_only", 0, "indexed in"),
@@ -94,6 +94,8 @@ def test_bad_videos(videos, tmp_path, kind, code, words):
     assert done.returncode == code and words in outcome, outcome
     if kind == "corrupt":
         assert "damaged spans skipped" in done.stdout
+    if kind == "truncated_faststart":
+        assert "damaged spans skipped" in done.stdout and "the file is cut off" in done.stdout, done.stdout
 
 
 MODEL_REPLIES = [  # (kind, the reply)

@@ -288,7 +288,7 @@ def test_rss_stays_bounded_on_long_video(long_video):
 
 # ------------------------------------------------------------------ bad input
 
-BAD_KINDS = ["missing", "directory", "text", "png", "zero_bytes", "truncated", "truncated_faststart", "corrupt"]
+BAD_KINDS = ["missing", "directory", "text", "png", "zero_bytes", "truncated", "corrupt"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -311,12 +311,44 @@ def test_bad_files_give_video_error(kind, tmp_path, code_video):
         ("text", "not a video"),
         ("png", "still image"),
         ("truncated", "copied completely"),
-        ("truncated_faststart", "truncated"),
     ],
 )
 def test_bad_files_are_refused_at_open_with_a_reason(kind, words, tmp_path, code_video):
     with pytest.raises(VideoError, match=words):
         Video(make_bad_file(kind, tmp_path, code_video))
+
+
+def test_a_cut_off_tail_is_used_up_to_the_cut_and_the_rest_recorded_as_damaged(tmp_path, code_video, monkeypatch):
+    """An mp4 written for streaming (index at the front) whose last 70% is cut off: decord cannot
+    open it, but the packets up to the cut are intact. The video is that part, with its frames
+    and audio, and the missing span is recorded."""
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
+    path = make_bad_file("truncated_faststart", tmp_path, code_video)
+    v = Video(path)
+    assert v.path == path.resolve() and 1.0 < v.duration < 9.0
+    assert [(round(s.start, 2), s.end) for s in v.damaged] == [(round(v.duration, 2), 10.0)]
+    assert v.info()["damaged"] == [[v.damaged[0].start, 10.0]]
+    got = v.frames(fps=5)
+    assert [read_code(img) for img in got.images] == got.indices  # the right frames, in order
+    assert got.timestamps[-1] <= v.duration
+    if v.duration > 5.5:  # the tone starts at 5 s
+        assert v.audio((5.0, v.duration)).std() > 0.05
+    salvaged = list((tmp_path / "cache" / "media" / "salvaged").glob("*.mp4"))
+    assert len(salvaged) == 1 and not list(salvaged[0].parent.glob(".*tmp*"))
+    again = Video(path)  # the salvaged copy is reused
+    assert again.duration == v.duration and len(list(salvaged[0].parent.iterdir())) == 1
+
+
+def test_a_cut_off_file_with_nothing_usable_is_refused(tmp_path, code_video, monkeypatch):
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
+    whole = tmp_path / "fast.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(code_video), "-c", "copy", "-movflags", "+faststart", str(whole)], check=True)  # fmt: skip
+    data = whole.read_bytes()
+    cut = tmp_path / "stub.mp4"
+    cut.write_bytes(data[: data.index(b"mdat") + 2000])  # the index and a sliver of the first frame
+    with pytest.raises(VideoError) as err:
+        Video(cut)
+    assert "stub.mp4" in str(err.value) and "Traceback" not in str(err.value)
 
 
 def test_corrupt_middle_opens_and_fails_only_where_damaged(tmp_path, code_video):

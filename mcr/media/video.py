@@ -6,8 +6,11 @@ methods that use them, so importing this module is cheap.
 Bad input. Opening probes the file with PyAV first, which fails cleanly where
 decord may not: the file exists and is not empty, the container opens, it has a
 video stream, it is not a still image (PNG, JPEG, ... are refused), the first
-frame decodes, and the packets reach the end of the stated duration (an mp4 cut
-short is refused here). Only then does decord see it. Damage in the middle of a
+frame decodes. An mp4 whose tail is cut off (its data stops before its stated
+duration, or decord cannot open it) is used up to the cut: the packets that are
+there are copied into a complete file (:mod:`mcr.media.salvage`), the video's
+duration is that part's, and :attr:`Video.damaged` holds the span that is
+missing. Otherwise decord opens it. Damage in the middle of a
 file that the probe cannot see opens, and :meth:`Video.frames` raises a
 ``VideoError`` for the frames that fail to decode (other spans stay usable);
 small damage that the codec conceals decodes with artefacts and is no error.
@@ -20,13 +23,12 @@ import hashlib
 import math
 import os
 import pathlib
-import re
 import threading
 from typing import Any
 
 import numpy as np
 
-from mcr.errors import MCRError
+from mcr.media.probe import REENCODE, DamagedMedia, NoAudioError, VideoError, _probe, _short
 from mcr.types import Frames, SpanLike, TimeSpan, format_time, parse_time
 
 __all__ = ["Video", "VideoError", "NoAudioError"]
@@ -34,20 +36,6 @@ __all__ = ["Video", "VideoError", "NoAudioError"]
 CHUNK_FRAMES = 32  # at most this many frames per decoder call ...
 CHUNK_BYTES = 64 * 1024 * 1024  # ... and at most about this many bytes of native-size pixels
 _EPS = 5e-4  # seconds of slack when matching times to decord's float32 timestamps
-_STILL_FORMATS = {"image2", "image2pipe", "png", "apng", "webp"}
-REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
-
-
-class VideoError(MCRError):
-    """A video could not be opened or decoded; the message names the file and a fix."""
-
-
-class DamagedMedia(VideoError):
-    """Part of the file cannot be decoded: the frames or audio of some span are damaged."""
-
-
-class NoAudioError(VideoError):
-    """``audio()`` was asked of a video that has no audio track."""
 
 
 class Video:
@@ -71,12 +59,22 @@ class Video:
         self._readers: dict[tuple[int, int] | None, Any] = {}  # decord readers by output size
         self._pil_sizes: set[tuple[int, int]] = set()  # sizes decord failed to resize to
         self._lock = threading.RLock()
+        self._decode_path = self.path  # a salvaged copy when the file's tail is cut off (mcr.media.salvage)
+        self.damaged: list[TimeSpan] = []  # spans the file claims but holds no data for
         meta = _probe(self.path)
+        try:
+            if meta["cut_at"] is not None:
+                raise VideoError(
+                    f"{self.path}: the data stops at {format_time(meta['cut_at'])} of "
+                    f"{format_time(meta['duration'])}, so the file is truncated; copy or download it again"
+                )
+            reader = self._reader(None)
+        except VideoError as err:
+            meta, reader = self._salvage(meta, err)
         self.width: int = meta["width"]
         self.height: int = meta["height"]
         self.has_audio: bool = meta["has_audio"]
         self._t0: float = meta["start"]  # container time of the first frame
-        reader = self._reader(None)
         self.frame_count: int = len(reader)
         if self.frame_count < 1:
             raise VideoError(f"{self.path}: the video stream has no frames; {REENCODE}")
@@ -86,6 +84,30 @@ class Video:
             raise VideoError(f"{self.path}: cannot tell the video's duration; {REENCODE}")
         self.fps: float = fps if fps > 0 else self.frame_count / duration
         self.duration: float = float(duration)
+
+    def _salvage(self, meta: dict, err: VideoError) -> tuple[dict, Any]:
+        """Open the part of a cut-off file that is there (``mcr.media.salvage``) and record the
+        rest as damaged; ``err`` is raised when no usable part can be copied."""
+        from mcr.media.salvage import MIN_SECONDS, salvage
+
+        part = salvage(self.path, self.content_hash)
+        if part is None:
+            raise err
+        try:
+            found = _probe(part)
+            self._decode_path = part
+            self._readers.clear()
+            reader = self._reader(None)
+        except VideoError:
+            self._decode_path = self.path
+            raise err from None
+        stated, kept = meta["duration"] or 0.0, found["duration"] or 0.0
+        if kept < MIN_SECONDS:
+            self._decode_path = self.path
+            raise err
+        if stated > kept:
+            self.damaged = [TimeSpan(kept, stated)]
+        return found, reader
 
     # ------------------------------------------------------------ properties
 
@@ -129,6 +151,7 @@ class Video:
             "width": self.width,
             "height": self.height,
             "has_audio": self.has_audio,
+            **({"damaged": [s.to_list() for s in self.damaged]} if self.damaged else {}),
             **({"source": {k: v for k, v in self.source.items() if k != "subtitles"}} if self.source else {}),
         }
 
@@ -211,7 +234,7 @@ class Video:
         start = self._t0 + s.start  # the span's start in container time
         cursor = start  # where the audio placed so far ends
         try:
-            with av.open(str(self.path)) as container:
+            with av.open(str(self._decode_path)) as container:
                 stream = container.streams.audio[0]
                 if s.start > 0:  # land on a packet well before the span, then skip forward
                     container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream)
@@ -265,7 +288,7 @@ class Video:
             )
             kwargs = {} if size is None else {"width": size[0], "height": size[1]}
             try:
-                reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), **kwargs)
+                reader = decord.VideoReader(str(self._decode_path), ctx=decord.cpu(0), **kwargs)
             except Exception as err:
                 why = _short(err)
                 raise VideoError(f"{self.path}: the frame decoder cannot open it ({why}); {REENCODE}") from None
@@ -357,26 +380,6 @@ class Video:
 # ----------------------------------------------------------------- helpers
 
 
-# FFmpeg's error codes (AVERROR, as decoders report them, with either sign) in plain words
-_AV_ERRORS = {
-    1094995529: "invalid data: the file is damaged or cut short",
-    541478725: "unexpected end of the file: it is cut short",
-    1414092869: "the decoder found no usable data here",
-}
-_DECORD_PREFIX = re.compile(r"\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: ")
-
-
-def _short(err: BaseException) -> str:
-    """A library's error in a few plain words for our own messages: FFmpeg's numeric codes named,
-    the decoder's source locations dropped, the last line kept."""
-    text = str(err)
-    for code in re.findall(r"-?\d{9,10}", text):
-        if abs(int(code)) in _AV_ERRORS:
-            return _AV_ERRORS[abs(int(code))]
-    lines = _DECORD_PREFIX.sub("", text).strip().splitlines()
-    return (lines[-1] if lines else type(err).__name__)[:300]
-
-
 def _as_numpy(batch: Any) -> np.ndarray:
     """decord's native NDArray (or a tensor, under another bridge) as a numpy array."""
     return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
@@ -392,98 +395,3 @@ def _place(out: np.ndarray, chunk: Any, cursor: float, start: float, sr: int) ->
     if hi > lo:
         out[lo:hi] = samples[lo - offset : hi - offset]
     return t + samples.size / sr
-
-
-def _probe(p: pathlib.Path) -> dict:
-    """Check the file with PyAV before decord sees it; return its metadata."""
-    if not p.exists():
-        raise VideoError(f"video file not found: {p} (check the path)")
-    if p.is_dir():
-        raise VideoError(f"{p} is a directory, not a video file; pass the path of a video inside it")
-    if not p.is_file():
-        raise VideoError(f"{p} is not a regular file; pass the path of a video file")
-    if p.stat().st_size == 0:
-        raise VideoError(f"{p} is empty (0 bytes); the file was not written or downloaded completely")
-    import av
-
-    try:
-        container = av.open(str(p))
-    except Exception as err:
-        raise VideoError(
-            f"{p} is not a video that FFmpeg can read ({_short(err)}); check that it is a video file and "
-            "that it was copied completely (an mp4 cut short loses its index and fails like this)"
-        ) from None
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"{p} has no video stream (an audio-only or data file?); pass a video file")
-        stream = container.streams.video[0]
-        fmt = container.format.name
-        if fmt in _STILL_FORMATS or fmt.endswith("_pipe"):
-            raise VideoError(
-                f"{p} is a still image ({fmt}), not a video; load it as an image, or make a video of it "
-                "with `ffmpeg -loop 1 -t 5 -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`"
-            )
-        tb = stream.time_base
-        t0 = float(stream.start_time * tb) if stream.start_time and tb else 0.0
-        duration = None
-        if stream.duration and tb:
-            duration = float(stream.duration * tb)
-        elif container.duration:  # the container's end, less where the video starts
-            duration = (container.duration + (container.start_time or 0)) / 1_000_000 - t0
-        rate = stream.average_rate or stream.guessed_rate
-        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        if width <= 0 or height <= 0:
-            raise VideoError(f"{p}: the video stream has no picture size; {REENCODE}")
-        if duration is not None and duration <= 0:
-            raise VideoError(f"{p}: the video has zero duration; {REENCODE}")
-        if not _first_frame_decodes(container, stream):
-            raise VideoError(f"{p}: the first frame cannot be decoded (damaged, or a codec not supported); {REENCODE}")
-        end = _data_end(container, stream, duration) if duration and duration > 2.0 else None
-        if end is not None and end < 0.9 * duration - 1.0:
-            raise VideoError(
-                f"{p}: the data stops at {format_time(end)} of {format_time(duration)}, so the file is "
-                "truncated; copy or download it again, or cut it to the part that is there with ffmpeg"
-            )
-        return {
-            "width": width,
-            "height": height,
-            "fps": float(rate) if rate else 0.0,
-            "duration": duration,
-            "has_audio": bool(container.streams.audio),
-            "start": t0,
-        }
-
-
-def _first_frame_decodes(container: Any, stream: Any, max_packets: int = 600) -> bool:
-    """True when a frame decodes from the start (damaged packets tolerated)."""
-    import av
-
-    try:
-        for k, packet in enumerate(container.demux(stream)):
-            try:
-                if packet.decode():
-                    return True
-            except av.FFmpegError:
-                pass
-            if k >= max_packets:
-                break
-    except Exception:
-        pass
-    return False
-
-
-def _data_end(container: Any, stream: Any, duration: float) -> float | None:
-    """Seconds of video data actually present: the last packet's time, reading on
-    from a seek near the stated end (no decoding). None when it cannot be told."""
-    first = stream.start_time or 0
-    last = None
-    try:
-        container.seek(int((duration - 1.0) / stream.time_base) + first, stream=stream)
-        for packet in container.demux(stream):
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if pts is not None:
-                t = float((pts - first) * stream.time_base)
-                last = t if last is None else max(last, t)
-    except Exception:
-        pass
-    return last
