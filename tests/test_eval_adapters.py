@@ -2,79 +2,12 @@
 scored for a scripted agent whose answers are known."""
 
 import json
-import shutil
-import time
-from pathlib import Path
 
 import pytest
-from media import H264
+from oracles import oracle, oracle_factory, place
 
-from mcr.agents import Agent
 from mcr.eval import load_benchmark, resolve_videos, run_eval
 from mcr.eval.samples import EvalError, MissingVideos
-from mcr.models import ModelOutput
-from mcr.run.testing import RecordingModel
-from mcr.types import ToolCall, Usage
-
-
-def question_of(messages) -> str:
-    """The question of a run's task message (its first line)."""
-    task = next(m.text for m in messages if m.role == "user" and "Question: " in m.text)
-    return task.split("Question: ", 1)[1].split("\n", 1)[0]
-
-
-def oracle(answers: dict, delay: float = 0.0, fail_on: str | None = None) -> RecordingModel:
-    """A model that answers each question with the text given for it (keyed by the question's
-    first line), after ``delay`` seconds; a question containing ``fail_on`` raises instead."""
-
-    def reply(messages, tools=None, **options):
-        question = question_of(messages)
-        if delay:
-            time.sleep(delay)
-        if fail_on and fail_on in question:
-            raise RuntimeError("the server went away")
-        return ModelOutput(
-            tool_calls=[ToolCall("answer", {"answer": answers[question], "evidence": ["00:00:00-00:00:01"]})],
-            usage=Usage(100, 10, 1),
-        )
-
-    return RecordingModel(reply, name="oracle")
-
-
-def asked(model: RecordingModel) -> list[str]:
-    """The questions the model was asked, in order."""
-    return [question_of(c.messages) for c in model.calls]
-
-
-def oracle_factory(model):
-    return lambda sample, work, out: Agent(
-        model, policy="plain", memory=False, trace_dir=False, builtin=False, max_steps=2, work_dir=work
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_video(tmp_path_factory):
-    """2 s, 160x120, 10 fps test pattern, no audio."""
-    from media import ffmpeg
-
-    path = tmp_path_factory.mktemp("eval") / "tiny.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=160x120:rate=10:duration=2",
-        *H264,
-        str(path),
-    )
-    return path
-
-
-def place(video: Path, folder: Path, *names: str) -> Path:
-    for name in names:
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(video, target)
-    return folder
 
 
 def evaluate(samples, answers, out):
@@ -384,3 +317,30 @@ def test_missing_videos_are_listed_up_front(tmp_path, tiny_video):
         load_benchmark("videomme", tmp_path / "nothing.parquet")
     with pytest.raises(EvalError, match="video folder not found"):
         resolve_videos(load_benchmark("jsonl", ann), tmp_path / "no_videos")
+
+
+def test_videomme_official_per_video_layout_names_the_video_by_its_youtube_id(tmp_path, tiny_video):
+    """The official repository's ``output_test_template.json``: ``video_id`` "001" is a row number;
+    the video is named by the YouTube id in ``url``, as a download names its file."""
+    record = {
+        "video_id": "001",
+        "duration": "short",
+        "domain": "Knowledge",
+        "sub_category": "Humanity & History",
+        "url": "https://www.youtube.com/watch?v=fFjv93ACGo8",
+        "videoID": None,
+        "questions": [
+            {
+                "question_id": "001-1",
+                "task_type": "Counting Problem",
+                "question": "How many people appear?",
+                "options": ["A. 1.", "B. 2.", "C. 3.", "D. 4."],
+                "answer": "C",
+            }
+        ],
+    }
+    (tmp_path / "output_test_template.json").write_text(json.dumps([record]), encoding="utf-8")
+    videos = place(tiny_video, tmp_path / "videos", "fFjv93ACGo8.mp4")
+    (sample,) = resolve_videos(load_benchmark("videomme", tmp_path / "output_test_template.json"), videos)
+    assert sample.video == "fFjv93ACGo8" and sample.video_path.endswith("videos/fFjv93ACGo8.mp4")
+    assert sample.gold == 2 and sample.categories["task"] == "Counting Problem"

@@ -94,6 +94,17 @@ def letter_index(answer: Any, options: list[str]) -> int | None:
     return lowered.index(text.lower()) if text.lower() in lowered else None
 
 
+_YOUTUBE_ID = re.compile(r"(?:[?&]v=|youtu\.be/|/shorts/|/embed/)([A-Za-z0-9_-]{11})(?![A-Za-z0-9_-])")
+
+
+def youtube_id(url: Any) -> str | None:
+    """The 11-character video id of a YouTube link (``watch?v=``, ``youtu.be/``, ``/shorts/``,
+    ``/embed/``), or None. Video-MME's per-video files name each video only by its link, and a
+    download names the file by this id."""
+    m = _YOUTUBE_ID.search(str(url or ""))
+    return m.group(1) if m else None
+
+
 def _num(value: Any) -> float | None:
     try:
         return float(value)
@@ -109,7 +120,8 @@ def load_videomme(path: str | Path, **_: Any) -> list[Sample]:
     ``question_id, videoID, video_id, duration, domain, sub_category, task_type, question,
     options ["A. ...", ...], answer "A"``; also the per-video JSON of the official repository
     (``video_id, duration, domain, sub_category, questions: [{question_id, task_type, question,
-    options, answer}]``). Videos are ``<videoID>.mp4``."""
+    options, answer}]``, the video named only by its YouTube ``url``). Videos are ``<videoID>.mp4``, the
+    id taken from ``url`` where the row has no ``videoID``."""
     p = _need(path, "Video-MME: videomme/test-00000-of-00001.parquet")
     if p.is_dir():
         p = _first(p, ["videomme/test-*.parquet", "test-*.parquet", "*.parquet", "*.json"], "Video-MME")
@@ -122,7 +134,7 @@ def load_videomme(path: str | Path, **_: Any) -> list[Sample]:
     samples = []
     for r in rows:
         options = [strip_letter(o) for o in r.get("options") or r.get("choices") or []]
-        video = str(r.get("videoID") or r.get("video_id"))
+        video = str(r.get("videoID") or youtube_id(r.get("url")) or r.get("video_id"))
         samples.append(
             Sample(
                 id=str(r["question_id"]),
