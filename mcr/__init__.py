@@ -30,6 +30,7 @@ _EXPORTS = {
     "VideoError": "mcr.media.video",
     "MCRError": "mcr.errors",
     "ModelOutput": "mcr.models",
+    "write_report": "mcr.outputs.report_page",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -47,5 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from mcr.errors import MCRError
     from mcr.media.video import Video, VideoError
     from mcr.models import ModelOutput
+    from mcr.outputs.report_page import write_report
     from mcr.tools import Tool, ToolContext, ToolResult, ToolRetry, tool
     from mcr.types import Message, TimeSpan, ToolCall, Usage

@@ -450,3 +450,10 @@ class MemoryStore:
     def videos(self) -> list[dict]:
         rows = self.conn.execute("SELECT video_id, path, info, seen_at FROM videos ORDER BY seen_at DESC").fetchall()
         return [{"video_id": v, "path": p, "info": json.loads(i or "{}"), "seen_at": s} for v, p, i, s in rows]
+
+    def stage_status(self, video_id: str, stage: str) -> str | None:
+        """The index stage's status for the video (running | done | skipped | failed); None when never built."""
+        row = self.conn.execute(
+            "SELECT status FROM stages WHERE video_id = ? AND stage = ?", (video_id, stage)
+        ).fetchone()
+        return row[0] if row else None

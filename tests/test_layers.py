@@ -158,3 +158,19 @@ def test_the_checks_fail_on_a_tree_whose_memory_imports_tools(tmp_path):
     ]
     assert crossed_siblings(g) == ["mcr.memory.index imports mcr.tools", "mcr.memory.index imports mcr.tools.asr"]
     assert len(cycles(g)) == 1 and {"mcr.memory.index", "mcr.tools.asr"} <= set(cycles(g)[0].split(" -> "))
+
+
+def test_the_checks_fail_on_a_tree_whose_run_imports_an_output(tmp_path):
+    for folder in ("mcr/run", "mcr/outputs", *PACKAGES):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "mcr" / "outputs" / "page.py").write_text("from mcr.run import result\n", encoding="utf-8")
+    (tmp_path / "mcr" / "run" / "result.py").write_text(
+        "def report():\n    from mcr.outputs.page import write\n", encoding="utf-8"
+    )
+    g = import_graph(tmp_path)
+    assert upward_imports(g) == ["mcr.run.result (run) imports mcr.outputs.page (outputs)"]
+    assert len(cycles(g)) == 1 and {"mcr.run.result", "mcr.outputs.page"} <= set(cycles(g)[0].split(" -> "))
+    (tmp_path / "mcr" / "run" / "result.py").write_text("def report():\n    pass\n", encoding="utf-8")
+    fixed = import_graph(tmp_path)
+    assert upward_imports(fixed) == [] and cycles(fixed) == []

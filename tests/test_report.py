@@ -15,7 +15,9 @@ import pytest
 from lxml import html as lhtml
 from PIL import Image
 
+import mcr
 from mcr import Agent
+from mcr.errors import MCRError
 from mcr.media.video import Video
 from mcr.outputs.report import run_report, timeline_png
 from mcr.outputs.report_page import write_report
@@ -36,7 +38,7 @@ def agent(model, tmp_path, **kw):
 
 
 def page(result):
-    path = result.report()
+    path = write_report(result)
     return path, lhtml.fromstring(path.read_bytes())
 
 
@@ -121,6 +123,27 @@ def test_a_run_with_a_failed_check_and_nested_investigations(tmp_path, boats):
     assert doc.xpath('//ul[@id="excerpts"]') is not None
 
 
+def test_a_result_without_a_trace_has_no_report(tmp_path):
+    with pytest.raises(MCRError, match="wrote no trace"):
+        mcr.write_report(RunResult(status="answered"), tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_the_report_reads_a_trace_cut_off_mid_line(tmp_path, boats):
+    model = ScriptedModel([tool_call("inspect_frames", span="00:00:02-00:00:04"), answer("boats", evidence=["2-4"])])
+    result = agent(model, tmp_path, policy="plain").run(boats, "What is on the water?")
+    lines = open(result.trace_path, encoding="utf-8").read().splitlines(keepends=True)
+    cut = tmp_path / "killed.jsonl"
+    cut.write_text("".join(lines[:-1]) + lines[-1][:20], encoding="utf-8")  # the run_finished line torn
+    report = run_report(cut, thumbnails=False)
+    assert report["status"] == "unfinished" and report["runs"][0]["status"] == "unfinished"
+    assert [s["name"] for s in report["steps"] if s["kind"] == "call"] == ["inspect_frames"]
+    assert report["cost"]["frames_seen"] == len(report["frames"]) > 0
+    whole = run_report(result.trace_path, thumbnails=False)
+    assert whole["status"] == "answered" and whole["evidence"] == [[2.0, 4.0]]
+    assert whole["cost"]["model_calls"] == 2 and whole["cost"]["frames_seen"] == result.frames_seen
+
+
 def test_a_span_answer_and_the_cli(tmp_path, boats):
     model = ScriptedModel([tool_call("inspect_frames", span="00:00:05-00:00:09"), answer("", evidence=["5-9"])])
     pol = Policy(perceive=False, plan=False, reflect_every=0, model_check=False)
@@ -177,7 +200,7 @@ def test_the_report_in_a_real_browser(tmp_path, boats):
 
     model = ScriptedModel([tool_call("inspect_frames", span="00:00:02-00:00:06"), answer("boats", evidence=["3-6"])])
     result = agent(model, tmp_path, policy="plain").run(boats, "What is on the water?")
-    path = result.report()
+    path = mcr.write_report(result)
     big = write_report(long_trace(tmp_path), tmp_path / "hour.html")
     assert big.stat().st_size < 5 * 2**20
     with sync_playwright() as p:

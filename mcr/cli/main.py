@@ -121,7 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _naming_trace(agent):
         result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
     if args.report and result.trace_path:
-        print(f"report: {result.report()}", file=sys.stderr)
+        from mcr.outputs.report_page import write_report
+
+        print(f"report: {write_report(result)}", file=sys.stderr)
     return _report(result, args)
 
 

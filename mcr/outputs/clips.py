@@ -112,15 +112,16 @@ def contact_sheet(clips: list[Clip], out: str | os.PathLike, per_clip: int = 4, 
 
 def spans_of_trace(trace: str | os.PathLike) -> tuple[str, list[TimeSpan]]:
     """The video path and the evidence spans of the run in ``trace``."""
-    from mcr.outputs.report import read_lines
+    from mcr.outputs.report import read_events
+    from mcr.run.events import RunFinished, RunStarted
 
-    events = read_lines(trace)
-    start = next((e for e in events if e["event"] == "run_started"), None)
+    events = read_events(trace)
+    start = next((e for e in events if isinstance(e, RunStarted)), None)
     if start is None:
         raise ClipError(f"{trace} holds no run: pass a .jsonl trace")
-    end = next((e for e in events if e["event"] == "run_finished" and e["run_id"] == start["run_id"]), None)
-    spans = [TimeSpan(*s) for s in (end or {}).get("evidence") or []]
-    return (start.get("video") or {}).get("path", ""), spans
+    end = next((e for e in events if isinstance(e, RunFinished) and e.run_id == start.run_id), None)
+    spans = list(end.result.evidence) if end is not None else []
+    return (start.video or {}).get("path", ""), spans
 
 
 __all__ = ["Clip", "ClipError", "contact_sheet", "cut_clips", "keyframes", "spans_of_trace"]

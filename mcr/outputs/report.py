@@ -13,44 +13,47 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from pathlib import Path
+
+from mcr.errors import MCRError
+from mcr.run.events import (
+    AnswerProposed,
+    Event,
+    IndexStage,
+    ModelCalled,
+    PhaseEntry,
+    RunFinished,
+    RunStarted,
+    ToolCalled,
+    ToolReturned,
+    Verification,
+)
+from mcr.run.result import RunResult
+from mcr.run.trace import iter_trace
+from mcr.types import TimeSpan
 
 MAX_THUMBS = 60  # thumbnails embedded at most (spread over the frames seen)
 THUMB_WIDTH = 160
 
 
-def read_lines(trace: str | os.PathLike) -> list[dict]:
-    """The trace's events as the dicts written (a broken last line, as a killed run leaves, is
-    left out). Read here as plain JSON so that this module sits below the result it reports on."""
-    rows = []
-    with open(trace, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and "event" in row:
-                rows.append(row)
-    return rows
+def read_events(trace: str | os.PathLike) -> list[Event]:
+    """The trace's events; a last line cut off mid-write (a killed or running run) is left out."""
+    return list(iter_trace(trace, torn_end=True))
 
 
 def run_report(trace: str | os.PathLike, thumbnails: bool = True) -> dict:
     """The report's content from a trace (see the module)."""
-    events = read_lines(trace)
-    starts = [e for e in events if e["event"] == "run_started"]
+    events = read_events(trace)
+    starts = [e for e in events if isinstance(e, RunStarted)]
     if not starts:
-        from mcr.errors import MCRError
-
         raise MCRError(f"{trace} holds no run: it has no run_started event; pass a trace .jsonl file")
     top = starts[0]
-    ends = {e["run_id"]: e for e in events if e["event"] == "run_finished"}
-    end = ends.get(top["run_id"])
-    video = dict(top.get("video") or {})
-    runs = [{"run_id": s["run_id"], "depth": s.get("depth", 0), "parent": s.get("parent_run_id"),
-             "question": s.get("question", ""), "status": ends.get(s["run_id"], {}).get("status", "unfinished"),
-             "answer": ends.get(s["run_id"], {}).get("answer", "")} for s in starts]  # fmt: skip
+    ends = {e.run_id: e for e in events if isinstance(e, RunFinished)}
+    end = ends.get(top.run_id)
+    result = _outcome(end)
+    video = dict(top.video or {})
+    runs = [_lane(s, ends.get(s.run_id)) for s in starts]
     steps, frames, calls = [], [], {}
     for e in events:
         step = _step(e, calls)
@@ -58,74 +61,89 @@ def run_report(trace: str | os.PathLike, thumbnails: bool = True) -> dict:
             continue
         step["i"] = len(steps)
         steps.append(step)
-        frames += [{"t": t, "run_id": e["run_id"], "step": step["i"]} for t in step.get("frames", [])]
-    usage = (end or {}).get("usage") or {}
+        frames += [{"t": t, "run_id": e.run_id, "step": step["i"]} for t in step.get("frames", [])]
     report = {
         "trace": str(trace),
-        "question": top.get("question", ""),
-        "options": list(top.get("options") or []),
-        "model": top.get("model", ""),
+        "question": top.question,
+        "options": list(top.options or []),
+        "model": top.model,
         "video": video,
         "duration": float(video.get("duration") or 0.0),
-        "answer": (end or {}).get("answer", ""),
-        "status": (end or {}).get("status", "unfinished"),
-        "error": (end or {}).get("error"),
+        "answer": result.answer,
+        "status": result.status,
+        "error": result.error,
         "cost": {
-            "model_calls": usage.get("model_calls", 0),
-            "input_tokens": usage.get("input_tokens", 0),
-            "output_tokens": usage.get("output_tokens", 0),
-            "frames_seen": (end or {}).get("frames_seen", len(frames)),
-            "wall_s": round(end["time"] - top["time"], 2) if end else 0.0,
-            "steps": (end or {}).get("steps", 0),
+            "model_calls": result.usage.model_calls,
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+            "frames_seen": result.frames_seen or len(frames),  # none counted (an unfinished run): those shown
+            "wall_s": round(end.time - top.time, 2) if end is not None else 0.0,
+            "steps": result.steps,
         },
         "runs": runs,
         "steps": steps,
         "frames": frames,
-        "evidence": [list(s) for s in (end or {}).get("evidence") or []],
-        "verdicts": [s for s in steps if s["kind"] == "verdict" and s["run_id"] == top["run_id"]],
+        "evidence": [s.to_list() for s in result.evidence],
+        "verdicts": [s for s in steps if s["kind"] == "verdict" and s["run_id"] == top.run_id],
         "shots": [],
         "excerpts": [],
         "thumbs": {},
     }
-    indexed = [e.get("video_id") for e in events if e["event"] == "index_stage" and e.get("video_id")]
-    _from_memory(report, top.get("memory"), video.get("path"), indexed[0] if indexed else None)
+    indexed = [e.video_id for e in events if isinstance(e, IndexStage) and e.video_id]
+    _from_memory(report, top.memory, video.get("path"), indexed[0] if indexed else None)
     if thumbnails:
         report["thumbs"] = _thumbs(video.get("path"), [f["t"] for f in frames])
     return report
 
 
-def _step(e: dict, calls: dict) -> dict | None:
-    kind = e["event"]
-    base = {"run_id": e.get("run_id", ""), "depth": e.get("depth", 0), "step": e.get("step", 0)}
-    if kind == "phase":
-        return {**base, "kind": e.get("phase", ""), "text": e.get("text", ""), "frames": _times(e.get("frames"))}
-    if kind == "tool_called":
-        calls[e.get("call_id")] = e
+def _outcome(end: RunFinished | None) -> RunResult:
+    """How the run ended; a run without its ``run_finished`` (killed, or still running) is unfinished."""
+    return end.result if end is not None else RunResult(status="unfinished")
+
+
+def _lane(start: RunStarted, end: RunFinished | None) -> dict:
+    """One run's lane: the top run, or an ``investigate`` child."""
+    done = _outcome(end)
+    return {
+        "run_id": start.run_id,
+        "depth": start.depth,
+        "parent": start.parent_run_id,
+        "question": start.question,
+        "status": done.status,
+        "answer": done.answer,
+    }
+
+
+def _step(e: Event, calls: dict[str, ToolCalled]) -> dict | None:
+    """The report's step for one event (a tool call's step is made when its result comes)."""
+    base = {"run_id": e.run_id, "depth": e.depth, "step": e.step}
+    if isinstance(e, PhaseEntry):
+        return {**base, "kind": e.phase, "text": e.text, "frames": _times(e.frames)}
+    if isinstance(e, ToolCalled):
+        calls[e.call_id] = e
         return None
-    if kind == "tool_returned":
-        call = calls.get(e.get("call_id")) or {}
+    if isinstance(e, ToolReturned):
+        call = calls.get(e.call_id)
         return {
             **base,
             "kind": "call",
-            "name": e.get("name", ""),
-            "arguments": call.get("arguments") or {},
-            "text": e.get("text", ""),
-            "error": bool(e.get("is_error")),
-            "spans": [list(s) for s in e.get("spans") or []],
-            "frames": _times(e.get("frames")),
-            "latency_s": e.get("latency_s", 0.0),
+            "name": e.name,
+            "arguments": (call.arguments if call is not None else None) or {},
+            "text": e.text,
+            "error": bool(e.is_error),
+            "spans": [list(s) for s in e.spans or []],
+            "frames": _times(e.frames),
+            "latency_s": e.latency_s,
         }
-    if kind == "answer_proposed":
-        return {**base, "kind": "answer", "text": e.get("answer", ""), "spans": [list(s) for s in e.get("evidence") or []],
-                "accepted": e.get("accepted", True), "reason": e.get("reason", "")}  # fmt: skip
-    if kind == "verification":
-        support = [s.get("span") for s in e.get("support") or [] if isinstance(s, dict) and s.get("span")]
-        return {**base, "kind": "verdict", "verdict": e.get("verdict", ""), "confidence": e.get("confidence", 0.0),
-                "reason": e.get("reason", ""), "source": e.get("source", ""), "passed": e.get("passed"),
-                "checks": list(e.get("checks") or []), "spans": support}  # fmt: skip
-    output = e.get("output") or {}
-    if kind == "model_called" and e.get("phase", "act") == "act" and (output.get("text") or "").strip():
-        return {**base, "kind": "thought", "text": output["text"].strip(), "latency_s": e.get("latency_s", 0.0)}
+    if isinstance(e, AnswerProposed):
+        return {**base, "kind": "answer", "text": e.answer, "spans": [list(s) for s in e.evidence or []],
+                "accepted": e.accepted, "reason": e.reason}  # fmt: skip
+    if isinstance(e, Verification):
+        support = [s.get("span") for s in e.support or [] if isinstance(s, dict) and s.get("span")]
+        return {**base, "kind": "verdict", "verdict": e.verdict, "confidence": e.confidence, "reason": e.reason,
+                "source": e.source, "passed": e.passed, "checks": list(e.checks or []), "spans": support}  # fmt: skip
+    if isinstance(e, ModelCalled) and e.phase == "act" and ((e.output or {}).get("text") or "").strip():
+        return {**base, "kind": "thought", "text": e.output["text"].strip(), "latency_s": e.latency_s}
     return None
 
 
@@ -151,17 +169,14 @@ def _from_memory(report: dict, path: str | None, video_path: str | None, video_i
     except Exception:  # noqa: BLE001 - a report never fails for want of its memory
         return
     try:
-        cuts = sorted(e.span.to_list() for e in memory.store.query(video_id, kind="shot") if e.span is not None)
-        built = memory.store.conn.execute(
-            "SELECT status FROM stages WHERE video_id = ? AND stage = 'shots'", (video_id,)
-        ).fetchone()
-        if cuts or (built and built[0] == "done"):  # the shots between the boundaries the stage found
+        store = memory.store
+        cuts = sorted(e.span.to_list() for e in store.query(video_id, kind="shot") if e.span is not None)
+        if cuts or store.stage_status(video_id, "shots") == "done":  # the shots between the boundaries found
             starts = [0.0] + [b for _, b in cuts]
             ends = [a for a, _ in cuts] + [report["duration"]]
             report["shots"] = [[a, b] for a, b in zip(starts, ends) if b > a]
-        lines = memory.store.query(video_id, kind=["transcript", "ocr"]) if report["evidence"] else []
         for a, b in report["evidence"]:
-            for e in lines:
+            for e in store.query(video_id, kind=["transcript", "ocr"], span=TimeSpan(a, b)):
                 if e.span is not None and e.span.start < b and e.span.end > a:
                     report["excerpts"].append({"span": e.span.to_list(), "kind": e.kind, "text": e.text})
     finally:

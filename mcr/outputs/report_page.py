@@ -16,6 +16,8 @@ import os
 import urllib.parse
 from pathlib import Path
 
+from mcr.errors import MCRError
+from mcr.run.result import RunResult
 from mcr.types import format_time
 
 WIDTH = 1000  # the timeline's SVG units across
@@ -208,8 +210,15 @@ def _steps(report: dict) -> str:
     return f"<section><h2>Steps</h2><ol class='steps' id='steps'>{''.join(items)}</ol></section>"
 
 
-def write_report(trace: str | os.PathLike, out: str | os.PathLike | None = None, thumbnails: bool = True) -> Path:
-    """Write the HTML report of ``trace`` to ``out`` (default: beside the trace, ``.html``)."""
+def write_report(
+    trace: str | os.PathLike | RunResult, out: str | os.PathLike | None = None, thumbnails: bool = True
+) -> Path:
+    """Write the HTML report of ``trace`` (a trace file, or the ``RunResult`` of a run that wrote
+    one) to ``out`` (default: beside the trace, ``.html``)."""
+    if isinstance(trace, RunResult):
+        if not trace.trace_path:
+            raise MCRError("this run wrote no trace (trace_dir=False): there is nothing to report from")
+        trace = trace.trace_path
     from mcr.outputs.report import run_report
 
     out = Path(out) if out else Path(trace).with_suffix(".html")

@@ -3,9 +3,7 @@ and ``Agent.run`` hands it to the caller."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mcr.types import TimeSpan, Usage
@@ -51,15 +49,6 @@ class RunResult:
             "verdicts": self.verdicts,
             "frames_seen": self.frames_seen,
         }
-
-    def report(self, path: str | os.PathLike | None = None, thumbnails: bool = True) -> Path:
-        """Write the run's HTML report (see ``mcr-agent report``) from its trace; returns its path
-        (default: beside the trace)."""
-        if not self.trace_path:
-            raise ValueError("this run wrote no trace (trace_dir=False): there is nothing to report from")
-        from mcr.outputs.report_page import write_report
-
-        return write_report(self.trace_path, path, thumbnails)
 
     def to_trace(self) -> dict:
         """The fields of the ``run_finished`` line of a trace (its run id is the event's)."""
