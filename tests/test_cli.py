@@ -1,6 +1,8 @@
 """``mcr-agent`` as a user runs it: subprocesses, real clip, recorded model turns."""
 
+import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +129,68 @@ def test_example_custom_tool_runs_as_documented(tmp_path, boats):
         returned[0]["name"] == "dominant_colours" and "dominant colours in 00:00:00.0-00:00:06.0" in returned[0]["text"]
     )
     assert returned[0]["metadata"]["colours"]
+
+
+BUILT_IN = [
+    "run", "replay", "resume", "report", "clips", "tools", "doctor", "models", "memory", "index", "search",
+    "watch", "ask", "analyze", "serve", "mcp", "m2la", "eval", "train",
+]  # fmt: skip
+
+
+def listed_commands(help_text: str) -> list[str]:
+    """The command names of ``mcr-agent --help``, in their order."""
+    block = help_text.split("  COMMAND\n", 1)[1].split("\n\n")[0]
+    return [line.split()[0] for line in block.splitlines() if line[4:5].strip()]  # a wrapped help line is deeper
+
+
+def test_another_packages_command_is_listed_and_runs_and_a_broken_one_is_one_line(tmp_path):
+    """A package installed beside MCR adds a command under the ``mcr.commands`` entry point; one
+    whose module cannot be imported is left out with one line, and every other command still works."""
+    (tmp_path / "mcr_hello.py").write_text(
+        "def register(sub):\n"
+        "    p = sub.add_parser('hello', help='greet someone, from another package')\n"
+        "    p.add_argument('name')\n"
+        "    p.set_defaults(func=lambda args: print(f'hello {args.name}'))\n",
+        encoding="utf-8",
+    )
+    info = tmp_path / "mcr_hello-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mcr-hello\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(
+        "[mcr.commands]\nhello = mcr_hello:register\nbroken = mcr_nowhere:register\n", encoding="utf-8"
+    )
+    path = {"PYTHONPATH": os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)}
+
+    helped = run_cli("--help", env_extra=path)
+    assert helped.returncode == 0, helped.stderr
+    assert listed_commands(helped.stdout) == [*BUILT_IN, "hello"]  # the built-in ones first, in their order
+    assert "greet someone, from another package" in helped.stdout
+    warned = helped.stderr.strip().splitlines()
+    assert len(warned) == 1 and "command 'broken' (mcr_nowhere:register) is left out" in warned[0]
+    assert "mcr_nowhere" in warned[0] and "Traceback" not in helped.stderr
+
+    ran = run_cli("hello", "world", env_extra=path)
+    assert ran.returncode == 0 and ran.stdout == "hello world\n"
+    shown = run_cli("tools", "--json", env_extra=path)
+    assert shown.returncode == 0 and "inspect_frames" in shown.stdout
+
+
+def test_the_help_lists_the_built_in_commands_alone_without_warnings():
+    helped = run_cli("--help")
+    assert helped.returncode == 0 and helped.stderr == ""
+    assert listed_commands(helped.stdout) == BUILT_IN
+
+
+def test_the_model_options_are_declared_in_one_place():
+    """``--model``, ``--endpoint``, ``--device`` and ``--memory`` are added to a parser in
+    mcr/cli/options.py only; every command takes them from there."""
+    options = ("--model", "--endpoint", "--device", "--memory", "--no-memory")
+    found: dict[str, list[str]] = {}
+    for folder in ("mcr", "tools", "memory", "agents"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+                    for arg in node.args:
+                        if isinstance(arg, ast.Constant) and arg.value in options:
+                            found.setdefault(arg.value, []).append(str(path.relative_to(ROOT)))
+    assert found == {option: ["mcr/cli/options.py"] for option in options}

@@ -189,22 +189,22 @@ def test_m2la_errors_are_one_line(workdir, capsys):
 
 
 def test_exit_code_comes_from_the_error(workdir, capsys, monkeypatch):
-    import mcr.cli.main
+    import mcr.cli.run
 
     def broken(args):
         raise TraceError("first line\nsecond line", exit_code=3)
 
-    monkeypatch.setattr(mcr.cli.main, "cmd_replay", broken)
+    monkeypatch.setattr(mcr.cli.run, "cmd_replay", broken)
     assert fails(capsys, ["replay", "t.jsonl"], "first line second line", code=3)
 
 
 def test_other_errors_are_not_hidden(workdir, monkeypatch):
     """Only the family becomes one line: a bug still shows its traceback."""
-    import mcr.cli.main
+    import mcr.cli.run
 
     def buggy(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(mcr.cli.main, "cmd_replay", buggy)
+    monkeypatch.setattr(mcr.cli.run, "cmd_replay", buggy)
     with pytest.raises(KeyError):
         main(["replay", "t.jsonl"])

@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mcr.cli.options import add_memory_option
 from mcr.models.hub import size_of
 
 PACKAGES = (
     "torch", "transformers", "decord", "av", "numpy", "faster-whisper", "rapidocr-onnxruntime",
     "open-clip-torch", "onnxruntime", "sentence-transformers", "huggingface-hub", "ray", "yt-dlp", "webvtt-py",
 )  # fmt: skip
-TOOLS = ("asr", "ocr", "shots", "temporal_grounding", "segment", "web_search")
 
 
 @dataclass
@@ -78,10 +78,10 @@ def gpu() -> Check:
 
 
 def tools() -> list[Check]:
-    from mcr.tools import _missing
+    from mcr.tools import PERCEPTION, _missing
 
     out = []
-    for name in TOOLS:
+    for name in PERCEPTION:
         reason = _missing(name)
         if name == "segment" and reason is None:
             from mcr.tools.segment import fetchable, sam_spec
@@ -205,7 +205,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("doctor", help="what this machine has and lacks (packages, tools, models, GPU, hub)")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
-    p.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
+    add_memory_option(p)
     p.set_defaults(func=cmd_doctor)
 
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+from mcr.cli.options import add_model_options, memory_from, model_from
 from mcr.types import format_time
 
 
@@ -27,9 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--when", action="append", default=[], metavar="TEXT", help="a standing query checked on each segment"
     )
     w.add_argument("--webhook", default=None, metavar="URL", help="POST each --when match here as JSON")
-    w.add_argument("--model", default=None, help="the model for questions (and to confirm --when matches)")
-    w.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server for --model")
-    w.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
+    add_model_options(w, "the model for questions (and to confirm --when matches)")
     w.add_argument("--for", dest="seconds", type=float, default=None, metavar="SECONDS", help="stop after this long")
     w.add_argument("--no-input", action="store_true", help="do not read questions from stdin")
     w.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
@@ -38,9 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("ask", help="ask a live session (watching or stopped) about what it saw so far")
     a.add_argument("session", help="the session id `watch` printed (live-...)")
     a.add_argument("question")
-    a.add_argument("--model", default=None, help="the model that answers")
-    a.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server for --model")
-    a.add_argument("--memory", default=None, metavar="FILE", help="memory database (default .mcr/memory.db)")
+    add_model_options(a, "the model that answers")
     a.add_argument("--json", action="store_true", help="print the result as JSON")
     a.set_defaults(func=cmd_ask)
 
@@ -73,18 +70,17 @@ def _printer(as_json: bool):
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from mcr.agents.live import LiveSession
-    from mcr.models import load_model
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     if stages:
         from mcr.memory.index import check_stages
 
         check_stages(stages, " in --stages")
-    model = load_model(args.model, endpoint=args.endpoint, background=True) if args.model or args.endpoint else None
+    model = model_from(args, optional=True)
     show = _printer(args.json)
     session = LiveSession(
         args.source,
-        memory=args.memory,
+        memory=memory_from(args),
         stages=stages,
         segment_s=args.segment,
         when=args.when,
@@ -152,10 +148,8 @@ def _answer(session, question: str, model, show, as_json: bool) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     from mcr.agents import Agent
     from mcr.agents.live import ask
-    from mcr.models import load_model
 
-    model = load_model(args.model, endpoint=args.endpoint, background=True)
-    result = ask(args.session, args.question, Agent(model=model, memory=args.memory))
+    result = ask(args.session, args.question, Agent(model=model_from(args), memory=memory_from(args)))
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from mcr.cli.options import add_device_option
 from mcr.m2la.errors import M2LAError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -82,7 +83,7 @@ def register(subparsers) -> None:
     conv.add_argument(
         "--calibration-frames", type=int, default=8, help="frames taken from each calibration video (default 8)"
     )
-    conv.add_argument("--device", default="cpu", help="device to convert on (cpu, cuda)")
+    add_device_option(conv, "device to convert on (cpu, cuda)", default="cpu", choices=None)
     conv.add_argument("--force", action="store_true", help="write into OUT even if it is not empty")
     conv.set_defaults(func=convert_command)
 
@@ -94,7 +95,7 @@ def register(subparsers) -> None:
     gen.add_argument("path")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--max-new-tokens", type=int, default=32)
-    gen.add_argument("--device", default="cpu")
+    add_device_option(gen, "device to generate on (cpu, cuda)", default="cpu", choices=None)
     gen.set_defaults(func=generate_command)
 
 

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mcr.cli.options import add_device_option, add_memory_option, add_model_options
+
 
 def _db_path(args: argparse.Namespace) -> Path:
     if args.memory:
@@ -312,7 +314,7 @@ def cmd_search_video(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     def workspace_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--memory", metavar="FILE", help="memory database (default WORKSPACE/.mcr/memory.db)")
+        add_memory_option(p, "memory database (default WORKSPACE/.mcr/memory.db)")
         p.add_argument("--workspace", metavar="DIR", help="workspace folder (default: the current one)")
 
     mem = sub.add_parser("memory", help="list, search, export or clear a workspace's memory")
@@ -356,13 +358,14 @@ def register(sub) -> None:
         default="transcript,ocr,shots,embeddings",
         help="comma-separated stages (default: transcript,ocr,shots,embeddings)",
     )
-    idx.add_argument(
-        "--caption-model",
-        "--model",
-        metavar="SPEC",
-        help="the model that captions clips for the captions stage (a hub id, folder, openai:MODEL@URL, replay:FILE)",
+    add_model_options(
+        idx,
+        "the model that captions clips for the captions stage (a hub id, folder, openai:MODEL@URL, replay:FILE)",
+        dest="caption_model",
+        endpoint=None,
+        memory=None,
     )
-    idx.add_argument("--device", default="auto", help="cpu, cuda or auto (default), for the models the stages load")
+    add_device_option(idx, "cpu, cuda or auto (default), for the models the stages load", choices=None)
     idx.add_argument("--quiet", action="store_true", help="no progress bars")
     workspace_args(idx)
     idx.set_defaults(func=cmd_index)
@@ -372,7 +375,7 @@ def register(sub) -> None:
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5, help="how many spans (1-20, default 5)")
     find.add_argument("--span", help="only search inside this span, e.g. 00:10:00-00:20:00")
-    find.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_device_option(find, "cpu, cuda or auto (default)", choices=None)
     find.add_argument("--json", action="store_true", help="print the results as one JSON object")
     find.add_argument("--quiet", action="store_true", help="no progress bars")
     workspace_args(find)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mcr.cli.options import add_device_option, add_memory_option, add_model_options
+
 BENCH_HELP = {
     "videomme": "Video-MME (videomme/test-00000-of-00001.parquet)",
     "lvbench": "LVBench (video_info.meta.jsonl)",
@@ -129,8 +131,7 @@ def _run_arguments() -> argparse.ArgumentParser:
         choices=["mcr", "plain", "baseline"],
         help="mcr: the full policy (default); plain: a bare tool loop; baseline: uniform frames, one call",
     )
-    p.add_argument("--model", default=None, help="hub id, local folder or .gguf, openai:MODEL@URL, or replay:FILE")
-    p.add_argument("--endpoint", default=None, metavar="URL", help="an OpenAI-compatible server (vLLM, SGLang)")
+    add_model_options(p, endpoint="an OpenAI-compatible server (vLLM, SGLang)", memory=None)
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N questions")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="questions answered at once (default 1)")
     p.add_argument(
@@ -148,11 +149,11 @@ def _run_arguments() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns per question")
     p.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget per question")
     p.add_argument("--frames", type=int, default=32, metavar="N", help="frames for --agent baseline")
-    p.add_argument(
-        "--memory",
+    add_memory_option(
+        p,
+        "a fresh memory per question (default), one per video, or none",
         default="question",
         choices=["question", "video", "none"],
-        help="a fresh memory per question (default), one per video, or none",
     )
     p.add_argument(
         "--index",
@@ -160,7 +161,7 @@ def _run_arguments() -> argparse.ArgumentParser:
         metavar="STAGES",
         help="video index stages built before each question, comma separated (e.g. shots,transcript,ocr)",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device for local models")
+    add_device_option(p)
     p.add_argument("--no-constrain", action="store_true", help="no constrained decoding for local models")
     p.add_argument("--skip-missing", action="store_true", help="evaluate the questions whose videos are there")
     p.add_argument("--retry-errors", action="store_true", help="run again the questions that ended in an error")

@@ -14,30 +14,33 @@ Public API (imported lazily, so ``import mcr.m2la`` does not load torch):
 
 from __future__ import annotations
 
-from importlib import import_module
+from mcr.lazy import lazy_exports
 
 from .errors import M2LAError
 
-_EXPORTS = {
-    "M2LAAttention": "attention",
-    "M2LASpec": "spec",
-    "LatentCache": "cache",
-    "LatentLayer": "cache",
-    "LatentSlidingLayer": "cache",
-    "cache_argument": "cache",
-    "convert_to_m2la": "convert",
-    "max_rank": "convert",
-    "capture_calibration": "convert",
-    "CalibrationInputs": "calibrate",
-    "processor_batches": "calibrate",
-    "ConversionReport": "report",
-    "LayerReport": "report",
-    "save_m2la": "io",
-    "load_m2la": "io",
-    "is_m2la_checkpoint": "io",
-    "use_latent_cache_by_default": "io",
-    "RotaryEmbedding": "rope",
-}
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "M2LAAttention": ".attention",
+        "M2LASpec": ".spec",
+        "LatentCache": ".cache",
+        "LatentLayer": ".cache",
+        "LatentSlidingLayer": ".cache",
+        "cache_argument": ".cache",
+        "convert_to_m2la": ".convert",
+        "max_rank": ".convert",
+        "capture_calibration": ".convert",
+        "CalibrationInputs": ".calibrate",
+        "processor_batches": ".calibrate",
+        "ConversionReport": ".outcome",
+        "LayerReport": ".outcome",
+        "save_m2la": ".io",
+        "load_m2la": ".io",
+        "is_m2la_checkpoint": ".io",
+        "use_latent_cache_by_default": ".io",
+        "RotaryEmbedding": ".rope",
+    },
+)
 
 __all__ = [
     "CalibrationInputs",
@@ -60,15 +63,6 @@ __all__ = [
     "save_m2la",
     "use_latent_cache_by_default",
 ]
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mcr.m2la' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
 
 
 def __dir__():

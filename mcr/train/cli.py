@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mcr.cli.options import DEVICE_HELP, add_model_options
+
 
 def _samples(args: argparse.Namespace) -> list:
     from mcr.eval.adapters import benchmark_name, load_benchmark
@@ -115,14 +117,20 @@ def register(subparsers: Any) -> None:
     )
     methods = tr.add_subparsers(dest="method", metavar="grpo|gspo|sft")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", required=True, help="the model to train: a local folder, .gguf or hub id")
+    add_model_options(
+        common,
+        "the model to train: a local folder, .gguf or hub id",
+        required=True,
+        endpoint=None,
+        device=DEVICE_HELP,
+        memory=None,
+    )
     common.add_argument("--out", required=True, metavar="DIR", help="output folder; an existing one is resumed")
     common.add_argument("--steps", type=int, default=None, metavar="N", help="optimizer steps (RL default 100)")
     common.add_argument("--lr", type=float, default=None, help="learning rate (RL 1e-5, SFT 2e-5)")
     common.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     common.add_argument("--lora-rank", type=int, default=16, metavar="R")
     common.add_argument("--save-every", type=int, default=50, metavar="N", help="steps between checkpoints")
-    common.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     for method in ("grpo", "gspo"):
         what = "group-sequence (sequence-level importance sampling)" if method == "gspo" else "group-relative"
         p = methods.add_parser(method, parents=[common], help=f"{what} policy optimisation on MCR episodes")
