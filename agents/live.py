@@ -58,7 +58,15 @@ class SessionVideo(Video):
 
 
 def sessions_folder(memory: Any) -> Path:
-    return Path(memory.path).parent / "live"
+    """Absolute, so that lists of files handed to ffmpeg hold paths that do not depend on the
+    folder ffmpeg resolves them from (it reads a concat list's entries from the list's own folder)."""
+    return Path(memory.path).resolve().parent / "live"
+
+
+def _concat_line(path: Path) -> str:
+    """One entry of an ffmpeg concat list: the absolute path, single quotes escaped as the
+    format wants them."""
+    return "file '" + str(path.resolve()).replace("'", "'\\''") + "'\n"
 
 
 def wall(t: float) -> str:
@@ -82,6 +90,7 @@ class LiveSession:
         on_event: Callable[[dict], None] | None = None,
         session_id: str | None = None,
         read_timeout_s: float | None = None,
+        give_up_after_s: float | None = 60.0,
     ) -> None:
         from mcr.memory import Memory
 
@@ -104,7 +113,14 @@ class LiveSession:
             "status": "watching",
         }
         self.reader = LiveReader(
-            source, self.folder, segment_s, self._arrived, self._gap, read_timeout_s=read_timeout_s
+            source,
+            self.folder,
+            segment_s,
+            self._arrived,
+            self._gap,
+            read_timeout_s=read_timeout_s,
+            on_failure=self._failed,
+            give_up_after_s=give_up_after_s,
         )
         self._queue: queue.Queue = queue.Queue()
         self._matching = {q: False for q in self.when}
@@ -131,7 +147,8 @@ class LiveSession:
         self.reader.stop()
         for thread in self._threads:
             thread.join(timeout)
-        self.record["status"] = "stopped"
+        if self.record["status"] != "failed":
+            self.record["status"] = "stopped"
         self._save()
 
     @property
@@ -153,11 +170,24 @@ class LiveSession:
     def _read(self) -> None:
         try:
             self.reader.run()
+            if self.reader.error:
+                with self._lock:
+                    self.record["status"], self.record["error"] = "failed", self.reader.error
+                self._save()
+                self.on_event({"event": "source_gave_up", "session": self.id, "reason": self.reader.error})
         finally:
             self._queue.put(None)  # the indexer ends after the last segment
 
     def _arrived(self, segment: Segment) -> None:
         self._queue.put(segment)
+
+    def _failed(self, attempt: int, reason: str) -> None:
+        self.on_event({"event": "source_failed", "session": self.id, "attempt": attempt, "reason": reason})
+
+    @property
+    def error(self) -> str:
+        """Why the session stopped reading when no segment ever arrived ('' otherwise)."""
+        return self.reader.error
 
     def _gap(self, gap: Gap) -> None:
         secs = gap.wall_end - gap.wall_start
@@ -324,7 +354,7 @@ def snapshot(session_id: str, memory: Any) -> SessionVideo:
     target = folder / f"so-far-{len(segments):05d}.mp4"
     if not target.exists():
         listing = folder / f"so-far-{len(segments):05d}.txt"
-        listing.write_text("".join(f"file '{folder / s['path']}'\n" for s in segments), encoding="utf-8")
+        listing.write_text("".join(_concat_line(folder / s["path"]) for s in segments), encoding="utf-8")
         tmp = target.with_name(target.stem + f".{os.getpid()}.tmp.mp4")
         cmd = ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(tmp)]
         done = subprocess.run(cmd, capture_output=True, text=True)

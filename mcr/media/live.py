@@ -158,6 +158,8 @@ class LiveReader:
         read_timeout_s: float | None = None,
         first_index: int = 1,
         start_at: float = 0.0,
+        on_failure: Callable[[int, str], None] | None = None,
+        give_up_after_s: float | None = 60.0,
     ) -> None:
         self.source = source
         self.url, self.format, self.options, self.growing = open_args(source)
@@ -174,7 +176,10 @@ class LiveReader:
         self.offset = start_at  # stream time where the next connection's first frame lands
         self._stop = threading.Event()
         self.connections = 0
-        self.error: str = ""
+        self.segments = 0  # segment files finished; none yet means the source never gave anything
+        self.on_failure = on_failure or (lambda attempt, reason: None)
+        self.give_up_after_s = give_up_after_s
+        self.error: str = ""  # why the reader gave up, when it did
 
     def stop(self) -> None:
         self._stop.set()
@@ -184,15 +189,21 @@ class LiveReader:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Read until stopped (or, for a growing file, until it stops growing)."""
+        """Read until stopped (or, for a growing file, until it stops growing). A source that has
+        given no segment yet is tried again with growing pauses, each failed try reported through
+        ``on_failure``, until ``give_up_after_s`` has passed; then ``error`` says why."""
         pause, lost_at, reason = 0.5, None, ""
+        began, attempts = time.monotonic(), 0
         while not self._stop.is_set():
             try:
                 container = self._open()
             except Exception as exc:  # noqa: BLE001 - any failure to open is retried
                 reason = _reason(exc)
-                if self.connections == 0 and not self.growing and lost_at is None:
-                    log.info("cannot open %s yet: %s", self.source, reason)
+                attempts += 1
+                if self.segments == 0:
+                    self.on_failure(attempts, reason)
+                    if self._gave_up(began, attempts, reason):
+                        break
                 lost_at = lost_at or time.time()
                 self._stop.wait(pause)
                 pause = min(10.0, pause * 2)
@@ -202,11 +213,28 @@ class LiveReader:
             self.connections += 1
             pause, lost_at = 0.5, None
             reason, ended = self._read(container)
+            if self.segments == 0 and not self._stop.is_set():  # it opened, but nothing came of it
+                attempts += 1
+                self.on_failure(attempts, reason)
+                if self.growing:
+                    self.error = f"{self.source} holds no video that can be read ({reason})"
+                    break
+                if self._gave_up(began, attempts, reason):
+                    break
             if self.growing or self._stop.is_set() or (ended and self.hls):  # a playlist that ended: over
                 break
             timed_out = reason.startswith("no data for")  # the data stopped a read timeout ago
             lost_at = time.time() - self.timeouts[1] if timed_out else time.time()
             log.info("%s dropped (%s); opening it again", self.source, reason)
+
+    def _gave_up(self, began: float, attempts: int, reason: str) -> bool:
+        if self.give_up_after_s is None or time.monotonic() - began < self.give_up_after_s:
+            return False
+        self.error = (
+            f"{self.source} gave nothing after {attempts} tries over {self.give_up_after_s:g} s ({reason}); "
+            "check the address and that the sender is running"
+        )
+        return True
 
     def _open(self) -> Any:
         import av
@@ -282,6 +310,7 @@ class LiveReader:
         segment = Segment(self.next_index, writer.path, round(start, 3), round(end, 3), wall_start, time.time())
         segment.frames = writer.frames
         self.next_index += 1
+        self.segments += 1
         self.on_segment(segment)
 
 
