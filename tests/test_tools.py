@@ -50,7 +50,10 @@ def test_schema_from_hints_and_docstring():
     assert params["required"] == ["query", "span"]
     assert params["additionalProperties"] is False
     assert props["query"] == {"type": "string", "description": "What to look for."}
-    assert props["span"]["type"] == "string" and props["span"]["description"] == "Where to look."
+    assert props["span"] == {
+        "type": "string",
+        "description": 'Where to look, written start-end, e.g. "00:01:02-00:01:10"',
+    }
     assert props["k"] == {"type": "integer", "default": 5, "description": "How many results to return at most."}
     assert props["threshold"]["anyOf"] == [{"type": "number"}, {"type": "null"}]
     assert props["threshold"]["default"] is None
@@ -68,6 +71,8 @@ def test_context_injected_and_arguments_converted():
 def test_decorator_with_arguments_and_direct_call():
     @tool(name="shout", description="Upper-case text.", timeout=2, max_output_chars=5)
     def loud(text: str) -> str:
+        """Args:
+        text: What to shout."""
         return text.upper()
 
     assert isinstance(loud, Tool) and loud.name == "shout" and loud.timeout == 2
@@ -97,19 +102,31 @@ def test_answer_name_is_reserved():
 def registry():
     @tool
     def boom(x: int) -> str:
-        """Always fails."""
+        """Always fails.
+
+        Args:
+            x: The sensor.
+        """
         raise RuntimeError(f"sensor {x} unplugged")
 
     @tool
     def picky(level: int) -> str:
-        """Wants a level of 3."""
+        """Wants a level of 3.
+
+        Args:
+            level: The level.
+        """
         if level != 3:
             raise ToolRetry("level must be 3 for this video")
         return "ok"
 
     @tool(timeout=0.5, cancellable=True)
     def slow(ctx: ToolContext, wake: bool) -> str:
-        """Answers at once when woken, else waits until the call is cancelled."""
+        """Answers at once when woken, else waits until the call is cancelled.
+
+        Args:
+            wake: Answer at once.
+        """
         if wake:
             return "awake"
         ctx.cancelled.wait(60)
@@ -122,7 +139,11 @@ def registry():
 
     @tool
     def plain_dict(n: int) -> dict:
-        """Returns a dict."""
+        """Returns a dict.
+
+        Args:
+            n: How many items.
+        """
         return {"n": n, "items": list(range(n))}
 
     return ToolRegistry([boom, picky, slow, rich_result, plain_dict, find_objects])
@@ -180,6 +201,11 @@ def test_registry_lists_schemas(registry):
 
 
 def _other_boom(x: int) -> int:
+    """Another tool named boom.
+
+    Args:
+        x: A number.
+    """
     return x
 
 

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
-from .base import ModelCache, Tool, ToolContext, ToolError, ToolResult, ToolRetry, shared_models, to_result, tool
-from .registry import ToolRegistry
+from .base import (
+    READS,
+    RESERVED_NAMES,
+    ModelCache,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    ToolRetry,
+    shared_models,
+    to_result,
+    tool,
+)
+from .registry import BUILTIN_NAMES, PERCEPTION, ToolRegistry
+from .schema import ToolDefinitionError, ToolDefinitionWarning
+from .toolset import Toolset, tools_of
 
 __all__ = [
     "BUILTIN_NAMES",
+    "READS",
+    "RESERVED_NAMES",
     "ModelCache",
     "Tool",
     "ToolContext",
+    "ToolDefinitionError",
+    "ToolDefinitionWarning",
     "ToolError",
     "ToolRegistry",
     "ToolResult",
     "ToolRetry",
+    "Toolset",
     "builtin_tools",
     "perception_tools",
     "shared_models",
     "to_result",
     "tool",
+    "tools_of",
 ]
 
-
-PERCEPTION = ("asr", "ocr", "shots", "temporal_grounding", "segment", "web_search")
-BUILTIN_NAMES = ("inspect_frames", "memory_write", "memory_search", "memory_events") + PERCEPTION
 _warned: set[str] = set()
 
 

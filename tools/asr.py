@@ -399,7 +399,7 @@ def _language_line(entries: list) -> str:
     return f"language: {langs.most_common(1)[0][0]}" if langs else ""
 
 
-@tool
+@tool(reads="speech")
 def asr(ctx: ToolContext, span: Optional[TimeSpan] = None, words: bool = False) -> ToolResult:
     """What is said in the video: transcript sentences with their times (speech recognition).
 

@@ -367,7 +367,7 @@ class OcrStage(FrameStage):
 register_stage("ocr", OcrStage)
 
 
-@tool
+@tool(reads="text")
 def ocr(ctx: ToolContext, span: Optional[TimeSpan] = None, query: str = "") -> ToolResult:
     """Text shown on screen (signs, captions, slides, scoreboards) with when and where it appears.
 

@@ -6,23 +6,29 @@ are not touched) and answers the model at once. A tool marked ``cancellable`` ch
 event between chunks of work and stops; the registry gives it ``cancel_grace_s`` seconds
 to end and says in the result whether the call was stopped. Any other tool cannot be
 stopped from outside its thread: the call is abandoned there, may still be running, and
-the result says so.
+the result says so. An ``async def`` tool runs on its own event loop on such a thread; when
+its time is up, its task is cancelled there.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import copy
 import threading
 import time
 from typing import Any, Iterable
 
+from mcr.errors import ToolNameError
 from mcr.quoting import UNTRUSTED, cut, is_quoted, quote
 from mcr.types import ToolCall
 
 from .base import Tool, ToolContext, ToolError, ToolResult, ToolRetry
+from .toolset import Toolset, tools_of
 
 DEFAULT_MAX_OUTPUT_CHARS = 12000
 DEFAULT_CANCEL_GRACE_S = 2.0
+PERCEPTION = ("asr", "ocr", "shots", "temporal_grounding", "segment", "web_search")
+BUILTIN_NAMES = ("inspect_frames", "memory_write", "memory_search", "memory_events") + PERCEPTION
 
 
 def format_validation_error(exc: Exception) -> str:
@@ -65,9 +71,42 @@ class ToolRegistry:
     def add(self, t: Tool, replace: bool = False) -> None:
         if not isinstance(t, Tool):
             raise TypeError(f"{t!r} is not a tool: decorate the function with @tool")
+        if t.is_method and t.instance is None:
+            raise ToolNameError(
+                f"tool {t.name!r} is a method: add the tools of an instance (tools_of(obj) or obj.tools())"
+            )
         if t.name in self._tools and not replace and self._tools[t.name] is not t:
             raise ValueError(f"two tools are named {t.name!r}")
         self._tools[t.name] = t
+
+    def add_user_tools(self, tools: Iterable[Any], replace_builtins: bool = False) -> None:
+        """Add a user's tools (``@tool`` functions, toolset instances) to the built-in ones here.
+
+        A user's tool named like a tool already here is an error unless it says
+        ``@tool(replaces=NAME)`` or ``replace_builtins`` is set; ``replaces`` takes the named
+        built-in out even when the tool has a name of its own. Two of the user's tools of one
+        name are always an error: the model could call only one of them.
+        """
+        mine: dict[str, Tool] = {}
+        for t in _flatten(tools):
+            if t.name in mine and mine[t.name] is not t:
+                raise ToolNameError(f"two of the tools given are named {t.name!r}; rename one (@tool(name=...))")
+            mine[t.name] = t
+        for t in mine.values():
+            if t.replaces is not None:
+                if t.replaces not in self._tools and t.replaces not in BUILTIN_NAMES:
+                    raise ToolNameError(
+                        f"tool {t.name!r} replaces {t.replaces!r}, which is not a built-in tool "
+                        f"(they are {', '.join(BUILTIN_NAMES)})"
+                    )
+                self._tools.pop(t.replaces, None)
+            here = self._tools.get(t.name)
+            if here is not None and here is not t and not replace_builtins:
+                raise ToolNameError(
+                    f"tool {t.name!r} has the name of a built-in tool: say @tool(replaces={t.name!r}) "
+                    "to replace it, or pick another name"
+                )
+            self.add(t, replace=True)
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -100,6 +139,7 @@ class ToolRegistry:
                 "parameters": t.parameters,
                 "timeout": t.timeout,
                 "cancellable": t.cancellable,
+                "reads": t.reads,
             }
             for t in self._tools.values()
         ]
@@ -110,6 +150,9 @@ class ToolRegistry:
         started = time.perf_counter()
         result = self._execute(call, ctx)
         result.metadata.setdefault("latency_s", round(time.perf_counter() - started, 4))
+        t = self._tools.get(call.name)
+        if t is not None and t.reads and ctx.video is not None and not result.is_error and result.spans:
+            result.metadata.setdefault("reads", t.reads)  # its spans are what it looked at or read
         return result
 
     def _execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
@@ -127,24 +170,28 @@ class ToolRegistry:
                 "Fix the arguments and call again."
             )
         outcome: dict[str, Any] = {}
-        if t.timeout is not None:  # its own cancellation event, so a timeout stops this call only
-            ctx = dataclasses.replace(ctx, cancelled=threading.Event())
+        if t.timeout is not None or t.is_async:  # its own cancellation event, so a timeout stops this call only
+            ctx = copy.copy(ctx)
+            ctx.cancelled = threading.Event()
+        waiting = AsyncCall(t, ctx, call.arguments) if t.is_async else None
 
         def target() -> None:
             try:
-                outcome["result"] = t.invoke(ctx, call.arguments)
+                outcome["result"] = waiting.run() if waiting else t.invoke(ctx, call.arguments)
             except BaseException as exc:  # noqa: BLE001 - every failure becomes a result
                 outcome["error"] = exc
 
-        if t.timeout is None:
+        if t.timeout is None and waiting is None:
             target()
-        else:
+        else:  # an async tool gets a thread and an event loop of its own, whatever runs on this one
             worker = threading.Thread(target=target, name=f"tool-{t.name}", daemon=True)
             worker.start()
             worker.join(t.timeout)
             if worker.is_alive():
-                return self._timed_out(t, ctx, worker)
+                return self._timed_out(t, ctx, worker, waiting)
         exc = outcome.get("error")
+        if isinstance(exc, asyncio.CancelledError):
+            return ToolResult.error(f"error: tool {t.name!r} was cancelled")
         if isinstance(exc, ToolRetry):
             return ToolResult.error(f"retry: {exc}", retry=True)
         if isinstance(exc, ToolError):
@@ -164,9 +211,13 @@ class ToolRegistry:
         result.text = cut_text(result.text, limit)
         return result
 
-    def _timed_out(self, t: Tool, ctx: ToolContext, worker: threading.Thread) -> ToolResult:
+    def _timed_out(
+        self, t: Tool, ctx: ToolContext, worker: threading.Thread, waiting: AsyncCall | None = None
+    ) -> ToolResult:
         """Ask the call to stop; say whether it did (cancellable tools) or was abandoned."""
         ctx.cancelled.set()
+        if waiting is not None:
+            waiting.cancel()
         head = f"error: tool {t.name!r} timed out after {t.timeout:g} s"
         advice = "try a narrower span or a cheaper call."
         if not t.cancellable:
@@ -184,3 +235,50 @@ class ToolRegistry:
                 stopped=False,
             )
         return ToolResult.error(f"{head} and was stopped; {advice}", timed_out=True, stopped=True)
+
+
+def _flatten(tools: Iterable[Any]) -> list[Tool]:
+    """Tools, with each toolset instance given as the tools of it."""
+    out: list[Tool] = []
+    for t in tools:
+        if isinstance(t, Toolset):
+            out += t.tools()
+        elif isinstance(t, Tool):
+            out.append(t)
+        else:
+            found = tools_of(t) if not isinstance(t, (str, type)) else []
+            if not found:
+                raise TypeError(f"{t!r} is not a tool: decorate the function with @tool")
+            out += found
+    return out
+
+
+class AsyncCall:
+    """One call of an ``async def`` tool on an event loop of its own, cancellable from another thread."""
+
+    def __init__(self, t: Tool, ctx: ToolContext, arguments: dict[str, Any]) -> None:
+        self.tool, self.ctx, self.arguments = t, ctx, arguments
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task | None = None
+        self.cancelled = False
+
+    def run(self) -> ToolResult:
+        loop = asyncio.new_event_loop()
+        try:
+            with self.lock:
+                if self.cancelled:  # its time ran out before it began
+                    raise asyncio.CancelledError()
+                self.loop = loop
+                self.task = loop.create_task(self.tool.ainvoke(self.ctx, self.arguments))
+            return loop.run_until_complete(self.task)
+        finally:
+            with self.lock:
+                self.loop = None
+            loop.close()
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            if self.loop is not None and self.task is not None:
+                self.loop.call_soon_threadsafe(self.task.cancel)
