@@ -451,6 +451,11 @@ class MemoryStore:
         rows = self.conn.execute("SELECT video_id, path, info, seen_at FROM videos ORDER BY seen_at DESC").fetchall()
         return [{"video_id": v, "path": p, "info": json.loads(i or "{}"), "seen_at": s} for v, p, i, s in rows]
 
+    def video_path(self, video_id: str) -> str | None:
+        """Where the video ``video_id`` was last read from; None when this store has never seen it."""
+        row = self.conn.execute("SELECT path FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return row[0] if row else None
+
     def stage_status(self, video_id: str, stage: str) -> str | None:
         """The index stage's status for the video (running | done | skipped | failed); None when never built."""
         row = self.conn.execute(

@@ -3,6 +3,7 @@ Server-Sent Events resumed without loss, cancel, a bounded pool, and every refus
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,8 +15,10 @@ import time
 import httpx
 import pytest
 import uvicorn
+from PIL import Image
 
-from mcr.run.testing import RecordingModel, answer, tool_call, verdict
+from mcr.outputs.report import run_report
+from mcr.run.testing import RecordingModel, answer, request_kind, say, tool_call, verdict
 from mcr.service.app import make_app
 
 
@@ -209,34 +212,93 @@ def until(check, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def noted(delay: float = 0.3):
+    """A model that writes a note, reads it back (quoted material), looks twice and answers 3-5."""
+    script = [
+        tool_call("memory_write", text="Two white boats cross the bay, left to right.", span="00:00:03-00:00:05"),
+        tool_call("memory_search", query="boats crossing", k=3),
+        tool_call("inspect_frames", span="00:00:01-00:00:03", max_frames=2),
+        tool_call("inspect_frames", span="00:00:03-00:00:06", max_frames=3),
+        answer("boats", evidence=["3-5"]),
+    ]
+
+    phases = {
+        "plan": say("Plan: note what is on the water, read the note back, look at 00:00:01-00:00:06, then answer."),
+        "reflect": say("Learned: two boats on the water from 00:00:03. Missing: nothing."),
+        "verify": verdict("supported", 0.9, "two boats are on the water from 3 s"),
+    }
+
+    def reply(messages, tools, **options):
+        time.sleep(delay)
+        kind = request_kind(messages, tools, options)
+        if kind in phases:
+            return phases[kind]
+        return script[min(sum(1 for m in messages if m.role == "tool"), len(script) - 1)]
+
+    return RecordingModel(reply, name="noted")
+
+
 @pytest.mark.slow
-def test_the_page_in_a_real_browser(media, tmp_path):
+def test_the_page_draws_a_live_run_with_the_reports_pieces(media, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
-    app = make_app(paced(0.3, calls=2, evidence="3-5"), [media], tmp_path / "m.db", trace_dir=tmp_path / "t")
+    app = make_app(noted(), [media], tmp_path / "m.db", trace_dir=tmp_path / "t")
     with Served(app) as client, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 1100, "height": 900})
+        tab = browser.new_page(viewport={"width": 1100, "height": 1000})
         errors = []
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.goto(str(client.base_url) + "/")
         tab.wait_for_selector("#media option[value='boats.mp4']", state="attached")
         tab.select_option("#media", "boats.mp4")
-        tab.fill("#question", "What is on the water?")
+        tab.fill("#ask-question", "What is on the water?")
         tab.click("#ask")
-        until(lambda: "inspect_frames" in tab.inner_text("#trace"), 30)  # polled from here: the page's
-        until(lambda: "boats" in tab.inner_text("#answer"), 60)  # policy allows no eval for waiting scripts
-        assert "← inspect_frames" in tab.inner_text("#trace")  # the trace streamed in, step by step
-        mark = tab.locator("#timeline .mark").first
-        assert mark.is_visible()
-        box, line = mark.bounding_box(), tab.locator("#timeline").bounding_box()
+        steps = tab.locator("ol#steps > li.call")
+        until(lambda: steps.count() >= 1, 30)  # polled from here: the page's policy allows no eval for waiting
+        live = steps.count()
+        until(lambda: "boats" in tab.inner_text("#answer") and "verified" in tab.inner_text("#status"), 60)
+        assert live < steps.count()  # drawn step by step while the run went, not only at its end
+        names = [steps.nth(i).locator("span.kind").inner_text() for i in range(steps.count())]
+        assert names == ["memory_write", "memory_search", "inspect_frames", "inspect_frames"]
+        quoted = steps.nth(1).locator("blockquote.quoted")  # memory_search's result: quoted material
+        assert "Two white boats" in quoted.inner_text() and quoted.locator(".source").inner_text().lower() == "memory"
+        assert "<data" not in tab.inner_text("body") and "</data>" not in tab.inner_text("body")
+
+        (run_id,) = [r for r in app.state.pool.runs if not r.startswith("index-")]
+        seen = run_report(client.get(f"/v1/runs/{run_id}").json()["result"]["trace_path"], thumbnails=False)["frames"]
+        thumbs = tab.locator("#thumbs img.thumb")
+        assert thumbs.count() == len({round(f["t"], 3) for f in seen}) >= 5  # each from GET /v1/videos/ID/frame
+        until(lambda: tab.evaluate("[...document.querySelectorAll('#thumbs img')].every(i => i.naturalWidth > 0)"), 20)
+        mark = tab.locator("#timeline-svg rect.evidence.supported")
+        assert mark.count() == 1 and mark.get_attribute("aria-label") == "evidence 00:00:03.0-00:00:05.0: supported"
+        assert "evidence" in tab.locator(".lanes").inner_text() and "supported" in tab.locator(".legend").inner_text()
+        box, line = mark.bounding_box(), tab.locator("#timeline-svg").bounding_box()
         assert abs((box["x"] - line["x"]) / line["width"] - 3 / 12.5) < 0.02  # at 3 s of 12.5
         mark.click()
         until(lambda: abs(tab.evaluate("document.getElementById('player').currentTime") - 3) < 0.5, 10)
-        tab.screenshot(path=str(tmp_path / "page.png"))
+        last_look = steps.nth(3).get_attribute("id").removeprefix("step-")
+        tab.locator(f'#thumbs img.thumb[data-step="{last_look}"]').first.click()  # shows the step that looked
+        assert "active" in steps.nth(3).get_attribute("class")
+        tab.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        if os.environ.get("MCR_PAGE_SHOT"):
+            shutil.copy(tmp_path / "page.png", os.environ["MCR_PAGE_SHOT"])
         assert not errors, errors
         browser.close()
+    frame = client_frame(app, media)
+    assert frame == (400, 404)
+
+
+def client_frame(app, media) -> tuple[int, int]:
+    """The frame route refuses a time outside the video and a video it does not know."""
+    with Served(app) as client:
+        video = client.post("/v1/videos", json={"path": "boats.mp4", "index": False}).json()["video_id"]
+        ok = client.get(f"/v1/videos/{video}/frame", params={"t": 2.5, "width": 120})
+        assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
+        assert max(Image.open(io.BytesIO(ok.content)).size) <= 120
+        late = client.get(f"/v1/videos/{video}/frame", params={"t": 99})
+        assert "outside the video" in late.json()["detail"]
+        return late.status_code, client.get("/v1/videos/nope/frame", params={"t": 1}).status_code

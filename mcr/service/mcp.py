@@ -19,7 +19,7 @@ def build_server(model: Any, memory: Any = None, media_roots: Sequence[str] = ()
     from mcr.agents import Agent
     from mcr.media.sources import is_url, open_video
     from mcr.memory import Memory, VideoIndex
-    from mcr.service.app import media_path
+    from mcr.service.paths import media_path
     from mcr.tools.grounding import search_spans
 
     db = memory if isinstance(memory, Memory) else Memory(memory)

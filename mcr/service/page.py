@@ -1,99 +1,152 @@
 """The service's web page at ``/``: pick a video (from the media roots, a URL or an upload), ask,
-watch the run's trace stream in, then play the evidence spans on the video's timeline. Plain
-HTML and a little JavaScript, served by the package: no build step, nothing from a CDN. A token
-given as ``/#token=...`` is sent with every request."""
+and watch the run drawn as it goes with the run report's own pieces (:mod:`mcr.outputs.run_view`):
+the page follows the run's events (``GET /v1/runs/ID/events``) and, as each comes, puts in the run
+drawn so far (``GET /v1/runs/ID/view``), so a run looks the same live and in its report. Plain HTML
+and a little JavaScript, served by the package: no build step, nothing from a CDN. A token given as
+``/#token=...`` is sent with every request."""
 
-PAGE = r"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>MCR: ask a video</title><link rel="icon" href="data:,">
-<meta http-equiv="Content-Security-Policy" content="default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:; media-src 'self'">
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1000px;padding:16px;color:#1d2330}
-fieldset{border:1px solid #ccd;margin:0 0 10px;padding:8px}input[type=text]{width:60%}
-#trace{font:12px/1.4 ui-monospace,monospace;background:#f4f6f8;padding:6px;max-height:280px;overflow:auto;white-space:pre-wrap}
-#timeline{position:relative;height:28px;background:#eef1f4;border:1px solid #ccd;margin:8px 0}
-#timeline .mark{position:absolute;top:3px;height:22px;background:#e8a33d;cursor:pointer;min-width:3px}
-#timeline .seen{position:absolute;top:0;height:28px;width:1px;background:#333}
-#answer{font-size:17px;margin:8px 0}video{width:100%;max-height:360px;background:#000}.err{color:#b03a2e}
-</style></head><body>
-<h1>Ask a video</h1>
-<fieldset><legend>Video</legend>
-<select id="media"><option value="">a file from the media roots…</option></select>
-or URL <input type="text" id="url" placeholder="https://…">
-or upload <input type="file" id="file" accept="video/*">
-</fieldset>
-<fieldset><legend>Question</legend>
-<input type="text" id="question" placeholder="What does the speaker conclude?"> <button id="ask">Ask</button>
-</fieldset>
-<div id="status" aria-live="polite"></div>
-<div id="trace"></div>
-<div id="answer"></div>
-<div id="timeline" title="the video's timeline: evidence marks play when clicked"></div>
-<video id="player" controls preload="metadata"></video>
-<script>
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from mcr.outputs.run_view import CSS, SCRIPT
+
+router = APIRouter(tags=["page"])
+
+EVENTS = ["run_started", "model_called", "tool_called", "tool_returned", "answer_proposed", "verification",
+          "phase", "memory_written", "index_stage", "run_finished"]  # fmt: skip
+
+PAGE_CSS = """
+body{max-width:1100px}
+.top{display:flex;align-items:baseline;gap:12px;margin-bottom:12px}.top h1{font-size:22px;margin:0}
+form.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;background:var(--panel);margin-bottom:12px}
+form .row{display:flex;align-items:center;gap:8px;margin:4px 0;flex-wrap:wrap}
+form .row>label:first-child{width:70px;font-weight:600;color:#344054}
+form .or{color:var(--muted);font-size:12px}
+select,input[type=url],input[type=text]{font:inherit;padding:5px 8px;border:1px solid #c4ccd6;border-radius:5px;background:#fff}
+select{max-width:260px}input[type=url]{flex:1;min-width:180px}input[type=text]{flex:1;min-width:260px}
+input[type=file]{font-size:12px;max-width:220px}
+button{font:inherit;font-weight:600;padding:5px 18px;border:0;border-radius:5px;background:var(--accent);color:#fff;
+cursor:pointer}button:disabled{background:#98a2b3;cursor:default}
+#notice{min-height:20px;color:#475467;font-size:13px}#notice.err{color:var(--bad)}
+#run-top:empty+video{display:none}
+"""
+
+PAGE_SCRIPT = """
 const token = new URLSearchParams(location.hash.slice(1)).get('token');
 const auth = token ? {'Authorization': 'Bearer ' + token} : {};
+const withToken = u => token ? u + (u.includes('?') ? '&' : '?') + 'access_token=' + encodeURIComponent(token) : u;
 const q = s => document.querySelector(s);
-let duration = 0;
-function say(text, cls) { const d = q('#status'); d.textContent = text; d.className = cls || ''; }
-function line(text) { const t = q('#trace'); t.textContent += text + '\n'; t.scrollTop = t.scrollHeight; }
-function fmt(t) { const s = Math.max(0, t); return new Date(s * 1000).toISOString().substr(11, 10); }
+const EVENTS = EVENT_KINDS;
+let current = null, source = null, busy = false, again = false;
+function say(text, cls) { const d = q('#notice'); d.textContent = text; d.className = cls || ''; }
 async function api(path, options) {
   const r = await fetch(path, Object.assign({}, options, {headers: Object.assign({}, auth, (options || {}).headers)}));
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.detail || r.statusText);
   return body;
 }
-fetch('/v1/media', {headers: auth}).then(r => r.json()).then(b => (b.files || []).forEach(f => {
+api('/v1/media').then(b => (b.files || []).forEach(f => {
   const o = document.createElement('option'); o.value = f; o.textContent = f; q('#media').appendChild(o);
-})).catch(() => {});
-function mark(a, b, cls, title) {
-  if (!duration) return;
-  const m = document.createElement('div'); m.className = cls;
-  m.style.left = (100 * a / duration) + '%';
-  if (cls === 'mark') m.style.width = (100 * (b - a) / duration) + '%';
-  m.dataset.start = a; m.title = title;
-  m.addEventListener('click', () => { q('#player').currentTime = a; q('#player').play().catch(() => {}); });
-  q('#timeline').appendChild(m);
+})).catch(err => say(err.message, 'err'));
+function place(where, html) {
+  const t = document.createElement('template');
+  t.innerHTML = html;  // inert until placed: thumbnails ask for their frame with the token only
+  t.content.querySelectorAll('img.thumb').forEach(i => { i.src = withToken(i.getAttribute('src')); });
+  const active = document.querySelector('li.active');
+  const keep = active ? active.id : null;
+  q(where).replaceChildren(t.content);
+  if (keep && document.getElementById(keep)) document.getElementById(keep).classList.add('active');
 }
-function show(ev) {
-  const k = ev.event;
-  if (k === 'run_started' && ev.depth === 0) { duration = (ev.video || {}).duration || 0; line('started: ' + ev.question); }
-  else if (k === 'phase') line(ev.phase + ': ' + (ev.text || '').slice(0, 300));
-  else if (k === 'tool_called') line('→ ' + ev.name + ' ' + JSON.stringify(ev.arguments));
-  else if (k === 'tool_returned') {
-    line('← ' + ev.name + ': ' + (ev.text || '').slice(0, 200));
-    ((ev.frames || {}).timestamps || []).forEach(t => mark(t, t, 'seen', 'frame ' + fmt(t)));
-  }
-  else if (k === 'verification') line('check (' + ev.source + '): ' + ev.verdict + ' ' + (ev.reason || ''));
-  else if (k === 'run_finished' && ev.depth === 0) {
-    q('#answer').textContent = 'Answer: ' + (ev.answer || '(none)') + '  [' + ev.status + ']';
-    (ev.evidence || []).forEach(s => mark(s[0], s[1], 'mark', 'evidence ' + fmt(s[0]) + '-' + fmt(s[1])));
-    say('done');
-  }
+async function draw() {
+  if (!current) return;
+  if (busy) { again = true; return; }
+  busy = true;
+  const run = current;
+  try {
+    const v = await api('/v1/runs/' + run + '/view');
+    if (run === current) { place('#run-top', v.top); place('#run-details', v.details); }
+  } catch (err) { /* nothing written yet: the next event draws it */ }
+  finally { busy = false; if (again) { again = false; draw(); } }
+}
+function follow(run) {
+  source = new EventSource(withToken('/v1/runs/' + run + '/events'));
+  let steps = 0;
+  EVENTS.forEach(k => source.addEventListener(k, e => {
+    const ev = JSON.parse(e.data);
+    if (k === 'tool_returned') steps += 1;
+    if (ev.depth === 0 && k === 'run_finished') { source.close(); say('finished: ' + ev.status); }
+    else if (k === 'tool_called') say('working: ' + ev.name + ' (' + (steps + 1) + ' tool calls so far)');
+    draw();
+  }));
+  source.onerror = async () => {  // the stream ended without a finish (an error) or dropped
+    const state = await api('/v1/runs/' + run).catch(() => null);
+    if (state && ['finished', 'cancelled', 'error'].includes(state.status)) {
+      source.close();
+      if (state.error) say(state.error, 'err');
+      draw();
+    }
+  };
 }
 async function chosenVideo() {
   const f = q('#file').files[0];
-  if (f) return (await api('/v1/videos/upload', {method: 'POST', body: f, headers: {'Content-Type': 'application/octet-stream'}})).video_id;
-  if (q('#url').value.trim()) return (await api('/v1/videos', {method: 'POST', body: JSON.stringify({url: q('#url').value.trim()}), headers: {'Content-Type': 'application/json'}})).video_id;
-  if (q('#media').value) return (await api('/v1/videos', {method: 'POST', body: JSON.stringify({path: q('#media').value}), headers: {'Content-Type': 'application/json'}})).video_id;
-  throw new Error('choose a video first');
+  const json = body => ({method: 'POST', body: JSON.stringify(body), headers: {'Content-Type': 'application/json'}});
+  if (f) return (await api('/v1/videos/upload', {method: 'POST', body: f,
+    headers: {'Content-Type': 'application/octet-stream'}})).video_id;
+  if (q('#url').value.trim()) return (await api('/v1/videos', json({url: q('#url').value.trim()}))).video_id;
+  if (q('#media').value) return (await api('/v1/videos', json({path: q('#media').value}))).video_id;
+  throw new Error('choose a video first: a file, a URL or an upload');
 }
-q('#ask').addEventListener('click', async () => {
-  q('#trace').textContent = ''; q('#answer').textContent = ''; q('#timeline').innerHTML = '';
+q('#ask-form').addEventListener('submit', async ev => {
+  ev.preventDefault();
+  if (source) source.close();
+  current = null;
+  q('#run-top').replaceChildren(); q('#run-details').replaceChildren();
+  q('#ask').disabled = true;
   try {
     say('opening the video…');
     const video = await chosenVideo();
-    q('#player').src = '/v1/videos/' + video + '/file' + (token ? '?access_token=' + encodeURIComponent(token) : '');
+    q('#player').src = withToken('/v1/videos/' + video + '/file');
     const run = await api('/v1/runs', {method: 'POST', headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({video: video, question: q('#question').value})});
-    say('running ' + run.run_id + '…');
-    const src = new EventSource('/v1/runs/' + run.run_id + '/events' + (token ? '?access_token=' + encodeURIComponent(token) : ''));
-    src.onmessage = e => show(JSON.parse(e.data));
-    ['run_started', 'phase', 'tool_called', 'tool_returned', 'verification', 'model_called', 'answer_proposed',
-     'index_stage', 'memory_written'].forEach(k => src.addEventListener(k, e => show(JSON.parse(e.data))));
-    src.addEventListener('run_finished', e => { const ev = JSON.parse(e.data); show(ev); if (ev.depth === 0) src.close(); });
-    src.onerror = () => { if (src.readyState === 2) return; };
+      body: JSON.stringify({video: video, question: q('#ask-question').value})});
+    current = run.run_id;
+    say('asked: run ' + run.run_id + ' is starting…');
+    follow(run.run_id);
   } catch (err) { say(err.message, 'err'); }
+  finally { q('#ask').disabled = false; }
 });
-</script></body></html>
 """
+
+PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MCR: ask a video</title><link rel="icon" href="data:,">
+<meta http-equiv="Content-Security-Policy" content="default-src 'self'; style-src 'unsafe-inline'; \
+script-src 'unsafe-inline'; img-src 'self' data:; media-src 'self'">
+<style>{CSS}{PAGE_CSS}</style></head><body>
+<div class="top"><h1>Ask a video</h1><span class="muted">an agent answers, and shows the moments it rests on</span></div>
+<form id="ask-form" class="card">
+<div class="row"><label for="media">Video</label>
+<select id="media"><option value="">a file from the media roots…</option></select>
+<span class="or">or</span> <input type="url" id="url" placeholder="a URL: https://…" aria-label="video URL">
+<span class="or">or</span> <input type="file" id="file" accept="video/*" aria-label="upload a video"></div>
+<div class="row"><label for="ask-question">Question</label>
+<input type="text" id="ask-question" placeholder="What does the speaker conclude?" required>
+<button id="ask" type="submit">Ask</button></div>
+</form>
+<div id="notice" aria-live="polite"></div>
+<div id="run-top"></div>
+<video id="player" controls preload="metadata"></video>
+<div id="run-details"></div>
+<script>{SCRIPT}{PAGE_SCRIPT.replace("EVENT_KINDS", json.dumps(EVENTS))}</script></body></html>
+"""
+
+
+@router.get("/", response_class=HTMLResponse)
+def page() -> Any:
+    return HTMLResponse(PAGE)
+
+
+__all__ = ["PAGE", "router"]

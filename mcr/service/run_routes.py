@@ -1,0 +1,135 @@
+"""Runs: ask a question about a video, follow its events, cancel it, read its report, and the
+run drawn so far (the report's own pieces, for the page)."""
+
+# no "from __future__ import annotations": FastAPI reads the request models from the handlers at run time
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from mcr.errors import MCRError
+from mcr.service.deps import PoolDep, ServiceDep, event_stream, require_token
+from mcr.service.runs import QueueFull
+
+POLICIES = (None, "mcr", "plain", "baseline")
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
+
+
+class RunRequest(BaseModel):
+    video: str
+    question: str
+    options: list[str] | None = None
+    policy: str | None = None
+    max_steps: int | None = None
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    video_id: str
+
+
+class RunInfo(BaseModel):
+    run_id: str
+    status: str
+    question: str
+    video: str
+    events: int
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class RunCancelled(BaseModel):
+    run_id: str
+    status: str
+
+
+class RunView(BaseModel):
+    """The run drawn so far: ``top`` (header, timeline, thumbnails) goes above the player,
+    ``details`` (excerpts and steps) below it."""
+
+    run_id: str
+    status: str
+    events: int
+    top: str
+    details: str
+
+
+@router.post("", status_code=202)
+def start_run(body: RunRequest, service: ServiceDep, pool: PoolDep) -> RunAccepted:
+    if not body.question.strip():
+        raise HTTPException(400, "the question is empty")
+    if body.policy not in POLICIES:
+        raise HTTPException(400, f"unknown policy {body.policy!r}: mcr, plain or baseline")
+    video = service.open_spec(body.video)
+    try:
+        state = pool.submit(body.model_dump(), video)
+    except QueueFull as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
+    return RunAccepted(run_id=state.run_id, video_id=video.id)
+
+
+@router.get("/{run_id}")
+def get_run(run_id: str, service: ServiceDep) -> RunInfo:
+    return RunInfo(**service.run(run_id).to_dict())
+
+
+@router.delete("/{run_id}", status_code=202)
+def cancel_run(run_id: str, service: ServiceDep, pool: PoolDep) -> RunCancelled:
+    state = service.run(run_id)
+    pool.cancel(run_id)
+    return RunCancelled(run_id=run_id, status=state.status if state.done else "cancelling")
+
+
+@router.get("/{run_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
+async def run_events(run_id: str, request: Request, service: ServiceDep, pool: PoolDep) -> Any:
+    """The run's events as Server-Sent Events, numbered from 1; resume with ``Last-Event-ID``."""
+    service.run(run_id)
+    return event_stream(pool, run_id, request)
+
+
+@router.get("/{run_id}/report", response_class=HTMLResponse)
+def run_report(run_id: str, service: ServiceDep) -> Any:
+    """The finished run's report, its player playing the video from this service."""
+    from mcr.outputs.report import run_report as read_report
+    from mcr.outputs.report_page import render
+
+    state = service.run(run_id)
+    trace = (state.result or {}).get("trace_path")
+    if not trace or service.trace_of(state) is None:
+        raise HTTPException(404, "this run has no trace yet: ask again when it has finished")
+    return HTMLResponse(render(read_report(trace), video_url=f"/v1/videos/{state.video_id}/file"))
+
+
+@router.get("/{run_id}/view")
+def run_view(run_id: str, service: ServiceDep) -> RunView:
+    """The run as far as it has gone, drawn with the report's pieces; thumbnails come from
+    ``GET /v1/videos/ID/frame``."""
+    from mcr.outputs.report import MAX_THUMBS
+    from mcr.outputs.report import run_report as read_report
+    from mcr.outputs.run_view import excerpts, header, steps, thumb_times, timeline
+
+    state = service.run(run_id)
+    trace = service.trace_of(state)
+    if trace is None:
+        raise HTTPException(404, f"run {run_id} has nothing to draw yet")
+    try:
+        report = read_report(trace, thumbnails=False)
+    except MCRError:  # the trace file exists but its first event is not written yet
+        raise HTTPException(404, f"run {run_id} has nothing to draw yet") from None
+    if not state.done:
+        report["status"] = state.status
+    frame = f"/v1/videos/{state.video_id}/frame?t="
+    thumbs = {f"{t:g}": f"{frame}{t:g}" for t in thumb_times(report, MAX_THUMBS)}
+    return RunView(
+        run_id=run_id,
+        status=state.status,
+        events=len(state.events),
+        top=header(report) + timeline(report, thumbs),
+        details=excerpts(report) + steps(report),
+    )
+
+
+__all__ = ["router"]
