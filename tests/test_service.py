@@ -270,6 +270,8 @@ def test_the_page_draws_a_live_run_with_the_reports_pieces(media, tmp_path):
 
         (run_id,) = [r for r in app.state.pool.runs if not r.startswith("index-")]
         seen = run_report(client.get(f"/v1/runs/{run_id}").json()["result"]["trace_path"], thumbnails=False)["frames"]
+        report = client.get(f"/v1/runs/{run_id}/report").text  # the report file: the same pieces, the same quoting
+        assert '<blockquote class="quoted">' in report and "<data " not in report and "&lt;data " not in report
         thumbs = tab.locator("#thumbs img.thumb")
         assert thumbs.count() == len({round(f["t"], 3) for f in seen}) >= 5  # each from GET /v1/videos/ID/frame
         until(lambda: tab.evaluate("[...document.querySelectorAll('#thumbs img')].every(i => i.naturalWidth > 0)"), 20)
