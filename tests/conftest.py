@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-if str(Path(__file__).parent) not in sys.path:  # make tests/media.py importable as `media`
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from media import make_code_video, make_long_video, shared_clip
+from media import H264, ffmpeg, make_code_video, make_long_video, shared_clip
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +23,22 @@ def ntsc_video(tmp_path_factory):
 def long_video(tmp_path_factory):
     """10 minutes, 5 fps, 320x240 test pattern, no audio."""
     return make_long_video(tmp_path_factory.mktemp("video") / "long.mp4")
+
+
+@pytest.fixture(scope="session")
+def short_video(tmp_path_factory):
+    """12.5 s, 24 fps, 640x360, frame numbers drawn as bars, a 440 Hz tone throughout: for tests of
+    the loop and its outputs, where what the frames show does not matter."""
+    path = tmp_path_factory.mktemp("video") / "short.mp4"
+    return make_code_video(path, seconds=12.5, rate="24", size="640x360", tone_from=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory):
+    """2 s, 160x120, 10 fps test pattern, no audio."""
+    path = tmp_path_factory.mktemp("video") / "tiny.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=2", *H264, str(path))
+    return path
 
 
 @pytest.fixture
@@ -67,3 +76,12 @@ def object_video(tmp_path_factory):
     from media import make_object_video
 
     return make_object_video(tmp_path_factory.mktemp("video") / "object.mp4")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """An open_clip folder (config + random weights) for a 32-dim CLIP; skips without open_clip."""
+    pytest.importorskip("open_clip")
+    from tiny_vision import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))

@@ -1,5 +1,6 @@
-"""Processes the tests start: ``mcr-agent`` as a subprocess, and ``transformers serve`` on
-127.0.0.1 with a model folder, waited for until it answers and stopped afterwards."""
+"""Processes the tests start: ``mcr-agent`` as a subprocess, the worker programs of
+``tests/workers``, and ``transformers serve`` on 127.0.0.1 with a model folder, waited for until it
+answers and stopped afterwards."""
 
 from __future__ import annotations
 
@@ -15,6 +16,20 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+
+def worker(name: str, *args) -> list[str]:
+    """The command line that runs ``tests/workers/NAME.py`` with ``args`` in this interpreter."""
+    return [sys.executable, str(TESTS / "workers" / f"{name}.py"), *map(str, args)]
+
+
+def worker_env(**extra: str) -> dict:
+    """This process's environment with tests/ on ``PYTHONPATH`` (a worker imports the tests' helpers
+    as the tests do) and ``extra`` set."""
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def run_cli(*args, cwd=None, env_extra: dict | None = None, columns: int = 100, timeout: float = 180):

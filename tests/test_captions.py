@@ -8,26 +8,21 @@ import json
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from procs import run_cli
+from known_shots import SHOT_STARTS, known_shots
+from procs import run_cli, worker, worker_env
 
 from mcr.media.video import Video
-from mcr.memory import ChunkResult, Memory, MemoryEntry, MemoryStore, VideoIndex
+from mcr.memory import ChunkResult, Memory, MemoryStore, VideoIndex
 from mcr.memory.index import make_stage
 from mcr.models import ModelOutput
 from mcr.run.testing import RecordingModel
 from mcr.tools.captions import CAPTION_SYSTEM, clip_spans, noun_phrases, parse_caption
 from mcr.tools.shots import ShotStage
 from mcr.types import FramesPart, TimeSpan, Usage
-
-SHOT_STARTS = [0, 4, 8, 12, 16, 20]  # the cut video: six 4 s shots
-TESTS = str(Path(__file__).parent)
 
 
 def clip_of(messages) -> tuple[TimeSpan, list[float]]:
@@ -51,20 +46,6 @@ def captioner(fail_at: float | None = None, sleep_s: float = 0.0):
         return ModelOutput(json.dumps({"caption": text, "entities": ["red ball", "tall man"]}), usage=Usage(50, 12, 1))
 
     return reply
-
-
-class KnownShots(ShotStage):
-    """The ``shots`` stage with the cut video's known cuts, so these tests do not depend on the
-    detector (tests/test_perception.py checks it)."""
-
-    def run_chunk(self, video, span):
-        cuts = [t for t in SHOT_STARTS[1:] if span.start <= t < span.end]
-        return ChunkResult([MemoryEntry(f"shot cut at {t}", "shot", span=TimeSpan(t - 0.25, t)) for t in cuts])
-
-
-def known_shots(video_path, memory) -> None:
-    (report,) = VideoIndex(Video(video_path), memory).build([KnownShots()])
-    assert report.status == "built" and report.entries == 5
 
 
 @pytest.fixture
@@ -160,6 +141,7 @@ def test_a_slow_clip_times_out_and_requests_run_in_parallel(cut_video, memory):
     in_flight, most = [0], [0]
     lock = threading.Lock()
     inner = captioner()
+    release = threading.Event()  # the clip at 12 s answers only once the build has returned
 
     def reply(messages, tools=None, **options):
         with lock:
@@ -167,16 +149,21 @@ def test_a_slow_clip_times_out_and_requests_run_in_parallel(cut_video, memory):
             most[0] = max(most[0], in_flight[0])
         try:
             span, _ = clip_of(messages)
-            time.sleep(3.0 if span.start == 12 else 0.3)
+            if span.start == 12:
+                release.wait(120)
+            else:
+                time.sleep(0.3)
             return inner(messages, tools, **options)
         finally:
             with lock:
                 in_flight[0] -= 1
 
     stage = make_stage("captions", model=RecordingModel(reply), memory=memory, frames=1, workers=4, timeout_s=1.5)
-    t0 = time.perf_counter()
-    (report,) = VideoIndex(Video(cut_video), memory).build([stage])
-    assert time.perf_counter() - t0 < 10
+    try:
+        (report,) = VideoIndex(Video(cut_video), memory).build([stage])
+        assert in_flight[0] == 1  # the build gave up on the slow clip instead of waiting for it
+    finally:
+        release.set()
     assert most[0] >= 4  # six clips, four requests in flight at once
     assert report.entries == 5 and report.info["failed_clips"] == 1
     assert report.info["failed"][0][:2] == [12.0, 16.0] and "no caption within 1.5 s" in report.info["failed"][0][2]
@@ -195,46 +182,16 @@ def test_a_chunk_where_every_clip_fails_fails_the_stage_for_a_retry(cut_video, m
     assert retried.status == "built" and retried.entries == 6
 
 
-WORKER = textwrap.dedent("""
-    import json, sys, time
-    sys.path.insert(0, sys.argv[4])
-    from test_captions import known_shots
-    from mcr.memory import Memory, VideoIndex
-    from mcr.memory.index import make_stage
-    from mcr.models import ModelOutput
-    from mcr.media.video import Video
-
-    class Slow:
-        name = "slow-captioner"
-        def generate(self, messages, tools=None, **options):
-            head = messages[-1].parts[0].text
-            print("caption", head.split(",")[1].split()[0], flush=True)
-            time.sleep(float(sys.argv[3]))
-            return ModelOutput(json.dumps({"caption": "A clip: " + head, "entities": ["clip"]}))
-
-    memory = Memory(sys.argv[2])
-    known_shots(sys.argv[1], memory) if float(sys.argv[3]) else None
-    stage = make_stage("captions", model=Slow(), memory=memory, frames=1, clip_s=2.0, chunk_s=4.0)
-    def progress(stage, done, total):
-        print(f"chunk {done:.1f}", flush=True)
-    for r in VideoIndex(Video(sys.argv[1]), memory).build([stage], progress=progress):
-        print("report", r.status, r.entries, json.dumps(r.info), flush=True)
-""")
-
-
 def test_killed_captioning_resumes_without_loss(cut_video, tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     db = tmp_path / "killed.db"
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(cut_video), str(db), "0.3", TESTS], stdout=subprocess.PIPE, text=True
+        worker("captions_build", cut_video, db, "0.3"), stdout=subprocess.PIPE, text=True, env=worker_env()
     )
     seen = 0
     for line in proc.stdout:
         if line.startswith("chunk"):
             seen += 1
-        if seen == 3:  # three chunks (12 s, six clips) committed; kill in the middle of the fourth
-            time.sleep(0.4)
+        if seen == 3 and line.startswith("caption"):  # three chunks (12 s, six clips) committed, the fourth asked
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
@@ -251,7 +208,7 @@ def test_killed_captioning_resumes_without_loss(cut_video, tmp_path):
     store.close()
 
     done = subprocess.run(
-        [sys.executable, str(script), str(cut_video), str(db), "0", TESTS], capture_output=True, text=True, timeout=120
+        worker("captions_build", cut_video, db, "0"), capture_output=True, text=True, timeout=120, env=worker_env()
     )
     assert done.returncode == 0, done.stderr
     report = next(line for line in done.stdout.splitlines() if line.startswith("report"))

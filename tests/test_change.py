@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from media import FONT, H264, ffmpeg, shared_clip
-from test_perception_models import tiny_clip_dir  # noqa: F401 (a fixture)
 
 from mcr.media.video import Video
 from mcr.tools.change import ChangeGate
@@ -53,7 +52,7 @@ def test_a_small_caption_change_counts():
     assert gate.changed(caption) and not gate.changed(caption) and gate.changed(base, force=True)
 
 
-def test_frames_that_look_the_same_share_an_embedding(slides, tiny_clip_dir, monkeypatch):  # noqa: F811
+def test_frames_that_look_the_same_share_an_embedding(slides, tiny_clip_dir, monkeypatch):
     monkeypatch.setenv("MCR_CLIP_MODEL", str(tiny_clip_dir))
     video = Video(slides)
     shared = EmbeddingStage(fps=2.0, share=True).run_chunk(video, video.span)

@@ -6,30 +6,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import worker
+from tiny_vision import make_tiny_clip
 
 from mcr.media.video import Video
 from mcr.types import TimeSpan
 
 open_clip = pytest.importorskip("open_clip")
 pytest.importorskip("onnxruntime")
-
-TESTS = str(Path(__file__).resolve().parent)
-EMBED = """
-import json, sys
-sys.path.insert(0, sys.argv[3])
-from mcr.tools.clip import EmbeddingStage
-from mcr.types import TimeSpan
-from mcr.media.video import Video
-stage = EmbeddingStage(model=sys.argv[2], fps=1.0, share=False)
-video = Video(sys.argv[1])
-rows = stage.run_chunk(video, TimeSpan(0, 6)).arrays[0.0]
-print(json.dumps({"rows": rows.tolist(), "torch": "torch" in sys.modules, "kind": type(stage.images()).__name__}))
-"""
 
 
 def test_plain_pixels_equal_open_clips_transform():
@@ -50,21 +37,12 @@ def test_plain_pixels_equal_open_clips_transform():
 
 
 def test_a_later_process_embeds_frames_without_pytorch(object_video, tmp_path):
-    import torch
-    from test_perception_models import TINY_CLIP
-
-    folder = tmp_path / "clip"
-    folder.mkdir()
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(f"local-dir:{folder}").state_dict(), folder / "open_clip_pytorch_model.bin")
-    script = tmp_path / "embed.py"
-    script.write_text(EMBED)
+    folder = make_tiny_clip(tmp_path / "clip")
     env = {**os.environ, "MCR_CACHE": str(tmp_path / "cache")}
 
     def embed() -> dict:
         done = subprocess.run(
-            [sys.executable, str(script), str(object_video), str(folder), TESTS],
+            worker("clip_embed", object_video, folder),
             capture_output=True,
             text=True,
             env=env,

@@ -6,11 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from procs import run_cli
-from test_eval_adapters import asked, oracle, oracle_factory, place, tiny_video  # noqa: F401 (a fixture)
+from oracles import asked, oracle, oracle_factory, place
+from procs import run_cli, worker, worker_env
 
 from mcr.cli.main import main
 from mcr.eval import AgentSpec, load_benchmark, resolve_videos, run_eval
@@ -20,7 +19,7 @@ N = 12
 
 
 @pytest.fixture
-def bench(tmp_path, tiny_video):  # noqa: F811 (the fixture imported above)
+def bench(tmp_path, tiny_video):
     """12 multiple-choice questions over 3 videos; gold answers A, B, C, A, B, C, ..."""
     videos = place(tiny_video, tmp_path / "videos", "v0.mp4", "v1.mp4", "v2.mp4")
     ann = tmp_path / "q.jsonl"
@@ -52,24 +51,15 @@ def _stable(record):
     return {k: v for k, v in record.items() if k not in ("wall_s", "run_id", "finished_at")}
 
 
-KILLED_RUN = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_eval_adapters import oracle, oracle_factory
-from mcr.eval import load_benchmark, resolve_videos, run_eval
-samples = resolve_videos(load_benchmark("jsonl", {ann!r}), {videos!r})
-run_eval(samples, oracle_factory(oracle({answers!r}, delay=0.25)), {out!r})
-"""
-
-
 def test_resume_after_kill_reruns_nothing_finished_and_loses_nothing(tmp_path, bench):
     ann, videos, answers = bench
     out = tmp_path / "out"
-    script = KILLED_RUN.format(
-        tests=str(Path(__file__).parent), ann=str(ann), videos=str(videos), answers=answers, out=str(out)
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        worker("eval_killed", ann, videos, json.dumps(answers), out),
+        cwd=tmp_path,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     results = out / "results.jsonl"
     deadline = time.time() + 120

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from media import H264, ffmpeg, make_cue_video
 from procs import run_cli
-from test_perception_models import tiny_clip_dir  # noqa: F401  (a fixture: a tiny random CLIP folder)
 
 from mcr.media.video import Video
 from mcr.memory import ChunkResult, Memory, MemoryEntry, VideoIndex
@@ -322,7 +321,7 @@ def test_search_command_marks_weak_rows(para_ctx, tmp_path):
     assert "below the confidence threshold 0.25" in found.stdout
 
 
-def test_frames_alone_still_give_weak_candidates(tiny_clip_dir, monkeypatch, tmp_path):  # noqa: F811
+def test_frames_alone_still_give_weak_candidates(tiny_clip_dir, monkeypatch, tmp_path):
     """A silent video without text, searched by (random tiny) CLIP embeddings only: the
     plumbing of weak candidates, not CLIP's quality."""
     from mcr.tools import ModelCache

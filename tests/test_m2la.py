@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from tiny_models import greedy, logits
+from tiny_models import greedy, logits, random_layer
 from transformers import (
     Gemma3ForCausalLM,
     Gemma3TextConfig,
@@ -30,7 +30,6 @@ from mcr.m2la import (
     LatentSlidingLayer,
     M2LAAttention,
     M2LAError,
-    M2LASpec,
     RotaryEmbedding,
     convert_to_m2la,
 )
@@ -83,34 +82,6 @@ def ids(batch=1, n=12, seed=1):
 
 
 # ---------------------------------------------------------------- the layer
-def random_layer(key_norm="none", shared=False, groups=2, rope_mix=False, seed=0):
-    torch.manual_seed(seed)
-    spec = M2LASpec(
-        hidden_size=64,
-        num_heads=4,
-        num_kv_heads=groups,
-        head_dim=32,
-        v_head_dim=32,
-        rank=24,
-        rope_dim=8,
-        shared_rope=shared,
-        softmax_scale=32**-0.5,
-        key_norm=key_norm,
-        query_norm=True,
-        qkv_bias=True,
-        rope_mix=rope_mix,
-    )
-    layer = M2LAAttention(spec, layer_idx=0).eval()
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.normal_(0, 0.3)
-        if key_norm == "scale":
-            layer.rope_key_gain.uniform_(0.5, 1.5)
-        for r in range(spec.num_rope_keys):  # an arbitrary choice of kept frequency pairs
-            layer.rope_pairs[r] = torch.randperm(16)[:4].sort().values
-    return layer
-
-
 ROPES = {
     "standard": dict(),
     "mrope-sections": dict(mrope_section=[4, 6, 6]),

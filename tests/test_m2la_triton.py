@@ -6,14 +6,14 @@ largest difference between the two paths' outputs at most 1e-4 times the largest
 (measured: about 1e-6; the kernel sums in another order, in float32).
 """
 
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from procs import worker, worker_env
+from tiny_models import random_layer
 
 pytest.importorskip("transformers")
 
@@ -22,68 +22,11 @@ from mcr.m2la import LatentCache, M2LAError, RotaryEmbedding
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 
-SCRIPT = textwrap.dedent(
-    """
-    import os, sys
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
-    sys.path[:0] = [{root!r}, {tests!r}]
-    import torch
-    from test_m2la import random_layer
-    from mcr.m2la import LatentCache, RotaryEmbedding
-    from mcr.m2la.triton_decode import absorbed_decode
-
-    worst = 0.0
-    variants = {{
-        "shared, key norm, rope mix": dict(key_norm="scale", shared=True, rope_mix=True),
-        "one group, key norm": dict(key_norm="scale", shared=True, groups=1),
-        "shared, no key norm": dict(shared=True),
-    }}
-    for name, kw in variants.items():
-        for softcap in (None, 5.0):
-            layer = random_layer(**kw)
-            layer.spec.softcap = softcap
-            rot = RotaryEmbedding(32)
-            b, n, prefill = 2, 72, 64
-            x = torch.randn(b, n, 64, generator=torch.Generator().manual_seed(3))
-            cos, sin = rot(x, torch.arange(n).expand(b, n))
-            outs = {{}}
-            for kernel in ("torch", "triton"):
-                layer.decode_kernel = kernel
-                cache = LatentCache()
-                with torch.no_grad():
-                    layer(x[:, :prefill], (cos[:, :prefill], sin[:, :prefill]), None, past_key_values=cache)
-                    steps = [
-                        layer(x[:, i : i + 1], (cos[:, i : i + 1], sin[:, i : i + 1]), None, past_key_values=cache)[0]
-                        for i in range(prefill, n)
-                    ]
-                outs[kernel] = torch.cat(steps, 1)
-            diff = float((outs["torch"] - outs["triton"]).abs().max() / outs["torch"].abs().max())
-            worst = max(worst, diff)
-            print(f"{{name}} softcap={{softcap}}: {{diff:.2e}}")
-
-    # the kernel alone, with many splits and a ragged last tile, against a plain softmax
-    g = torch.Generator().manual_seed(0)
-    b, h, r, d, t, groups = 2, 20, 40, 12, 203, 4
-    q, qr, qb = torch.randn(b, h, r, generator=g), torch.randn(b, h, d, generator=g), torch.randn(b, h, generator=g)
-    lat, kr = torch.randn(b, t, r, generator=g), torch.randn(b, 1, t, d, generator=g)
-    sc = torch.rand(b, groups, t, generator=g) + 0.5
-    got = absorbed_decode(q, qr, qb, lat, kr, sc, 0.1, None, block_t=16, splits=5)
-    scores = (q @ lat.transpose(1, 2) + qb[..., None] + qr @ kr[:, 0].transpose(1, 2))
-    scores = scores * sc.repeat_interleave(h // groups, dim=1) * 0.1
-    want = torch.softmax(scores, -1) @ lat
-    diff = float((got - want).abs().max() / want.abs().max())
-    worst = max(worst, diff)
-    print(f"kernel alone, 13 tiles in 5 splits: {{diff:.2e}}")
-    print("WORST", worst)
-    """
-)
-
 
 def test_the_triton_kernel_equals_the_pytorch_absorbed_path_under_the_interpreter():
     pytest.importorskip("triton")
-    script = SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    env = worker_env(TRITON_INTERPRET="1")
+    out = subprocess.run(worker("triton_decode"), capture_output=True, text=True, timeout=600, env=env)
     if out.returncode != 0 and "interpret" in out.stderr.lower() and "not supported" in out.stderr.lower():
         pytest.skip(f"Triton's interpreter cannot run here: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -92,8 +35,6 @@ def test_the_triton_kernel_equals_the_pytorch_absorbed_path_under_the_interprete
 
 
 def layer_and_cache():
-    from test_m2la import random_layer
-
     layer = random_layer(shared=True)
     rot = RotaryEmbedding(32)
     x = torch.randn(1, 9, 64)

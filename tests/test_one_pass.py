@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import worker
+from workers.one_pass_build import CHUNK_S, stages
 
 from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
@@ -22,37 +23,6 @@ from mcr.types import TimeSpan
 
 pytest.importorskip("open_clip")
 pytest.importorskip("rapidocr_onnxruntime")
-
-TESTS = str(Path(__file__).resolve().parent)
-CHUNK_S = 15.0
-STAGES = """
-from mcr.tools.clip import EmbeddingStage
-from mcr.tools.ocr import OcrStage
-from mcr.tools.shots import ShotStage
-
-def stages(clip_dir):
-    return [ShotStage(chunk_s={chunk}), OcrStage(chunk_s={chunk}), EmbeddingStage(model=clip_dir, chunk_s={chunk})]
-""".format(chunk=CHUNK_S)
-
-
-def make_stages(clip_dir):
-    scope: dict = {}
-    exec(STAGES, scope)
-    return scope["stages"](str(clip_dir))
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    """A small open_clip folder with random weights (the index's plumbing, not its quality)."""
-    import open_clip
-    import torch
-    from test_perception_models import TINY_CLIP
-
-    folder = tmp_path_factory.mktemp("one_pass_clip")
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(f"local-dir:{folder}").state_dict(), folder / "open_clip_pytorch_model.bin")
-    return folder
 
 
 def index_of(db: Path, video: Video) -> dict:
@@ -90,7 +60,7 @@ def test_one_pass_gives_each_request_the_frames_it_gets_alone(cue_video):
 
 
 def test_the_one_pass_index_equals_the_per_stage_index_and_decodes_each_chunk_once(
-    cue_video, clip_dir, tmp_path, monkeypatch
+    cue_video, tiny_clip_dir, tmp_path, monkeypatch
 ):
     video = Video(cue_video)
     calls = []
@@ -103,11 +73,11 @@ def test_the_one_pass_index_equals_the_per_stage_index_and_decodes_each_chunk_on
     monkeypatch.setattr(frame_pass, "stream_many", counted)
     chunks = int(np.ceil(video.duration / CHUNK_S))
     monkeypatch.setenv("MCR_INDEX_ONEPASS", "0")
-    alone = VideoIndex(video, Memory(tmp_path / "alone.db")).build(make_stages(clip_dir))
+    alone = VideoIndex(video, Memory(tmp_path / "alone.db")).build(stages(tiny_clip_dir))
     assert calls == [1] * (3 * chunks)  # each stage decodes each chunk by itself
     calls.clear()
     monkeypatch.delenv("MCR_INDEX_ONEPASS")
-    together = VideoIndex(video, Memory(tmp_path / "together.db")).build(make_stages(clip_dir))
+    together = VideoIndex(video, Memory(tmp_path / "together.db")).build(stages(tiny_clip_dir))
     assert calls == [3] * chunks  # one decode of each chunk for the three stages
     assert [r.status for r in alone] == [r.status for r in together] == ["built"] * 3
     for a, b in zip(alone, together):
@@ -117,44 +87,13 @@ def test_the_one_pass_index_equals_the_per_stage_index_and_decodes_each_chunk_on
     assert one["ocr"][0] and one["shots"][2] == "done" and len(one["embeddings"][1]) == chunks
 
 
-WORKER = (
-    textwrap.dedent(
-        """
-    import sys
-    import time
-    sys.path.insert(0, sys.argv[4])
-    from mcr.memory import Memory, VideoIndex
-    from mcr.media.video import Video
-    """
-    )
-    + STAGES
-    + textwrap.dedent(
-        """
-    seen = []
-
-    def progress(stage, done, total):
-        seen.append(stage)
-        print("chunk", stage, done, flush=True)
-        if len(seen) == int(sys.argv[5]):
-            time.sleep(60)  # held here, between two commits of one chunk, until killed
-
-    index = VideoIndex(Video(sys.argv[1]), Memory(sys.argv[2]))
-    for r in index.build(stages(sys.argv[3]), progress=progress):
-        print("report", r.stage, r.status, flush=True)
-    """
-    )
-)
-
-
-def test_kill_9_during_a_one_pass_build_then_resume_gives_the_same_index(cue_video, clip_dir, tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+def test_kill_9_during_a_one_pass_build_then_resume_gives_the_same_index(cue_video, tiny_clip_dir, tmp_path):
     video = Video(cue_video)
     env = {k: v for k, v in os.environ.items() if k != "MCR_INDEX_ONEPASS"}
 
     def run(db: Path, kill_after: int | None = None) -> list[str]:
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(cue_video), str(db), str(clip_dir), TESTS, str(kill_after or 0)],
+            worker("one_pass_build", cue_video, db, tiny_clip_dir, kill_after or 0),
             stdout=subprocess.PIPE,
             text=True,
             env=env,

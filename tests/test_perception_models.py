@@ -8,12 +8,11 @@ outputs are noise, and the tests say "plumbing" in their names.
 
 from __future__ import annotations
 
-import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_vision import build_tiny_sam
 
 from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
@@ -25,70 +24,8 @@ open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 segment_anything = pytest.importorskip("segment_anything")
 
-TINY_CLIP = {
-    "model_cfg": {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    },
-    "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
-}
-
-
 def call(ctx, t, **arguments):
     return ToolRegistry([t]).execute(ToolCall(t.name, arguments, "c1"), ctx)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    """An open_clip folder (config + random weights) for a 32-dim CLIP."""
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
-    torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{folder}")
-    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return folder
-
-
-def build_tiny_sam(checkpoint=None):
-    """segment-anything's Sam with a one-block 32-wide encoder on 256 px inputs."""
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    dim, size, patch = 32, 256, 16
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=size,
-            patch_size=patch,
-            embed_dim=32,
-            depth=1,
-            num_heads=2,
-            mlp_ratio=2,
-            out_chans=dim,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            global_attn_indexes=(0,),
-            window_size=4,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=dim,
-            image_embedding_size=(size // patch, size // patch),
-            input_image_size=(size, size),
-            mask_in_chans=4,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
-            transformer_dim=dim,
-            iou_head_depth=2,
-            iou_head_hidden_dim=32,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    )
-    if checkpoint is not None:
-        sam.load_state_dict(torch.load(checkpoint, weights_only=True))
-    return sam.eval()
 
 
 @pytest.fixture

@@ -282,3 +282,37 @@ def make_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def random_layer(key_norm="none", shared=False, groups=2, rope_mix=False, seed=0):
+    """A random M2LA attention layer (hidden 64, four heads of 32, rank 24, RoPE keys of 8) with
+    arbitrary kept frequency pairs."""
+    import torch
+
+    from mcr.m2la import M2LAAttention, M2LASpec
+
+    torch.manual_seed(seed)
+    spec = M2LASpec(
+        hidden_size=64,
+        num_heads=4,
+        num_kv_heads=groups,
+        head_dim=32,
+        v_head_dim=32,
+        rank=24,
+        rope_dim=8,
+        shared_rope=shared,
+        softmax_scale=32**-0.5,
+        key_norm=key_norm,
+        query_norm=True,
+        qkv_bias=True,
+        rope_mix=rope_mix,
+    )
+    layer = M2LAAttention(spec, layer_idx=0).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.3)
+        if key_norm == "scale":
+            layer.rope_key_gain.uniform_(0.5, 1.5)
+        for r in range(spec.num_rope_keys):  # an arbitrary choice of kept frequency pairs
+            layer.rope_pairs[r] = torch.randperm(16)[:4].sort().values
+    return layer
