@@ -414,7 +414,5 @@ def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry
         )
     chosen = [available[n] for n in names if n in available] if names else list(available.values())
     registry = ToolRegistry(chosen)
-    for t in tools:
-        if not isinstance(t, str):
-            registry.add(t, replace=True)
+    registry.add_user_tools([t for t in tools if not isinstance(t, str)])
     return registry

@@ -56,6 +56,7 @@ NOT_USER_FACING = {
     "Terminated",
     "ScriptExhausted",
     "_Stop",
+    "ToolDefinitionWarning",  # a warning at decoration, not an error a run can meet
 }
 
 

@@ -4,7 +4,9 @@ a relative path (and a folder with a quote in its name), and sources that never 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import threading
 import time
 
 import pytest
@@ -61,16 +63,43 @@ def test_a_source_that_never_connects_is_reported_at_each_try_and_given_up(tmp_p
     assert reader.segments == 0
 
 
+class JunkSender:
+    """A TCP sender on 127.0.0.1 that answers every connection with random bytes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.sendall(os.urandom(256 * 1024))
+                except OSError:
+                    pass
+
+
 def test_random_bytes_as_a_source_are_reported_and_the_session_says_it_failed(tmp_path):
-    junk = tmp_path / "junk.ts"
-    junk.write_bytes(bytes(range(256)) * 64)
+    sender = JunkSender()
     events = []
-    session = LiveSession(str(junk), memory=tmp_path / "m.db", stages=["shots"], on_event=events.append)
-    session.start()
-    session.wait(timeout=60)
+    session = LiveSession(
+        f"tcp://127.0.0.1:{sender.port}", tmp_path / "m.db", ["shots"], on_event=events.append, give_up_after_s=2.0
+    )
+    try:
+        session.start()
+        session.wait(timeout=60)
+    finally:
+        sender.sock.close()
     assert not session.watching
     failed = [e for e in events if e["event"] == "source_failed"]
-    assert failed and all(e["reason"] for e in failed)
+    assert len(failed) >= 2 and all(e["reason"] for e in failed)
     assert [e["event"] for e in events][-1] == "source_gave_up" and session.error
     record = json.loads((session.folder / "session.json").read_text())
     assert record["status"] == "failed" and record["error"] == session.error

@@ -17,7 +17,7 @@ from mcr.errors import ToolNameError
 
 def load_tools(spec: str) -> list:
     """``@tool`` objects from a Python file or an importable module."""
-    from mcr.tools import Tool
+    from mcr.tools import Tool, Toolset, tools_of
 
     path = Path(spec)
     if spec.endswith(".py") or path.is_file():
@@ -34,6 +34,7 @@ def load_tools(spec: str) -> list:
         except ImportError as exc:
             raise CLIError(f"cannot import tools module {spec!r}: {exc}") from None
     found = [v for v in vars(module).values() if isinstance(v, Tool)]
+    found += [t for v in vars(module).values() if isinstance(v, Toolset) for t in tools_of(v)]
     if not found:
         raise CLIError(f"{spec} defines no @tool functions")
     return found

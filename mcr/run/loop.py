@@ -325,7 +325,9 @@ class _Run:
             span = result.frames.span
             text = f"{call.name} showed frames of {span}: {result.text[:300]}"
             entry.data["memory_ref"] = self._remember(text, result.frames)
-        if call.name in self.policy.reading_tools and not result.metadata.get("no_audio"):
+        if (call.name in self.policy.reading_tools or result.metadata.get("reads")) and not result.metadata.get(
+            "no_audio"
+        ):
             entry.data["read"] = [s.to_list() for s in result.spans]  # the spans whose lines it read
 
     def investigate(self, call: ToolCall) -> Generator[Event, None, None]:
