@@ -33,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from clip_weights import random_clip_folder
+from long_video import make_long_video
+
 HERE = Path(__file__).resolve().parent
 STAGES = "shots,transcript,ocr,embeddings"
 MEDIA = HERE.parent.parent / "shared" / "media"
@@ -112,9 +115,6 @@ def run_child(args: list[str], env: dict) -> dict:
 
 
 def make_video(work: Path, minutes: float, real: bool) -> Path:
-    sys.path.insert(0, str(HERE))
-    from long_video import make_long_video
-
     if not real:
         whole = make_long_video(work / f"long_{max(10, int(minutes))}min.mp4", minutes=max(10, int(minutes)))
         out = work / f"first_{minutes:g}min.mp4"
@@ -202,9 +202,6 @@ def table(video: Path, results: dict, checks: dict) -> list[str]:
 
 def bench_env(work: Path) -> dict:
     """Two speech threads, and a ViT-B-32 with random weights when no CLIP model is named."""
-    sys.path.insert(0, str(HERE))
-    from perception import random_clip_folder
-
     env = {"MCR_ASR_THREADS": os.environ.get("MCR_ASR_THREADS", "2")}
     if not os.environ.get("MCR_CLIP_MODEL") and not os.environ.get("MCR_CLIP_PRETRAINED"):
         env["MCR_CLIP_MODEL"] = str(random_clip_folder(work / "clip-vit-b-32-random"))

@@ -174,3 +174,14 @@ def test_the_checks_fail_on_a_tree_whose_run_imports_an_output(tmp_path):
     (tmp_path / "mcr" / "run" / "result.py").write_text("def report():\n    pass\n", encoding="utf-8")
     fixed = import_graph(tmp_path)
     assert upward_imports(fixed) == [] and cycles(fixed) == []
+
+
+def test_no_import_cycle_with_the_benchmarks():
+    """The benchmarks' scripts import each other from their own folder (each named by its file)."""
+    known = {**module_paths(), **{path.stem: path for path in (ROOT / "benchmarks").glob("*.py")}}
+    g = nx.DiGraph()
+    for name, path in known.items():
+        g.add_node(name)
+        g.add_edges_from((name, target) for target in imports_of(name, path, known))
+    assert g.has_edge("perception", "index_build") and g.has_edge("index_build", "mcr.memory")
+    assert not cycles(g), "import cycles:\n" + "\n".join(cycles(g))
