@@ -13,14 +13,13 @@ import http.server
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from media import H264, ffmpeg, make_cue_video
-from procs import run_cli
+from procs import run_cli, worker
 
 from mcr.media.video import Video
 from mcr.memory import ChunkResult, Memory, MemoryEntry, VideoIndex
@@ -280,14 +279,8 @@ def test_a_hub_id_is_downloaded_through_hf_endpoint_and_transcribes(tmp_path):
             "HF_HUB_DISABLE_XET": "1",
         }
         video = make_cue_video(tmp_path / "one.mp4", spoken=SPOKEN[:1], drawn=(), seconds=6.0)
-        code = (
-            "from mcr.tools import ToolContext, ToolRegistry; from mcr.tools.asr import asr, resolve_model; "
-            "from mcr.types import ToolCall; from mcr.media.video import Video; "
-            f"print(resolve_model()); ctx = ToolContext(video=Video({str(video)!r})); "
-            "print(ToolRegistry([asr]).execute(ToolCall('asr', {}, 'c'), ctx).text)"
-        )
         env["MCR_WHISPER_MODEL"] = _Hub.repo
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(worker("asr_first_use", video), env=env, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stderr[-2000:]
         path = Path(proc.stdout.splitlines()[0])
         assert str(tmp_path / "hf") in str(path) and (path / "model.bin").is_file()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from procs import worker, worker_env
 
 pytest.importorskip("transformers")
 
@@ -52,18 +53,8 @@ def test_the_reduced_cpu_run_writes_its_table(bench, tmp_path):
 
 
 def test_the_benchmark_imports_only_torch_transformers_and_mcr_m2la():
-    code = f"""
-import sys
-sys.path.insert(0, {str(ROOT / "benchmarks")!r})
-import m2la_scale, mcr.m2la
-for name in ("attention", "cache", "convert", "calibrate", "io", "triton_decode"):
-    __import__("mcr.m2la." + name)
-ours = sorted(m for m in sys.modules if m == "mcr" or m.startswith("mcr."))
-heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"av", "decord", "onnxruntime", "pydantic", "networkx",
-    "faster_whisper", "open_clip", "rich", "xgrammar", "cv2", "fastapi", "sqlite3", "ddgs", "jsonschema"}})
-print(" ".join(ours)); print(" ".join(heavy) or "-")
-"""
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    env = worker_env(PYTHONPATH=str(ROOT / "benchmarks"))
+    out = subprocess.run(worker("m2la_scale_imports"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     ours, heavy = out.stdout.splitlines()
     allowed = {"mcr", "mcr.errors", "mcr.lazy", "mcr.m2la"}

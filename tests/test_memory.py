@@ -5,12 +5,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from procs import run_cli
+from procs import run_cli, worker
 
 from mcr import Agent, TimeSpan
 from mcr.media.video import Video
@@ -175,39 +173,14 @@ def test_memory_finds_the_perception_stages_by_name_without_importing_tools_firs
     )
 
 
-WORKER = textwrap.dedent("""
-    import sys, time
-    from mcr.memory import Memory, VideoIndex
-    from mcr.tools.shots import ShotStage
-    from mcr.media.video import Video
-
-    class SlowShots(ShotStage):
-        def run_chunk(self, video, span):
-            result = super().run_chunk(video, span)
-            time.sleep(float(sys.argv[3]))
-            return result
-
-    index = VideoIndex(Video(sys.argv[1]), Memory(sys.argv[2]))
-    def progress(stage, done, total):
-        print(f"chunk {done:.1f}", flush=True)
-    for r in index.build([SlowShots(chunk_s=2)], progress=progress):
-        print("report", r.status, r.entries, flush=True)
-""")
-
-
 def test_killed_indexing_resumes_without_loss(cut_video, tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     db = tmp_path / "killed.db"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(cut_video), str(db), "0.4"], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen(worker("shots_build", cut_video, db, "0.4"), stdout=subprocess.PIPE, text=True)
     seen = 0
     for line in proc.stdout:
         if line.startswith("chunk"):
             seen += 1
-        if seen == 5:  # five chunks (10 s, two cuts) committed; kill in the middle of the sixth
-            time.sleep(0.2)
+        if seen == 5:  # five chunks (10 s, two cuts) committed, the sixth begun or pausing
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=30)
@@ -222,9 +195,7 @@ def test_killed_indexing_resumes_without_loss(cut_video, tmp_path):
     assert committed == expected_so_far  # every committed chunk whole, nothing half-written
     store.close()
 
-    done = subprocess.run(
-        [sys.executable, str(script), str(cut_video), str(db), "0"], capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run(worker("shots_build", cut_video, db, "0"), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "report resumed 5" in done.stdout
     first_chunk = float(done.stdout.split()[1])
@@ -233,53 +204,23 @@ def test_killed_indexing_resumes_without_loss(cut_video, tmp_path):
     assert sorted(round(e.span.end) for e in final.query(vid, kind="shot")) == [4, 8, 12, 16, 20]
 
 
-READER = textwrap.dedent("""
-    import sys, time
-    from mcr.memory import MemoryStore
-    store = MemoryStore(sys.argv[1], readonly=True)
-    counts = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        n = store.count()
-        counts.append(n)
-        if n % 50:
-            print("partial", n); sys.exit(1)
-        store.query(kind="fact", limit=20)
-        if n >= 2000:
-            break
-        time.sleep(0.005)
-    print("ok", len(counts), min(counts), max(counts), counts == sorted(counts))
-""")
-
-WRITER = textwrap.dedent("""
-    import sys
-    from mcr.memory import MemoryEntry, MemoryStore
-    store = MemoryStore(sys.argv[1])
-    for batch in range(40):
-        store.add_many([MemoryEntry(f"fact {batch}-{i}", "fact", video_id="v") for i in range(50)])
-    print("wrote", store.count())
-""")
-
-
 def test_two_readers_and_one_writer_across_processes(tmp_path):
     db = tmp_path / "shared.db"
     MemoryStore(db).close()
-    (tmp_path / "reader.py").write_text(READER)
-    (tmp_path / "writer.py").write_text(WRITER)
-    readers = [
-        subprocess.Popen([sys.executable, str(tmp_path / "reader.py"), str(db)], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    writer = subprocess.run(
-        [sys.executable, str(tmp_path / "writer.py"), str(db)], capture_output=True, text=True, timeout=120
-    )
-    assert writer.returncode == 0, writer.stderr
-    assert writer.stdout.strip() == "wrote 2000"
-    for r in readers:
-        out, _ = r.communicate(timeout=90)
-        assert r.returncode == 0, out
-        status, polls, low, high, monotonic = out.split()
-        assert status == "ok" and high == "2000" and monotonic == "True"
+    readers = [subprocess.Popen(worker("store_reader", db), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        writer = subprocess.run(worker("store_writer", db), capture_output=True, text=True, timeout=120)
+        assert writer.returncode == 0, writer.stderr
+        assert writer.stdout.strip() == "wrote 2000"
+        for r in readers:
+            out, _ = r.communicate(timeout=90)
+            assert r.returncode == 0, out
+            status, polls, low, high, monotonic = out.split()
+            assert status == "ok" and high == "2000" and monotonic == "True"
+    finally:
+        for r in readers:  # a reader still polling (the writer failed) stops with the test
+            r.kill()
+            r.wait()
 
 
 def test_second_run_on_renamed_copy_reuses_index_and_memory(cut_video, tmp_path):

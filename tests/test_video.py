@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media import MEDIA, copy_to, ffmpeg, make_bad_file, read_code
+from procs import worker
 
 from mcr.media.video import NoAudioError, Video, VideoError
 from mcr.types import Frames, TimeSpan, TimeSpanError
@@ -267,18 +268,7 @@ def test_memory_follows_frames_asked_for_not_video_length(long_video):
 
 
 def test_rss_stays_bounded_on_long_video(long_video):
-    script = (
-        "import json, resource, sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from mcr.media.video import Video\n"
-        f"v = Video({str(long_video)!r})\n"
-        "v.frames(max_frames=2)\n"
-        "rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
-        "before = rss()\n"
-        "f = v.frames(fps=5, max_frames=24)\n"
-        "print(json.dumps({'n': len(f), 'growth': rss() - before}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(worker("video_rss", long_video), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["n"] == 24
@@ -363,18 +353,7 @@ def test_corrupt_middle_opens_and_fails_only_where_damaged(tmp_path, code_video)
 def test_subprocess_survives_bad_files(tmp_path, code_video):
     """No bad file may abort the interpreter (decord can, given the chance)."""
     paths = [make_bad_file(k, tmp_path / k, code_video) for k in BAD_KINDS]
-    script = (
-        "import sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from mcr.media.video import Video, VideoError\n"
-        "for p in sys.argv[1:]:\n"
-        "    try:\n"
-        "        Video(p).frames(fps=25)\n"
-        "    except VideoError:\n"
-        "        pass\n"
-        "print('alive')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(worker("video_bad_files", *paths), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "alive", proc.stderr[-2000:]
     assert "[h264 @" not in proc.stderr, proc.stderr[-2000:]  # the decoder's own lines stay out of the terminal
 
