@@ -29,7 +29,7 @@ def mean_brightness(ctx: ToolContext, span: TimeSpan) -> ToolResult:
     )
 
 
-def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
+def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, short_video):
     model = ScriptedModel(
         [
             tool_call("mean_brightness", thought="First measure the light.", span="00:00-00:04"),
@@ -39,7 +39,7 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
     )
     trace = tmp_path / "run.jsonl"
     agent = Agent(policy="plain", model=model, tools=[mean_brightness], max_steps=5)
-    result = agent.run(str(boats), "What is in the video?", trace=trace)
+    result = agent.run(str(short_video), "What is in the video?", trace=trace)
     model.assert_complete()
 
     assert result.status == "answered" and result.answer == "boats on water"
@@ -74,18 +74,18 @@ def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, boats):
         "memory_written",
         "run_finished",
     ]
-    assert events[0]["video"]["path"].endswith("boats.mp4") and events[0]["question"] == "What is in the video?"
+    assert events[0]["video"]["path"].endswith("short.mp4") and events[0]["question"] == "What is in the video?"
     assert events[1]["stage"] == "shots" and events[1]["status"] == "built"
     assert events[4]["metadata"]["brightness"] > 0
     frames_ref = events[7]["frames"]
-    assert len(frames_ref["timestamps"]) == 3 and frames_ref["source"].endswith("boats.mp4")
+    assert len(frames_ref["timestamps"]) == 3 and frames_ref["source"].endswith("short.mp4")
     assert "images" not in json.dumps(events[7]) and trace.stat().st_size < 20000
     assert events[-2]["text"] == "Q: What is in the video? A: boats on water" and events[-2]["span"] == [2.0, 6.0]
     assert events[-1]["answer"] == "boats on water" and events[-1]["evidence"] == [[2.0, 6.0]]
     assert [type(e).__name__ for e in read_trace(trace)][-1] == "RunFinished"
 
 
-def test_tools_by_name_keep_only_those_built_ins(tmp_path, boats):
+def test_tools_by_name_keep_only_those_built_ins(tmp_path, short_video):
     model = ScriptedModel([tool_call("inspect_frames", span="00:00-00:02"), answer("boats", evidence=["00:00-00:02"])])
     agent = Agent(
         policy="plain",
@@ -95,7 +95,7 @@ def test_tools_by_name_keep_only_those_built_ins(tmp_path, boats):
         trace_dir=tmp_path,
     )
     assert [t.name for t in agent.tools] == ["inspect_frames", "mean_brightness"]
-    assert agent.run(str(boats), "What?").answer == "boats"
+    assert agent.run(str(short_video), "What?").answer == "boats"
     assert [t["function"]["name"] for t in model.calls[0].tools] == ["inspect_frames", "mean_brightness", "answer"]
     everything = Agent(policy="plain", model=ScriptedModel([]), tools=[mean_brightness], memory=tmp_path / "m.db")
     assert {"inspect_frames", "memory_search", "mean_brightness"} <= {t.name for t in everything.tools}
@@ -105,7 +105,7 @@ def test_tools_by_name_keep_only_those_built_ins(tmp_path, boats):
         Agent(model=ScriptedModel([]), index=["shot"], memory=False)
 
 
-def test_failures_reach_the_model_and_the_run_goes_on(tmp_path, boats):
+def test_failures_reach_the_model_and_the_run_goes_on(tmp_path, short_video):
     model = ScriptedModel(
         [
             tool_call("inspect_frames", span="00:09-00:05"),  # end before start
@@ -114,7 +114,7 @@ def test_failures_reach_the_model_and_the_run_goes_on(tmp_path, boats):
             say("The frames show boats."),  # plain text is the answer
         ]
     )
-    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What is shown?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(short_video, "What is shown?")
     texts = [m.text for m in model.calls[-1].messages if m.role == "tool"]
     assert "ends before it starts" in texts[0]
     assert "unknown tool 'no_such_tool'" in texts[1]
@@ -150,9 +150,9 @@ def test_parallel_tool_calls_each_get_one_result(tmp_path):
     assert not together.broken  # the two calls ran at the same time (run one after the other, both would fail)
 
 
-def test_step_budget_asks_for_an_answer(tmp_path, boats):
+def test_step_budget_asks_for_an_answer(tmp_path, short_video):
     model = ScriptedModel([tool_call("inspect_frames", span="0-2", max_frames=1)] * 2 + [answer("boats")])
-    result = Agent(policy="plain", model=model, max_steps=2, trace_dir=tmp_path).run(boats, "What?")
+    result = Agent(policy="plain", model=model, max_steps=2, trace_dir=tmp_path).run(short_video, "What?")
     assert result.status == "max_steps" and result.answer == "boats" and result.steps == 3
     last = model.calls[-1]
     assert [t["function"]["name"] for t in last.tools] == ["answer"]
@@ -161,42 +161,42 @@ def test_step_budget_asks_for_an_answer(tmp_path, boats):
     assert [e.forced_answer for e in events if isinstance(e, ModelCalled)] == [False, False, True]
 
 
-def test_no_answer_after_budget(tmp_path, boats):
+def test_no_answer_after_budget(tmp_path, short_video):
     model = ScriptedModel([tool_call("inspect_frames", span="0-2", max_frames=1)] * 2)
-    result = Agent(policy="plain", model=model, max_steps=1, trace_dir=tmp_path).run(boats, "What?")
+    result = Agent(policy="plain", model=model, max_steps=1, trace_dir=tmp_path).run(short_video, "What?")
     assert result.status == "no_answer" and result.answer == "" and not result.ok
 
 
-def test_bad_evidence_is_sent_back(tmp_path, boats):
+def test_bad_evidence_is_sent_back(tmp_path, short_video):
     model = ScriptedModel([answer("boats", evidence=["00:50-00:55"]), answer("boats", evidence=[[1, 3]])])
-    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(short_video, "What?")
     feedback = [m.text for m in model.calls[1].messages if m.role == "tool"][-1]
     assert "answer not accepted" in feedback and "after the video ends" in feedback
     assert result.evidence == [TimeSpan(1, 3)]
 
 
-def test_model_error_ends_run_with_message(tmp_path, boats):
+def test_model_error_ends_run_with_message(tmp_path, short_video):
     model = ScriptedModel([tool_call("inspect_frames", span="0-1", max_frames=1)])
-    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(boats, "What?")
+    result = Agent(policy="plain", model=model, trace_dir=tmp_path).run(short_video, "What?")
     assert result.status == "error" and "ScriptExhausted" in result.error
     assert isinstance(read_trace(result.trace_path)[-1], RunFinished)
     assert len(model.calls) == 2  # the failing second call was made once, not retried
 
 
-def test_options_in_task_and_empty_question(tmp_path, boats):
+def test_options_in_task_and_empty_question(tmp_path, short_video):
     model = ScriptedModel([answer("B")])
     agent = Agent(policy="plain", model=model, trace_dir=tmp_path)
-    agent.run(boats, "Which?", options=["cars", "boats"])
+    agent.run(short_video, "Which?", options=["cars", "boats"])
     task = model.calls[0].messages[1].text
     assert "A. cars" in task and "B. boats" in task and "duration 00:00:12.5" in task
     with pytest.raises(ValueError, match="question is empty"):
-        agent.run(boats, "  ")
+        agent.run(short_video, "  ")
 
 
-def test_render_keeps_within_frame_budget(boats):
-    video = Video(boats)
+def test_render_keeps_within_frame_budget(short_video):
+    video = Video(short_video)
     ctx = Context(profile=RenderProfile(max_frames=4, keep_recent_results=1, short_result_chars=20))
-    ctx.add_task("q", video={**video.info(), "name": "boats.mp4"})
+    ctx.add_task("q", video={**video.info(), "name": "short.mp4"})
     for i, span in enumerate(["0-2", "4-6", "8-10"]):
         call = ToolCall("inspect_frames", {"span": span}, f"c{i}")
         ctx.add_model_turn(i + 1, "", [call])

@@ -27,7 +27,7 @@ class Counted(ScriptedModel):
         return 10 * len(text)
 
 
-def test_the_index_is_built_while_the_model_loads(tmp_path, boats):
+def test_the_index_is_built_while_the_model_loads(tmp_path, short_video):
     """The load can only finish after the index stage was reported: run one after the other,
     this would time out."""
     indexed = threading.Event()
@@ -47,7 +47,7 @@ def test_the_index_is_built_while_the_model_loads(tmp_path, boats):
         subscribers=[lambda e: (seen.append(e), indexed.set()) if isinstance(e, IndexStage) else None],
         trace_dir=tmp_path,
     )
-    result = agent.run(boats, "What is on the water?")
+    result = agent.run(short_video, "What is on the water?")
     assert result.status == "answered" and result.answer == "boats"
     assert seen and loading.ready and model.calls
     context = agent.last_context
@@ -71,14 +71,14 @@ def test_a_tiny_vlm_loads_in_the_background_like_in_the_foreground(tmp_path):
     assert Agent(model=later, memory=False).profile == Agent(model=eager, memory=False).profile
 
 
-def test_a_model_that_fails_to_load_ends_the_run_with_its_error(tmp_path, boats):
+def test_a_model_that_fails_to_load_ends_the_run_with_its_error(tmp_path, short_video):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
     model = load_model(str(broken), background=True)  # the folder looks like a model: checked, not loaded
     assert isinstance(model, LoadingModel)
     agent = Agent(model=model, policy="plain", memory=tmp_path / "m.db", trace_dir=tmp_path)
-    result = agent.run(boats, "What is on the water?")  # like a model failing during the run
+    result = agent.run(short_video, "What is on the water?")  # like a model failing during the run
     assert result.status == "error" and result.error.startswith(f"cannot load {broken}")
     events = read_trace(agent.last_trace)
     assert events[0].kind == "run_started" and events[-1].kind == "run_finished"
@@ -87,7 +87,7 @@ def test_a_model_that_fails_to_load_ends_the_run_with_its_error(tmp_path, boats)
 
     shutil.rmtree(tmp_path / ".mcr", ignore_errors=True)
     cli = subprocess.run(
-        [sys.executable, "-m", "mcr.cli.main", "run", str(boats), "What?", "--model", str(broken), "--quiet"],
+        [sys.executable, "-m", "mcr.cli.main", "run", str(short_video), "What?", "--model", str(broken), "--quiet"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,7 +4,6 @@ the sentence encoder) and lacks (a GPU, a SAM checkpoint, the hub), each with ho
 from __future__ import annotations
 
 import json
-import time
 
 from media import shared_clip
 from procs import run_cli
@@ -18,9 +17,7 @@ def checks(done) -> dict:
 def test_doctor_says_what_is_here_and_what_is_missing(tmp_path):
     db = tmp_path / "memory.db"
     assert run_cli("index", shared_clip("boats.mp4"), "--stages", "shots", "--memory", db).returncode == 0
-    t0 = time.monotonic()
     found = checks(run_cli("doctor", "--json", "--memory", db, env_extra={"HF_HUB_OFFLINE": "0"}))
-    assert time.monotonic() - t0 < 30  # the unreachable hub is given up on quickly
     assert found[("system", "python")]["status"] == "ok"
     assert found[("system", "ffmpeg")]["status"] == "ok" and "ffmpeg version" in found[("system", "ffmpeg")]["detail"]
     assert found[("system", "gpu")]["status"] == "note" and "no CUDA device" in found[("system", "gpu")]["detail"]

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -23,15 +22,16 @@ from mcr.types import TimeSpan
 
 
 class SlowStage:
-    """A stage whose chunks take a while, writing one entry per chunk (the test is about the
-    index's bookkeeping, not about a perception engine)."""
+    """A stage writing one entry per chunk, whose first chunk can be held until an event is set
+    (the test is about the index's bookkeeping, not about a perception engine)."""
 
     name = "slow"
     version = "1"
     chunk_s = 2.0
 
-    def __init__(self, delay: float = 0.3) -> None:
-        self.delay = delay
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        self.hold = hold
+        self.started = threading.Event()
         self.chunks: list[float] = []
 
     def skip_reason(self, video):
@@ -39,7 +39,10 @@ class SlowStage:
 
     def run_chunk(self, video, span: TimeSpan) -> ChunkResult:
         self.chunks.append(span.start)
-        time.sleep(self.delay)
+        self.started.set()
+        if self.hold is not None:  # the first chunk waits until the test lets it go on
+            assert self.hold.wait(120), "never released"
+            self.hold = None
         return ChunkResult([MemoryEntry(f"chunk at {span.start:g}", "observation", span=span)])
 
 
@@ -52,19 +55,27 @@ def counts(db, source: str) -> Counter:
 def test_two_builders_at_once_store_each_entry_once_and_the_second_reuses(tmp_path, cut_video):
     db = tmp_path / "memory.db"
     video = Video(cut_video)  # 24 s: 12 chunks
-    reports, notices, stages = {}, [], {}
+    reports, notices = {}, []
+    waiting = threading.Event()  # the second builder has said it waits: the first may finish
+    stages = {"a": SlowStage(hold=waiting), "b": SlowStage()}
+
+    def notice(line: str) -> None:
+        notices.append(line)
+        waiting.set()
 
     def build(name: str) -> None:
         memory = Memory(db, encoder=None)
-        stages[name] = SlowStage()
-        reports[name] = VideoIndex(video, memory).build([stages[name]], notice=notices.append)[0]
+        reports[name] = VideoIndex(video, memory).build([stages[name]], notice=notice)[0]
         memory.close()
 
     first = threading.Thread(target=build, args=("a",))
     first.start()
-    time.sleep(0.5)
-    build("b")
-    first.join()
+    try:
+        assert stages["a"].started.wait(120)  # the first builder holds the lease and is in its first chunk
+        build("b")
+    finally:
+        waiting.set()
+        first.join()
     found = counts(db, "index:slow")
     assert len(found) == 12 and set(found.values()) == {1}
     assert reports["a"].status == "built" and reports["a"].entries == 12
@@ -78,11 +89,12 @@ def test_a_dead_builders_lease_is_taken_over_and_its_stage_resumed(tmp_path, cut
     db = tmp_path / "memory.db"
     video = Video(cut_video)
     memory = Memory(db, encoder=None)
-    stage = SlowStage(delay=0.0)
+    stage = SlowStage()
     index = VideoIndex(video, memory)
     index.store.remember_video(video.id, str(video.path), video.info())
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead_pid = gone.pid
     # a builder that committed three chunks and was killed: its lease and cursor are left behind
     lease = Lease(index.store, video.id, "slow")
     lease.try_take()
@@ -107,17 +119,17 @@ def test_a_stage_stored_twice_by_an_older_version_is_rebuilt(tmp_path, cut_video
     video = Video(cut_video)
     memory = Memory(db, encoder=None)
     index = VideoIndex(video, memory)
-    assert index.build([SlowStage(delay=0.0)])[0].status == "built"
+    assert index.build([SlowStage()])[0].status == "built"
     with memory.store.write() as c:  # what two builders without a lease left: every entry twice
         c.execute(
             'INSERT INTO entries (video_id, start, "end", kind, text, source, created_at, data) '
             'SELECT video_id, start, "end", kind, text, source, created_at, data FROM entries'
         )
     assert set(counts(db, "index:slow").values()) == {2}
-    report = index.build([SlowStage(delay=0.0)])[0]
+    report = index.build([SlowStage()])[0]
     assert report.status == "built" and "rebuilt: an older build stored some entries twice" in report.reason
     assert len(counts(db, "index:slow")) == 12 and set(counts(db, "index:slow").values()) == {1}
-    assert index.build([SlowStage(delay=0.0)])[0].status == "reused"
+    assert index.build([SlowStage()])[0].status == "reused"
     memory.close()
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,29 +113,71 @@ def test_a_udp_stream_is_indexed_while_it_plays_asked_and_watched_for(cue_video,
     assert session.record["segments"][-1]["end"] > 62.0 and session.record["status"] == "stopped"
 
 
+def udp_bound(port: int) -> bool:
+    """Whether a process listens on the UDP port (it cannot be bound again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def event_lines(proc: subprocess.Popen) -> tuple[queue.Queue, list[dict]]:
+    """The JSON events a process prints, as they come (a queue) and all of them (a list)."""
+    came: queue.Queue = queue.Queue()
+    seen: list[dict] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+                came.put(seen[-1])
+        came.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return came, seen
+
+
+def next_event(came: queue.Queue, check) -> dict:
+    """The next event that passes ``check``; fails when the process ends first."""
+    while True:
+        event = came.get(timeout=180)
+        assert event is not None, "the watcher ended first"
+        if check(event):
+            return event
+
+
 def test_the_cli_reconnects_after_a_drop_and_ctrl_c_flushes_the_last_segment(cue_video, tmp_path):
     port = free_udp_port()
+    target = f"udp://127.0.0.1:{port}?pkt_size=1316"
     cmd = [sys.executable, "-m", "mcr.cli.main", "watch", f"udp://127.0.0.1:{port}", "--stages", "transcript"]
     cmd += ["--memory", str(tmp_path / "m.db"), "--json", "--no-input", "--segment", "10"]
     watcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    came, lines = event_lines(watcher)
+    pusher = None
     try:
-        time.sleep(2)
-        push(cue_video, f"udp://127.0.0.1:{port}?pkt_size=1316", seconds=17).wait(timeout=60)
-        time.sleep(5)  # the stream is gone for five seconds
-        push(cue_video, f"udp://127.0.0.1:{port}?pkt_size=1316", seconds=17).wait(timeout=60)
-        time.sleep(1)
-        watcher.send_signal(signal.SIGINT)  # mid-segment: 17 + 17 s of stream, segments of 10
+        wait_for(lambda: udp_bound(port), 60)
+        push(cue_video, target, seconds=17).wait(timeout=60)
+        # the reader gives up on the silent source (its read timeout) and flushes what it had
+        next_event(came, lambda e: e["event"] == "segment" and e["end"] > 16.0)
+        wait_for(lambda: udp_bound(port), 60)  # and listens again
+        pusher = push(cue_video, target)
+        last = next_event(came, lambda e: e["event"] == "segment" and e["start"] > 16.0)
+        watcher.send_signal(signal.SIGINT)  # mid-segment, while the stream still plays
         out, err = watcher.communicate(timeout=120)
     finally:
         watcher.kill()
+        if pusher is not None:
+            pusher.kill()
     assert watcher.returncode == 0, err
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     gaps = [e for e in lines if e["event"] == "gap"]
     assert len(gaps) == 1 and gaps[0]["wall_end"] - gaps[0]["wall_start"] >= 4.0
     assert abs(gaps[0]["at"] - 17.0) < 1.0
     session = err.split("as session ")[1].split()[0]
     record = json.loads((tmp_path / "live" / session / "session.json").read_text())
-    assert record["segments"][-1]["end"] > 33.0  # the last, partial segment was flushed and indexed
+    flushed = record["segments"][-1]  # the last, partial segment: flushed at Ctrl-C and indexed
+    assert flushed["start"] >= last["end"] - 0.5 and flushed["end"] > flushed["start"]
     memory = Memory(tmp_path / "m.db")
     said = memory.store.query(session, kind="transcript")
     assert near(said, SPOKEN_CUES[0][1], 2.0, 1.0) and near(said, SPOKEN_CUES[1][1], 14.0, 1.0)

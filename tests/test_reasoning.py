@@ -23,7 +23,7 @@ def agent(model, tmp_path, **kw):
     return Agent(model=model, memory=tmp_path / "m.db", trace_dir=tmp_path / "traces", **kw)
 
 
-def test_wrong_first_answer_is_rejected_by_the_rules_and_fixed(tmp_path, boats):
+def test_wrong_first_answer_is_rejected_by_the_rules_and_fixed(tmp_path, short_video):
     model = ScriptedModel(
         [
             PLAN,
@@ -33,7 +33,7 @@ def test_wrong_first_answer_is_rejected_by_the_rules_and_fixed(tmp_path, boats):
             verdict("supported", 0.85, "boats are visible"),
         ]
     )
-    result = agent(model, tmp_path).run(boats, "What is shown?", options=OPTIONS)
+    result = agent(model, tmp_path).run(short_video, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "verified" and result.answer_form == "choice" and result.value == 1
     assert [(v["source"], v["verdict"]) for v in result.verdicts] == [
@@ -51,7 +51,7 @@ def test_wrong_first_answer_is_rejected_by_the_rules_and_fixed(tmp_path, boats):
     assert [e.phase for e in events if e.kind == "model_called"] == ["plan", "act", "act", "act", "verify"]
 
 
-def test_evidence_never_looked_at_is_refused(tmp_path, boats):
+def test_evidence_never_looked_at_is_refused(tmp_path, short_video):
     model = ScriptedModel(
         [
             answer("boats", evidence=["00:00:05-00:00:06"]),
@@ -60,12 +60,12 @@ def test_evidence_never_looked_at_is_refused(tmp_path, boats):
         ]
     )
     pol = Policy(perceive=False, plan=False, reflect_every=0, model_check=False)
-    result = agent(model, tmp_path, policy=pol).run(boats, "What is on the water?")
+    result = agent(model, tmp_path, policy=pol).run(short_video, "What is on the water?")
     assert result.status == "verified" and result.verdicts[0]["verdict"] == "fail"
     assert "was not looked at" in result.verdicts[0]["reason"]
 
 
-def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, boats):
+def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, short_video):
     model = ScriptedModel(
         [
             PLAN,
@@ -77,7 +77,7 @@ def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, boats):
             verdict("supported", 0.9, "boats visible"),
         ]
     )
-    result = agent(model, tmp_path).run(boats, "What is shown?", options=OPTIONS)
+    result = agent(model, tmp_path).run(short_video, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "verified" and result.evidence == [TimeSpan(4, 8)]
     after_check = model.calls[3].messages
@@ -89,7 +89,7 @@ def test_insufficient_verdict_leads_to_another_tool_call(tmp_path, boats):
     assert all(0 <= t <= 2.1 for t in frames[0].frames.timestamps)
 
 
-def test_investigate_nests_twice_and_the_depth_bound_stops_a_third(tmp_path, boats):
+def test_investigate_nests_twice_and_the_depth_bound_stops_a_third(tmp_path, short_video):
     model = ScriptedModel(
         [
             PLAN,
@@ -105,7 +105,7 @@ def test_investigate_nests_twice_and_the_depth_bound_stops_a_third(tmp_path, boa
             verdict("supported", 0.9, "ok"),
         ]
     )
-    result = agent(model, tmp_path).run(boats, "What is shown?", options=OPTIONS)
+    result = agent(model, tmp_path).run(short_video, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "verified"
     events = read_trace(result.trace_path)
@@ -124,7 +124,7 @@ def test_investigate_nests_twice_and_the_depth_bound_stops_a_third(tmp_path, boa
     assert "investigate" not in [t["function"]["name"] for t in model.calls[3].tools]  # not offered at depth 2
 
 
-def test_spent_budget_gives_unverified_with_best_answer(tmp_path, boats):
+def test_spent_budget_gives_unverified_with_best_answer(tmp_path, short_video):
     model = ScriptedModel(
         [
             answer("B", evidence=["00:00:04-00:00:08"]),
@@ -135,16 +135,16 @@ def test_spent_budget_gives_unverified_with_best_answer(tmp_path, boats):
         ]
     )
     pol = Policy(plan=False, reflect_every=0)
-    result = agent(model, tmp_path, policy=pol, max_steps=2).run(boats, "What is shown?", options=OPTIONS)
+    result = agent(model, tmp_path, policy=pol, max_steps=2).run(short_video, "What is shown?", options=OPTIONS)
     model.assert_complete()
     assert result.status == "unverified" and result.answer == "B" and result.value == 1
     assert [v["verdict"] for v in result.verdicts] == ["pass", "insufficient", "pass", "contradicted"]
 
 
-def test_checks_failing_every_round_end_as_failed(tmp_path, boats):
+def test_checks_failing_every_round_end_as_failed(tmp_path, short_video):
     model = ScriptedModel([answer("Z", evidence=["00:00:04-00:00:08"])] * 2)
     pol = Policy(plan=False, reflect_every=0, max_verify_rounds=2)
-    result = agent(model, tmp_path, policy=pol).run(boats, "What is shown?", options=OPTIONS)
+    result = agent(model, tmp_path, policy=pol).run(short_video, "What is shown?", options=OPTIONS)
     assert result.status == "failed" and result.answer == "Z" and not result.ok
 
 
@@ -160,17 +160,19 @@ def test_answer_forms():
     assert "several options" in interpret("choice", "a car race or boats on water", OPTIONS)[1]
 
 
-def test_span_answer_is_typed(tmp_path, boats):
+def test_span_answer_is_typed(tmp_path, short_video):
     model = ScriptedModel([answer("from 4 to 8 seconds", evidence=["00:00:04-00:00:08"])])
     pol = Policy(plan=False, reflect_every=0, model_check=False)
-    result = agent(model, tmp_path, policy=pol).run(boats, "When are the boats largest?")
+    result = agent(model, tmp_path, policy=pol).run(short_video, "When are the boats largest?")
     assert result.answer_form == "span" and result.value == TimeSpan(4, 8) and result.status == "verified"
     assert result.to_dict()["value"] == [4.0, 8.0] and result.frames_seen == 16
 
 
-def test_baseline_answers_in_one_call_from_uniform_frames(tmp_path, boats):
+def test_baseline_answers_in_one_call_from_uniform_frames(tmp_path, short_video):
     model = ScriptedModel([answer("B", evidence=["00:00:00-00:00:12.5"])])
-    result = BaselineAgent(model=model, frames=8, trace_dir=tmp_path).run(boats, "What is shown?", options=OPTIONS)
+    result = BaselineAgent(model=model, frames=8, trace_dir=tmp_path).run(
+        short_video, "What is shown?", options=OPTIONS
+    )
     assert result.status == "answered" and result.value == 1 and result.usage.model_calls == 1
     frames = [p for m in model.calls[0].messages for p in m.parts if isinstance(p, FramesPart)]
     stamps = frames[0].frames.timestamps
@@ -250,9 +252,11 @@ def test_three_hour_context_renders_within_budget_and_points_at_memory():
             assert messages[j].role == "assistant" and m.tool_call_id in {c.id for c in messages[j].tool_calls}
 
 
-def test_last_chance_answer_with_broken_evidence_is_kept(tmp_path, boats):
+def test_last_chance_answer_with_broken_evidence_is_kept(tmp_path, short_video):
     model = ScriptedModel([answer("A", evidence=["10:00:00.1-00:00:11.8"])])
-    result = BaselineAgent(model=model, frames=4, trace_dir=tmp_path).run(boats, "What is shown?", options=OPTIONS)
+    result = BaselineAgent(model=model, frames=4, trace_dir=tmp_path).run(
+        short_video, "What is shown?", options=OPTIONS
+    )
     assert result.answer == "A" and result.value == 0 and result.evidence == [] and result.status == "answered"
     proposed = [e for e in read_trace(result.trace_path) if e.kind == "answer_proposed"][0]
     assert not proposed.accepted and "ends before it starts" in proposed.reason

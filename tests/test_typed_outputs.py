@@ -184,7 +184,7 @@ def test_min_confidence_decides_whether_a_supported_verdict_passes():
     assert Verdict("rules", "pass", 1.0, min_confidence=0.99).passed  # rules are not graded
 
 
-def test_a_low_confidence_supported_verdict_does_not_pass_a_run(tmp_path, boats):
+def test_a_low_confidence_supported_verdict_does_not_pass_a_run(tmp_path, short_video):
     script = [
         answer("B", evidence=["00:00:04-00:00:08"]),  # seen in the overview: passes the rules
         verdict("supported", 0.3, "perhaps boats"),
@@ -194,7 +194,7 @@ def test_a_low_confidence_supported_verdict_does_not_pass_a_run(tmp_path, boats)
     policy = Policy(plan=False, reflect_every=0, min_confidence=0.5)
     model = ScriptedModel(list(script))
     result = Agent(model=model, policy=policy, memory=False, trace_dir=tmp_path).run(
-        boats, "What is shown?", options=OPTIONS
+        short_video, "What is shown?", options=OPTIONS
     )
     assert result.status == "verified" and result.value == 1
     assert [(v["verdict"], v["confidence"]) for v in result.verdicts] == [
@@ -211,7 +211,7 @@ def test_a_low_confidence_supported_verdict_does_not_pass_a_run(tmp_path, boats)
     trusting = Policy(plan=False, reflect_every=0, min_confidence=0.25)
     model = ScriptedModel(list(script[:2]))
     result = Agent(model=model, policy=trusting, memory=False, trace_dir=tmp_path).run(
-        boats, "What is shown?", options=OPTIONS
+        short_video, "What is shown?", options=OPTIONS
     )
     model.assert_complete()
     assert result.status == "verified" and [v["verdict"] for v in result.verdicts] == ["pass", "supported"]
@@ -305,14 +305,14 @@ def test_an_old_trace_is_drawn_again(tmp_path):
     assert "1280 tokens" in drawn and "trace: /tmp/t.jsonl" in drawn
 
 
-def test_one_result_type_from_the_loop_to_the_caller(tmp_path, boats):
+def test_one_result_type_from_the_loop_to_the_caller(tmp_path, short_video):
     import mcr
     import mcr.agents
 
     assert mcr.RunResult is mcr.agents.RunResult is RunResult
     model = ScriptedModel([answer("boats", evidence=["00:00:01-00:00:03"])])
     agent = Agent(model=model, policy="plain", memory=False, trace_dir=tmp_path, builtin=False)
-    events = list(agent.stream(boats, "What is shown?"))
+    events = list(agent.stream(short_video, "What is shown?"))
     finished = events[-1]
     assert isinstance(finished, RunFinished) and finished.result.answer == "boats"
     line = json.loads(Path(finished.result.trace_path).read_text().splitlines()[-1])
@@ -323,11 +323,11 @@ def test_one_result_type_from_the_loop_to_the_caller(tmp_path, boats):
         memory=False,
         trace_dir=tmp_path,
         builtin=False,
-    ).run(boats, "What is shown?")
+    ).run(short_video, "What is shown?")
     assert type(result) is RunResult and result.evidence == [TimeSpan(1, 3)] and result.trace_path
 
 
-def test_a_failing_subscriber_is_reported_once_and_dropped(tmp_path, boats, caplog):
+def test_a_failing_subscriber_is_reported_once_and_dropped(tmp_path, short_video, caplog):
     calls = []
     seen = []
 
@@ -345,7 +345,7 @@ def test_a_failing_subscriber_is_reported_once_and_dropped(tmp_path, boats, capl
         subscribers=[broken_renderer, seen.append],
     )
     with caplog.at_level(logging.WARNING, logger="mcr.agents"):
-        result = agent.run(boats, "What is shown?")
+        result = agent.run(short_video, "What is shown?")
     assert result.status == "answered" and result.answer == "boats"
     assert calls == ["run_started"]  # dropped after its first failure
     assert [e.kind for e in seen][0] == "run_started" and seen[-1].kind == "run_finished"  # the others go on
