@@ -224,18 +224,91 @@ def convert_to_m2la(
     )
 
 
+def _choose_rope_pairs(src, x, weights, k, shared, inv_freq, span, axes):
+    """``(sqrt_cov, pairs)``: the input's square-root second moment (from calibration data, else
+    the input norm's weights) and the ``k`` frequency pairs each RoPE key keeps ([n_rope, k])."""
+    wq, bq, wk, bk, gq, gk = weights
+    H, G, d, hid = src.heads, src.groups, src.head_dim, src.hidden
+    if x is not None:
+        sqrt_cov = sqrt_second_moment(x)
+        contrib = rope_contribution_from_data(x, wq, bq, wk, bk, H, G, d, gq, gk, src.norm_eps)
+    else:
+        gamma = src.input_norm_weight
+        sqrt_cov = torch.diag(gamma.cpu().abs()) if gamma is not None else torch.eye(hid, dtype=torch.float64)
+        contrib = rope_contribution_from_weights(sqrt_cov, wq, wk, H, G, d, gq, gk)
+    if inv_freq is not None and inv_freq.numel() == d // 2:  # weight by the damage of dropping each rotation
+        contrib = contrib * rotation_sensitivity(inv_freq, span)[None, :]
+    scores = contrib.sum(0, keepdim=True) if shared else contrib
+    if axes is not None and axes.numel() == d // 2:  # multimodal RoPE: each position axis keeps its share
+        return sqrt_cov, top_pairs_per_axis(scores, k, axes)
+    return sqrt_cov, top_pairs(scores, k)
+
+
+def _copy_into(module, weights: dict) -> None:
+    """Copy each tensor of ``weights`` (dotted parameter or buffer names; None: not used) into ``module``."""
+    state = dict(module.named_parameters()) | dict(module.named_buffers())
+    with torch.no_grad():
+        for name, value in weights.items():
+            if value is not None:
+                state[name].copy_(value)
+
+
+def w64(linear):
+    return linear.weight.detach().double().cpu()
+
+
+def b64(linear, size):
+    bias = linear.bias
+    return None if bias is None else bias.detach().double().cpu().reshape(size)
+
+
+def _grouped_keys(wk, bk, gk, G, d, x, sqrt_cov, eps, fold):
+    """The key rows and biases per KV group ([G, d, hidden], [G, d]); with ``fold``, the key norm's
+    mean scale times its weight is folded into them (a constant in place of the norm)."""
+    hid = wk.shape[1]
+    wk_g = wk.view(G, d, hid).clone()
+    bk_g = torch.zeros(G, d, dtype=torch.float64) if bk is None else bk.view(G, d).clone()
+    if not fold:
+        return wk_g, bk_g
+    if x is not None:
+        k_pre = (x @ wk.T + (0 if bk is None else bk)).view(-1, G, d)
+        mean_inv = torch.rsqrt(k_pre.pow(2).mean(-1) + eps).mean(0)
+    else:
+        energy = weigh(wk_g, sqrt_cov).pow(2).sum((1, 2)) + bk_g.pow(2).sum(1)
+        mean_inv = torch.rsqrt(energy / d + eps)
+    factor = mean_inv[:, None] * gk[None, :]
+    return wk_g * factor[..., None], bk_g * factor
+
+
+def _rope_keys(wk_g, bk_g, gk, rope_cols, H, shared, key_norm, sqrt_cov, has_bias):
+    """The cached RoPE key rows and bias, and what the query side needs to use them:
+    ``(rows, bias, mix, gain, k_rope_norm_weight, share_energy)``. One key shared by all groups is
+    fitted by :func:`shared_rope_fit`, each group's own rotation moved into its queries (``mix``)."""
+    G, hid = wk_g.shape[0], wk_g.shape[2]
+    rope_dim = rope_cols[0].numel()
+    k, per_head = rope_dim // 2, H // G
+    rope_rows = torch.stack([wk_g[g][rope_cols[g]] for g in range(G)])  # [G, 2k, hid]
+    rope_bias = torch.stack([bk_g[g][rope_cols[g]] for g in range(G)])  # [G, 2k]
+    if not (shared and G > 1):
+        k_rope_w = torch.stack([gk[rope_cols[g]] for g in range(G)]) if key_norm == "scale" else None
+        return rope_rows.reshape(G * rope_dim, hid), rope_bias.reshape(-1), None, None, k_rope_w, None
+    rows, sbias, coeff, share_energy = shared_rope_fit(rope_rows, rope_bias if has_bias else None, sqrt_cov)
+    w, gain, k_rope_w = coeff, None, None
+    if key_norm == "scale":
+        gain = coeff.abs().repeat(1, 2)  # [G, 2k]
+        g_rope = gk[rope_cols[0]]
+        w = coeff * ((g_rope[:k] + g_rope[k:]) / 2)  # pair-mean of the norm weight, moved to the query
+        k_rope_w = torch.ones(1, rope_dim, dtype=torch.float64)
+    conj = w.conj()
+    mix = torch.stack([torch.stack((conj[h // per_head].real, conj[h // per_head].imag)) for h in range(H)])
+    return rows, sbias, mix, gain, k_rope_w, share_energy
+
+
 def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_freq=None, span=4096, axes=None):
     attn = src.module
     device, dtype = attn.q_proj.weight.device, attn.q_proj.weight.dtype
     H, G, d, hid = src.heads, src.groups, src.head_dim, src.hidden
     k = rope_dim // 2
-
-    def w64(linear):
-        return linear.weight.detach().double().cpu()
-
-    def b64(linear, size):
-        bias = linear.bias
-        return None if bias is None else bias.detach().double().cpu().reshape(size)
 
     wq, wk, wv = w64(attn.q_proj), w64(attn.k_proj), w64(attn.v_proj)
     bq, bk, bv = b64(attn.q_proj, -1), b64(attn.k_proj, -1), b64(attn.v_proj, -1)
@@ -245,35 +318,12 @@ def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_f
     gk = None if gk is None else gk.cpu()
     eps = src.norm_eps
 
-    if x is not None:
-        sqrt_cov = sqrt_second_moment(x)
-        contrib = rope_contribution_from_data(x, wq, bq, wk, bk, H, G, d, gq, gk, eps)
-    else:
-        gamma = src.input_norm_weight
-        sqrt_cov = torch.diag(gamma.cpu().abs()) if gamma is not None else torch.eye(hid, dtype=torch.float64)
-        contrib = rope_contribution_from_weights(sqrt_cov, wq, wk, H, G, d, gq, gk)
-    if inv_freq is not None and inv_freq.numel() == d // 2:  # weight by the damage of dropping each rotation
-        contrib = contrib * rotation_sensitivity(inv_freq, span)[None, :]
-    scores = contrib.sum(0, keepdim=True) if shared else contrib
-    if axes is not None and axes.numel() == d // 2:  # multimodal RoPE: each position axis keeps its share
-        pairs = top_pairs_per_axis(scores, k, axes)  # [n_rope, k]
-    else:
-        pairs = top_pairs(scores, k)
+    sqrt_cov, pairs = _choose_rope_pairs(src, x, (wq, bq, wk, bk, gq, gk), k, shared, inv_freq, span, axes)
     group_pairs = pairs.expand(G, k)
     rope_cols = [pair_columns(group_pairs[g], d) for g in range(G)]
     nope_cols = [torch.tensor(sorted(set(range(d)) - set(c.tolist())), dtype=torch.long) for c in rope_cols]
 
-    wk_g = wk.view(G, d, hid).clone()
-    bk_g = torch.zeros(G, d, dtype=torch.float64) if bk is None else bk.view(G, d).clone()
-    if key_norm == "fold":  # constant scale x norm weight folded into the key rows
-        if x is not None:
-            k_pre = (x @ wk.T + (0 if bk is None else bk)).view(-1, G, d)
-            mean_inv = torch.rsqrt(k_pre.pow(2).mean(-1) + eps).mean(0)
-        else:
-            energy = weigh(wk_g, sqrt_cov).pow(2).sum((1, 2)) + bk_g.pow(2).sum(1)
-            mean_inv = torch.rsqrt(energy / d + eps)
-        factor = mean_inv[:, None] * gk[None, :]
-        wk_g, bk_g = wk_g * factor[..., None], bk_g * factor
+    wk_g, bk_g = _grouped_keys(wk, bk, gk, G, d, x, sqrt_cov, eps, fold=key_norm == "fold")
 
     per_head = H // G
     perms = [torch.cat((nope_cols[g], rope_cols[g])) for g in range(G)]
@@ -285,25 +335,8 @@ def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_f
         bq_new = torch.stack([bq_h[h][perms[h // per_head]] for h in range(H)]).reshape(-1)
     q_norm_w = None if gq is None else torch.stack([gq[perms[h // per_head]] for h in range(H)])
 
-    rope_rows = torch.stack([wk_g[g][rope_cols[g]] for g in range(G)])  # [G, 2k, hid]
-    rope_bias = torch.stack([bk_g[g][rope_cols[g]] for g in range(G)])  # [G, 2k]
-    mix = gain = k_rope_w = None
-    share_energy = None
-    if shared and G > 1:
-        rows, sbias, coeff, share_energy = shared_rope_fit(rope_rows, rope_bias if has_bias else None, sqrt_cov)
-        kv_rope_rows, kv_rope_bias = rows, sbias
-        w = coeff
-        if key_norm == "scale":
-            gain = coeff.abs().repeat(1, 2)  # [G, 2k]
-            g_rope = gk[rope_cols[0]]
-            w = coeff * ((g_rope[:k] + g_rope[k:]) / 2)  # pair-mean of the norm weight, moved to the query
-            k_rope_w = torch.ones(1, rope_dim, dtype=torch.float64)
-        conj = w.conj()
-        mix = torch.stack([torch.stack((conj[h // per_head].real, conj[h // per_head].imag)) for h in range(H)])
-    else:
-        kv_rope_rows, kv_rope_bias = rope_rows.reshape(G * rope_dim, hid), rope_bias.reshape(-1)
-        if key_norm == "scale":
-            k_rope_w = torch.stack([gk[rope_cols[g]] for g in range(G)])
+    rope = _rope_keys(wk_g, bk_g, gk, rope_cols, H, shared, key_norm, sqrt_cov, has_bias)
+    kv_rope_rows, kv_rope_bias, mix, gain, k_rope_w, share_energy = rope
 
     nope = d - rope_dim
     wv_g = wv.view(G, d, hid)
@@ -333,27 +366,24 @@ def _convert_layer(src, idx, rank, rope_dim, shared, key_norm, x, softcap, inv_f
         sliding_window=src.sliding_window,
     )
     new = M2LAAttention(spec, layer_idx=getattr(attn, "layer_idx", idx))
-    with torch.no_grad():
-        new.q_proj.weight.copy_(wq_new)
-        new.kv_a_proj_with_mqa.weight.copy_(torch.cat((fac.down, kv_rope_rows)))
-        new.kv_b_proj.weight.copy_(fac.up)
-        new.o_proj.weight.copy_(attn.o_proj.weight.detach())
-        if has_bias:
-            new.q_proj.bias.copy_(bq_new)
-            new.kv_a_proj_with_mqa.bias.copy_(torch.cat((fac.down_bias, kv_rope_bias)))
-            new.kv_b_proj.bias.copy_(fac.up_bias)
-        if spec.o_bias:
-            new.o_proj.bias.copy_(attn.o_proj.bias.detach())
-        if q_norm_w is not None:
-            new.q_norm.weight.copy_(q_norm_w)
-        new.rope_pairs.copy_(pairs)
-        if key_norm == "scale":
-            new.k_nope_norm_weight.copy_(torch.stack([gk[nope_cols[g]] for g in range(G)]))
-            new.k_rope_norm_weight.copy_(k_rope_w)
-            if gain is not None:
-                new.rope_key_gain.copy_(gain)
-        if mix is not None:
-            new.q_rope_mix.copy_(mix)
+    k_nope_w = torch.stack([gk[nope_cols[g]] for g in range(G)]) if key_norm == "scale" else None
+    weights = {
+        "q_proj.weight": wq_new,
+        "kv_a_proj_with_mqa.weight": torch.cat((fac.down, kv_rope_rows)),
+        "kv_b_proj.weight": fac.up,
+        "o_proj.weight": attn.o_proj.weight.detach(),
+        "q_proj.bias": bq_new if has_bias else None,
+        "kv_a_proj_with_mqa.bias": torch.cat((fac.down_bias, kv_rope_bias)) if has_bias else None,
+        "kv_b_proj.bias": fac.up_bias if has_bias else None,
+        "o_proj.bias": attn.o_proj.bias.detach() if spec.o_bias else None,
+        "q_norm.weight": q_norm_w,
+        "rope_pairs": pairs,
+        "k_nope_norm_weight": k_nope_w,
+        "k_rope_norm_weight": k_rope_w if key_norm == "scale" else None,
+        "rope_key_gain": gain if key_norm == "scale" else None,
+        "q_rope_mix": mix,
+    }
+    _copy_into(new, weights)
     new.to(device=device, dtype=dtype)
     new.train(attn.training)
     report = LayerReport(
