@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS edges (
     video_id TEXT,
     PRIMARY KEY (src, dst, relation)
 );
+CREATE TABLE IF NOT EXISTS added_videos (
+    video_id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
 """
 
 _COLUMNS = 'id, video_id, start, "end", kind, text, source, confidence, created_at, data'
@@ -455,6 +461,33 @@ class MemoryStore:
         """Where the video ``video_id`` was last read from; None when this store has never seen it."""
         row = self.conn.execute("SELECT path FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return row[0] if row else None
+
+    def add_video(self, video_id: str, path: str, origin: str) -> None:
+        """Record a video a service was given (``origin``: file, url or upload) so its id is known
+        after a restart."""
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO added_videos (video_id, path, origin, added_at) VALUES (?,?,?,?) ON CONFLICT(video_id) "
+                "DO UPDATE SET path = excluded.path, origin = excluded.origin, added_at = excluded.added_at",
+                (video_id, path, origin, time.time()),
+            )
+
+    def added_video(self, video_id: str) -> dict | None:
+        row = self.conn.execute(
+            "SELECT path, origin, added_at FROM added_videos WHERE video_id = ?", (video_id,)
+        ).fetchone()
+        return {"video_id": video_id, "path": row[0], "origin": row[1], "added_at": row[2]} if row else None
+
+    def added_videos(self, origin: str | None = None) -> list[dict]:
+        sql, args = "SELECT video_id, path, origin, added_at FROM added_videos", ()
+        if origin is not None:
+            sql, args = sql + " WHERE origin = ?", (origin,)
+        rows = self.conn.execute(sql + " ORDER BY added_at", args).fetchall()
+        return [{"video_id": v, "path": p, "origin": o, "added_at": a} for v, p, o, a in rows]
+
+    def remove_added_video(self, video_id: str) -> bool:
+        with self.write() as c:
+            return c.execute("DELETE FROM added_videos WHERE video_id = ?", (video_id,)).rowcount > 0
 
     def stage_status(self, video_id: str, stage: str) -> str | None:
         """The index stage's status for the video (running | done | skipped | failed); None when never built."""

@@ -21,6 +21,8 @@ from mcr.outputs.report import run_report
 from mcr.run.testing import RecordingModel, answer, request_kind, say, tool_call, verdict
 from mcr.service.app import make_app
 
+VIDEO = {"Content-Type": "video/mp4"}
+
 
 def paced(delay: float = 0.2, calls: int = 1, evidence: str = "0-2"):
     """A model that looks ``calls`` times (inspect_frames) and then answers, ``delay`` s a turn."""
@@ -157,9 +159,9 @@ def test_refusals_are_clear_and_write_nothing(media, tmp_path, code_video):
         for video, (code, words) in cases.items():
             r = client.post("/v1/runs", json={"video": video, "question": "What?"})
             assert r.status_code == code and words in r.json()["detail"], (video, r.text)
-        big = client.post("/v1/videos/upload", content=code_video.read_bytes())
+        big = client.post("/v1/videos/upload", content=code_video.read_bytes(), headers=VIDEO)
         assert big.status_code == 413 and "over the limit" in big.json()["detail"]
-        noise = client.post("/v1/videos/upload", content=b"not a video at all" * 100)
+        noise = client.post("/v1/videos/upload", content=b"not a video at all" * 100, headers=VIDEO)
         assert noise.status_code == 415 and "not a video" in noise.json()["detail"]
         assert client.post("/v1/runs", json={"video": "boats.mp4", "question": " "}).status_code == 400
     uploads = tmp_path / "uploads"
@@ -200,7 +202,7 @@ def test_videos_are_added_searched_and_uploaded(cue_video, tmp_path):
         assert best["span"][0] <= 35.0 and best["span"][1] >= 33.0
         info = client.get(f"/v1/videos/{video_id}").json()
         assert info["info"]["duration"] > 60 and info["index"]["ocr"] == "done"
-        upload = client.post("/v1/videos/upload", content=cue_video.read_bytes())
+        upload = client.post("/v1/videos/upload", content=cue_video.read_bytes(), headers=VIDEO)
         assert upload.status_code == 201 and upload.json()["video_id"] == video_id  # the same bytes
         assert client.get(f"/v1/videos/{video_id}/file").content[:12] == cue_video.read_bytes()[:12]
 

@@ -8,17 +8,24 @@ connection that drops half way is taken up again with a range request (``If-Rang
 changed file starts over), here and in a later run. Two processes fetching the same URL wait
 for each other through a lock file, so the file is downloaded once. ``$MCR_CACHE`` moves the
 cache; ``$MCR_MAX_DOWNLOAD`` (``500M``, ``8G``...) caps a file's size (default 8 GiB).
+
+Inside ``public_only()`` (what a service does for URLs its callers give) every connection, the
+redirects' included, is checked where it lands: an address that is not public (loopback,
+private, link-local and cloud metadata, CGNAT, multicast, unspecified) is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import email.utils
 import fcntl
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
@@ -124,8 +131,77 @@ def fetch(url: str, max_bytes: int | None = None, progress: bool = True) -> Path
         return _download(url, folder, key, max_bytes or max_bytes_default(), progress, kept, first)
 
 
+PUBLIC_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("mcr_public_only", default=False)
+NOT_PUBLIC = "the address is not a public one"
+
+
+@contextlib.contextmanager
+def public_only() -> Iterator[None]:
+    """Downloads in this block connect only to public addresses (each connection checked)."""
+    token = PUBLIC_ONLY.set(True)
+    try:
+        yield
+    finally:
+        PUBLIC_ONLY.reset(token)
+
+
+def blocked_address(address: str) -> bool:
+    """True for an address a service must not fetch from on a caller's behalf."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+
+
+def check_public(url: str) -> None:
+    """``SourceError`` unless every address ``url``'s host resolves to is public."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        found = socket.getaddrinfo(parts.hostname or "", port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError, UnicodeError):
+        raise SourceError(f"cannot download {url}: its host cannot be resolved") from None
+    if not found or any(blocked_address(str(info[4][0])) for info in found):
+        raise SourceError(f"cannot download {url}: {NOT_PUBLIC}")
+
+
+def _public_connection(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+    """``socket.create_connection`` that lets go of a socket whose peer is not public (checked
+    where it connected, so a name that resolves differently the second time gains nothing)."""
+    sock = socket.create_connection(address, *args, **kwargs)
+    if blocked_address(str(sock.getpeername()[0])):
+        sock.close()
+        raise SourceError(f"cannot download from {address[0]}: {NOT_PUBLIC}")
+    return sock
+
+
+def _checked(kind: type) -> Any:
+    def make(host: str, **kwargs: Any) -> Any:
+        conn = kind(host, **kwargs)
+        conn._create_connection = _public_connection
+        return conn
+
+    return make
+
+
+class _PublicHTTP(urllib.request.HTTPHandler):
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(_checked(http.client.HTTPConnection), req)
+
+
+class _PublicHTTPS(urllib.request.HTTPSHandler):
+    def https_open(self, req: Any) -> Any:
+        return self.do_open(_checked(http.client.HTTPSConnection), req, context=self._context)
+
+
 def _request(url: str, headers: dict) -> Any:
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **headers})
+    if PUBLIC_ONLY.get():  # no proxy: the peer checked must be the server itself; redirects use the same opener
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _PublicHTTP, _PublicHTTPS)
+        return opener.open(req, timeout=TIMEOUT_S)
     return urllib.request.urlopen(req, timeout=TIMEOUT_S)
 
 
@@ -305,4 +381,4 @@ def _extension(url: str, ctype: str) -> str:
     return MEDIA_TYPES.get(ctype, ".video")
 
 
-__all__ = ["SourceError", "fetch", "media_cache", "parse_size"]
+__all__ = ["SourceError", "blocked_address", "check_public", "fetch", "media_cache", "parse_size", "public_only"]

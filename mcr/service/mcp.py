@@ -9,8 +9,25 @@ those folders are opened.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+
+@contextlib.contextmanager
+def told() -> Iterator[None]:
+    """A caller's mistake (a missing file, a path outside the media roots, a URL that gives no
+    video) goes back inside the tool's result as its one line, with no traceback on stderr."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from mcr.errors import MCRError
+
+    try:
+        yield
+    except MCRError as exc:
+        raise ToolError(exc.one_line()) from None
+    except (ValueError, OSError) as exc:
+        raise ToolError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
 def build_server(model: Any, memory: Any = None, media_roots: Sequence[str] = (), trace_dir: Any = None) -> Any:
@@ -31,16 +48,19 @@ def build_server(model: Any, memory: Any = None, media_roots: Sequence[str] = ()
     )
 
     def video_of(spec: str) -> Any:
-        if roots and not is_url(spec):
-            return open_video(media_path(spec, roots))
-        return open_video(spec, progress=False)
+        with told():
+            if roots and not is_url(spec):
+                return open_video(media_path(spec, roots))
+            return open_video(spec, progress=False)
 
     @server.tool()
     def ask_video(video: str, question: str, options: list[str] | None = None) -> dict:
         """Answer a question about a video; returns the answer, its status, the evidence spans
         (seconds) and the run's trace file."""
-        agent = Agent(model=model, memory=db, trace_dir=trace_dir)
-        result = agent.run(video_of(video), question, options=options or None)
+        agent = Agent(model=model.fresh() if hasattr(model, "fresh") else model, memory=db, trace_dir=trace_dir)
+        handle = video_of(video)
+        with told():
+            result = agent.run(handle, question, options=options or None)
         return {
             "answer": result.answer,
             "status": result.status,
@@ -54,14 +74,16 @@ def build_server(model: Any, memory: Any = None, media_roots: Sequence[str] = ()
         """The spans of a video that best match a query (speech, on-screen text, frames)."""
         result = search_spans(video_of(video), db, query, max(1, min(k, 20)))
         if result.is_error:
-            raise ValueError(result.text.removeprefix("error: ").strip())
+            with told():
+                raise ValueError(result.text.removeprefix("error: ").removeprefix("retry: ").strip())
         return {"query": query, "results": result.metadata.get("results", []), "text": result.text}
 
     @server.tool()
     def index_video(video: str) -> dict:
         """Build (or reuse) the video's index: shots, transcript and on-screen text."""
         handle = video_of(video)
-        reports = VideoIndex(handle, db).build(["shots", "transcript", "ocr"])
+        with told():
+            reports = VideoIndex(handle, db).build(["shots", "transcript", "ocr"])
         return {"video_id": handle.id, "stages": [r.to_dict() for r in reports]}
 
     @server.tool()

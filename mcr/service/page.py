@@ -47,7 +47,8 @@ function say(text, cls) { const d = q('#notice'); d.textContent = text; d.classN
 async function api(path, options) {
   const r = await fetch(path, Object.assign({}, options, {headers: Object.assign({}, auth, (options || {}).headers)}));
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.detail || r.statusText);
+  const why = Array.isArray(body.detail) ? body.detail.map(d => d.loc.slice(-1)[0] + ': ' + d.msg).join('; ') : body.detail;
+  if (!r.ok) throw new Error(why || r.statusText);
   return body;
 }
 api('/v1/media').then(b => (b.files || []).forEach(f => {
@@ -97,8 +98,8 @@ async function chosenVideo() {
   const json = body => ({method: 'POST', body: JSON.stringify(body), headers: {'Content-Type': 'application/json'}});
   if (f) return (await api('/v1/videos/upload', {method: 'POST', body: f,
     headers: {'Content-Type': 'application/octet-stream'}})).video_id;
-  if (q('#url').value.trim()) return (await api('/v1/videos', json({url: q('#url').value.trim()}))).video_id;
-  if (q('#media').value) return (await api('/v1/videos', json({path: q('#media').value}))).video_id;
+  if (q('#url').value.trim()) return (await api('/v1/videos', json({url: q('#url').value.trim(), index: false}))).video_id;
+  if (q('#media').value) return (await api('/v1/videos', json({path: q('#media').value, index: false}))).video_id;
   throw new Error('choose a video first: a file, a URL or an upload');
 }
 q('#ask-form').addEventListener('submit', async ev => {

@@ -19,8 +19,11 @@ def media_path(spec: str, roots: Sequence[Path]) -> Path:
     candidates = [Path(spec)] if Path(spec).is_absolute() else [root / spec for root in roots]
     for candidate in candidates:
         real = candidate.resolve()
-        if any(real.is_relative_to(root.resolve()) for root in roots) and real.is_file():
+        inside = any(real.is_relative_to(root.resolve()) for root in roots)
+        if inside and real.is_file():
             return real
+        if inside and real.is_dir():
+            raise ValueError(f"{spec!r} is a folder, not a video: name a file in it")
         if candidate.exists() or candidate.is_symlink():
             raise ValueError(f"{spec!r} is outside the media roots")
     raise ValueError(f"{spec!r} is not a file under the media roots")

@@ -3,27 +3,30 @@ run drawn so far (the report's own pieces, for the page)."""
 
 # no "from __future__ import annotations": FastAPI reads the request models from the handlers at run time
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mcr.errors import MCRError
-from mcr.service.deps import PoolDep, ServiceDep, event_stream, require_token
+from mcr.service.deps import After, LastEventId, PoolDep, ServiceDep, event_stream, require_token
 from mcr.service.runs import QueueFull
 
-POLICIES = (None, "mcr", "plain", "baseline")
+MAX_QUESTION = 4000
+MAX_OPTIONS, MAX_OPTION = 10, 300
+MAX_SPEC = 2048  # a path, a URL or a video id
+Option = Annotated[str, Field(max_length=MAX_OPTION)]
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require_token)])
 
 
 class RunRequest(BaseModel):
-    video: str
-    question: str
-    options: list[str] | None = None
-    policy: str | None = None
-    max_steps: int | None = None
+    video: str = Field(min_length=1, max_length=MAX_SPEC, description="a video id, a URL, or a file under a media root")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION)
+    options: list[Option] | None = Field(None, max_length=MAX_OPTIONS, description="answer choices, if any")
+    policy: Literal["mcr", "plain", "baseline"] | None = None
+    max_steps: int | None = Field(None, ge=1, le=100, description="the run's step budget (default 12)")
 
 
 class RunAccepted(BaseModel):
@@ -61,8 +64,6 @@ class RunView(BaseModel):
 def start_run(body: RunRequest, service: ServiceDep, pool: PoolDep) -> RunAccepted:
     if not body.question.strip():
         raise HTTPException(400, "the question is empty")
-    if body.policy not in POLICIES:
-        raise HTTPException(400, f"unknown policy {body.policy!r}: mcr, plain or baseline")
     video = service.open_spec(body.video)
     try:
         state = pool.submit(body.model_dump(), video)
@@ -84,10 +85,12 @@ def cancel_run(run_id: str, service: ServiceDep, pool: PoolDep) -> RunCancelled:
 
 
 @router.get("/{run_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
-async def run_events(run_id: str, request: Request, service: ServiceDep, pool: PoolDep) -> Any:
+async def run_events(
+    run_id: str, service: ServiceDep, pool: PoolDep, last_event_id: LastEventId = None, after: After = None
+) -> Any:
     """The run's events as Server-Sent Events, numbered from 1; resume with ``Last-Event-ID``."""
     service.run(run_id)
-    return event_stream(pool, run_id, request)
+    return event_stream(pool, run_id, last_event_id if last_event_id is not None else after)
 
 
 @router.get("/{run_id}/report", response_class=HTMLResponse)
@@ -126,7 +129,7 @@ def run_view(run_id: str, service: ServiceDep) -> RunView:
     return RunView(
         run_id=run_id,
         status=state.status,
-        events=len(state.events),
+        events=state.event_count,
         top=header(report) + timeline(report, thumbs),
         details=excerpts(report) + steps(report),
     )
