@@ -18,7 +18,7 @@ from mcr.run.loop import run as run_loop
 from mcr.run.policy import Policy
 from mcr.run.result import RunResult
 from mcr.run.trace import TraceWriter, default_trace_path
-from mcr.tools import Tool, ToolContext, ToolRegistry, builtin_tools
+from mcr.tools import BUILTIN_NAMES, Tool, ToolContext, ToolRegistry, Toolset, builtin_tools
 from mcr.types import TimeSpan
 
 Subscriber = Callable[[Event], Any]
@@ -30,11 +30,19 @@ class Agent:
 
     Args:
         model: a model object, a hub id, a local model folder or ``replay:FILE``.
-        tools: extra tools (``@tool`` functions) next to the built-in ones; names of built-in
-            tools among them (``tools=["asr", "inspect_frames", my_tool]``) keep only those.
+        tools: extra tools (``@tool`` functions, toolset instances, or one of them alone) next to
+            the built-in ones; names of built-in tools among them
+            (``tools=["asr", "inspect_frames", my_tool]``) keep only those. Two tools of one name
+            are an error here; so is a tool named like a built-in one, unless it says
+            ``@tool(replaces="asr")`` or ``replace_builtins`` is set.
+        replace_builtins: let the tools given replace the built-in tools of the same names.
         max_steps: model turns before the run is asked for its answer.
         builtin: include the built-in tools (``inspect_frames``).
         trace_dir: where traces go (default ``.mcr/traces``); ``False`` writes none.
+        subscribers: functions called with every event of a run. They run inline, on the run's
+            thread and in order, before the run goes on: a slow one slows the run, so hand slow
+            work (a network post, a render) to a queue or thread of your own. One that raises is
+            logged once and gets no more events of that run.
         policy: the phases around the loop (``Policy()``: perceive, plan, reflect, verify,
             investigate; ``"plain"``: a bare tool loop; ``"baseline"``: uniform frames, one call).
         memory: a ``Memory``, a database path, or ``False`` for none; by default the
@@ -52,7 +60,7 @@ class Agent:
     def __init__(
         self,
         model: Any = None,
-        tools: Sequence[Tool] = (),
+        tools: Sequence[Any] | Any = (),
         max_steps: int = 12,
         max_wall_s: float | None = None,
         max_tokens: int | None = None,
@@ -68,6 +76,7 @@ class Agent:
         index: Sequence[str] | None = None,
         policy: Policy | str | None = None,
         caption_model: Any = None,
+        replace_builtins: bool = False,
     ) -> None:
         if max_steps < 0:
             raise ValueError("max_steps must be 0 or more")
@@ -79,7 +88,7 @@ class Agent:
         self.model = load_model(model, background=True)  # weights load while the video is probed and indexed
         self.caption_model = load_model(caption_model, background=True) if caption_model is not None else None
         self.memory = _open_memory(memory)
-        self.registry = _registry(tools, builtin, self.memory is not None)
+        self.registry = _registry(_as_list(tools), builtin, self.memory is not None, replace_builtins)
         if index is None:
             index = ("shots", "transcript") if self.policy.perceive and "asr" in self.registry.names else ("shots",)
         from mcr.memory.index import check_stages
@@ -326,6 +335,7 @@ class Agent:
             video.id if video is not None else None,
             span,
             source=f"run:{finished.run_id}",
+            origin=f"{finished.run_id}:{finished.steps}:answer",  # kept once, however the run was resumed
             status=finished.status,
             evidence=[s.to_list() for s in spans],
         )
@@ -369,9 +379,11 @@ class BaselineAgent(Agent):
     """Answers from ``frames`` uniformly sampled frames in one model call, the way VLMs are
     usually evaluated; the same loop, trace and result as ``Agent``, for comparison."""
 
-    def __init__(self, model: Any = None, frames: int = 32, **kwargs: Any) -> None:
+    def __init__(self, model: Any = None, frames: int = 32, max_steps: int = 0, **kwargs: Any) -> None:
         kwargs.setdefault("memory", False)
-        super().__init__(model, max_steps=0, policy=Policy.baseline(frames), builtin=False, **kwargs)
+        kwargs.setdefault("policy", Policy.baseline(frames))
+        kwargs.setdefault("builtin", False)
+        super().__init__(model, max_steps=max_steps, **kwargs)
 
 
 def render_profile_of(model: Any) -> RenderProfile:
@@ -402,8 +414,19 @@ def _name_of(subscriber: Any) -> str:
 __all__ = ["Agent", "BaselineAgent", "RunResult"]
 
 
-def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry:
-    """The built-in tools (all, or the ones named in ``tools``) and the ``Tool`` objects in ``tools``."""
+def _as_list(tools: Any) -> list[Any]:
+    """``tools`` as a list: one tool, toolset or name given alone is a list of one."""
+    if isinstance(tools, (str, Tool, Toolset)) or not isinstance(tools, Iterable):
+        return [tools]
+    return list(tools)
+
+
+def _registry(tools: list[Any], builtin: bool, memory: bool, replace_builtins: bool = False) -> ToolRegistry:
+    """The built-in tools (all, or the ones named in ``tools``) and the tools and toolsets in ``tools``.
+
+    A user's tool named like a built-in tool is refused (unless it says ``replaces=`` or
+    ``replace_builtins`` is set) even where that built-in is left out for a missing library, so
+    the same tools build the same agent on every machine."""
     names = [t for t in tools if isinstance(t, str)]
     available = {t.name: t for t in builtin_tools(memory=memory)} if builtin or names else {}
     unknown = [n for n in names if n not in available and n not in ("investigate", "answer")]
@@ -414,5 +437,12 @@ def _registry(tools: Sequence[Any], builtin: bool, memory: bool) -> ToolRegistry
         )
     chosen = [available[n] for n in names if n in available] if names else list(available.values())
     registry = ToolRegistry(chosen)
-    registry.add_user_tools([t for t in tools if not isinstance(t, str)])
+    registry.add_user_tools([t for t in tools if not isinstance(t, str)], replace_builtins=replace_builtins)
+    if builtin and not names and not replace_builtins:
+        for t in registry:
+            if t.name in BUILTIN_NAMES and t.name not in available and t.replaces != t.name:
+                raise ToolNameError(
+                    f"tool {t.name!r} has the name of a built-in tool (left out on this machine): "
+                    f"say @tool(replaces={t.name!r}) to replace it, or pick another name"
+                )
     return registry

@@ -16,8 +16,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcr import Agent, TimeSpan, ToolContext, tool
-from mcr.run.policy import Policy
+from mcr import Agent, Policy, TimeSpan, ToolContext, tool
 
 
 @dataclass
@@ -50,9 +49,8 @@ def main() -> None:
     args = parser.parse_args()
 
     # No overview frames: the only look at the video is the tool's, so the check of the cited
-    # span rests on it. Policy.reading_tools names the tools whose returned spans count as read.
-    policy = Policy(perceive=False, reading_tools=Policy().reading_tools + (brightest_moment.name,))
-    agent = Agent(model=args.model, tools=[brightest_moment], policy=policy, max_steps=4)
+    # span rests on what reads="frames" declares.
+    agent = Agent(model=args.model, tools=[brightest_moment], policy=Policy(perceive=False), max_steps=4)
     result = agent.run(args.video, args.question)
     print(f"answer: {result.answer}")
     print(f"status: {result.status}, evidence: {[str(s) for s in result.evidence]}, trace: {result.trace_path}")

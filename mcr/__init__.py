@@ -1,6 +1,6 @@
 """MCR: Multimodal Contextual Reasoning over long videos.
 
-``from mcr import Agent, tool, ToolContext, ToolResult, TimeSpan, Video``
+``from mcr import Agent, BaselineAgent, Policy, tool, ToolContext, ToolResult, TimeSpan, Video``
 
 Names are resolved on first use so that ``import mcr`` stays fast: torch,
 transformers and the decoders load only inside the code that needs them.
@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Agent": "mcr.agents",
+    "BaselineAgent": "mcr.agents",
+    "Policy": "mcr.run.policy",
     "RunResult": "mcr.agents",
     "tool": "mcr.tools",
     "Tool": "mcr.tools",
@@ -44,10 +46,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mcr.agents import Agent, RunResult
+    from mcr.agents import Agent, BaselineAgent, RunResult
     from mcr.errors import MCRError
     from mcr.media.video import Video, VideoError
     from mcr.models import ModelOutput
     from mcr.outputs.report_page import write_report
+    from mcr.run.policy import Policy
     from mcr.tools import Tool, ToolContext, ToolResult, ToolRetry, tool
     from mcr.types import Message, TimeSpan, ToolCall, Usage

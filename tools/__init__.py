@@ -65,9 +65,9 @@ def _missing(name: str) -> str | None:
     elif name == "ocr" and importlib.util.find_spec("rapidocr_onnxruntime") is None:
         return "rapidocr-onnxruntime is not installed (`pip install rapidocr-onnxruntime`)"
     elif name == "segment":
-        from .segment import unavailable_reason
+        from .segment import left_out_reason
 
-        return unavailable_reason()
+        return left_out_reason()
     elif name == "web_search" and importlib.util.find_spec("ddgs") is None:
         return "ddgs is not installed (`pip install ddgs`)"
     return None

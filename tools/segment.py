@@ -99,6 +99,21 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def left_out_reason() -> str | None:
+    """Why the built-in tools leave ``segment`` out here: SAM cannot load, or its checkpoint is
+    not on this machine yet. Offered then, a call would start a download of hundreds of MB in the
+    middle of a run, or fail after the network's timeout where there is none; the checkpoint is
+    fetched ahead instead (``mcr-agent models pull sam``). ``segment`` given to an Agent by
+    itself still fetches it on first use."""
+    reason = unavailable_reason()
+    if reason is None and fetchable():
+        reason = (
+            f"the SAM checkpoint {sam_spec()[0]} is not here yet: fetch it with `mcr-agent models pull sam`, "
+            "or set MCR_SAM_CHECKPOINT=/path/to/it"
+        )
+    return reason
+
+
 def load_sam(models: Any, device: str = "auto") -> Any:
     """A ``SamPredictor`` over the configured checkpoint, loaded once per process."""
     reason = unavailable_reason()

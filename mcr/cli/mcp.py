@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from mcr.cli.options import add_model_options, memory_from, model_from
@@ -21,5 +22,24 @@ def cmd_mcp(args: Any) -> int:
     if args.http:
         server.run("streamable-http", host="127.0.0.1", port=args.http)
     else:
-        server.run("stdio")
+        serve_stdio(server)
     return 0
+
+
+def serve_stdio(server: Any) -> None:
+    """Serve over stdio on a daemon thread, so SIGTERM and Ctrl-C end the process at once: the
+    server reads stdin on a worker thread that no signal stops, and the interpreter would wait
+    for it until stdin closes. The waiting main thread gets the signal and ends the command."""
+    failed: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.run("stdio")
+        except BaseException as exc:  # noqa: BLE001 - raised again on the main thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=serve, name="mcp-stdio", daemon=True)  # its workers are daemons too
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]

@@ -8,6 +8,8 @@ from typing import Any
 
 from mcr.types import TimeSpan, Usage
 
+NOT_OK = ("failed", "no_answer", "error", "interrupted")  # the README's status table lists these last
+
 
 @dataclass
 class RunResult:
@@ -27,7 +29,9 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status not in ("error", "no_answer", "failed")
+        """False when the run gave no trustworthy answer: it failed its checks, gave none, hit an
+        error or was interrupted."""
+        return self.status not in NOT_OK
 
     def _value_json(self) -> Any:
         return self.value.to_list() if isinstance(self.value, TimeSpan) else self.value
@@ -89,4 +93,4 @@ class RunResult:
         )
 
 
-__all__ = ["RunResult"]
+__all__ = ["NOT_OK", "RunResult"]
