@@ -45,6 +45,7 @@ def build_server(model: Any, memory: Any = None, media_roots: Sequence[str] = ()
         "mcr",
         instructions="Answers questions about videos (local files or URLs) with evidence spans; "
         "search_video finds when something happens.",
+        log_level="WARNING",  # a caller's mistake is told in the tool's result, not logged on stderr too
     )
 
     def video_of(spec: str) -> Any:
