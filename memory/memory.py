@@ -82,11 +82,14 @@ class Memory:
         span: Any = None,
         source: str = "",
         confidence: float | None = None,
+        origin: str | None = None,
         **data: Any,
     ) -> MemoryEntry:
+        """Store one entry. ``origin`` names the write (``RUN:STEP:N``): a run resumed from its trace
+        makes its writes again, and each origin is stored once (the stored entry comes back)."""
         span = TimeSpan.parse(span) if span is not None else None
         entry = MemoryEntry(text.strip(), kind, video_id, span, source, confidence, data=data)
-        return self.store.add(entry)
+        return self.store.add(entry, origin)
 
     def write_many(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
         return self.store.add_many(entries)

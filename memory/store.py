@@ -23,7 +23,7 @@ from mcr.types import TimeSpan
 from .entries import KINDS, MemoryEntry
 
 APPLICATION_ID = 0x4D435231  # "MCR1"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: entries.origin, the identity of a run's write (unique where set)
 DEFAULT_DB = Path(".mcr") / "memory.db"
 
 SCHEMA = """
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS entries (
     created_at REAL NOT NULL,
     data TEXT NOT NULL DEFAULT '{}',
     embedding BLOB,
-    encoder TEXT
+    encoder TEXT,
+    origin TEXT
 );
 CREATE INDEX IF NOT EXISTS entries_video_time ON entries(video_id, start, "end");
 CREATE INDEX IF NOT EXISTS entries_kind ON entries(kind, video_id);
@@ -195,6 +196,14 @@ def _check_foreign(path: Path) -> None:
         )
 
 
+def _migrate(c: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to this schema (inside the opening transaction)."""
+    if "origin" not in {row[1] for row in c.execute("PRAGMA table_info(entries)")}:
+        c.execute("ALTER TABLE entries ADD COLUMN origin TEXT")
+    # a write that names its origin (run:step:n) is stored once, however often a resumed run repeats it
+    c.execute("CREATE UNIQUE INDEX IF NOT EXISTS entries_origin ON entries(origin) WHERE origin IS NOT NULL")
+
+
 def _row_to_entry(row: Sequence[Any]) -> MemoryEntry:
     id_, video_id, start, end, kind, text, source, confidence, created_at, data = row
     span = TimeSpan(start, end) if start is not None and end is not None else None
@@ -237,6 +246,7 @@ class MemoryStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
+                _migrate(c)
                 c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -291,14 +301,22 @@ class MemoryStore:
                 ) from None
 
     # ------------------------------------------------------------ entries
-    def add(self, entry: MemoryEntry) -> MemoryEntry:
-        return self.add_many([entry])[0]
+    def add(self, entry: MemoryEntry, origin: str | None = None) -> MemoryEntry:
+        """Store ``entry``. With ``origin`` (who wrote it: ``RUN:STEP:N``) an entry of that origin is
+        stored once: a second write of it gives back the stored entry's id."""
+        return self.add_many([entry], origins=[origin] if origin else None)[0]
 
     def add_many(
-        self, entries: Iterable[MemoryEntry], embeddings: np.ndarray | None = None, encoder: str | None = None
+        self,
+        entries: Iterable[MemoryEntry],
+        embeddings: np.ndarray | None = None,
+        encoder: str | None = None,
+        origins: Sequence[str | None] | None = None,
     ) -> list[MemoryEntry]:
-        """Insert entries in one transaction (or inside the caller's ``write()`` transaction)."""
+        """Insert entries in one transaction (or inside the caller's ``write()`` transaction); an
+        entry whose origin is stored already is not stored again (it takes the stored one's id)."""
         entries = list(entries)
+        origins = list(origins) if origins is not None else [None] * len(entries)
         rows = []
         for i, e in enumerate(entries):
             vec = None
@@ -317,14 +335,23 @@ class MemoryStore:
                     json.dumps(e.data, default=str),
                     vec,
                     encoder if vec is not None else None,
+                    origins[i],
                 )
             )
         sql = (
             'INSERT INTO entries (video_id, start, "end", kind, text, source, confidence, created_at, data, '
-            "embedding, encoder) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            "embedding, encoder, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING"
         )
         with self.write() as c:
-            new_ids = [c.execute(sql, row).lastrowid for row in rows]
+            new_ids = []
+            for row in rows:
+                cursor = c.execute(sql, row)
+                if cursor.rowcount == 0:  # its origin is stored already: the same write, made again
+                    cursor = c.execute("SELECT id FROM entries WHERE origin = ?", (row[-1],))
+                    new_ids.append(cursor.fetchone()[0])
+                else:
+                    new_ids.append(cursor.lastrowid)
         for e, new_id in zip(entries, new_ids):
             e.id = new_id
         return entries
@@ -391,6 +418,38 @@ class MemoryStore:
                     else:
                         c.execute(f"DELETE FROM {table} WHERE video_id = ?", (video_id,))
         return n
+
+    def clear(
+        self, video_id: str | None = None, kind: str | Sequence[str] | None = None, before: float | None = None
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """Remove entries by video, kind and creation time (``before``: a Unix time), and reset each
+        index stage that lost some: its other entries, arrays, graph events and state go too, so the
+        next build makes it whole again instead of reusing what is left. Without ``kind`` and
+        ``before``, a whole video (or everything) goes as ``delete`` does. Returns the entries removed
+        (the reset stages' other entries not counted) and the ``(video_id, stage)`` pairs reset."""
+        where, args = self._where(video_id, kind, None)
+        if before is not None:
+            where, args = (where + " AND" if where else "WHERE") + " created_at < ?", [*args, float(before)]
+        hit = f"{where} {'AND' if where else 'WHERE'} source LIKE 'index:%'"
+        with self.write() as c:
+            stages = sorted(
+                (v, src.removeprefix("index:"))
+                for v, src in c.execute(f"SELECT DISTINCT video_id, source FROM entries {hit}", args)
+            )
+            if kind is None and before is None:
+                stages += [
+                    (v, st) for v, st in c.execute("SELECT video_id, stage FROM stages") if video_id in (None, v)
+                ]
+                return self.delete(video_id), sorted(set(stages))
+            n = c.execute(f"DELETE FROM entries {where}", args).rowcount
+            for vid, stage in stages:
+                c.execute("DELETE FROM entries WHERE video_id IS ? AND source = ?", (vid, f"index:{stage}"))
+                c.execute("DELETE FROM arrays WHERE video_id IS ? AND stage = ?", (vid, stage))
+                c.execute("DELETE FROM stages WHERE video_id IS ? AND stage = ?", (vid, stage))
+            orphans = "SELECT id FROM nodes WHERE entry_id IS NOT NULL AND entry_id NOT IN (SELECT id FROM entries)"
+            c.execute(f"DELETE FROM edges WHERE src IN ({orphans}) OR dst IN ({orphans})")
+            c.execute(f"DELETE FROM nodes WHERE id IN ({orphans})")
+        return n, stages
 
     def iter_all(self, video_id: str | None = None) -> Iterator[MemoryEntry]:
         where, args = self._where(video_id, None, None)

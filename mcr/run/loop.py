@@ -124,6 +124,7 @@ class _Run:
         self.out = RunResult(run_id=self.run_id, answer_form=self.form)
         self.started = time.perf_counter()
         self.seen_ids: set[str] = set()
+        self.remembered = 0  # memory writes so far: with the run and the step, each write's identity
         self.stop_reason: str | None = None  # the spent budget that forced the last call
         self.can_investigate = self.policy.investigate and self.depth < self.policy.max_depth and self.video is not None
         self.known = set(registry.names) | set(ANSWER_NAMES) | {"investigate"}
@@ -267,8 +268,10 @@ class _Run:
         if memory is None or self.video is None or frames is None or not len(frames):
             return None
         times = [round(float(t), 3) for t in frames.timestamps]
+        self.remembered += 1  # a resumed run makes this write again: its origin stores it once
+        origin = f"{self.run_id}:{self.out.steps}:{self.remembered}"
         entry = memory.write(
-            text, "observation", self.video.id, frames.span, source=f"run:{self.run_id}", seen_at=times
+            text, "observation", self.video.id, frames.span, source=f"run:{self.run_id}", origin=origin, seen_at=times
         )
         return entry.ref
 
@@ -397,7 +400,8 @@ class _Run:
             self.settings,
             budget=Budget(self.policy.investigate_steps, wall, None, self.budget.max_parallel_tools),
             policy=self.policy.for_child(),
-            run_id=uuid.uuid4().hex[:12],
+            # the same child when the run is resumed from its trace: its events and memory match the recorded ones
+            run_id=uuid.uuid5(uuid.NAMESPACE_OID, f"{self.run_id}/{self.out.steps}/{span}/{question}").hex[:12],
             depth=self.depth + 1,
             parent_run_id=self.run_id,
             answer_form=None,

@@ -160,18 +160,38 @@ def _result_of(recorded: ToolReturned, ctx: Any) -> Any:
 
 
 class SkipRecorded:
-    """Says whether an event is one the trace already holds: the resumed run's events match
-    the recording kind for kind until it goes past it (or differs), and from then on every
-    event is new."""
+    """Says whether an event is one the trace already holds, so a resumed run appends only what
+    is new. An event is known by what it is, not by where it falls: its kind, its run (the n-th
+    run started: a child run gets a new id when run again), its step and what tells it from its
+    neighbours (the call id of a tool call, the phase of a model call, the stage of an index
+    event), counted, so the k-th such event of the resumed run is the k-th of the recording.
+    Events the recording has and the resumed run does not make (an index stage the resumed run
+    reuses without saying so, progress of a stage built then) change nothing."""
 
     def __init__(self, recorded: list[Event]) -> None:
-        self.recorded, self.position, self.live = recorded, 0, False
+        self.held: dict[tuple, int] = {}
+        runs: dict[str, int] = {}
+        for event in recorded:
+            key = _identity(event, runs)
+            self.held[key] = self.held.get(key, 0) + 1
+        self.runs: dict[str, int] = {}
 
     def __call__(self, event: Event) -> bool:
-        if self.live:
-            return False
-        if self.position < len(self.recorded) and self.recorded[self.position].kind == event.kind:
-            self.position += 1
+        key = _identity(event, self.runs)
+        if self.held.get(key, 0) > 0:
+            self.held[key] -= 1
             return True
-        self.live = True
         return False
+
+
+def _identity(event: Event, runs: dict[str, int]) -> tuple:
+    """What tells ``event`` apart in its trace (see ``SkipRecorded``); ``runs`` numbers the runs
+    in the order they started."""
+    if isinstance(event, RunStarted) and event.run_id not in runs:
+        runs[event.run_id] = len(runs)
+    which = ""
+    for name in ("call_id", "phase", "stage", "entry_kind", "source", "round"):
+        value = getattr(event, name, None)
+        if value not in (None, ""):
+            which += f"{name}={value};"
+    return (event.kind, runs.get(event.run_id, event.run_id), event.depth, event.step, which)
