@@ -10,7 +10,7 @@ from media import make_shape_video
 import mcr.run.testing
 from mcr import Agent
 from mcr.models import ModelOutput
-from mcr.run.policy import PLAN_PROMPT, REFLECT_PROMPT, Policy
+from mcr.run.policy import ACT_PROMPT, PLAN_PROMPT, REFLECT_PROMPT, Policy
 from mcr.run.testing import (
     RecordingModel,
     ScriptedModel,
@@ -88,7 +88,9 @@ def test_phase_requests_take_text_steps_and_leave_tool_steps(tmp_path):
 
 def test_request_kinds():
     tools = [{"type": "function", "function": {"name": "answer", "parameters": {}}}]
-    assert request_kind([Message("user", PLAN_PROMPT)], tools) == "act"
+    assert request_kind([Message("user", PLAN_PROMPT)], tools) == "plan"  # the same tools on every call
+    assert request_kind([Message("user", "q")], tools) == "act"
+    assert request_kind([Message("user", "q"), Message("user", ACT_PROMPT)], None) == "act"
     assert request_kind([Message("user", "q"), Message("user", PLAN_PROMPT)], None) == "plan"
     assert request_kind([Message("user", REFLECT_PROMPT)], []) == "reflect"
     assert request_kind(model_check_messages("q", [], "a", [], [], []), None) == "verify"

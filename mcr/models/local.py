@@ -25,6 +25,7 @@ from mcr.types import FramesPart, ImagePart, Message, TextPart, Usage
 
 from .base import ModelError, ModelOutput
 from .chat import arrange, as_array, fit_pixels, frames_label, frames_reference
+from .kvcache import PromptCache, Timing
 from .profiles import GENERIC, ModelProfile, profile_for
 
 DEFAULT_MAX_NEW_TOKENS = 768
@@ -80,6 +81,9 @@ class TransformersModel:
         constrain: constrain decoding to one valid tool call per turn. Default: on when the model
             has no native tool calling.
         max_new_tokens: the reply's token limit.
+        reuse_cache: keep the key-value cache of the last prompt (the standard cache, or the
+            latent cache of an M2LA model) and read only what follows the longest common token
+            prefix of the next prompt. Prompts with pictures are read whole.
     """
 
     streams_text = True
@@ -96,6 +100,7 @@ class TransformersModel:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         bounds: Any = None,
         name: str | None = None,
+        reuse_cache: bool = True,
     ) -> None:
         source = Path(str(model_id_or_path)).expanduser()
         if source.suffix == ".gguf":
@@ -117,6 +122,9 @@ class TransformersModel:
         self.bounds = bounds
         self._grammar = None
         self._lock = threading.Lock()
+        self.reuse_cache = bool(reuse_cache)
+        self.cache = PromptCache(latent="m2la" in config)
+        self.last_prefill_s = 0.0  # the last call's seconds to its first new token
 
     # ------------------------------------------------------------- loading
     def _load(
@@ -330,7 +338,9 @@ class TransformersModel:
         """One model turn. Options: ``max_new_tokens``, ``temperature`` (0: greedy), ``top_p``,
         ``enable_thinking``, ``constrain`` (bool), ``on_text`` (a callback for streamed text),
         ``response_schema`` (a JSON schema a reply without tools must follow, under ``constrain``),
-        ``max_time`` (the video's length in seconds: constrained spans cannot pass it), ``record`` (called
+        ``max_time`` (the video's length in seconds: constrained spans cannot pass it), ``allowed_tools``
+        (the names of ``tools`` this call may call; the rest stay in the prompt and are held back by the
+        grammar; ``[]``: no tool call, its opening tag is refused), ``record`` (called
         with the processor's inputs, the new token ids and the raw logits of each new token: how a
         training episode keeps what was sampled)."""
         import torch
@@ -346,7 +356,9 @@ class TransformersModel:
         reply = options.pop("response_schema", None)
         max_time = options.pop("max_time", None)
         record = options.pop("record", None)
+        allowed = options.pop("allowed_tools", None)
         text, batch = self.inputs(messages, tools, thinking)
+        callable_tools = list(tools or []) if allowed is None else [t for t in tools or [] if _name(t) in allowed]
         kwargs: dict[str, Any] = dict(batch)
         kwargs.update(
             max_new_tokens=max_new,
@@ -360,7 +372,11 @@ class TransformersModel:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         processor = None
-        if constrain and (tools or reply):
+        if allowed is not None and not callable_tools:
+            opening = self.tokenizer.encode("<tool_call>", add_special_tokens=False)
+            if opening:
+                kwargs["bad_words_ids"] = [opening]
+        if constrain and (callable_tools or reply):
             bounds = self.bounds or Bounds()
             if max_time is not None and bounds.max_time is None:
                 bounds = dataclasses.replace(bounds, max_time=float(max_time))
@@ -370,20 +386,28 @@ class TransformersModel:
                 bounds = dataclasses.replace(bounds, think_tokens=0)
             opened = bool(thinking) and text.rstrip().endswith("<think>")
             processor = self.grammar().processor(
-                tools or [], bounds, opened_think=opened, max_new_tokens=max_new, reply=None if tools else reply
+                callable_tools,
+                bounds,
+                opened_think=opened,
+                max_new_tokens=max_new,
+                reply=None if callable_tools else reply,
             )
             kwargs["logits_processor"] = [processor]
-        if on_text is not None:
-            kwargs["streamer"] = _TextStream(self.tokenizer, on_text)
+        timing = Timing(_TextStream(self.tokenizer, on_text) if on_text is not None else None)
+        kwargs["streamer"] = timing
         kwargs.update(options)
-        if record is not None:
-            kwargs.update(return_dict_in_generate=True, output_logits=True)
+        kwargs.update(return_dict_in_generate=True, output_logits=record is not None)
         prompt_len = int(batch["input_ids"].shape[1])
         with self._lock, torch.inference_mode():
+            if self.reuse_cache:
+                self.cache.attach(self.model, kwargs, batch)
             out = self.model.generate(**kwargs)
+            if self.reuse_cache:
+                self.cache.keep(out, batch)
+        self.last_prefill_s = timing.first_token_s
         if record is not None:
             record(batch, out.sequences[0, prompt_len:], out.logits)
-            out = out.sequences
+        out = out.sequences
         new = out[0, prompt_len:]
         raw = self.tokenizer.decode(new, skip_special_tokens=True)
         usage = Usage(prompt_len, int(new.shape[0]), 1)
@@ -398,6 +422,10 @@ class TransformersModel:
 
     def __repr__(self) -> str:
         return f"TransformersModel({self.name!r}, {self.profile.vision}, native_tools={self.profile.native_tools})"
+
+
+def _name(tool: dict) -> str:
+    return tool.get("function", tool).get("name", "")
 
 
 def _load_m2la(folder: Path, dtype: str, device_map: Any) -> Any:

@@ -1,10 +1,12 @@
 """The one shared context: ordered, typed entries, and ``render()``, the model's view of it.
 
-Entries are never rewritten. Rendering fits a profile's budgets: the task, the memory
-digest, the latest plan and the latest reflection always stay whole; newer turns are
-shown whole, older ones shortened, the oldest folded into one line; frames beyond the
-frame budget become references to the memory entry written for them. Everything left
-out says where its content went. Rendering is one pass over the entries.
+Entries are never rewritten, and neither is what was sent: the view is append-only between
+calls, so each call's prompt begins with the last call's and a model server's cache of it
+stays good. When the view nears a profile's budgets it is compacted once: the task, the
+memory digest, the latest plan and the latest reflection stay whole; newer turns are shown
+whole, older ones shortened, the oldest folded into one line; frames beyond the frame budget
+become references to the memory entry written for them. Everything left out says where its
+content went. A compaction is one pass over the entries.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ENTRY_KINDS = (
     "memory",
     "feedback",
     "answer",
+    "phase",
 )
 
 TOOL_PROTOCOL = """To use a tool, reply with one or more blocks, each holding one JSON object:
@@ -48,6 +51,10 @@ Answer with the "answer" tool; do not guess when you can look.
 )
 
 LINE_TOKENS = 30  # a folded item
+# A compaction renders the context again within these parts of its token and frame budgets, so
+# the entries that follow are appended to the new view for a while before the next one.
+COMPACT_TOKENS = 0.6
+COMPACT_FRAMES = 0.5
 SHORT_NOTE = " [... shortened; full text: trace entry #{id}{mem}]"
 
 
@@ -73,6 +80,22 @@ class Entry:
     data: dict[str, Any] = field(default_factory=dict)
     frames: Frames | None = None
     tokens: int = 0
+
+
+@dataclass
+class _View:
+    """What was sent: the messages of the view so far, the units they hold, and their cost; the
+    last unit's share, so a unit that grew after it was sent is rendered again at the end."""
+
+    key: tuple
+    messages: list[Message]
+    units: int = 0
+    last_size: int = 0
+    last_messages: int = 0
+    tokens: int = 0
+    frames: int = 0
+    last_tokens: int = 0
+    last_frames: int = 0
 
 
 def estimate_tokens(text: str) -> int:
@@ -105,6 +128,8 @@ class Context:
         self._scan = 0  # entries scanned for folded summaries so far
         self._scan_refs: list[tuple[int, int]] = []  # (entry id, memory entry number)
         self._scan_frames: list[int] = []  # frames in entries 0..i
+        self._view: _View | None = None  # what was sent, kept until a compaction
+        self.compactions: list[dict] = []  # each: entries, tokens and frames before and after
 
     def use(self, profile: RenderProfile, count_tokens: Callable[[str], int] | None) -> None:
         """Budgets and a token counter that became known after entries were added (a model
@@ -116,6 +141,7 @@ class Context:
                 len(e.frames) * profile.tokens_per_frame if e.frames is not None else 0
             )
         self._tokens = sum(e.tokens for e in self.entries)
+        self._view = None
 
     # ------------------------------------------------------------- writing
     def add(self, kind: str, text: str, step: int = 0, frames: Frames | None = None, **data: Any) -> Entry:
@@ -212,17 +238,78 @@ class Context:
 
     # ----------------------------------------------------------- rendering
     def render(self, tools: list[dict] | None = None, profile: RenderProfile | None = None) -> list[Message]:
-        """The model's view of the context, within the profile's token and frame budgets."""
+        """The model's view of the context, within the profile's token and frame budgets.
+
+        The view is append-only between calls: what was sent is kept as it was sent, and each
+        new entry is rendered once, whole, after it, so every call's prompt begins with the
+        last call's (a server's cache of it stays good). When the next view would pass a
+        budget, the context is compacted once (:meth:`_compact`) and the view starts again
+        from there; ``compactions`` records each."""
         p = profile or self.profile
         system = self.system_prompt
         if tools and not p.native_tools:
             listing = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
             system += f"\n\nTools:\n{listing}\n\n{TOOL_PROTOCOL}"
+        key = (system, id(p))
+        view = self._view if self._view is not None and self._view.key == key else None
+        if view is None:
+            full = self.count_tokens(system) + self._tokens
+            if full <= p.max_context_tokens - p.reserve_tokens and len(self._frames_seen) <= p.max_frames:
+                view = self._view = _View(key, [Message("system", system)], tokens=self.count_tokens(system))
+            else:
+                return self._compact(system, p, key, full, len(self._frames_seen))
+        units = self._units
+        if view.units and len(units[view.units - 1]) != view.last_size:  # the last unit grew since it was sent
+            del view.messages[len(view.messages) - view.last_messages :]
+            view.tokens, view.frames, view.units = (
+                view.tokens - view.last_tokens,
+                view.frames - view.last_frames,
+                view.units - 1,
+            )
+        added = [self._full_unit(units[pos], p) for pos in range(view.units, len(units))]
+        tokens = view.tokens + sum(a[1] for a in added)
+        frames = view.frames + sum(a[2] for a in added)
+        if tokens > p.max_context_tokens - p.reserve_tokens or frames > p.max_frames:
+            return self._compact(system, p, key, tokens, frames)
+        for messages, cost, shown in added:
+            view.messages.extend(messages)
+            view.last_messages, view.last_tokens, view.last_frames = len(messages), cost, shown
+        view.tokens, view.frames, view.units = tokens, frames, len(units)
+        view.last_size = len(units[-1]) if units else 0
+        return list(view.messages)
+
+    def _full_unit(self, unit: list[int], p: RenderProfile) -> tuple[list[Message], int, int]:
+        """A unit as first sent: whole, its frames shown; with its tokens and frames."""
+        entries = [self.entries[i] for i in unit]
+        shown = {e.id for e in entries if e.frames is not None and len(e.frames)}
+        frames = sum(len(self.entries[i].frames) for i in shown)
+        return self._unit_messages(unit, "full", shown, p), sum(e.tokens for e in entries), frames
+
+    def _compact(self, system: str, p: RenderProfile, key: tuple, tokens: int, frames: int) -> list[Message]:
+        """Compact the view once: it is rendered again within a part of the budgets
+        (``COMPACT_TOKENS``, ``COMPACT_FRAMES``), so later entries are appended to it for a
+        while before the next compaction; the tokens and frames before and after are recorded."""
+        target = int((p.max_context_tokens - p.reserve_tokens) * COMPACT_TOKENS)
+        messages, used, shown, last = self._levels(system, p, target, int(p.max_frames * COMPACT_FRAMES))
+        units = self._units
+        self._view = _View(key, messages, len(units), len(units[-1]) if units else 0, last, used, shown)
+        self.compactions.append(
+            {"entries": len(self.entries), "tokens_before": tokens, "tokens_after": used,
+             "frames_before": frames, "frames_after": shown}
+        )  # fmt: skip
+        return list(messages)
+
+    def _levels(
+        self, system: str, p: RenderProfile, target: int, max_frames: int
+    ) -> tuple[list[Message], int, int, int]:
+        """The context within ``target`` tokens and ``max_frames`` frames, in one pass from the
+        newest unit: newer units whole, older ones shortened, the oldest folded into one line,
+        frames past the frame budget as references. Returns the messages, their tokens, the
+        frames shown and the number of messages of the last unit."""
         units = self._units
         pinned = self._pinned()
-        budget = p.max_context_tokens - p.reserve_tokens - self.count_tokens(system)
-        budget -= sum(self.entries[i].tokens for i in pinned)
-        frames_left = p.max_frames
+        budget = target - self.count_tokens(system) - sum(self.entries[i].tokens for i in pinned)
+        frames_left = max_frames
         recent_results = p.keep_recent_results
         levels: dict[int, str] = {}
         shown_frames: set[int] = set()
@@ -263,9 +350,12 @@ class Context:
                 if i <= units[cutoff][-1]:
                     messages.extend(self._unit_messages([i], "full", shown_frames, p))
             messages.append(self._folded_message(units[cutoff][-1], pinned))
+        last = 0
         for pos in range(cutoff + 1, len(units)):
-            messages.extend(self._unit_messages(units[pos], levels.get(pos, "full"), shown_frames, p))
-        return messages
+            made = self._unit_messages(units[pos], levels.get(pos, "full"), shown_frames, p)
+            messages.extend(made)
+            last = len(made)
+        return messages, target - budget, sum(len(self.entries[i].frames) for i in shown_frames), last
 
     def _pinned(self) -> set[int]:
         """Entries always shown whole: the task, the first memory digest, the latest plan and reflection."""
@@ -291,6 +381,8 @@ class Context:
             return [Message("user", first.text)]
         if first.kind == "answer":
             return [Message("assistant", first.text)]
+        if first.kind == "phase":  # says the phase in the policy's own words, marker first
+            return [Message("user", first.text)]
         text = _at_level(first, level, p, f"[folded; trace entry #{first.id}]")
         content: list[Part] = [TextPart(f"[{first.kind.capitalize()}] {text}")]
         if first.frames is not None and len(first.frames):

@@ -187,6 +187,19 @@ class MemoryWritten(Event):
     span: list[float] | None = None
 
 
+@dataclass
+class ContextCompacted(Event):
+    """The context neared its token or frame budget and was compacted once: older frames became
+    references, older results were shortened; the view is appended to from here."""
+
+    kind: ClassVar[str] = "context_compacted"
+    entries: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    frames_before: int = 0
+    frames_after: int = 0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -201,6 +214,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MemoryWritten,
         PhaseEntry,
         Verification,
+        ContextCompacted,
     )
 }
 

@@ -22,6 +22,7 @@ from mcr.run.answers import (
 )
 from mcr.run.context import Context
 from mcr.run.events import (
+    ContextCompacted,
     Event,
     ModelCalled,
     PhaseEntry,
@@ -31,7 +32,7 @@ from mcr.run.events import (
     ToolReturned,
 )
 from mcr.run.overview import overview
-from mcr.run.policy import PLAN_PROMPT, REFLECT_PROMPT, Policy
+from mcr.run.policy import ACT_PROMPT, PLAN_PROMPT, REFLECT_PROMPT, Policy, answer_prompt, refused
 from mcr.run.result import RunResult
 from mcr.run.steps import generate, run_tools
 from mcr.run.verify import AnswerChecker, Commit, GiveUp, perceived
@@ -129,6 +130,9 @@ class _Run:
         self.can_investigate = self.policy.investigate and self.depth < self.policy.max_depth and self.video is not None
         self.known = set(registry.names) | set(ANSWER_NAMES) | {"investigate"}
         self.checker = AnswerChecker(context, self.policy, tool_ctx, self.question, self.choices, self.form, self.call)
+        self.said: str | None = None  # the phase the last phase message said
+        self.compactions = len(context.compactions)
+        self._tools: list[dict] | None = None
 
     def ids(self, step: int | None = None) -> dict:
         return {"run_id": self.run_id, "depth": self.depth, "step": self.out.steps if step is None else step}
@@ -161,6 +165,8 @@ class _Run:
                 stop = self.over_budget()
                 if stop is not None:
                     return (yield from self.final_call(stop))
+                if self.said not in (None, "act"):
+                    self.say("act", ACT_PROMPT)
                 output = yield from self.call("act", self.offered())
                 ran_tools, done = yield from self.handle(output, forced=False)
                 if done is not None:
@@ -177,12 +183,21 @@ class _Run:
             raise
 
     def offered(self) -> list[dict]:
-        schemas = self.registry.schemas()
-        if self.can_investigate:
-            from mcr.run.replies import investigate_schema  # pydantic loads when a run first needs it
+        """Every tool of the run, the same list in the same order on every call: a phase that may
+        call fewer says so in the call's options (``allowed_tools``), never by a shorter list."""
+        if self._tools is None:
+            schemas = self.registry.schemas()
+            if self.can_investigate:
+                from mcr.run.replies import investigate_schema  # pydantic loads when a run first needs it
 
-            schemas.append(investigate_schema())
-        return schemas + [answer_schema(self.form, self.choices, self.checker.cite)]
+                schemas.append(investigate_schema())
+            self._tools = schemas + [answer_schema(self.form, self.choices, self.checker.cite)]
+        return self._tools
+
+    def say(self, phase: str, text: str) -> None:
+        """Say a phase in a message appended to the context (the prompt before it stays as sent)."""
+        self.context.add("phase", text, self.out.steps)
+        self.said = phase
 
     def over_budget(self) -> str | None:
         b = self.budget
@@ -198,10 +213,23 @@ class _Run:
 
     # ------------------------------------------------------------ model calls
     def call(
-        self, phase: str, tools: list[dict] | None, messages: list | None = None, forced: bool = False, **extra: Any
+        self,
+        phase: str,
+        tools: list[dict] | None,
+        messages: list | None = None,
+        forced: bool = False,
+        allowed: list[str] | None = None,
+        **extra: Any,
     ) -> Generator[Event, None, ModelOutput]:
+        """One model call. ``allowed``: the names of the tools this phase may call (None: all of
+        ``tools``); backends hold the rest back in decoding, and the loop refuses what gets through."""
         if messages is None:
             messages = self.context.render(tools=tools)
+            for done in self.context.compactions[self.compactions :]:
+                yield ContextCompacted(**self.ids(), **done)
+            self.compactions = len(self.context.compactions)
+        if allowed is not None:
+            extra["allowed_tools"] = list(allowed)
         if phase == "act":
             self.out.steps += 1
         t0 = time.perf_counter()
@@ -238,11 +266,16 @@ class _Run:
         return output
 
     def phase(self, name: str, prompt: str) -> Generator[Event, None, None]:
-        """A plan or a reflection: a model call without tools, kept whole in the context."""
-        messages = self.context.render(tools=None) + [_user(prompt)]
-        output = yield from self.call(name, None, messages)
+        """A plan or a reflection: a model call that may call no tool, kept whole in the context.
+        The phase is said in a message appended to the context; a tool call that gets through
+        is not run, and the next message says so."""
+        self.say(name, prompt)
+        output = yield from self.call(name, self.offered(), allowed=[])
         text = (output.text or output.reasoning).strip() or "(nothing)"
         self.context.add("reflection" if name == "reflect" else name, text, self.out.steps)
+        if output.tool_calls:
+            names = sorted({c.name for c in output.tool_calls})
+            self.context.add("feedback", refused(name, names), self.out.steps)
         yield PhaseEntry(**self.ids(), phase=name, text=text)
 
     # --------------------------------------------------------------- perceive
@@ -446,18 +479,9 @@ class _Run:
     def final_call(self, stop: str) -> Generator[Event, None, RunResult]:
         """The budget is spent (or, with no steps at all, there is nothing to do but answer):
         one last call that may only answer."""
-        if stop == "max_steps" and self.budget.max_steps == 0:
-            self.stop_reason = None
-            note = "Answer the question now from the frames above, with the answer tool, and cite the spans."
-        else:
-            self.stop_reason = stop
-            note = (
-                f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best "
-                "answer from what you have seen, and cite the spans."
-            )
-        self.context.add("feedback", note, self.out.steps)
-        schema = answer_schema(self.form, self.choices, self.checker.cite)
-        output = yield from self.call("act", [schema], forced=True)
+        self.stop_reason = None if stop == "max_steps" and self.budget.max_steps == 0 else stop
+        self.say("answer", answer_prompt(self.stop_reason))
+        output = yield from self.call("act", self.offered(), forced=True, allowed=["answer"])
         _, done = yield from self.handle(output, forced=True)
         return done if done is not None else (yield from self.end_with_best())
 
@@ -492,9 +516,3 @@ def _bounded(arguments: dict, limit: int) -> dict:
         return arguments
     note = f" [answer cut at {limit} of {len(text)} characters (Policy.max_answer_chars)]"
     return {**arguments, "answer": text[:limit].rstrip() + note}
-
-
-def _user(text: str):
-    from mcr.types import Message
-
-    return Message("user", text)

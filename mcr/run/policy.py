@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mcr.models.phases import said
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -75,15 +77,45 @@ class Policy:
         return cls(**values)
 
 
-PLAN_PROMPT = (
+# Each phase is said in a message appended to the context (``Phase: NAME. ...``): the system
+# prompt and the tool list stay the same on every call, so a server reuses what it has read.
+PLAN_PROMPT = said(
+    "plan",
     "Before using tools, write a short plan: the sub-questions to answer, and the spans of the video "
-    "(HH:MM:SS.s-HH:MM:SS.s) and tools you will use for each. Do not call tools or answer yet."
+    "(HH:MM:SS.s-HH:MM:SS.s) and tools you will use for each. Do not call tools or answer yet.",
 )
 
-REFLECT_PROMPT = (
+REFLECT_PROMPT = said(
+    "reflect",
     "Reflect in a few lines: what did the last results show (cite spans), what is still missing to "
-    "answer, and how does the plan change? Do not call tools or answer yet."
+    "answer, and how does the plan change? Do not call tools or answer yet.",
 )
+
+ACT_PROMPT = said(
+    "act",
+    "Call the tools you need to look at the video, or call the answer tool with the answer and the spans that show it.",
+)
+
+
+def answer_prompt(stop: str | None) -> str:
+    """The last call of a run whose budget is spent (``stop``), or of a run with no steps (None)."""
+    if stop is None:
+        return said(
+            "answer", "Answer the question now from the frames above, with the answer tool, and cite the spans."
+        )
+    return said(
+        "answer",
+        f"The budget is spent ({stop.replace('_', ' ')}). Call the answer tool now with your best answer "
+        "from what you have seen, and cite the spans.",
+    )
+
+
+def refused(phase: str, names: list[str]) -> str:
+    """What the model is told when it called tools in a phase that may call none: they were not run."""
+    return (
+        f"The {phase} phase may call no tool; the call of {', '.join(names)} was not run. "
+        "Tools can be called in the act phase."
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -9,8 +9,9 @@
     model.assert_complete()
 
 Under the default policy the loop also asks for a plan, a reflection after each turn that
-ran tools, and a verdict on the cited spans before it commits an answer. These phase
-requests come without tools (see :func:`request_kind`). A phase request takes the next step
+ran tools, and a verdict on the cited spans before it commits an answer. Every call of a run
+is offered the same tools; a phase request says its phase in the last message, with the
+marker of :mod:`mcr.models.phases` (see :func:`request_kind`). A phase request takes the next step
 when that step is a text reply (no tool calls) or a function; otherwise, or when the script
 is used up, it gets a neutral reply and the step waits for the next turn: an empty plan, an
 empty reflection, a "supported" verdict. So a script holds only the steps a test cares
@@ -28,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
 from mcr.models import ModelOutput
-from mcr.run.policy import PLAN_PROMPT, REFLECT_PROMPT
+from mcr.models.phases import NO_TOOL_PHASES, phase_of
 from mcr.run.verify import VERDICT_SCHEMA, VERIFY_SYSTEM
 from mcr.types import Message, ToolCall, Usage
 
 Step = Union[ModelOutput, Callable[[list[Message], list[dict] | None], ModelOutput]]
-PHASES = ("plan", "reflect", "verify")
+PHASES = NO_TOOL_PHASES
 
 
 def tool_call(name: str, /, *, thought: str = "", **arguments: Any) -> ModelOutput:
@@ -65,17 +66,18 @@ def verdict(kind: str = "supported", confidence: float = 0.9, reason: str = "") 
 
 
 def request_kind(messages: Sequence[Message], tools: list[dict] | None, options: dict | None = None) -> str:
-    """What a model call asks for: ``"act"`` (a turn offered tools), a phase request of the loop
-    (``"plan"``, ``"reflect"``: the policy's prompt last, no tools; ``"verify"``: the verifier's
-    messages or its verdict schema), or ``"other"`` (no tools, none of those)."""
-    if tools:
-        return "act"
+    """What a model call asks for: a phase request of the loop (``"plan"``, ``"reflect"``,
+    ``"verify"``: the phase said by the last message, or the verifier's messages or verdict
+    schema), ``"act"`` (a turn that may call tools, the forced answer among them), or
+    ``"other"`` (no tools, none of those)."""
+    said = phase_of(messages)
+    if said in NO_TOOL_PHASES:
+        return said
     if (options or {}).get("response_schema") == VERDICT_SCHEMA:
         return "verify"
     if messages and messages[0].role == "system" and messages[0].text == VERIFY_SYSTEM:
         return "verify"
-    last = messages[-1].text if messages else ""
-    return {PLAN_PROMPT: "plan", REFLECT_PROMPT: "reflect"}.get(last, "other")
+    return "act" if tools or said else "other"
 
 
 DEFAULT_REPLIES = {  # what a phase request gets when the script has no step for it

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 
 from mcr.models.parse import json_values, split_reasoning
+from mcr.models.phases import said
 from mcr.quoting import DATA_RULE, quote
 from mcr.run.answers import TypedAnswer, interpret, read_answer
 from mcr.run.context import Context
@@ -167,7 +168,7 @@ def model_check_messages(
         parts.append(TextPart(f"Span {span}:" + (" transcript:\n" + quote(text, "transcript") if text else "")))
         if fr is not None and len(fr):
             parts.append(FramesPart(fr))
-    parts.append(TextPart("Is the answer supported by these spans? Reply with the JSON verdict only."))
+    parts.append(TextPart(said("verify", "Is the answer supported by these spans? Reply with the JSON verdict only.")))
     return [Message("system", VERIFY_SYSTEM), Message("user", parts)]
 
 
