@@ -1,10 +1,10 @@
-"""The whole video index built the old way and the new way, in one run, with the results compared.
+"""The whole video index built stage by stage and in one pass, in one run, with the results compared.
 
     python benchmarks/index_build.py [--minutes 5] [--work DIR] [--real]
 
-The old way: every stage after the other, each decoding the video by itself, every sampled
+Stage by stage: every stage after the other, each decoding the video by itself, every sampled
 frame embedded by PyTorch, one OCR engine (``MCR_INDEX_BESIDE=0 MCR_CLIP_SHARE=0
-MCR_ONNX_IMAGES=0 MCR_INDEX_ONEPASS=0 MCR_OCR_WORKERS=1``). The new way (the default): one
+MCR_ONNX_IMAGES=0 MCR_INDEX_ONEPASS=0 MCR_OCR_WORKERS=1``). In one pass (the default): one
 decode of each chunk feeds the frame stages (shots, on-screen text, embeddings), which work on
 it at the same time while the next chunk is decoded; the speech stage in a thread beside them;
 the CLIP image tower on ONNX Runtime (from its recorded graph alone, without loading PyTorch,
@@ -72,26 +72,29 @@ def warm(video_path: str) -> dict:
     return {"images": type(stage.images()).__name__}
 
 
-def compare(video_path: str, old_db: str, new_db: str) -> dict:
+def compare(video_path: str, staged_db: str, one_pass_db: str) -> dict:
     import numpy as np
 
     from mcr.media.video import Video
     from mcr.memory import Memory, VideoIndex
 
     video = Video(video_path)
-    old, new = VideoIndex(video, Memory(old_db, readonly=True)), VideoIndex(video, Memory(new_db, readonly=True))
+    staged, one_pass = (
+        VideoIndex(video, Memory(staged_db, readonly=True)),
+        VideoIndex(video, Memory(one_pass_db, readonly=True)),
+    )
     out = {}
     for stage in ("transcript", "shots"):
-        a = [(e.span.to_list(), e.text) for e in old.entries(stage)]
-        b = [(e.span.to_list(), e.text) for e in new.entries(stage)]
+        a = [(e.span.to_list(), e.text) for e in staged.entries(stage)]
+        b = [(e.span.to_list(), e.text) for e in one_pass.entries(stage)]
         out[stage] = "equal" if a == b else f"DIFFER ({len(a)} vs {len(b)})"
     step = 2.0  # the OCR sampling step (0.5 fps)
-    a = sorted((e.text, e.span.start) for e in old.entries("ocr"))
-    b = sorted((e.text, e.span.start) for e in new.entries("ocr"))
+    a = sorted((e.text, e.span.start) for e in staged.entries("ocr"))
+    b = sorted((e.text, e.span.start) for e in one_pass.entries("ocr"))
     same = len(a) == len(b) and all(x[0] == y[0] and abs(x[1] - y[1]) <= step for x, y in zip(a, b))
     out["ocr"] = "equal within one step" if same else f"DIFFER ({len(a)} vs {len(b)} lines)"
-    ea = np.concatenate([arr for _, arr in old.arrays("embeddings")])
-    eb = np.concatenate([arr for _, arr in new.arrays("embeddings")])
+    ea = np.concatenate([arr for _, arr in staged.arrays("embeddings")])
+    eb = np.concatenate([arr for _, arr in one_pass.arrays("embeddings")])
     if ea.shape != eb.shape:
         out["embeddings"] = f"DIFFER (shapes {ea.shape} vs {eb.shape})"
     else:
@@ -148,34 +151,36 @@ def make_video(work: Path, minutes: float, real: bool) -> Path:
 
 
 def build_both(video: Path, work: Path, env: dict) -> tuple[dict, dict]:
-    """The index of ``video`` built the old way and the new way (each in its own process, on a
+    """The index of ``video`` built stage by stage and in one pass (each in its own process, on a
     fresh database in ``work``), and the comparison of the two: ``(results, checks)``."""
     results = {}
     run_child(["warm", str(video)], env)
-    old = {
+    staged = {
         "MCR_INDEX_BESIDE": "0",
         "MCR_CLIP_SHARE": "0",
         "MCR_ONNX_IMAGES": "0",
         "MCR_INDEX_ONEPASS": "0",
         "MCR_OCR_WORKERS": "1",
     }
-    for way, extra in (("old", old), ("new", {})):
+    for way, extra in (("staged", staged), ("one-pass", {})):
         db = work / f"index_build_{way}.db"
         for f in work.glob(f"{db.name}*"):
             f.unlink()
         results[way] = run_child(["build", str(video), str(db)], {**env, **extra})
-    checks = run_child(["compare", str(video), str(work / "index_build_old.db"), str(work / "index_build_new.db")], env)
+    checks = run_child(
+        ["compare", str(video), str(work / "index_build_staged.db"), str(work / "index_build_one-pass.db")], env
+    )
     return results, checks
 
 
 def table(video: Path, results: dict, checks: dict) -> list[str]:
     """The figures of :func:`build_both` as lines of text. ``work s``: the time a stage spent on
     its own frames in the one pass (the pass's stages share the wall time of their walk)."""
-    duration = results["old"]["duration"]
+    duration = results["staged"]["duration"]
     lines = [f"index of {video.name} ({duration / 60:.1f} min), stages {STAGES}"]
-    lines.append(f"{'':12} {'old s':>8} {'new s':>8} {'work s':>8}  frames (old -> new)")
+    lines.append(f"{'':12} {'staged s':>10} {'1-pass s':>10} {'work s':>8}  frames (staged -> one pass)")
     for stage in STAGES.split(","):
-        o, n = results["old"]["stages"][stage], results["new"]["stages"][stage]
+        o, n = results["staged"]["stages"][stage], results["one-pass"]["stages"][stage]
 
         def frames(info: dict) -> str:
             done = ", ".join(f"{v} {k.removeprefix('frames_')}" for k, v in info.items() if k.startswith("frames_"))
@@ -184,18 +189,18 @@ def table(video: Path, results: dict, checks: dict) -> list[str]:
         work = n["info"].get("seconds_work")
         work_s = f"{work:8.1f}" if isinstance(work, (int, float)) else f"{'-':>8}"
         lines.append(
-            f"{stage:12} {o['seconds']:8.1f} {n['seconds']:8.1f} {work_s}  {frames(o['info'])} -> {frames(n['info'])}"
+            f"{stage:12} {o['seconds']:10.1f} {n['seconds']:10.1f} {work_s}  {frames(o['info'])} -> {frames(n['info'])}"
         )
-    for way in ("old", "new"):
+    for way in ("staged", "one-pass"):
         r = results[way]
         cores = os.cpu_count() or 1
         lines.append(
-            f"{way} way: wall {r['wall']:.1f} s, {duration / r['wall']:.1f}x real time, peak {r['peak_mib']:.0f} MiB; "
+            f"{way}: wall {r['wall']:.1f} s, {duration / r['wall']:.1f}x real time, peak {r['peak_mib']:.0f} MiB; "
             f"CPU {r['cpu']:.0f} s (with all {cores} cores busy the whole time: {r['cpu'] / cores:.0f} s, "
             f"{duration * cores / r['cpu']:.1f}x real time)"
         )
     lines.append(
-        f"speed-up {results['old']['wall'] / results['new']['wall']:.2f}x; the same index? {json.dumps(checks)}"
+        f"speed-up {results['staged']['wall'] / results['one-pass']['wall']:.2f}x; the same index? {json.dumps(checks)}"
     )
     return lines
 

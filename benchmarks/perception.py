@@ -19,7 +19,7 @@ should be.
     and for the whole video; and the Whisper encoder alone on full 30 s windows, the
     ceiling for speech as dense as this (voice-activity filtering drops nothing).
 (d) building the index (shots, transcript, on-screen text, frame embeddings) of the
-    whole video the old way (stage after stage) and the new way (one decode for the frame
+    whole video stage by stage and in one pass (one decode for the frame
     stages, speech beside them), with the two indexes compared (``index_build.py``); frame
     embeddings use a ViT-B-32 with random weights when no CLIP weights are on the machine
     (the cost is that of the real model; the scores are not).
@@ -401,7 +401,7 @@ def main(argv=None) -> int:
                     "dense speech: every 30 s window encoded",
                 ]
             )
-    db = work / "index_build_new.db"  # the index built the new way in (d), which (e) queries
+    db = work / "index_build_one-pass.db"  # the index built in one pass in (d), which (e) queries
     clip_env = {**bench_env(work), "MCR_ASR_THREADS": threads} if "d" in args.parts or "e" in args.parts else {}
     if "d" in args.parts:
         results, checks = build_both(video, work, clip_env)

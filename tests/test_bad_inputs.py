@@ -11,12 +11,11 @@ import json
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 from media import H264, ffmpeg, make_bad_file, make_cue_video, make_cut_video, shared_clip
-from procs import run_cli
+from procs import run_cli, worker
 
 from mcr import Agent
 from mcr.run.policy import Policy
@@ -152,11 +151,7 @@ def test_bad_databases(tmp_path, videos):
         assert db.read_bytes() == before  # refused untouched
     locked = tmp_path / "locked.db"
     assert run_cli("index", videos["video_only"], "--stages", "shots", "--memory", locked).returncode == 0
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(2); c.execute('COMMIT')", str(locked)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = subprocess.Popen(worker("hold_lock", locked, 2), stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     t0 = time.monotonic()
     done = run_cli("memory", "clear", "--yes", "--memory", locked, cwd=tmp_path)

@@ -99,6 +99,6 @@ def test_a_huge_answer_is_cut_with_a_note_and_prose_is_not_a_forced_answer(tmp_p
     spent = Agent(model=prose, memory=False, policy="plain", max_steps=1, trace_dir=tmp_path)
     result = spent.run(boats, "What is on the water?")
     assert result.status == "no_answer" and not result.answer and not result.ok
-    # with no steps at all (the baseline's one call), a reply in prose is the answer, as before
+    # with no steps at all (the baseline's one call), a reply in prose is the answer
     once = Agent(model=ScriptedModel([say("Boats.")]), memory=False, policy="plain", max_steps=0, trace_dir=tmp_path)
     assert once.run(boats, "What is on the water?").answer == "Boats."

@@ -131,7 +131,7 @@ def test_no_two_modules_import_each_other():
         ("mcr.tools.asr", "mcr.tools.stages"),
     ],
 )
-def test_pairs_that_once_imported_each_other_no_longer_do(a, b):
+def test_pairs_that_must_not_import_each_other(a, b):
     assert a in GRAPH and b in GRAPH
     assert not (GRAPH.has_edge(a, b) and GRAPH.has_edge(b, a)), f"{a} and {b} import each other"
 

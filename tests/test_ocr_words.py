@@ -94,7 +94,7 @@ def test_ocr_span_lasts_until_the_text_leaves_the_screen(shown_video, tmp_path):
     for (start, end, text), item in zip(SHOWN, items):
         first, last = item["span"]
         assert start - 0.05 <= first <= start + period, (text, item["span"])  # from the first frame showing it
-        # to the first frame that no longer showed it: never before the text left, at most one interval after
+        # to the first frame without it: never before the text left, at most one interval after
         assert end - 0.05 <= last <= min(end + period, SHOWN_SECONDS), (text, item["span"])
 
 

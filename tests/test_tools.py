@@ -293,7 +293,7 @@ def test_listing_says_which_tools_can_be_cancelled_and_schemas_do_not():
     rows = {row["name"]: row for row in registry.listing()}
     assert rows["inspect_frames"]["cancellable"] is True and rows["inspect_frames"]["timeout"] is None
     assert rows["inspect_frames"]["parameters"] == registry.get("inspect_frames").parameters
-    assert "cancel" not in str(registry.schemas())  # the model sees the same schemas as before
+    assert "cancel" not in str(registry.schemas())  # the model's schemas say nothing of cancelling
 
 
 def test_inspect_frames_stops_once_cancelled(code_video):
