@@ -287,3 +287,13 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path):
         )
     assert cli.returncode != 0 and "serving on" not in cli.stdout
     assert "in use" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+
+
+def test_a_name_no_file_can_have_is_a_refusal_not_a_server_error(media, tmp_path):
+    """Found by the schema fuzz (test_service_fuzz.py): a 2,000-character video name was a 500
+    (the file system's "File name too long" escaped)."""
+    with Served(make_app(instant(), [media], tmp_path / "m.db", trace_dir=False)) as client:
+        for name in ("0" * 2000, "a\x00b.mp4", "x/" * 1000):
+            r = client.post("/v1/runs", json={**ASK, "video": name})
+            assert r.status_code == 403 and "\n" not in r.json()["detail"], (name[:20], r.text[:200])
+            assert len(r.json()["detail"]) < 300

@@ -14,19 +14,25 @@ def media_path(spec: str, roots: Sequence[Path]) -> Path:
     ``ValueError`` with the reason otherwise. Symlinks are followed before the check."""
     if not roots:
         raise ValueError("this service has no media roots: start it with --media-root DIR to serve files")
+    shown = repr(spec if len(spec) <= 120 else spec[:117] + "...")
+    if "\0" in spec:
+        raise ValueError(f"{shown} is not a file name (it holds a NUL byte)")
     if ".." in Path(spec).parts:
-        raise ValueError(f"{spec!r} holds '..': name a file inside a media root")
+        raise ValueError(f"{shown} holds '..': name a file inside a media root")
     candidates = [Path(spec)] if Path(spec).is_absolute() else [root / spec for root in roots]
     for candidate in candidates:
-        real = candidate.resolve()
-        inside = any(real.is_relative_to(root.resolve()) for root in roots)
-        if inside and real.is_file():
-            return real
-        if inside and real.is_dir():
-            raise ValueError(f"{spec!r} is a folder, not a video: name a file in it")
-        if candidate.exists() or candidate.is_symlink():
-            raise ValueError(f"{spec!r} is outside the media roots")
-    raise ValueError(f"{spec!r} is not a file under the media roots")
+        try:
+            real = candidate.resolve()
+            inside = any(real.is_relative_to(root.resolve()) for root in roots)
+            if inside and real.is_file():
+                return real
+            if inside and real.is_dir():
+                raise ValueError(f"{shown} is a folder, not a video: name a file in it")
+            if candidate.exists() or candidate.is_symlink():
+                raise ValueError(f"{shown} is outside the media roots")
+        except OSError as exc:  # a name too long, a loop of symlinks: no file of that name can be served
+            raise ValueError(f"{shown} is not a file under the media roots ({exc.strerror or exc})") from None
+    raise ValueError(f"{shown} is not a file under the media roots")
 
 
 def under_roots(path: str | Path, roots: Sequence[Path]) -> bool:
