@@ -20,7 +20,7 @@ from mcr.types import TimeSpan
 
 from .entries import MemoryEntry
 from .store import MemoryStore
-from .vectors import VectorIndex, exact_top_k
+from .vectors import StoreVectors, VectorIndex, exact_top_k
 
 INDEX_KINDS = ("shot",)  # bulk entries the index writes; the digest counts them, memory_search finds them
 EXACT_SUBSET_LIMIT = 200_000  # filtered searches over at most this many entries are exact
@@ -50,6 +50,7 @@ class Memory:
         self._encoder = encoder
         self._device = device
         self._vectors: VectorIndex | None = None
+        self._disk: StoreVectors | bool | None = None
         self._lock = threading.RLock()
         self._graph = None
 
@@ -107,6 +108,21 @@ class Memory:
                 self.store.set_embeddings(ids, vecs, self.encoder.name)
                 done += len(rows)
 
+    def _disk_vectors(self) -> StoreVectors | None:
+        """The entries' vectors on disk, synced with the store; None where they cannot be kept
+        (a read-only database or folder: ``_index`` holds them in memory instead)."""
+        with self._lock:
+            if self.store.readonly or self._disk is False:
+                return None
+            if self._disk is None:
+                disk = StoreVectors(self.store, "entry:" + self.encoder.name, self.encoder.dim)
+                self._disk = disk if disk.writable() else False
+                if self._disk is False:
+                    return None
+            self.embed_pending()
+            self._disk.sync()
+            return self._disk
+
     def _index(self) -> VectorIndex:
         """The vector index, brought up to date with the store (other processes included)."""
         with self._lock:
@@ -141,11 +157,16 @@ class Memory:
             if near is not None:
                 return [Hit(e, 1.0) for e in self.store.nearest(near, video_id, kind, k)]
             return [Hit(e, 1.0) for e in self.store.query(video_id, kind, span, limit=k)]
-        index = self._index()
+        disk = self._disk_vectors()
+        index = self._index() if disk is None else None
         q = self.encoder.encode([query.strip()])[0]
         filtered = video_id is not None or kind is not None or span is not None
         pool = max(k * 4, 50) if near is not None else k
-        if filtered:
+        if disk is not None:  # on disk beside the database; filters applied inside the search
+            kinds = [kind] if isinstance(kind, str) else kind
+            recs, _, _ = disk.search(q, pool + 8, None if video_id is None else [video_id], kinds, span)
+            top_ids, scores = disk.rescore(recs["ref"], q, pool)
+        elif filtered:
             ids = np.array(
                 [e.id for e in self.store.query(video_id, kind, span, limit=EXACT_SUBSET_LIMIT)], dtype=np.int64
             )

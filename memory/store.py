@@ -21,6 +21,7 @@ from mcr.errors import MCRError
 from mcr.types import TimeSpan
 
 from .entries import KINDS, MemoryEntry
+from .vectors import ensure_log
 
 APPLICATION_ID = 0x4D435231  # "MCR1"
 SCHEMA_VERSION = 2  # 2: entries.origin, the identity of a run's write (unique where set)
@@ -247,6 +248,7 @@ class MemoryStore:
                     if statement.strip():
                         c.execute(statement)
                 _migrate(c)
+                ensure_log(c)  # every vector stored is logged, so the on-disk index follows
                 c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

@@ -1,16 +1,45 @@
-"""Vector search over stored embeddings: exact below a size, approximate (faiss IVF) above.
+"""Vector search over stored embeddings.
 
-Exact search is a matrix product over unit vectors. Past ``ann_threshold`` vectors an
-inverted-file index (faiss ``IndexIVFFlat``, inner product) answers top-k by scanning
-the ``nprobe`` nearest clusters; it is trained once on a sample and takes new vectors
-without retraining until the collection has grown ``retrain_growth`` times.
+``StoreVectors``: a store's vectors of one kind (the entries embedded by one encoder, or the
+index's frame embeddings) in an on-disk inverted-file index beside the database
+(``memory.db`` -> ``memory.db.vectors/NAME/``, see ``ann.DiskIVF``). The store logs every
+vector it takes, in the transaction that stores it (``vector_log``, filled by triggers), so
+the index follows the log from where it stopped: each video's vectors are added once, by
+whichever process syncs first, and a process that starts reads the index as it is, never
+rebuilding it. Filters by video, kind and time apply inside the search: over few vectors,
+exact search of exactly those (rows picked by SQLite); otherwise inside the index's scan.
+
+``VectorIndex``: the same search in this process's memory, for a database that cannot be
+written (its vectors are read once and never persisted). Exact below a size, faiss IVF above.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
+
+from .ann import RECORD, DiskIVF
+from .entries import KINDS
+
+LOG_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS vector_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, "
+    "ref INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS vector_log_source ON vector_log(source, seq)",
+    "CREATE TRIGGER IF NOT EXISTS vector_log_entry AFTER INSERT ON entries WHEN NEW.embedding IS NOT NULL "
+    "BEGIN INSERT INTO vector_log (source, ref) VALUES ('entry:' || NEW.encoder, NEW.id); END",
+    "CREATE TRIGGER IF NOT EXISTS vector_log_embedded AFTER UPDATE OF embedding ON entries "
+    "WHEN NEW.embedding IS NOT NULL "
+    "BEGIN INSERT INTO vector_log (source, ref) VALUES ('entry:' || NEW.encoder, NEW.id); END",
+    "CREATE TRIGGER IF NOT EXISTS vector_log_frames AFTER INSERT ON arrays WHEN NEW.stage = 'embeddings' "
+    "BEGIN INSERT INTO vector_log (source, ref) VALUES ('frames', NEW.rowid); END",
+)
+FRAMES = "frames"
+FRAME_KIND = len(KINDS)  # the kind code of a frame embedding
+EXACT_LIMIT = 200_000  # a filter that leaves at most this many vectors is searched exactly
 
 
 class VectorIndex:
@@ -107,3 +136,262 @@ def exact_top_k(ids: np.ndarray, vecs: np.ndarray, query: np.ndarray, k: int) ->
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     return ids[top], scores[top]
+
+
+def vectors_folder(db_path: str | Path) -> Path:
+    """Where the vectors of the database at ``db_path`` are kept."""
+    return Path(str(db_path) + ".vectors")
+
+
+def ensure_log(conn: Any) -> None:
+    """Inside a write transaction: the vector log and its triggers."""
+    for statement in LOG_SCHEMA:
+        conn.execute(statement)
+
+
+def _chunks(items: Sequence[int], size: int = 900):
+    for start in range(0, len(items), size):
+        yield [int(i) for i in items[start : start + size]]
+
+
+class StoreVectors:
+    """The vectors of one ``source`` of a store (``entry:ENCODER`` or ``frames``) on disk."""
+
+    def __init__(self, store: Any, source: str, dim: int | None = None, **settings: Any) -> None:
+        self.store, self.source, self.dim = store, source, dim
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.replace(":", "-"))
+        self.folder = vectors_folder(store.path) / safe
+        self.settings = settings
+        self._ivf: DiskIVF | None = None
+
+    @property
+    def ivf(self) -> DiskIVF | None:
+        if self._ivf is None:
+            dim = self.dim
+            if dim is None and (self.folder / "state.npz").exists():
+                with np.load(self.folder / "state.npz") as z:
+                    dim = json.loads(bytes(z["info"]).decode())["dim"]
+            if dim is not None:
+                self.dim = dim
+                self._ivf = DiskIVF(self.folder, dim, **self.settings)
+        return self._ivf
+
+    def __len__(self) -> int:
+        return len(self.ivf) if self.ivf is not None else 0
+
+    def writable(self) -> bool:
+        import os
+
+        folder = self.folder if self.folder.exists() else self.folder.parent
+        while not folder.exists():
+            folder = folder.parent
+        return not self.store.readonly and os.access(folder, os.W_OK | os.X_OK)
+
+    def behind(self) -> bool:
+        """True when the store holds vectors of this source that the index has not taken yet."""
+        row = self.store.conn.execute("SELECT MAX(seq) FROM vector_log WHERE source = ?", (self.source,)).fetchone()
+        ivf = self.ivf
+        done = ivf.extra.get("seq") if ivf is not None else None
+        if done is None:  # never synced: anything stored counts
+            return self._all_refs(limit=1) != []
+        return (row[0] or 0) > done or "seed" in ivf.extra
+
+    # ------------------------------------------------------------ syncing
+    def sync(self, batch: int = 20_000) -> int:
+        """Add what the store took since the last sync; returns how many vectors were added."""
+        if not self.behind():
+            return 0
+        added = 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock_ivf = DiskIVF(self.folder, self.dim or 0)
+        with lock_ivf.locked():
+            ivf = self.ivf  # read inside the lock: what another process committed counts
+            extra = json.loads(json.dumps(ivf.extra)) if ivf is not None else {}
+            while True:
+                if "seq" not in extra or "seed" in extra:
+                    refs, extra = self._seed_batch(extra, batch)
+                else:
+                    rows = self.store.conn.execute(
+                        "SELECT seq, ref FROM vector_log WHERE source = ? AND seq > ? ORDER BY seq LIMIT ?",
+                        (self.source, extra["seq"], batch),
+                    ).fetchall()
+                    if not rows:
+                        return added
+                    refs, extra["seq"] = [r[1] for r in rows], rows[-1][0]
+                vecs, records = self._fetch(refs, extra)
+                if self.ivf is None and len(vecs):
+                    self.dim = vecs.shape[1]
+                if self.ivf is not None:
+                    self.ivf.add(vecs, records, extra)
+                    added += len(vecs)
+
+    def _all_refs(self, after: int = 0, limit: int = -1) -> list[int]:
+        if self.source == FRAMES:
+            sql = "SELECT rowid FROM arrays WHERE stage = 'embeddings' AND rowid > ? ORDER BY rowid LIMIT ?"
+            return [r[0] for r in self.store.conn.execute(sql, (after, limit))]
+        sql = "SELECT id FROM entries WHERE encoder = ? AND id > ? ORDER BY id LIMIT ?"
+        return [r[0] for r in self.store.conn.execute(sql, (self.source.removeprefix("entry:"), after, limit))]
+
+    def _seed_batch(self, extra: dict, batch: int) -> tuple[list[int], dict]:
+        """A first sync: what the store held before it logged its vectors, then the log from
+        where it stood when the seeding began."""
+        extra = dict(extra)
+        if "seed" not in extra:
+            row = self.store.conn.execute("SELECT MAX(seq) FROM vector_log").fetchone()
+            extra["seed"], extra["seq"] = 0, row[0] or 0
+        refs = self._all_refs(extra["seed"], batch)
+        if refs:
+            extra["seed"] = refs[-1]
+        else:
+            del extra["seed"]
+        return refs, extra
+
+    def _fetch(self, refs: list[int], extra: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors and records of ``refs`` (those still stored), with ``extra``'s video codes."""
+        videos = extra.setdefault("videos", [])
+        codes = {v: i for i, v in enumerate(videos)}
+
+        def code(video_id: str | None) -> int:
+            if video_id not in codes:
+                codes[video_id] = len(videos)
+                videos.append(video_id)
+            return codes[video_id]
+
+        vecs, recs = [], []
+        refs = list(dict.fromkeys(refs))
+        if self.source == FRAMES:
+            for chunk in _chunks(refs):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT rowid, video_id, dtype, shape, value FROM arrays WHERE rowid IN ({marks})"
+                for rowid, video_id, dtype, shape, value in self.store.conn.execute(sql, chunk):
+                    table = np.frombuffer(value, dtype=dtype).reshape(json.loads(shape)).astype(np.float32)
+                    if table.ndim != 2 or not len(table):
+                        continue
+                    rec = np.zeros(len(table), RECORD)
+                    rec["ref"], rec["row"], rec["video"], rec["kind"] = (
+                        rowid,
+                        np.arange(len(table)),
+                        code(video_id),
+                        FRAME_KIND,
+                    )
+                    rec["start"] = rec["end"] = table[:, 0]
+                    vecs.append(table[:, 1:])
+                    recs.append(rec)
+        else:
+            encoder = self.source.removeprefix("entry:")
+            kind_code = {k: i for i, k in enumerate(KINDS)}
+            for chunk in _chunks(refs):
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    f'SELECT id, video_id, kind, start, "end", embedding FROM entries WHERE id IN ({marks}) '
+                    "AND encoder = ? AND embedding IS NOT NULL"
+                )
+                rows = self.store.conn.execute(sql, [*chunk, encoder]).fetchall()
+                if not rows:
+                    continue
+                rec = np.zeros(len(rows), RECORD)
+                rec["ref"] = [r[0] for r in rows]
+                rec["video"] = [code(r[1]) for r in rows]
+                rec["kind"] = [kind_code.get(r[2], -1) for r in rows]
+                rec["start"] = [np.nan if r[3] is None else r[3] for r in rows]
+                rec["end"] = [np.nan if r[4] is None else r[4] for r in rows]
+                vecs.append(np.frombuffer(b"".join(r[5] for r in rows), np.float32).reshape(len(rows), -1))
+                recs.append(rec)
+        if not vecs:
+            return np.zeros((0, self.dim or 1), np.float32), np.zeros(0, RECORD)
+        return np.concatenate(vecs), np.concatenate(recs)
+
+    # ------------------------------------------------------------ searching
+    def video_ids(self) -> list[str | None]:
+        """The video of each video code in the records."""
+        return list(self.ivf.extra.get("videos", [])) if self.ivf is not None else []
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        video_ids: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        span: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray, list]:
+        """``(records, scores, videos)`` of the ``k`` nearest vectors inside the filters, best
+        first (``videos[record["video"]]`` is a record's video): exact over the filtered rows
+        when they are few, else filtered inside the index's scan."""
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        if video_ids is not None and len(video_ids) <= 64:
+            videos = self.video_ids()
+            rows = self._exact_rows(video_ids, kinds, span, videos)
+            if rows is not None:
+                vecs, recs = rows
+                ids, scores = exact_top_k(np.arange(len(recs)), vecs, q, k)
+                return recs[ids], scores, videos
+        if self.ivf is None:
+            return np.zeros(0, RECORD), np.zeros(0, np.float32), []
+        recs, scores = self.ivf.search(q, k, self._allow(video_ids, kinds, span))
+        return recs, scores, self.video_ids()
+
+    def rescore(self, refs: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Entries ``refs`` scored again against their stored embeddings (a vector replaced or
+        removed since it was indexed counts as it is now, or not at all): ``(ids, scores)``."""
+        refs = list(dict.fromkeys(int(r) for r in refs))
+        found: dict[int, bytes] = {}
+        for chunk in _chunks(refs):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, embedding FROM entries WHERE id IN ({marks}) AND encoder = ? AND embedding IS NOT NULL"
+            found.update(self.store.conn.execute(sql, [*chunk, self.source.removeprefix("entry:")]).fetchall())
+        ids = np.array([r for r in refs if r in found], np.int64)
+        if not len(ids):
+            return ids, np.zeros(0, np.float32)
+        vecs = np.frombuffer(b"".join(found[int(i)] for i in ids), np.float32).reshape(len(ids), -1)
+        return exact_top_k(ids, vecs, query, k)
+
+    def _allow(self, video_ids: Any, kinds: Any, span: Any):
+        if video_ids is None and kinds is None and span is None:
+            return None
+        codes = None
+        if video_ids is not None:
+            wanted = set(video_ids)
+            codes = np.array([i for i, v in enumerate(self.video_ids()) if v in wanted], np.int32)
+        kind_codes = None if kinds is None else np.array([KINDS.index(x) for x in kinds], np.int32)
+
+        def allow(rec: np.ndarray) -> np.ndarray:
+            ok = np.ones(len(rec), bool)
+            if codes is not None:
+                ok &= np.isin(rec["video"], codes)
+            if kind_codes is not None:
+                ok &= np.isin(rec["kind"], kind_codes)
+            if span is not None:
+                ok &= (rec["start"] <= span.end) & (rec["end"] >= span.start)
+            return ok
+
+        return allow
+
+    def _exact_rows(
+        self, video_ids: Sequence[str], kinds: Any, span: Any, videos: list
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The vectors and records of the filtered rows, read from the store; None when they are
+        too many to search exactly."""
+        marks = ",".join("?" * len(video_ids))
+        if self.source == FRAMES:
+            if kinds is not None and "frame" not in kinds:
+                return np.zeros((0, self.dim or 1), np.float32), np.zeros(0, RECORD)
+            sql = f"SELECT rowid FROM arrays WHERE stage = 'embeddings' AND video_id IN ({marks})"
+            refs = [r[0] for r in self.store.conn.execute(sql, list(video_ids))]
+        else:
+            where = f"encoder = ? AND embedding IS NOT NULL AND video_id IN ({marks})"
+            args: list = [self.source.removeprefix("entry:"), *video_ids]
+            if kinds is not None:
+                where += f" AND kind IN ({','.join('?' * len(kinds))})"
+                args += list(kinds)
+            if span is not None:
+                where += ' AND start IS NOT NULL AND start <= ? AND "end" >= ?'
+                args += [span.end, span.start]
+            count = self.store.conn.execute(f"SELECT COUNT(*) FROM entries WHERE {where}", args).fetchone()[0]
+            if count > EXACT_LIMIT:
+                return None
+            refs = [r[0] for r in self.store.conn.execute(f"SELECT id FROM entries WHERE {where}", args)]
+        vecs, recs = self._fetch(refs, {"videos": videos})  # codes of videos not synced yet go on the end
+        if self.source == FRAMES and span is not None:
+            keep = (recs["start"] <= span.end) & (recs["end"] >= span.start)
+            vecs, recs = vecs[keep], recs[keep]
+        return vecs, recs
