@@ -395,3 +395,14 @@ class StoreVectors:
             keep = (recs["start"] <= span.end) & (recs["end"] >= span.start)
             vecs, recs = vecs[keep], recs[keep]
         return vecs, recs
+
+
+def sync_store(store: Any) -> int:
+    """Bring every on-disk vector index of ``store`` up to date (after a video was indexed)."""
+    encoders = [r[0] for r in store.conn.execute("SELECT DISTINCT encoder FROM entries WHERE encoder IS NOT NULL")]
+    added = 0
+    for source in [FRAMES] + [f"entry:{e}" for e in encoders]:
+        vectors = StoreVectors(store, source)
+        if vectors.writable():
+            added += vectors.sync()
+    return added

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from mcr.cli.options import add_device_option, add_memory_option, add_model_options
+from mcr.cli.options import CLIError, add_device_option, add_memory_option, add_model_options, wide_console
+from mcr.memory.entries import KINDS
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -45,7 +47,6 @@ def _open(args: argparse.Namespace, readonly: bool = True):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     memory = _open(args)
@@ -57,7 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for e in entries:
         table.add_row(e.ref, (e.video_id or "")[:8], e.kind, str(e.span) if e.span else "", e.text, e.source)
-    Console().print(table)
+    wide_console().print(table)
     return 0
 
 
@@ -87,19 +88,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moment(value: str) -> float:
+    """``--before``: a date or a date and time (ISO 8601, local time unless it names its zone)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a date or time; write it as 2025-01-31 or 2025-01-31T12:00"
+        ) from None
+
+
 def cmd_clear(args: argparse.Namespace) -> int:
     memory = _open(args, readonly=False)
     video_id = _video_id(args.video)
-    n = memory.store.count(video_id, args.kind)
-    what = (
-        f"{n} entries" + (f" of video {video_id}" if video_id else "") + (f" of kind {args.kind}" if args.kind else "")
-    )
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(args.before)) if args.before is not None else ""
+    before = f" written before {when}" if when else ""
+    what = (" of video " + video_id if video_id else "") + (f" of kind {args.kind}" if args.kind else "") + before
     if not args.yes:
-        print(f"would delete {what} from {memory.path}; add --yes to do it", file=sys.stderr)
+        n = len(_matching(memory.store, video_id, args.kind, args.before))
+        print(f"would delete {n} entries{what} from {memory.path}; add --yes to do it", file=sys.stderr)
         return 1
-    memory.store.delete(video_id, args.kind)
-    print(f"deleted {what} from {memory.path}")
+    n, stages = memory.store.clear(video_id, args.kind, args.before)
+    print(f"deleted {n} entries{what} from {memory.path}")
+    if stages and (args.kind or args.before is not None):  # a whole video's stages go with it and say nothing
+        names = ", ".join(f"{stage} of {vid[:12]}" for vid, stage in stages)
+        print(f"index stages reset (the next `mcr-agent index` or run builds them again): {names}")
     return 0
+
+
+def _matching(store, video_id: str | None, kind: str | None, before: float | None) -> list:
+    """The entries ``clear`` would delete."""
+    return [e for e in store.query(video_id, kind) if before is None or e.created_at < before]
 
 
 def _build(video, memory, stages: list, quiet: bool) -> list:
@@ -253,9 +274,53 @@ def cmd_index_library(args: argparse.Namespace, names: list[str]) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _is_library(targets: list[str]) -> bool:
+    from mcr.media.sources import is_url
+
+    one = targets[0]
+    return (
+        len(targets) > 1
+        or Path(one).is_dir()
+        or (not is_url(one) and not Path(one).exists() and any(c in one for c in "*?["))
+    )
+
+
+def cmd_search_library(args: argparse.Namespace) -> int:
+    """The best spans across the indexed videos of a folder, a glob or several files."""
+    from rich.table import Table
+
+    from mcr.library.search import search_library
+    from mcr.memory import Memory
+    from mcr.memory.store import unwritable
+    from mcr.types import TimeSpan
+
+    path = _db_path(args)
+    if not path.exists():
+        raise CLIError(f"no memory database at {path}: run `mcr-agent index {' '.join(args.video)}` first")
+    memory = Memory(path, readonly=unwritable(path) is not None)
+    found = search_library(args.video, args.query, memory, args.k, args.device)
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, default=str))
+        return 0
+    table = Table(title=f"{args.query!r} in {found['searched']} of {found['videos']} videos")
+    for col in ("#", "video", "span", "score", "signals", "evidence"):
+        table.add_column(col, overflow="fold")
+    for i, r in enumerate(found["results"], 1):
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
+        score = f"{r['score']:.2f}" + (" weak" if r.get("weak") else "")
+        name = f"{Path(r['video']).name} ({r['video_id'][:8]})"
+        table.add_row(str(i), name, str(TimeSpan(*r["span"])), score, shares, "\n".join(r["evidence"]))
+    if found["results"]:
+        wide_console().print(table)
+    else:
+        print(f"nothing matches {args.query!r}.")
+    if found["not_indexed"]:
+        print(f"not indexed (not searched): {', '.join(found['not_indexed'])}", file=sys.stderr)
+    return 0
+
+
 def cmd_search_video(args: argparse.Namespace) -> int:
     """The spans of a video that best match a query, as a table (building the index first)."""
-    from rich.console import Console
     from rich.table import Table
 
     from mcr.media.sources import open_video
@@ -264,7 +329,11 @@ def cmd_search_video(args: argparse.Namespace) -> int:
     from mcr.tools.grounding import search_spans
     from mcr.types import TimeSpan
 
-    video = open_video(args.video)
+    if not args.query.strip():
+        raise CLIError("the query is empty: describe what to find, e.g. 'the man opens the door'")
+    if _is_library(args.video):
+        return cmd_search_library(args)
+    video = open_video(args.video[0])
     span = (
         TimeSpan.parse(args.span).clamp(video.duration) if args.span else None
     )  # a bad span: one line, before any work
@@ -279,7 +348,8 @@ def cmd_search_video(args: argparse.Namespace) -> int:
         print(f"{r.stage}: failed ({r.reason}); searching without it", file=sys.stderr)
     result = search_spans(video, memory, args.query, args.k, span, args.device)
     if result.is_error:
-        message = " ".join(line.strip() for line in result.text.removeprefix("error: ").splitlines() if line.strip())
+        text = result.text.removeprefix("error: ").removeprefix("retry: ")  # the model's cue, not the user's
+        message = " ".join(line.strip() for line in text.splitlines() if line.strip())
         print(f"mcr-agent: error: {message}", file=sys.stderr)
         return 2
     meta = result.metadata
@@ -299,7 +369,7 @@ def cmd_search_video(args: argparse.Namespace) -> int:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
         score = f"{r['score']:.2f}" + (" weak" if r.get("weak") else "")
         table.add_row(str(i), str(TimeSpan(*r["span"])), score, shares, "\n".join(r["evidence"]))
-    console = Console()
+    console = wide_console()
     if meta["results"]:
         console.print(table)
         if any(r.get("weak") for r in meta["results"]):
@@ -321,7 +391,7 @@ def register(sub) -> None:
     msub = mem.add_subparsers(dest="command_memory", metavar="ACTION", required=True)
     p = msub.add_parser("list", help="entries in time order")
     p.add_argument("--video", help="a video id or file")
-    p.add_argument("--kind", help="only this kind")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--recent", action="store_true", help="newest first")
     workspace_args(p)
@@ -329,7 +399,7 @@ def register(sub) -> None:
     p = msub.add_parser("search", help="entries by meaning")
     p.add_argument("query")
     p.add_argument("--video", help="a video id or file")
-    p.add_argument("--kind", help="only this kind")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
     p.add_argument("-k", type=int, default=10)
     workspace_args(p)
     p.set_defaults(func=cmd_search)
@@ -338,9 +408,10 @@ def register(sub) -> None:
     p.add_argument("--out", help="write here instead of stdout")
     workspace_args(p)
     p.set_defaults(func=cmd_export)
-    p = msub.add_parser("clear", help="delete entries (all, of a video, or of a kind)")
+    p = msub.add_parser("clear", help="delete entries (all, of a video, of a kind, or older than a date)")
     p.add_argument("--video", help="a video id or file")
-    p.add_argument("--kind", help="only this kind")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
+    p.add_argument("--before", type=_moment, metavar="DATE", help="only entries written before this date (or time)")
     p.add_argument("--yes", action="store_true", help="really delete")
     workspace_args(p)
     p.set_defaults(func=cmd_clear)
@@ -371,7 +442,12 @@ def register(sub) -> None:
     idx.set_defaults(func=cmd_index)
 
     find = sub.add_parser("search", help="when does something happen: a video's spans that best match a query")
-    find.add_argument("video", help="a video file or URL (opened as mcr-agent run opens it)")
+    find.add_argument(
+        "video",
+        nargs="+",
+        metavar="VIDEO",
+        help="a video file or URL (opened as mcr-agent run opens it), or a library: several files, a folder, a glob",
+    )
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5, help="how many spans (1-20, default 5)")
     find.add_argument("--span", help="only search inside this span, e.g. 00:10:00-00:20:00")

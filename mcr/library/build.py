@@ -76,6 +76,7 @@ def index_one(path: str, db: str, stages: Sequence[str], progress: Any = None) -
     """Build (or reuse) the index of one video in ``db``; never raises for a bad video."""
     from mcr.media.sources import open_video, with_subtitles
     from mcr.memory import Memory, VideoIndex
+    from mcr.memory.vectors import sync_store
 
     t0 = time.perf_counter()
     memory = None
@@ -84,6 +85,7 @@ def index_one(path: str, db: str, stages: Sequence[str], progress: Any = None) -
         memory = Memory(db)
         call = None if progress is None else (lambda stage, done, total: progress(path, stage, done, total))
         reports = VideoIndex(video, memory).build(with_subtitles(video, list(stages)), progress=call)
+        sync_store(memory.store)  # its vectors join the on-disk index now, not at the first search
     except MCRError as exc:
         return VideoOutcome(path, "failed", seconds=time.perf_counter() - t0, reason=exc.one_line())
     except Exception as exc:  # noqa: BLE001 - one video's failure is reported, the library goes on
@@ -201,6 +203,7 @@ def index_ray(
     from mcr.memory import Memory, VideoIndex
     from mcr.memory.index import make_stage
     from mcr.memory.transfer import adopt_stage
+    from mcr.memory.vectors import sync_store
 
     started = connect(address, num_cpus=num_cpus)  # says what to install when Ray is missing
     import ray
@@ -238,6 +241,7 @@ def index_ray(
                 index.store.remember_video(video.id, str(video.path), video.info())
                 for built in got["stages"]:
                     adopt_stage(index, built)
+                sync_store(memory.store)
                 outcome.seconds += time.perf_counter() - t0
             by_path[path] = outcome
             if on_done:
