@@ -36,6 +36,7 @@ def test_plain_pixels_equal_open_clips_transform():
     assert plain_preprocess(odd) is None
 
 
+@pytest.mark.slow
 def test_a_later_process_embeds_frames_without_pytorch(object_video, tmp_path):
     folder = make_tiny_clip(tmp_path / "clip")
     env = {**os.environ, "MCR_CACHE": str(tmp_path / "cache")}
@@ -57,7 +58,7 @@ def test_a_later_process_embeds_frames_without_pytorch(object_video, tmp_path):
     a, b = np.asarray(first["rows"]), np.asarray(second["rows"])
     assert a.shape == b.shape == (6, 33) and np.array_equal(a[:, 0], b[:, 0])
     assert (a[:, 1:] * b[:, 1:]).sum(1).min() > 1 - 1e-5
-    # new weights in the same file: the record no longer applies, the model is loaded again
+    # new weights in the same file: the record does not fit them, the model is loaded again
     os.utime(folder / "open_clip_pytorch_model.bin", ns=(1, 1))
     assert embed()["kind"] == "ClipModel"
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from media_server import MediaServer, Served
+from procs import worker
 
 from mcr.media.download import SourceError, media_cache, parse_size
 from mcr.media.sources import open_video, source_of
@@ -209,7 +210,7 @@ def test_an_agent_runs_on_a_page_url_and_sees_its_title_as_data(clip, tmp_path):
         result = agent.run(f"{server.url}/watch", "What leaves the harbour?")
     assert result.answer == "boats"
     task = next(m.text for m in model.calls[0].messages if m.role == "user")
-    assert f"Video: {server.url}/watch" in task
+    assert f'<data source="video-name" trust="untrusted">\n{server.url}/watch\n</data>' in task
     assert '<data source="video-page" trust="untrusted">\ntitle: Boats at the harbour' in task
     started = read_trace(result.trace_path)[0]
     assert started.video["source"]["url"] == f"{server.url}/watch"
@@ -218,11 +219,10 @@ def test_an_agent_runs_on_a_page_url_and_sees_its_title_as_data(clip, tmp_path):
 
 
 def test_two_processes_fetching_one_url_download_it_once(code_video, clip, cache):
-    code = "import sys; from mcr.media.sources import open_video; print(open_video(sys.argv[1], progress=False).path)"
     with MediaServer({"/both.mp4": Served(clip)}) as server:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", code, f"{server.url}/both.mp4"],
+                worker("open_url", f"{server.url}/both.mp4"),
                 stdout=subprocess.PIPE,
                 text=True,
                 env={**os.environ, "MCR_CACHE": str(cache)},

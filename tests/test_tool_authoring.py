@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import numpy as np
 import pytest
+from procs import worker
 from pydantic import BaseModel, Field
 
 from mcr.errors import ToolNameError
@@ -444,15 +445,7 @@ def test_missing_and_stray_descriptions_warn_at_decoration_and_fail_when_strict(
 
 
 def test_the_built_in_tools_raise_no_definition_warning():
-    code = (
-        "import importlib, warnings\n"
-        "from mcr.tools import ToolDefinitionWarning\n"
-        "warnings.simplefilter('error', ToolDefinitionWarning)\n"
-        "for m in ('frames', 'memory', 'asr', 'ocr', 'shots', 'grounding', 'segment', 'web'):\n"
-        "    importlib.import_module('mcr.tools.' + m)\n"
-        "print('clean')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(worker("tools_import_clean"), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "clean", proc.stderr[-2000:]
 
 
