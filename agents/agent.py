@@ -223,32 +223,7 @@ class Agent:
         self.last_context = context
         self.last_trace = writer.path if writer is not None else None
 
-        subscribers = list(self.subscribers)
-
-        def emit(event: Event) -> Event:
-            if isinstance(event, RunFinished) and writer is not None:
-                event.result.trace_path = str(writer.path)
-            if isinstance(event, ModelDelta):  # model_called holds the whole reply; deltas are not written
-                written = True
-            else:  # a resumed run's events the trace already holds are not written again
-                written = skip is not None and skip(event)
-            if writer is not None and not written:
-                writer.write(event)
-            for sub in list(subscribers):
-                try:
-                    sub(event)
-                except Exception as exc:  # a broken subscriber must not end the run
-                    subscribers.remove(sub)
-                    log.warning(
-                        "subscriber %s raised %s: %s on a %s event; it gets no more events of this run",
-                        _name_of(sub),
-                        type(exc).__name__,
-                        exc,
-                        event.kind,
-                    )
-                    log.debug("subscriber %s failed", _name_of(sub), exc_info=True)
-            return event
-
+        emit = _Emitter(writer, list(self.subscribers), skip)
         finished = False
         try:
             gen = run_loop(
@@ -419,6 +394,38 @@ def _as_list(tools: Any) -> list[Any]:
     if isinstance(tools, (str, Tool, Toolset)) or not isinstance(tools, Iterable):
         return [tools]
     return list(tools)
+
+
+class _Emitter:
+    """Hands each event of a run to its trace and its subscribers, in order, on the run's thread."""
+
+    def __init__(self, writer: Any, subscribers: list, skip: Callable[[Event], bool] | None) -> None:
+        self.writer, self.subscribers, self.skip = writer, subscribers, skip
+
+    def __call__(self, event: Event) -> Event:
+        writer = self.writer
+        if isinstance(event, RunFinished) and writer is not None:
+            event.result.trace_path = str(writer.path)
+        if isinstance(event, ModelDelta):  # model_called holds the whole reply; deltas are not written
+            written = True
+        else:  # a resumed run's events the trace already holds are not written again
+            written = self.skip is not None and self.skip(event)
+        if writer is not None and not written:
+            writer.write(event)
+        for sub in list(self.subscribers):
+            try:
+                sub(event)
+            except Exception as exc:  # a broken subscriber must not end the run
+                self.subscribers.remove(sub)
+                log.warning(
+                    "subscriber %s raised %s: %s on a %s event; it gets no more events of this run",
+                    _name_of(sub),
+                    type(exc).__name__,
+                    exc,
+                    event.kind,
+                )
+                log.debug("subscriber %s failed", _name_of(sub), exc_info=True)
+        return event
 
 
 def _registry(tools: list[Any], builtin: bool, memory: bool, replace_builtins: bool = False) -> ToolRegistry:
