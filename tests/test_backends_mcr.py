@@ -24,6 +24,8 @@ from mcr.run.testing import RecordingModel
 from mcr.run.trace import read_trace
 from mcr.run.verify import VERDICTS
 
+pytestmark = pytest.mark.slow
+
 ORDERED_SPAN = r"00:00:0[0-2]\.[0-9]-00:00:0[3-5]\.[0-9]"  # the clip is 6 s long
 
 

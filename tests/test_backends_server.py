@@ -376,6 +376,7 @@ def served(tmp_path_factory):
         yield {"url": url + "/v1", "native": str(native), "text": str(text)}
 
 
+@pytest.mark.slow
 def test_transformers_serve_returns_native_tool_calls(served):
     model = OpenAIServerModel(served["url"], served["native"], timeout=120)
     out = model.generate(ASK, TOOLS)
@@ -386,6 +387,7 @@ def test_transformers_serve_returns_native_tool_calls(served):
     assert [(c.name, c.arguments) for c in streamed.tool_calls] == [(CALL["name"], CALL["arguments"])]
 
 
+@pytest.mark.slow
 def test_transformers_serve_with_tool_calls_in_the_text(served):
     model = OpenAIServerModel(served["url"], served["text"], timeout=120)
     pieces: list[str] = []
@@ -395,6 +397,7 @@ def test_transformers_serve_with_tool_calls_in_the_text(served):
     assert out.tool_calls[0].id == ""  # read from the text; the loop numbers it
 
 
+@pytest.mark.slow
 def test_agent_runs_over_transformers_serve_with_frames(served, tmp_path):
     video = make_code_video(tmp_path / "clip.mp4", seconds=5, tone_hz=None)
     model = OpenAIServerModel(served["url"], served["native"], timeout=120)

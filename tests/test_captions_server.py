@@ -11,6 +11,8 @@ import pytest
 from media import make_cut_video
 from procs import transformers_serve
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("openai")
 
 CAPTION = {"caption": "A test card fills the screen.", "entities": ["test card"]}

@@ -13,6 +13,8 @@ from procs import run_cli
 
 from mcr.library.build import find_videos
 
+pytestmark = pytest.mark.slow
+
 STAGES = "shots,transcript"
 
 

@@ -15,6 +15,8 @@ from procs import worker
 from mcr.memory.encoder import SentenceEncoder, _bundled_minilm
 from mcr.memory.light_encoder import BUCKETS
 
+pytestmark = pytest.mark.slow
+
 TEXTS = [
     "the ferry crosses the river at dawn",
     "Q: What is on the water? A: Boats moving on the water.",

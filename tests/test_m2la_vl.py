@@ -31,6 +31,8 @@ from mcr.m2la import (
 from mcr.m2la.factor import axis_quota
 from mcr.m2la.families import multimodal_pair_axes
 
+pytestmark = pytest.mark.slow
+
 MAKERS = {"qwen3_vl": make_qwen3_vl, "qwen2_5_vl": make_qwen2_5_vl}
 PROMPT = "look <|vision_start|><|image_pad|><|vision_end|> then <|vision_start|><|video_pad|><|vision_end|> what?"
 

@@ -38,6 +38,7 @@ def index_of(db: Path, video: Video) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_one_pass_gives_each_request_the_frames_it_gets_alone(cue_video):
     video = Video(cue_video)
     span = TimeSpan(3.0, 40.0)
@@ -59,6 +60,7 @@ def test_one_pass_gives_each_request_the_frames_it_gets_alone(cue_video):
     assert decoded == len(together[0])  # the 4 fps request holds the others' frames: none decoded twice
 
 
+@pytest.mark.slow
 def test_the_one_pass_index_equals_the_per_stage_index_and_decodes_each_chunk_once(
     cue_video, tiny_clip_dir, tmp_path, monkeypatch
 ):
@@ -87,6 +89,7 @@ def test_the_one_pass_index_equals_the_per_stage_index_and_decodes_each_chunk_on
     assert one["ocr"][0] and one["shots"][2] == "done" and len(one["embeddings"][1]) == chunks
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_one_pass_build_then_resume_gives_the_same_index(cue_video, tiny_clip_dir, tmp_path):
     video = Video(cue_video)
     env = {k: v for k, v in os.environ.items() if k != "MCR_INDEX_ONEPASS"}

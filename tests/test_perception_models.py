@@ -20,9 +20,12 @@ from mcr.tools import ModelCache, ToolContext, ToolRegistry
 from mcr.tools.grounding import temporal_grounding
 from mcr.types import ToolCall
 
+pytestmark = pytest.mark.slow
+
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 segment_anything = pytest.importorskip("segment_anything")
+
 
 def call(ctx, t, **arguments):
     return ToolRegistry([t]).execute(ToolCall(t.name, arguments, "c1"), ctx)

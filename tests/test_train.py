@@ -246,6 +246,7 @@ def test_sft_on_verified_correct_trajectories(tmp_path, cues):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bad_settings_are_one_line(tmp_path, cues):
     from procs import run_cli
 
