@@ -4,9 +4,10 @@ common token prefix of its prompt and the last one.
 Every call of a run begins with the last call's prompt (the context is append-only, the
 system prompt and tool list the same on every call), so the key-value cache ``generate`` left
 behind holds most of the next prompt. :class:`PromptCache` keeps it, cuts it back to the
-common prefix and hands it to the next ``generate``: the standard ``DynamicCache`` (made with
-every layer keeping all its tokens, since a sliding-window layer cannot be cut back) and the
-latent cache of an M2LA model (:class:`mcr.m2la.cache.LatentCache`) alike. Prompts with
+common prefix and hands it to the next ``generate``: the standard ``DynamicCache`` and the
+latent cache of an M2LA model (:class:`mcr.m2la.cache.LatentCache`) alike, each made with
+every layer keeping all its tokens (a sliding-window layer cannot be cut back; the attention
+mask still holds each layer to its window). Prompts with
 pictures are read whole: their pixel tensors are not split by token.
 """
 
@@ -45,20 +46,19 @@ class PromptCache:
         cache that can be cut so later."""
         from transformers.cache_utils import DynamicCache
 
-        from mcr.m2la.cache import cache_argument
+        from mcr.m2la.cache import LatentCache, cache_argument
 
         self.reused = 0
         if any(k not in PLAIN_KEYS for k in batch.keys()):
             self.clear()
             return
         common = self.common(batch["input_ids"][0])
-        if common == 0:
-            cache = None if self.latent else DynamicCache()
+        if common == 0:  # every layer keeps all its tokens, so the cache can be cut back later
+            cache = LatentCache() if self.latent else DynamicCache()
         else:
             cache = self.cache
             cache.crop(common - cache.get_seq_length())
-        if cache is not None:
-            kwargs[cache_argument(model)] = cache
+        kwargs[cache_argument(model)] = cache
         self.reused = common
 
     def keep(self, out: Any, batch: Any) -> None:

@@ -8,6 +8,12 @@ servers that take video). Tool calls are read natively when the server returns
 them, and from the text when it writes ``<tool_call>`` blocks into the content
 (vLLM without a tool parser does). Rate limits (429), server errors (5xx),
 timeouts and dropped connections are retried with exponential backoff.
+
+Every call of a run sends the same tools; a phase that may call fewer says so with
+``tool_choice`` (``"none"``, or the one function it may call), and a server that refuses
+that is asked again without it (the loop then refuses what gets through). llama.cpp's server
+is asked to keep its cache of the prompt (``cache_prompt``); vLLM and SGLang keep theirs when
+started so (see the README).
 """
 
 from __future__ import annotations
@@ -54,6 +60,17 @@ def _arguments(raw: Any) -> dict:
     return value if isinstance(value, dict) else {"input": value}
 
 
+def tool_choice(allowed: Sequence[str] | None) -> str | dict | None:
+    """``tool_choice`` for the tools a call may call: ``"none"``, the one function, or None (any)."""
+    if allowed is None:
+        return None
+    if not allowed:
+        return "none"
+    if len(allowed) == 1:
+        return {"type": "function", "function": {"name": allowed[0]}}
+    return None
+
+
 class OpenAIServerModel:
     """A model served over the OpenAI chat-completions API, through the official ``openai`` client.
 
@@ -65,6 +82,8 @@ class OpenAIServerModel:
         max_retries: retries after a 429, a 5xx, a timeout or a dropped connection.
         video_input: ``"images"`` (JPEG parts, any vision server) or ``"video_url"`` (an MPEG-4 clip).
         native_tools: send ``tools=`` (default: yes, falling back to the prompt if the server refuses).
+        cache_prompt: send llama.cpp's ``cache_prompt: true``; default: when the server's model
+            list says it is llama.cpp (``owned_by: llamacpp``).
         profile: budgets and abilities; default: the known profile of ``model`` if any.
     """
 
@@ -84,6 +103,7 @@ class OpenAIServerModel:
         profile: ModelProfile | None = None,
         max_tokens: int = 1024,
         extra_body: dict | None = None,
+        cache_prompt: bool | None = None,
     ) -> None:
         try:
             import openai
@@ -111,6 +131,20 @@ class OpenAIServerModel:
         self.tools_refused = False  # the server said no to tools=; the listing then goes in the prompt
         self.schema_refused = False  # the server said no to response_format=; replies are then read leniently
         self.retries = 0  # retries made so far, for the curious
+        self.choice_refused = False  # the server said no to tool_choice; the loop refuses what gets through
+        if cache_prompt is None:
+            cache_prompt = self._owner() == "llamacpp"
+        if cache_prompt:
+            self.extra_body.setdefault("cache_prompt", True)
+
+    def _owner(self) -> str:
+        """Who the server says owns its model (llama.cpp's says ``llamacpp``); "" when unknown."""
+        try:
+            listed = self.client.models.list()
+        except self._openai.OpenAIError:
+            return ""
+        mine = [m for m in listed.data if m.id == self.model] or list(listed.data)
+        return str(getattr(mine[0], "owned_by", "") or "") if mine else ""
 
     def _served_model(self) -> str:
         try:
@@ -183,12 +217,14 @@ class OpenAIServerModel:
         """One model turn. Options: ``max_tokens`` (or ``max_new_tokens``), ``temperature``, ``top_p``,
         ``enable_thinking`` (sent as a chat-template argument), ``on_text`` (stream text to a callback),
         ``response_schema`` (a JSON schema for a reply without tools, sent as ``response_format``;
-        a server that refuses it is asked again without)."""
+        a server that refuses it is asked again without), ``allowed_tools`` (the names of ``tools``
+        this call may call, sent as ``tool_choice``)."""
         on_text = options.pop("on_text", None)
         options.pop("constrain", None)  # decoding is the server's; see its structured-output options
         options.pop("max_time", None)
         reply = options.pop("response_schema", None)
         thinking = options.pop("enable_thinking", None)
+        allowed = options.pop("allowed_tools", None)
         max_tokens = options.pop("max_tokens", options.pop("max_new_tokens", self.max_tokens))
         extra_body = {**self.extra_body, **options.pop("extra_body", {})}
         if thinking is not None:
@@ -206,10 +242,13 @@ class OpenAIServerModel:
         while True:
             native = bool(tools) and self.profile.native_tools and not self.tools_refused
             request["messages"] = self.request_messages(messages, tools)
-            request.pop("tools", None)
-            request.pop("response_format", None)
+            for key in ("tools", "response_format", "tool_choice"):
+                request.pop(key, None)
             if native:
                 request["tools"] = list(tools)
+                choice = tool_choice(allowed)
+                if choice is not None and not self.choice_refused:
+                    request["tool_choice"] = choice
             structured = reply is not None and not tools and not self.schema_refused
             if structured:
                 request["response_format"] = {"type": "json_schema", "json_schema": {"name": "reply", "schema": reply}}
@@ -222,6 +261,9 @@ class OpenAIServerModel:
             try:
                 return self._once(request, tools, relay if on_text else None)
             except self._openai.BadRequestError as exc:
+                if "tool_choice" in request and "tool_choice" in self._describe(exc).lower():
+                    self.choice_refused = True
+                    continue
                 if native and "tool" in self._describe(exc).lower():
                     self.tools_refused = True  # e.g. vLLM without --enable-auto-tool-choice
                     continue
