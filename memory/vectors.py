@@ -378,7 +378,8 @@ class StoreVectors:
             sql = f"SELECT rowid FROM arrays WHERE stage = 'embeddings' AND video_id IN ({marks})"
             refs = [r[0] for r in self.store.conn.execute(sql, list(video_ids))]
         else:
-            where = f"encoder = ? AND embedding IS NOT NULL AND video_id IN ({marks})"
+            # "+encoder": the planner is steered to the index by video (not the one by encoder)
+            where = f"+encoder = ? AND embedding IS NOT NULL AND video_id IN ({marks})"
             args: list = [self.source.removeprefix("entry:"), *video_ids]
             if kinds is not None:
                 where += f" AND kind IN ({','.join('?' * len(kinds))})"

@@ -85,14 +85,15 @@ def test_vectors_are_kept_on_disk_and_a_later_process_does_not_rebuild_them(libr
     _, db = library
     folder = vectors_folder(db)
     files = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != "lock"}
-    assert any(p.name == "state.npz" for p in files), sorted(files)
+    assert any(p.name == "state.npz" for p in files), sorted(files)  # written by the index command
     code = (
         "import sys; from mcr.memory import Memory; m = Memory(sys.argv[1]); "
         "print(m.search('melt the chocolate', k=1)[0].entry.text)"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "chocolate" in done.stdout.lower()
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "chocolate" in done.stdout.lower()
     after = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != "lock"}
     assert after == files  # nothing written: the index was read as it was
 

@@ -85,7 +85,8 @@ def index_one(path: str, db: str, stages: Sequence[str], progress: Any = None) -
         memory = Memory(db)
         call = None if progress is None else (lambda stage, done, total: progress(path, stage, done, total))
         reports = VideoIndex(video, memory).build(with_subtitles(video, list(stages)), progress=call)
-        sync_store(memory.store)  # its vectors join the on-disk index now, not at the first search
+        memory.embed_pending()  # its text is searchable across the library at once
+        sync_store(memory.store)  # and its vectors join the on-disk index now, not at the first search
     except MCRError as exc:
         return VideoOutcome(path, "failed", seconds=time.perf_counter() - t0, reason=exc.one_line())
     except Exception as exc:  # noqa: BLE001 - one video's failure is reported, the library goes on

@@ -54,6 +54,7 @@ def candidate_videos(memory: Any, videos: list[LibraryVideo], query: str, n: int
 
     vectors = StoreVectors(memory.store, "entry:" + memory.encoder.name, memory.encoder.dim)
     if vectors.writable():
+        memory.embed_pending()
         vectors.sync()
     q = memory.encoder.encode([query])[0]
     by_id = {v.video.id: v for v in videos}
