@@ -82,15 +82,7 @@ def tools() -> list[Check]:
 
     out = []
     for name in PERCEPTION:
-        reason = _missing(name)
-        if name == "segment" and reason is None:
-            from mcr.tools.segment import fetchable, sam_spec
-
-            if fetchable():
-                reason = (
-                    f"the SAM checkpoint {sam_spec()[0]} is not here yet: it is fetched on first use "
-                    "(or now: `mcr-agent models pull sam`), or set MCR_SAM_CHECKPOINT=/path/to/it"
-                )
+        reason = _missing(name)  # the same reason the built-in tools leave it out for
         out.append(Check("tool", name, "missing" if reason else "ok", reason or "available"))
     return out
 
