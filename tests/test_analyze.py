@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import webvtt
 
 from mcr.media.video import Video
@@ -27,6 +28,7 @@ def scenes_video(cue_video, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_chapters_fall_on_the_scene_changes_and_the_subtitles_parse(cue_video, tmp_path):
     video = Video(scenes_video(cue_video, tmp_path))
     result = analyze(video, Memory(tmp_path / "m.db"))
@@ -47,6 +49,7 @@ def test_chapters_fall_on_the_scene_changes_and_the_subtitles_parse(cue_video, t
     assert "## Chapters" in files["analysis.md"].read_text()
 
 
+@pytest.mark.slow
 def test_a_model_titles_the_chapters(cue_video, tmp_path):
     video = Video(scenes_video(cue_video, tmp_path))
     replies = [say(json.dumps({"title": f"Part {i}", "summary": f"what part {i} holds"})) for i in (1, 2, 3)]

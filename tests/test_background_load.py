@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from mcr import Agent
 from mcr.models import ModelError, load_model
 from mcr.models.background import LoadingModel
@@ -59,6 +61,7 @@ def test_the_index_is_built_while_the_model_loads(tmp_path, short_video):
     assert context.tokens == sum(e.tokens for e in context.entries)
 
 
+@pytest.mark.slow
 def test_a_tiny_vlm_loads_in_the_background_like_in_the_foreground(tmp_path):
     from tiny_models import make_qwen3_vl
 

@@ -85,6 +85,7 @@ VIDEO_OUTCOMES = [  # (kind, exit code of `index`, words in its outcome)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, code, words", VIDEO_OUTCOMES, ids=[k for k, _, _ in VIDEO_OUTCOMES])
 def test_bad_videos(videos, tmp_path, kind, code, words):
     done = run_cli("index", videos[kind], "--stages", "shots,transcript", "--memory", tmp_path / "m.db", cwd=tmp_path)
@@ -128,6 +129,7 @@ def test_malformed_model_replies(tmp_path, kind, reply):
     assert len(result.answer) <= Policy().max_answer_chars + 100
 
 
+@pytest.mark.slow
 def test_bad_databases(tmp_path, videos):
     notes = tmp_path / "notes.db"
     notes.write_text("my notes\n" * 20)
@@ -162,6 +164,7 @@ def test_bad_databases(tmp_path, videos):
     assert done.returncode == 0 and "deleted" in outcome
 
 
+@pytest.mark.slow
 def test_instructions_hidden_in_speech_screen_text_and_web_results(tmp_path, monkeypatch):
     from mcr.media.video import Video
     from mcr.tools import ToolContext, ToolRegistry

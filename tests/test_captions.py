@@ -182,6 +182,7 @@ def test_a_chunk_where_every_clip_fails_fails_the_stage_for_a_retry(cut_video, m
     assert retried.status == "built" and retried.entries == 6
 
 
+@pytest.mark.slow
 def test_killed_captioning_resumes_without_loss(cut_video, tmp_path):
     db = tmp_path / "killed.db"
     proc = subprocess.Popen(
@@ -226,6 +227,7 @@ def _cli(*args, cwd):
     return run_cli(*args, cwd=cwd, columns=200)
 
 
+@pytest.mark.slow
 def test_index_command_captions_with_a_named_model(cut_video, tmp_path):
     steps = [
         {"text": json.dumps({"caption": f"Scene {i}: a test pattern.", "entities": ["pattern"]})} for i in range(6)
@@ -311,6 +313,7 @@ def test_agent_captions_with_its_own_model_or_a_caption_model(cut_video, tmp_pat
     assert all(c.messages[0].text != CAPTION_SYSTEM for c in runner.calls)
 
 
+@pytest.mark.slow
 def test_tiny_random_qwen3_vl_captions_each_clip_plumbing(code_video, tmp_path):
     pytest.importorskip("transformers")
     from tiny_models import make_qwen3_vl
@@ -347,6 +350,7 @@ def test_tiny_random_qwen3_vl_captions_each_clip_plumbing(code_video, tmp_path):
     memory.close()
 
 
+@pytest.mark.slow
 def test_real_clip_each_caption_request_holds_frames_of_one_shot(tmp_path):
     """megamind.mp4 (11.3 s), labelled by looking at its frames: four shots (woman at a table,
     man facing her, woman again, man close up), cut near 4.1, 6.6 and 8.4 s. Each shot is under

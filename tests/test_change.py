@@ -36,6 +36,7 @@ def passed(path, fps: float) -> tuple[int, int]:
     return gate.passed, gate.seen
 
 
+@pytest.mark.slow
 def test_still_frames_are_passed_over_and_moving_ones_are_not(slides):
     assert passed(slides, 2.0) == (3, 24)  # one frame of each slide
     for name in ("boats.mp4", "pedestrians.mp4", "kitchen_segment3.mp4"):  # real footage moves in every frame
@@ -65,6 +66,7 @@ def test_frames_that_look_the_same_share_an_embedding(slides, tiny_clip_dir, mon
     assert EmbeddingStage(share=True).version != EmbeddingStage(share=False).version
 
 
+@pytest.mark.slow
 def test_on_screen_text_is_read_only_from_frames_that_changed(slides):
     from mcr.tools.ocr import OcrStage
 
@@ -87,6 +89,7 @@ def colour_cut(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("one_pass", ["1", "0"])
 def test_each_shots_representative_frame_is_read(colour_cut, tmp_path, monkeypatch, one_pass):
     pytest.importorskip("rapidocr_onnxruntime")

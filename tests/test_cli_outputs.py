@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from media import corrupt_audio, make_cue_video
 from procs import run_cli
 
@@ -22,6 +23,7 @@ def test_search_json_is_one_document_on_stdout(cut_video, tmp_path):
     assert "\r" not in found.stderr and "%" not in found.stderr  # not a terminal: no progress bars at all
 
 
+@pytest.mark.slow
 def test_index_skips_and_records_damaged_spans_and_fails_only_when_nothing_could_be_read(cut_video, tmp_path):
     damaged = tmp_path / "damaged.mp4"
     data = bytearray(Path(cut_video).read_bytes())
@@ -63,6 +65,7 @@ def json_tool(stdout: str) -> dict | list:
     return json.loads(piped.stdout)
 
 
+@pytest.mark.slow
 def test_every_json_option_prints_one_document(tmp_path):
     from media import shared_clip
 

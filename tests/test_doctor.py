@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from media import shared_clip
 from procs import run_cli
 
@@ -14,6 +15,7 @@ def checks(done) -> dict:
     return {(c["area"], c["item"]): c for c in json.loads(done.stdout)}
 
 
+@pytest.mark.slow
 def test_doctor_says_what_is_here_and_what_is_missing(tmp_path):
     db = tmp_path / "memory.db"
     assert run_cli("index", shared_clip("boats.mp4"), "--stages", "shots", "--memory", db).returncode == 0

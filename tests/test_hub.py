@@ -33,6 +33,7 @@ def tiny_vlm(tmp_path_factory):
     return make_qwen3_vl(tmp_path_factory.mktemp("hub_repo") / "tiny")
 
 
+@pytest.mark.slow
 def test_a_hub_model_is_fetched_on_first_use_and_read_from_the_cache_after(tiny_vlm, tmp_path):
     with Hub({"org/tiny": tiny_vlm}) as hub:
         env = hub_env(tmp_path, hub.url)
@@ -131,6 +132,7 @@ def test_the_sam_checkpoint_is_fetched_checked_and_kept_only_when_its_hash_match
     assert "HF_HUB_OFFLINE is set" in seg.unavailable_reason()
 
 
+@pytest.mark.slow
 def test_models_lists_what_is_on_the_machine_and_pull_fetches_ahead(tiny_vlm, tmp_path):
     with Hub({"org/tiny": tiny_vlm}) as hub:
         env = hub_env(tmp_path, hub.url)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 
+import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -17,6 +18,7 @@ def payload(result) -> dict:
     return json.loads(result.content[0].text)
 
 
+@pytest.mark.slow
 def test_mcp_lists_the_tools_answers_and_searches(cue_video, tmp_path):
     script = tmp_path / "script.json"
     steps = [

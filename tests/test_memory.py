@@ -173,6 +173,7 @@ def test_memory_finds_the_perception_stages_by_name_without_importing_tools_firs
     )
 
 
+@pytest.mark.slow
 def test_killed_indexing_resumes_without_loss(cut_video, tmp_path):
     db = tmp_path / "killed.db"
     proc = subprocess.Popen(worker("shots_build", cut_video, db, "0.4"), stdout=subprocess.PIPE, text=True)
@@ -353,6 +354,7 @@ def _cli(*args, cwd):
     return run_cli(*args, cwd=cwd, columns=160)
 
 
+@pytest.mark.slow
 def test_memory_and_index_commands(tmp_path, cut_video):
     built = _cli("index", cut_video, "--stages", "shots", cwd=tmp_path)
     assert built.returncode == 0, built.stderr

@@ -26,6 +26,8 @@ from mcr.tools.shots import shots
 from mcr.tools.web import web_search
 from mcr.types import TimeSpan, ToolCall
 
+pytestmark = pytest.mark.slow
+
 GROUNDING_QUERIES = [  # (query, the cue it is about: "s"poken or "d"rawn, its index)
     ("a cat asleep on a piano", "s", 0),
     ("watering the tomatoes", "s", 1),

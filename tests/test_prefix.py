@@ -222,6 +222,7 @@ def _prefill_logits(model, cache, ids):
     return out.logits[0][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dynamic", "latent"])
 def test_the_kept_cache_gives_the_logits_of_a_fresh_prefill(kind):
     import torch

@@ -64,6 +64,7 @@ def one_line_refusal(out: subprocess.CompletedProcess, db: Path) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["file", "folder"])
 def test_a_read_only_database_lists_and_searches_and_writes_are_refused(indexed, how):
     db = indexed

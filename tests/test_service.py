@@ -182,6 +182,7 @@ def test_refusals_are_clear_and_write_nothing(media, tmp_path, code_video):
     assert cli.returncode == 2 and "--token" in cli.stderr and "Traceback" not in cli.stderr
 
 
+@pytest.mark.slow
 def test_videos_are_added_searched_and_uploaded(cue_video, tmp_path):
     root = tmp_path / "media"
     root.mkdir()

@@ -195,6 +195,7 @@ def test_runs_kept_in_memory_are_bounded_and_older_ones_read_from_their_traces(m
         assert client.get(f"/v1/runs/{first}/report").status_code == 200
 
 
+@pytest.mark.slow
 def test_index_jobs_have_their_own_pool_and_stop_when_cancelled(media, tmp_path, cue_video, code_video):
     shutil.copy(cue_video, media / "cues.mp4")
     shutil.copy(code_video, media / "code.mp4")

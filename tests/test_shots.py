@@ -32,6 +32,7 @@ def boundaries(path: Path, memory: Memory, **settings) -> list:
     return sorted(VideoIndex(video, memory).entries("shots"), key=lambda e: e.span.end)
 
 
+@pytest.mark.slow
 def test_megamind_cuts_are_found_where_labelled(memory):
     path = shared_clip("megamind.mp4")
     found = boundaries(path, memory)
@@ -46,6 +47,7 @@ def test_megamind_cuts_are_found_where_labelled(memory):
     assert len(shot_spans(found, Video(path).duration)) == len(found) + 1
 
 
+@pytest.mark.slow
 def test_people_walking_past_a_fixed_camera_are_no_cut(memory):
     assert boundaries(shared_clip("pedestrians.mp4"), memory) == []
 
@@ -108,6 +110,7 @@ def test_the_stage_over_short_chunks_finds_each_boundary_once(tmp_path, memory):
     assert [(e.data["transition"], round(e.span.end)) for e in found] == [("gradual", 4), ("cut", 7)]
 
 
+@pytest.mark.slow
 def test_a_fade_out_and_in_on_real_footage_is_one_gradual_boundary(tmp_path, memory):
     # pedestrians fades to black over 3.2-4.0 s, boats fades in from black over 4.0-4.8 s (ffmpeg fade)
     walk, boats = shared_clip("pedestrians.mp4"), shared_clip("boats.mp4")

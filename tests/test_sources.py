@@ -154,6 +154,7 @@ def test_a_page_is_read_by_yt_dlp_with_its_subtitles(code_video, clip, tmp_path)
     assert source_of(local)["subtitles"][0]["lang"] == "en"
 
 
+@pytest.mark.slow
 def test_the_cli_indexes_a_page_and_a_youtube_url_without_network_fails_in_one_line(clip, cache, tmp_path):
     files = {
         "/watch": Served(PAGE.encode(), content_type="text/html"),

@@ -58,6 +58,7 @@ def assert_only_as_data(model, said: list[str]) -> int:
     return shown
 
 
+@pytest.mark.slow
 def test_speech_and_on_screen_text_reach_the_model_only_as_marked_data(tmp_path, hostile_video):
     db = tmp_path / "memory.db"
     model = ScriptedModel(
