@@ -86,6 +86,9 @@ class ToolContext:
     # set by the registry when a call with a timeout runs out of time; a tool marked
     # ``cancellable`` checks it between chunks of work and stops (raise ToolError)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # told ``(stage, seconds done, seconds total)`` while a tool builds an index stage it needs,
+    # so the run can show the wait; None: nobody is watching
+    progress: Callable[[str, float, float], None] | None = None
 
     def require_video(self) -> Video:
         if self.video is None:

@@ -289,8 +289,8 @@ def ground(ctx: ToolContext, query: str, k: int = 5, span: TimeSpan | None = Non
     """The ``k`` best spans for ``query`` and a report of the signals used."""
     video = ctx.require_video()
     window = span or video.span
+    started = time.perf_counter()  # the index stages built for this call count in its time
     signals, missing = collect_signals(ctx)
-    started = time.perf_counter()
     dt = max(0.25, window.duration / 16000)
     n = max(1, int(math.ceil(window.duration / dt)) + 1)
     grid_t = window.start + np.arange(n) * dt

@@ -71,15 +71,20 @@ def _lock(key: tuple) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def _run_all(video: Any, stage: Any) -> StageData:
-    """The stage over the whole video, kept in this process only (a run without memory)."""
+def _run_all(video: Any, stage: Any, progress: Any = None) -> StageData:
+    """The stage over the whole video, kept in this process only (a run without memory);
+    ``progress(stage, done, total)`` after each chunk."""
     reason = stage.skip_reason(video)
     if reason:
         return StageData(stage.name, stage.version, "skipped", reason)
     entries, arrays = [], []
-    for _, result in walk(video, stage):
+    if progress is not None:
+        progress(stage.name, 0.0, float(video.duration))
+    for span, result in walk(video, stage):
         entries += result.entries
         arrays += sorted(result.arrays.items())
+        if progress is not None:
+            progress(stage.name, span.end, float(video.duration))
     return StageData(stage.name, stage.version, "done", entries=entries, arrays=arrays)
 
 
@@ -103,7 +108,7 @@ def stage_data(ctx: ToolContext, name: str, stage: Any = None, build: bool = Tru
             return None
         with _lock(key):
             try:
-                data = ctx.models.get(key, lambda: _run_all(video, stage))
+                data = ctx.models.get(key, lambda: _run_all(video, stage, ctx.progress))
             except ToolError:
                 raise
             except Exception as exc:
@@ -119,7 +124,9 @@ def stage_data(ctx: ToolContext, name: str, stage: Any = None, build: bool = Tru
         if not fresh:
             if not build:
                 return None
-            (report,) = index.build([stage])
+            if ctx.progress is not None:  # the wait starts now: said before the first chunk is done
+                ctx.progress(stage.name, 0.0, float(video.duration))
+            (report,) = index.build([stage], progress=ctx.progress)
             if report.status == "failed":
                 raise ToolError(f"the {stage.name} index could not be built: {report.reason}")
             st = index.state(stage.name)

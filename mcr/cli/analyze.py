@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from mcr.cli.options import add_model_options, memory_from, model_from
+from mcr.cli.options import add_model_options, memory_from, model_from, output_folder
 from mcr.outputs.analyze import analyze, write
 
 
@@ -22,9 +21,9 @@ def cmd_analyze(args: Any) -> int:
     from mcr.memory import Memory
 
     video = open_video(args.video)
+    out = output_folder(args.out or f"{video.path.stem}.analysis", "the analysis")  # before the work, not after
     model = model_from(args, optional=True)
     result = analyze(video, Memory(memory_from(args)), model)
-    out = Path(args.out) if args.out else Path(f"{video.path.stem}.analysis")
     for path in write(result, out):
         print(path)
     print(result["summary"])

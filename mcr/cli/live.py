@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from mcr.cli.options import add_model_options, memory_from, model_from
+from mcr.cli.options import PROG, add_model_options, memory_from, model_from, positive
 from mcr.types import format_time
 
 
@@ -23,13 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     w.add_argument("source", help="rtsp://, rtmp://, udp://, srt://, an .m3u8 address, webcam:N or a growing file")
     w.add_argument("--stages", default=None, help="index stages per segment (default: shots,transcript,ocr,embeddings)")
-    w.add_argument("--segment", type=float, default=10.0, metavar="SECONDS", help="segment length (default 10)")
+    w.add_argument("--segment", type=positive, default=10.0, metavar="SECONDS", help="segment length (default 10)")
     w.add_argument(
         "--when", action="append", default=[], metavar="TEXT", help="a standing query checked on each segment"
     )
     w.add_argument("--webhook", default=None, metavar="URL", help="POST each --when match here as JSON")
     add_model_options(w, "the model for questions (and to confirm --when matches)")
-    w.add_argument("--for", dest="seconds", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    w.add_argument("--for", dest="seconds", type=positive, default=None, metavar="SECONDS", help="stop after this long")
+    w.add_argument(
+        "--give-up-after",
+        type=positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="stop retrying a source that has not given one segment in this long (default 60)",
+    )
     w.add_argument("--no-input", action="store_true", help="do not read questions from stdin")
     w.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     w.set_defaults(func=cmd_watch)
@@ -52,7 +59,14 @@ def _line(event: dict) -> str:
         return f"MATCH {event['query']!r} at {format_time(event['span'][0])} ({event['wall']}): {event['text']}"
     if kind == "gap":
         return event["text"]
+    if kind == "source_failed":
+        return f"source: attempt {event['attempt']} failed: {event['reason']}"
+    if kind == "source_gave_up":
+        return f"source: given up: {event['reason']}"
     return f"{kind}: {event.get('reason', '')}"
+
+
+TO_STDERR = ("segment", "source_failed", "source_gave_up", "error")  # progress and trouble; answers go to stdout
 
 
 def _printer(as_json: bool):
@@ -63,7 +77,7 @@ def _printer(as_json: bool):
             if as_json:
                 print(json.dumps(event, default=str), flush=True)
             else:
-                print(_line(event), file=sys.stderr if event["event"] == "segment" else sys.stdout, flush=True)
+                print(_line(event), file=sys.stderr if event["event"] in TO_STDERR else sys.stdout, flush=True)
 
     return show
 
@@ -87,6 +101,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         webhook=args.webhook,
         model=model,
         on_event=show,
+        give_up_after_s=args.give_up_after,
     ).start()
     ask_hint = "type a question and Enter to ask it; " if not args.no_input else ""
     print(
@@ -110,7 +125,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         session.stop()
     n = len(session.record["segments"])
-    end = session.record["segments"][-1]["end"] if n else 0.0
+    if n == 0:  # nothing to ask about: say why, and fail
+        waited = f" in {args.seconds:g} s (--for)" if args.seconds else " before it was stopped"
+        why = session.error or f"no segment arrived from {args.source}{waited}"
+        print(f"{PROG}: error: nothing was watched: {why}", file=sys.stderr)
+        return 1
+    end = session.record["segments"][-1]["end"]
     print(
         f"stopped: session {session.id}, {n} segments, {format_time(end)} of stream; "
         f'ask it later with `mcr-agent ask {session.id} "question"`',
@@ -152,6 +172,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     result = ask(args.session, args.question, Agent(model=model_from(args), memory=memory_from(args)))
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
-    else:
+    elif result.answer:
         print(result.answer)
+    if not result.ok:
+        why = result.error or "no answer"
+        print(f"{PROG}: error: the question about {args.session} ended {result.status}: {why}", file=sys.stderr)
     return 0 if result.ok else 1

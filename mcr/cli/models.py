@@ -34,9 +34,12 @@ def pull(spec: str) -> Path:
             raise MCRError(f"unknown SAM model {rest!r}: one of {', '.join(OFFICIAL)}")
         return fetch_official(rest or "vit_b")
     if kind == "whisper" and rest:
-        from mcr.tools.asr import resolve_model
+        from mcr.tools.asr import ASRModelError, resolve_model
 
-        return Path(resolve_model(rest))
+        try:
+            return Path(resolve_model(rest))
+        except ASRModelError as exc:  # the model named here, not in the environment: say where it was named
+            raise MCRError(str(exc).replace(" (MCR_WHISPER_MODEL)", f" (in {spec})")) from None
     if kind == "clip" and "/" in rest:
         import open_clip
 
@@ -87,8 +90,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"profiles": rows, "on_machine": here}, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from mcr.cli.options import wide_console
 
     table = Table(title="Known models (--model NAME; a server: openai:MODEL@URL)", title_justify="left")
     for name in ("model", "input", "context", "frames", "pixels", "tool calls", "default", "weights"):
@@ -105,13 +109,13 @@ def cmd_models(args: argparse.Namespace) -> int:
             r["default_for"].upper(),
             r["available"],
         )
-    Console().print(table)
+    wide_console().print(table)
     files = Table(title="On this machine (`mcr-agent models pull SPEC` fetches ahead of use)", title_justify="left")
     for name in ("what", "MiB", "path"):
         files.add_column(name)
     for r in here:
         files.add_row(r["what"], f"{r['size_mib']:,.1f}", r["path"])
-    Console().print(files)
+    wide_console().print(files)
     return 0
 
 

@@ -9,6 +9,7 @@ Nothing heavy is imported at module level: every command's module imports this o
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Sequence
 
 from mcr.errors import MCRError
@@ -23,6 +24,60 @@ MEMORY_HELP = "memory database (default .mcr/memory.db)"
 
 class CLIError(MCRError):
     """A command-line argument the user can fix (a tools file, an empty question...)."""
+
+
+def positive(value: str) -> float:
+    """An argument that is a number of seconds (or another amount) above 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {value}")
+    return number
+
+
+def count(value: str) -> int:
+    """An argument that counts something: a whole number, 0 or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return number
+
+
+def at_least_one(value: str) -> int:
+    """An argument that counts something there must be one of at least."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return number
+
+
+def output_folder(path: str | Path, what: str) -> Path:
+    """``path`` as the folder a command writes ``what`` into, checked before any work: a file
+    there (or on the way there) is the user's mistake, said in one line."""
+    folder = Path(path)
+    for place in (folder, *folder.parents):
+        if place.exists() and not place.is_dir():
+            raise CLIError(f"{place} is a file, not a folder: name a folder for {what} (it is made if missing)")
+    return folder
+
+
+def wide_console(stderr: bool = False) -> Any:
+    """A rich console as wide as the terminal, and unbounded when the output is piped or
+    redirected (rich would cut tables to 80 columns there, and a program reading them loses text)."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 1000)
 
 
 def add_model_options(

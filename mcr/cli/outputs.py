@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mcr.cli.options import CLIError
+from mcr.cli.options import CLIError, output_folder
+from mcr.errors import MCRError
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -31,20 +32,42 @@ def cmd_clips(args: argparse.Namespace) -> int:
     source = Path(args.trace)
     if not source.is_file():
         raise CLIError(f"not found: {source} (pass a .jsonl trace, or a video with --spans)")
-    if source.suffix == ".jsonl":
-        video, spans = spans_of_trace(source)
+    out = output_folder(args.out, "the clips")
+    spans = [TimeSpan.parse(s.strip()) for s in args.spans.split(",") if s.strip()] if args.spans else []
+    if _is_trace(source):
+        video, cited = spans_of_trace(source)
+        if not spans and not cited:
+            raise CLIError(f"{source}: no spans to cut (the run cited none): pass --spans")
     else:
-        video, spans = str(source), []
-    if args.spans:
-        spans = [TimeSpan.parse(s.strip()) for s in args.spans.split(",") if s.strip()]
-    if not spans:
-        raise CLIError(f"{source}: no spans to cut (the run cited none): pass --spans")
-    clips = cut_clips(video, spans, args.out, margin=args.margin)
+        video = _video_or_fail(source)
+        if not spans:
+            raise CLIError(f"{source} is a video: pass --spans to say what to cut from it")
+    clips = cut_clips(video, spans or cited, out, margin=args.margin)
     for c in clips:
         print(f"{c.path}  {c.span}  {'copied' if c.copied else 're-encoded'}")
     if args.sheet:
         print(contact_sheet(clips, Path(args.out) / args.sheet))
     return 0
+
+
+def _is_trace(path: Path) -> bool:
+    """A run's trace (``.jsonl``, or a file whose first line is a JSON object) rather than a video."""
+    if path.suffix == ".jsonl":
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"{"
+
+
+def _video_or_fail(path: Path) -> str:
+    """``path`` when it holds a video; otherwise one line saying it is neither a trace nor a video."""
+    from mcr.media.video import Video
+
+    try:
+        Video(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means the same to the user
+        reason = exc.one_line() if isinstance(exc, MCRError) else f"{type(exc).__name__}: {exc}"
+        raise CLIError(f"{path} is neither a run's trace (.jsonl) nor a video it can read ({reason})") from None
+    return str(path)
 
 
 def register(sub: Any) -> None:

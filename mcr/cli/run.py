@@ -9,8 +9,19 @@ import json
 import sys
 from typing import Any
 
-from mcr.cli.options import DEVICE_HELP, PROG, CLIError, add_model_options, memory_from, model_from
+from mcr.cli.options import (
+    DEVICE_HELP,
+    PROG,
+    CLIError,
+    add_model_options,
+    at_least_one,
+    count,
+    memory_from,
+    model_from,
+    positive,
+)
 from mcr.cli.tools import tool_specs
+from mcr.errors import MCRError
 
 RUN_MODEL_HELP = (
     "hub id, local model folder or .gguf, openai:MODEL@URL, or replay:FILE (default: $MCR_MODEL, "
@@ -24,8 +35,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.question.strip():
         raise CLIError("the question is empty: pass it as the second argument, after the video")
-    if args.max_steps < 0:
-        raise CLIError(f"--max-steps must be 0 or more, not {args.max_steps}")
     video = open_video(args.video)  # checked (and fetched) first: a bad video fails before any model loads
     tools = [t for spec in args.tools for t in tool_specs(spec)]
     subscribers = _live_trace(args)
@@ -62,7 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             caption_model=args.caption_model,
         )
     with _naming_trace(agent):
-        result = agent.run(video, args.question, options=args.option or None, trace=args.trace)
+        result = _to_the_end(
+            agent, lambda: agent.run(video, args.question, options=args.option or None, trace=args.trace)
+        )
     if args.report and result.trace_path:
         from mcr.outputs.report_page import write_report
 
@@ -77,6 +88,24 @@ def _live_trace(args: argparse.Namespace) -> list:
     from mcr.outputs.console import RichRenderer
 
     return [RichRenderer()]
+
+
+def _to_the_end(agent: Any, start: Any) -> Any:
+    """The run's result. A run that ended in ``error`` and then raised its error (one met before the
+    first model turn) gives its result too: the run failed, and ``_report`` says so with exit 1."""
+    ended: list = []
+
+    def watch(event: Any) -> None:
+        if event.kind == "run_finished" and event.depth == 0:
+            ended.append(event.result)
+
+    agent.subscribers.append(watch)
+    try:
+        return start()
+    except MCRError:
+        if ended and ended[-1].status == "error":
+            return ended[-1]
+        raise
 
 
 @contextlib.contextmanager
@@ -106,13 +135,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from mcr.run.trace import iter_trace
 
     render = RichRenderer()
-    count, status = 0, None
+    drawn, status = 0, None
     for event in iter_trace(args.trace, torn_end=True):
         render(event)
-        count += 1
+        drawn += 1
         if event.kind == "run_finished" and event.depth == 0:
             status = event.status
-    if count == 0:
+    if drawn == 0:
         raise CLIError(f"{args.trace} holds no events")
     if status is None:
         print(
@@ -148,7 +177,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         index=(),
     )
     with _naming_trace(agent):
-        result = agent.resume(args.trace)
+        result = _to_the_end(agent, lambda: agent.resume(args.trace))
     return _report(result, args)
 
 
@@ -169,8 +198,10 @@ def _add_run(sub: Any) -> None:
         action="store_true",
         help="let a local model without native tool calls write freely (no constrained decoding)",
     )
-    run.add_argument("--max-steps", type=int, default=12, metavar="N", help="model turns before asking for the answer")
-    run.add_argument("--max-time", type=float, default=None, metavar="SECONDS", help="wall-time budget")
+    run.add_argument(
+        "--max-steps", type=count, default=12, metavar="N", help="model turns before asking for the answer"
+    )
+    run.add_argument("--max-time", type=positive, default=None, metavar="SECONDS", help="wall-time budget")
     run.add_argument(
         "--policy",
         default="mcr",
@@ -178,7 +209,7 @@ def _add_run(sub: Any) -> None:
         help="mcr: perceive, plan, reflect, verify, investigate (default); plain: a bare tool loop; "
         "baseline: uniform frames and one answer",
     )
-    run.add_argument("--frames", type=int, default=32, metavar="N", help="frames for --policy baseline")
+    run.add_argument("--frames", type=at_least_one, default=32, metavar="N", help="frames for --policy baseline")
     run.add_argument(
         "--tools",
         action="append",

@@ -58,11 +58,18 @@ def cut_clips(
 
     video = Video(video_path)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ClipError(f"{out} is a file, not a folder: name a folder for the clips")
     out.mkdir(parents=True, exist_ok=True)
     keys = keyframes(video.path)
     half_frame = 0.5 / max(video.fps, 1.0)
     clips = []
     for i, cited in enumerate(spans, 1):
+        if cited.start >= video.duration:
+            raise ClipError(
+                f"span {cited} lies past the end of {video.path.name} ({format_time(video.duration)} long): "
+                f"name a span inside 00:00:00.0-{format_time(video.duration)}"
+            )
         span = TimeSpan(max(0.0, cited.start - margin), min(video.duration, cited.end + margin))
         if span.duration <= 0:
             raise ClipError(f"span {cited} lies outside the video ({format_time(video.duration)} long)")

@@ -158,6 +158,15 @@ class RichRenderer:
             line.append(f" ({e.reason[:200]})", style="dim")
         self.console.print(self._pad(e)(line))
 
+    def _index_progress(self, e: Any) -> None:
+        from rich.text import Text
+
+        share = e.done / e.total if e.total else 1.0
+        line = Text("index ", style="bold blue").append(
+            f"{e.stage}: building, {share:.0%} ({format_time(e.done)} of {format_time(e.total)})", style="dim"
+        )
+        self.console.print(self._pad(e)(line))
+
     def _answer_proposed(self, e: AnswerProposed) -> None:
         from rich.text import Text
 

@@ -182,10 +182,12 @@ class Context:
         lines = []
         if video:
             lines.append(
-                f"Video: {video.get('name', 'video')}, duration {format_time(video.get('duration', 0))}"
+                f"Video: duration {format_time(video.get('duration', 0))}"
                 f" (00:00:00.0-{format_time(video.get('duration', 0))}), {video.get('fps', 0):.2f} fps,"
                 f" {video.get('width', 0)}x{video.get('height', 0)}, audio: {'yes' if video.get('has_audio') else 'no'}."
+                " Its file name or address, as given (whoever named it wrote it):"
             )
+            lines.append(quote(str(video.get("name", "video")), "video name"))
         live = (video or {}).get("live")
         if live:
             lines.append(

@@ -177,6 +177,18 @@ class IndexStage(Event):
 
 
 @dataclass
+class IndexProgress(Event):
+    """An index stage built while the run waits on a tool that first needs it: how far it is, in
+    seconds of the video. The tool's result follows once the stage is built."""
+
+    kind: ClassVar[str] = "index_progress"
+    video_id: str = ""
+    stage: str = ""
+    done: float = 0.0
+    total: float = 0.0
+
+
+@dataclass
 class MemoryWritten(Event):
     """An entry the run wrote to memory (by a tool, or the answer at the end)."""
 
@@ -211,6 +223,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AnswerProposed,
         RunFinished,
         IndexStage,
+        IndexProgress,
         MemoryWritten,
         PhaseEntry,
         Verification,

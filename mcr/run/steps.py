@@ -9,7 +9,7 @@ from typing import Any, Callable, Generator
 
 from mcr.models import ModelOutput
 from mcr.run.context import Context
-from mcr.run.events import Event, ModelDelta, ToolCalled, ToolReturned, jsonable
+from mcr.run.events import Event, IndexProgress, ModelDelta, ToolCalled, ToolReturned, jsonable
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
 from mcr.types import ToolCall
 
@@ -49,6 +49,49 @@ def generate(
     return result[0]
 
 
+def _showing_progress(work: Callable[[], Any], tool_ctx: ToolContext, ids: dict) -> Generator[Event, None, Any]:
+    """``work()`` on a thread of its own while the index stages a tool builds for it are handed
+    out as ``IndexProgress`` events (at most one each 5 % of a stage); its value, or its error."""
+    events: queue.Queue = queue.Queue()
+    shown: dict[str, float] = {}
+    video_id = getattr(tool_ctx.video, "id", "")
+
+    def progress(stage: str, done: float, total: float) -> None:
+        if done - shown.get(stage, -total) >= total / 20 or done >= total:
+            shown[stage] = done
+            events.put(IndexProgress(**ids, video_id=video_id, stage=stage, done=round(done, 3), total=total))
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # raised again on the loop's thread
+            box["error"] = exc
+        finally:
+            events.put(None)
+
+    tool_ctx.progress = progress
+    threading.Thread(target=run, name="mcr-tools", daemon=True).start()
+    try:
+        while (event := _next(events)) is not None:
+            yield event
+    finally:
+        tool_ctx.progress = None
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _next(events: queue.Queue) -> Any:
+    """The next item, waiting in short slices so Ctrl-C reaches the loop's thread at once."""
+    while True:
+        try:
+            return events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
 def run_tools(
     calls: list[ToolCall],
     registry: ToolRegistry,
@@ -61,11 +104,14 @@ def run_tools(
     """Run the calls (in parallel where several) and append exactly one result for each."""
     for call in calls:
         yield ToolCalled(**ids, call_id=call.id, name=call.name, arguments=jsonable(call.arguments))
-    if len(calls) == 1 or max_parallel <= 1:
-        results = [registry.execute(c, tool_ctx) for c in calls]
-    else:
+
+    def execute() -> list[ToolResult]:
+        if len(calls) == 1 or max_parallel <= 1:
+            return [registry.execute(c, tool_ctx) for c in calls]
         with ThreadPoolExecutor(max_workers=min(len(calls), max_parallel)) as pool:
-            results = list(pool.map(lambda c: registry.execute(c, tool_ctx), calls))
+            return list(pool.map(lambda c: registry.execute(c, tool_ctx), calls))
+
+    results = yield from _showing_progress(execute, tool_ctx, ids)
     for call, result in zip(calls, results):
         result: ToolResult
         entry = context.add_tool_result(

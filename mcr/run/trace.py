@@ -55,8 +55,14 @@ def iter_trace(path: str | os.PathLike, torn_end: bool = False) -> Iterator[Even
     p = Path(path)
     if not p.is_file():
         raise TraceError(f"trace not found: {p}")
-    with open(p, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(p, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if torn_end and not raw.endswith(b"\n") and not f.read(1):
+                    return
+                raise TraceError(f"{p}:{n}: not a trace: the file is not text (a trace is JSON lines)") from None
             if not line.strip():
                 continue
             try:
