@@ -58,10 +58,10 @@ class Steered:
         self.top_turns = 0
 
     def generate(self, messages, tools=None, **options):
-        if not tools:
-            if options.get("response_schema"):  # the verifier: the verdict schema holds the reply
-                return self.inner.generate(messages, None, max_new_tokens=60, constrain=True, **options)
-            return self.inner.generate(messages, None, max_new_tokens=24, constrain=False)  # plan, reflect
+        if options.get("response_schema"):  # the verifier: the verdict schema holds the reply
+            return self.inner.generate(messages, None, max_new_tokens=60, constrain=True, **options)
+        if options.get("allowed_tools") == []:  # plan, reflect: the same tools, none of them callable
+            return self.inner.generate(messages, tools, max_new_tokens=24, constrain=False, allowed_tools=[])
         names = [t["function"]["name"] for t in tools]
         if "investigate" in names:
             want = ["investigate", "inspect_frames"][self.top_turns] if self.top_turns < 2 else "answer"

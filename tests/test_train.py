@@ -25,7 +25,7 @@ from mcr.train.episode import Turn, episode_sample, model_token_mask  # noqa: E4
 
 def test_episode_sample_trains_the_model_turns_only():
     """The sequence is the last prompt plus the last turn, cut after the first prompt; the model's
-    own turns are masked in, tool results out; a rewritten context trains the last turn alone."""
+    own turns are masked in, tool results out; a compacted context trains the last turn alone."""
     tok = make_tokenizer()
     enc = lambda text: tok.encode(text, add_special_tokens=False)  # noqa: E731
     header, stop = enc("<|im_start|>assistant\n"), enc("<|im_end|>")
@@ -38,7 +38,7 @@ def test_episode_sample_trains_the_model_turns_only():
         Turn(first_prompt + call + result, answer, [-0.25] * len(answer)),
     ]
     s = episode_sample(turns, header, stop)
-    assert s.prompt_ids == first_prompt and s.completion_ids == call + result + answer and not s.rewritten
+    assert s.prompt_ids == first_prompt and s.completion_ids == call + result + answer and not s.compacted
     assert s.env_mask == [1] * len(call) + [0] * len(result) + [1] * len(answer)
     assert s.logprobs[: len(call)] == [-0.5] * len(call) and s.logprobs[-len(answer) :] == [-0.25] * len(answer)
     assert all(math.isnan(v) for v in s.logprobs[len(call) : len(call) + len(result)])
@@ -49,7 +49,32 @@ def test_episode_sample_trains_the_model_turns_only():
     )
     folded = [turns[0], Turn(enc("<|im_start|>user\nsummary<|im_end|>\n") + header, answer, [-0.25] * len(answer))]
     s = episode_sample(folded, header, stop)
-    assert s.rewritten and s.completion_ids == answer and s.env_mask == [1] * len(answer)
+    assert s.compacted and s.completion_ids == answer and s.env_mask == [1] * len(answer)
+
+
+def test_an_episode_ending_in_a_forced_answer_is_trained_whole(tmp_path):
+    """The forced last call is offered the same tools and appends to the same context, so its
+    prompt begins with the first call's: the whole chain is one sequence, nothing compacted."""
+    from mcr import Agent
+    from mcr.train.episode import EpisodeModel, assistant_header
+    from mcr.train.run import _load_base
+
+    folder = make_qwen3_vl(tmp_path / "qwen")
+    steer_to_reply(folder)  # it calls inspect_frames, then (the budget spent) is made to answer
+    base = _load_base(str(folder), "cpu", None)
+    model = EpisodeModel(base, temperature=1.0)
+    phases = []
+    agent = Agent(
+        model, policy="plain", max_steps=1, memory=False, trace_dir=False, work_dir=tmp_path / "w",
+        generate_options={"max_new_tokens": 40}, subscribers=[lambda e: e.kind == "model_called" and phases.append(e)],
+    )  # fmt: skip
+    agent.run(make_cue_video(tmp_path / "v.mp4", spoken=[], drawn=[], seconds=3.0), "What is shown?")
+    assert [e.forced_answer for e in phases] == [False, True] and len(model.turns) == 2
+    first, last = model.turns
+    assert last.prompt_ids[: len(first.prompt_ids)] == first.prompt_ids  # the forced prompt extends the first
+    s = episode_sample(model.turns, assistant_header(base.tokenizer), base.stop_token_ids, ["act", "act"])
+    assert not s.compacted and s.prompt_ids == first.prompt_ids
+    assert s.completion_ids[: len(first.sampled_ids)] == first.sampled_ids  # the first turn is trained too
 
 
 def _cue_videos(folder: Path, n: int = 3) -> tuple[Path, Path]:

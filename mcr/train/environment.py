@@ -124,7 +124,7 @@ class Episodes:
         scratch = self.work / "scratch" / f"{self.episodes}.db"
         scratch.parent.mkdir(parents=True, exist_ok=True)
         for leftover in scratch.parent.glob(f"{scratch.name}*"):
-            leftover.unlink()
+            _remove(leftover)
         source, target = sqlite3.connect(shared), sqlite3.connect(scratch)
         try:
             source.backup(target)  # the SQLite backup API: a consistent copy, WAL included
@@ -172,7 +172,7 @@ class Episodes:
         finally:
             agent.memory.close()
             for scratch in (self.work / "scratch").glob(f"{self.episodes}.db*"):
-                scratch.unlink()
+                _remove(scratch)
         record = make_record(sample, result, model_name=str(getattr(self.base, "name", "")))
         record["frames_seen"] = int(getattr(result, "frames_seen", 0) or 0)
         record["evidence"] = [s.to_list() for s in getattr(result, "evidence", [])]
@@ -199,7 +199,7 @@ class Episodes:
             "model_tokens": sum(episode.env_mask),
             "context_tokens": len(episode.env_mask) - sum(episode.env_mask),
             "pictures": bool(episode.media),
-            "rewritten": episode.rewritten,
+            "compacted": episode.compacted,
         }
         with open(self.work.parent / "episodes.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(line, default=str) + "\n")
@@ -227,3 +227,13 @@ class Episodes:
             if was_training:
                 policy.train()
         return out
+
+
+def _remove(path: Path) -> None:
+    """A scratch file of an episode's memory, or a folder the store keeps beside it."""
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -9,10 +9,12 @@ conversation as MCR rendered it (the task, what was perceived, every earlier tur
 result), so the sequence is that prompt plus the last sampled turn, cut after the first turn's
 prompt: ``prompt_ids`` is the opening context, ``completion_ids`` everything after it. Tokens
 the model wrote (each assistant turn, from after its header through its end-of-turn token)
-are trained on (``env_mask`` 1); tool results and other context are not (0). When the context
-was rewritten during the run (folded or shortened), so that the opening prompt is no longer a
-prefix of the last one, the sequence starts at the earliest turn whose prompt still is
-(``rewritten``); a check of the answer made after it, with its own prompt, is left out.
+are trained on (``env_mask`` 1); tool results and other context are not (0). Every call of a
+run is offered the same tools and its context is append-only, so the last prompt begins with
+the first, a forced answer's included: the chain is trained whole. Only a compaction of the
+context changes what was sent; the sequence then starts at the earliest turn whose prompt the
+last one still begins with (``compacted``). A check of the answer made after the last turn,
+with its own prompt, is left out.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Sample:
     logprobs: list[float]  # NaN where no sampling log-probability is known (re-rendered turns, context)
     env_mask: list[int]  # 1: written by the model; 0: tool results and other context
     media: dict
-    rewritten: bool = False
+    compacted: bool = False  # the context was compacted: the sequence starts after the compaction
 
     def key(self) -> str:
         return sequence_key(self.prompt_ids + self.completion_ids)
@@ -182,7 +184,7 @@ def episode_sample(turns: list[Turn], header: list[int], stops: Sequence[int], p
     last acting turn (the one that committed the answer, or was made to); a check of the answer
     after it has its own prompt and is not part of the sequence. It starts at the earliest turn
     whose prompt the final prompt still begins with: a turn asked with a prompt of its own (a
-    plan written apart, a context folded since) is not in it."""
+    context compacted since) is not in it."""
     if not turns:
         raise ValueError("an episode with no model turn has nothing to train on")
     acting = [i for i, ph in enumerate(phases[: len(turns)]) if ph == "act"]
