@@ -185,7 +185,7 @@ def test_a_marked_example_is_not_run_and_an_unmarked_one_is(tmp_path):
     assert run_example(found[0], tmp_path).returncode != 0  # what a marker holds back would fail here
 
 
-def test_readme_command_examples_keep_their_paths():
+def test_examples_name_files_as_a_checkout_does():
     """The docs' runnable commands name files as a checkout does (../shared/media, examples/), so
     they run where a reader pastes them; an absolute path of this machine would run only here."""
     for example in all_examples():
