@@ -61,6 +61,7 @@ def test_a_model_titles_the_chapters(cue_video, tmp_path):
     assert '<data source="chapter"' in first and "orange cat" in first.lower()  # speech reaches it as data
 
 
+@pytest.mark.slow
 def test_the_cli(cut_video, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "mcr.cli.main", "analyze", str(cut_video), "-o", str(tmp_path / "a")]

@@ -183,6 +183,7 @@ def test_grammar_accepts_calls_and_rejects_slips(model):
         assert not accepts(slip), slip
 
 
+@pytest.mark.slow
 def test_spans_are_held_inside_the_video_when_its_length_is_known(model):
     from mcr.models.constrain import Bounds, time_pattern
 
@@ -208,6 +209,7 @@ def test_spans_are_held_inside_the_video_when_its_length_is_known(model):
         assert all(float(t.split(":")[2]) <= 6.5 and t.startswith("00:00:") for t in span.split("-")), span
 
 
+@pytest.mark.slow
 def test_a_reply_can_be_held_to_a_json_schema(model):
     """The verifier's verdict from the random model: always one readable JSON object."""
     import jsonschema
@@ -268,6 +270,7 @@ def test_video_frames_reach_generate_tiny_random_qwen3_vl(model):
     assert '"name": "inspect_frames"' in text and "<tool_response>" in text  # tools through the template
 
 
+@pytest.mark.slow
 def test_pixel_budget_and_images_for_models_without_video(tiny_vlm):
     from mcr.models.local import TransformersModel
 
@@ -292,6 +295,7 @@ def test_pixel_budget_and_images_for_models_without_video(tiny_vlm):
     assert "pixel_values" not in batch and "cannot see them" in text and "<|image_pad|>" not in text
 
 
+@pytest.mark.slow
 def test_constrained_agent_run_20_valid_steps_tiny_random_vlm(model, tmp_path):
     """Twenty model turns in a row, each exactly one call that fits the offered schema."""
     video = make_code_video(tmp_path / "clip.mp4", seconds=6, tone_hz=None)
@@ -324,6 +328,7 @@ def test_constrained_agent_run_20_valid_steps_tiny_random_vlm(model, tmp_path):
     assert runs <= 20
 
 
+@pytest.mark.slow
 def test_streaming_thinking_and_native_template(model, tmp_path):
     video = make_code_video(tmp_path / "clip.mp4", seconds=3, tone_hz=None)
     agent = Agent(
@@ -365,6 +370,7 @@ def test_streaming_thinking_and_native_template(model, tmp_path):
     assert "step 1" in drawn and "<tool_call>" in drawn
 
 
+@pytest.mark.slow
 def test_constrained_calls_finish_within_the_token_limit(model):
     """Strings have no length bound; near the limit, closing tokens are favoured, so the random
     model's rambling still ends as a complete call."""
@@ -393,6 +399,7 @@ def test_constrained_decoding_is_on_without_native_tools(tiny_vlm, tmp_path):
     check_call(out.raw, TOOLS)
 
 
+@pytest.mark.slow
 def test_latent_attention_checkpoint_loads_and_calls_tools(tmp_path):
     """A folder written by the M2LA conversion runs through TransformersModel with its latent cache."""
     import torch

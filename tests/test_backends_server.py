@@ -301,6 +301,7 @@ def test_frames_go_as_timestamped_jpeg_parts(tmp_path):
     assert image.width / image.height == pytest.approx(4 / 3, 0.02)
 
 
+@pytest.mark.slow
 def test_model_specs_and_the_command_line(tmp_path):
     video = make_code_video(tmp_path / "clip.mp4", seconds=4, tone_hz=None)
     look = {"name": "inspect_frames", "arguments": {"span": "00:00:00-00:00:03", "max_frames": 2}}

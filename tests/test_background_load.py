@@ -74,6 +74,7 @@ def test_a_tiny_vlm_loads_in_the_background_like_in_the_foreground(tmp_path):
     assert Agent(model=later, memory=False).profile == Agent(model=eager, memory=False).profile
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_to_load_ends_the_run_with_its_error(tmp_path, short_video):
     broken = tmp_path / "broken"
     broken.mkdir()

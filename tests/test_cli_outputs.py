@@ -15,6 +15,7 @@ from mcr.media.video import Video
 from mcr.memory import Memory, VideoIndex
 
 
+@pytest.mark.slow
 def test_search_json_is_one_document_on_stdout(cut_video, tmp_path):
     found = run_cli("search", cut_video, "a test pattern", "-k", "2", "--json", cwd=tmp_path, timeout=300)
     assert found.returncode == 0, found.stderr

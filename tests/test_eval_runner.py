@@ -136,6 +136,7 @@ def test_a_failing_question_is_recorded_not_fatal_and_can_be_retried(tmp_path, b
     assert read_results(out / "results.jsonl")["q05"]["status"] == "answered"
 
 
+@pytest.mark.slow
 def test_cli_eval_report_compare_and_export_load_with_datasets(tmp_path, bench, capsys):
     from datasets import load_dataset
 

@@ -298,6 +298,7 @@ def test_grounding_report_names_the_signals_even_for_a_single_weak_result(para_c
     assert np.isclose(sum(results[0].shares.values()), 1.0)
 
 
+@pytest.mark.slow
 def test_search_command_marks_weak_rows(para_ctx, tmp_path):
     found = run_cli(
         "search",

@@ -61,6 +61,7 @@ def _overlaps(span, want) -> bool:
     return span[0] <= want[1] and span[1] >= want[0]
 
 
+@pytest.mark.slow
 def test_search_over_a_folder_puts_the_right_video_and_span_first(library):
     from mcr.library.search import search_library
 

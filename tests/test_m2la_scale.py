@@ -27,6 +27,7 @@ def bench():
     return module
 
 
+@pytest.mark.slow
 def test_the_internvideo3_shape_builds_converts_and_decodes_equal_on_both_paths(bench):
     shape = bench.CONFIGS["internvideo3"]
     assert (shape.layers, shape.hidden, shape.heads, shape.kv_heads, shape.head_dim) == (36, 4096, 32, 8, 128)
@@ -62,6 +63,7 @@ def test_the_benchmark_imports_only_torch_transformers_and_mcr_m2la():
     assert heavy == "-", heavy
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_from_the_checkout(tmp_path):
     """``python benchmarks/m2la.py --config ...`` puts the checkout first on the path itself, so it
     uses this checkout's mcr.m2la (no ``pip install -e .`` needed) from any folder."""

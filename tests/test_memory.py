@@ -377,6 +377,7 @@ def test_memory_and_index_commands(tmp_path, cut_video):
     assert missing.returncode == 2 and missing.stderr.startswith("mcr-agent: error: no memory database at")
 
 
+@pytest.mark.slow
 def test_short_queries_go_through_onnx_runtime_with_the_same_embeddings(tmp_path, monkeypatch):
     pytest.importorskip("onnx")
     import numpy as np

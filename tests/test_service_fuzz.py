@@ -43,6 +43,7 @@ def api(tmp_path_factory):
 schema = schemathesis.pytest.from_fixture("api")
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_never_fails_and_answers_as_documented(case):
