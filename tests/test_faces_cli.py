@@ -64,6 +64,7 @@ def test_memory_list_of_an_unknown_kind_names_the_kinds(tmp_path):
     _one_line(run_cli("memory", "list", "--kind", "bad", cwd=tmp_path), "invalid choice", "transcript")
 
 
+@pytest.mark.slow
 def test_watch_of_a_source_that_never_connects_says_why_at_each_try_and_fails(tmp_path):
     from procs import free_port
 
