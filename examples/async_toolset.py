@@ -72,7 +72,8 @@ def main() -> None:
     result = agent.run(args.video, args.question)
     print(f"answer: {result.answer}")
     print(f"status: {result.status}, evidence: {[str(s) for s in result.evidence]}, trace: {result.trace_path}")
-    print("measured: " + "; ".join(f"{c.span} {c.change}" for c in meter.measured))
+    in_order = sorted(meter.measured, key=lambda c: c.span.start)  # the calls may finish in either order
+    print("measured: " + "; ".join(f"{c.span} {c.change}" for c in in_order))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ NOT_USER_FACING = {
     "ScriptExhausted",
     "_Stop",
     "ToolDefinitionWarning",  # a warning at decoration, not an error a run can meet
+    "Cancelled",  # an index job stopped on request, caught by the service's job pool
 }
 
 
@@ -135,7 +136,7 @@ def test_model_errors(workdir, capsys):
 
 def test_argument_errors(workdir, capsys):
     fails(capsys, ["run", BOATS, "  ", "--model", f"replay:{SCRIPT}"], "the question is empty")
-    fails(capsys, ["run", BOATS, "q", "--max-steps", "-1"], "--max-steps must be 0 or more")
+    fails(capsys, ["run", BOATS, "q", "--max-steps", "-1"], "argument --max-steps: must be 0 or more")
     fails(capsys, ["run", BOATS, "q", "--tools", "nowhere.py"], "tools file not found: nowhere.py")
     fails(capsys, ["run", BOATS, "q", "--tools", "asr,nope"], "unknown tool 'nope' in --tools asr,nope")
     fails(capsys, ["run", BOATS, "q", "--index", "shots,nope"], "unknown index stage 'nope' in --index")

@@ -34,8 +34,19 @@ def commands() -> list[importlib.metadata.EntryPoint]:
     return sorted(found, key=lambda e: (ORDER.index(e.name) if e.name in ORDER else len(ORDER), e.name, e.value))
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, saying a bad argument in one line (which command, what is wrong, where
+    its help is) instead of the usage block; every subcommand's parser is one of these too."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix(PROG).strip()
+        where = f"{command}: " if command else ""
+        print(f"{PROG}: error: {where}{message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Answer questions about long videos with an agent.")
+    parser = Parser(prog=PROG, description="Answer questions about long videos with an agent.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for entry in commands():
         try:
@@ -56,7 +67,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument already said in one line
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
