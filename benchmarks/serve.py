@@ -45,7 +45,7 @@ def main() -> None:
         sys.exit(memory_after_runs(args.finished, args.keep_runs))
     sys.path.insert(0, str(ROOT / "tests"))
     import httpx
-    from test_service import Served
+    from served import Served
 
     from mcr.run.testing import RecordingModel, answer
     from mcr.service.app import make_app

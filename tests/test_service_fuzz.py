@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from media import shared_clip  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
-from test_service import Served  # noqa: E402
+from served import Served  # noqa: E402
 
 from mcr.run.testing import RecordingModel, answer  # noqa: E402
 from mcr.service.app import make_app  # noqa: E402

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from test_service import VIDEO, Served, paced, sse
+from served import VIDEO, Served, paced, sse
 
 from mcr.media.download import SourceError, fetch, public_only
 from mcr.run.testing import RecordingModel, answer
@@ -139,6 +139,34 @@ def test_each_connection_of_a_download_is_checked_redirects_included(tmp_path, f
     with public_only(), pytest.raises(SourceError, match="not a public one"):
         fetch(f"{file_server}/hop", progress=False)
     assert fetch(f"{file_server}/hop", progress=False).stat().st_size > 1000  # outside the block: fetched
+
+
+def test_every_library_s_connections_are_checked_inside_public_only(file_server):
+    """Page URLs go to yt-dlp, whose own networking (requests or urllib, its redirects) never
+    passes through MCR's download code: inside public_only every socket's connect is checked at the
+    address it goes to, so yt-dlp cannot reach a private address either, while outside the block
+    the same connections are made."""
+    import yt_dlp
+
+    host, port = file_server.removeprefix("http://").split("/")[0].split(":")
+    socket.create_connection((host, int(port))).close()
+    with public_only():
+        with pytest.raises(SourceError, match="not a public one"):
+            socket.create_connection((host, int(port)))
+        with yt_dlp.YoutubeDL({"quiet": True, "no_warnings": True, "logger": _Quiet()}) as ydl:
+            with pytest.raises(yt_dlp.utils.YoutubeDLError) as refused:
+                ydl.extract_info(f"{file_server}/boats.mp4", download=False)
+    causes = [refused.value, *getattr(refused.value, "unexpected_errors", [])]  # one per network library tried
+    assert any(isinstance(c, SourceError) and "not a public one" in str(c) for c in causes), causes
+    with socket.create_connection((host, int(port))):
+        pass
+
+
+class _Quiet:
+    def debug(self, msg: str) -> None:
+        pass
+
+    warning = info = error = debug
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -135,9 +136,29 @@ PUBLIC_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("mcr_public_o
 NOT_PUBLIC = "the address is not a public one"
 
 
+_hooked = threading.Lock()
+_HOOK: list[bool] = []
+
+
+def _refuse_private_connects(event: str, args: tuple) -> None:
+    """An audit hook: inside ``public_only()``, a socket of this thread's context that connects to
+    an address that is not public is stopped before it connects. It holds for every library
+    (urllib, yt-dlp's own networking, requests), redirects included, since each connection is
+    checked at the address it goes to."""
+    if event != "socket.connect" or not PUBLIC_ONLY.get():
+        return
+    sock, address = args
+    if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6) and blocked_address(str(address[0])):
+        raise SourceError(f"cannot download from {address[0]}: {NOT_PUBLIC}")
+
+
 @contextlib.contextmanager
 def public_only() -> Iterator[None]:
     """Downloads in this block connect only to public addresses (each connection checked)."""
+    with _hooked:
+        if not _HOOK:  # an audit hook cannot be removed: it is added once and does nothing outside the block
+            sys.addaudithook(_refuse_private_connects)
+            _HOOK.append(True)
     token = PUBLIC_ONLY.set(True)
     try:
         yield
