@@ -313,6 +313,71 @@ def row(cols: list[str], widths: list[int]) -> str:
     return " | ".join(str(c).ljust(w) for c, w in zip(cols, widths))
 
 
+def part_a(video: Path, add) -> None:
+    """(a) Decoding one frame a second: ours against decord, PyAV and ffmpeg."""
+    results = {m: run_child(m, str(video)) for m in ("ours", "decord", "pyav", "ffmpeg")}
+    best = min((r["seconds"] for m, r in results.items() if m != "ours" and "seconds" in r), default=None)
+    labels = {
+        "ours": "(a) 1 fps exact: mcr stream_frames",
+        "decord": "(a) 1 fps: decord get_batch, chunks of 64",
+        "pyav": "(a) 1 fps: PyAV sequential decode",
+        "ffmpeg": "(a) 1 fps: ffmpeg select, -threads 2",
+    }
+    for m, r in results.items():
+        if "error" in r:
+            add([labels[m], "-", "-", "-", r["error"]])
+            continue
+        ratio = f"{best / r['seconds']:.2f}x fastest" if m == "ours" and best else f"{r['frames']} frames"
+        add([labels[m], f"{r['seconds']:.1f}", ratio, f"{r['peak_mib']:.0f}", r["check"]])
+
+
+def part_c(video: Path, minutes_long: int, threads: str, add) -> None:
+    """(c) Speech: the transcript stage at 10 minutes and the whole video, and the encoder's ceiling."""
+    for minutes in (10, minutes_long):
+        r = run_child("asr", str(video), str(minutes), env={"MCR_ASR_THREADS": threads})
+        if "error" in r:
+            add([f"(c) ASR tiny.en int8, {minutes} min", "-", "-", "-", r["error"]])
+            continue
+        add(
+            [
+                f"(c) ASR tiny.en int8 {threads} thr, {minutes} min",
+                f"{r['seconds']:.1f}",
+                f"{r['rtf']:.1f}x real time",
+                f"{r['peak_mib']:.0f}",
+                f"{r['sentences']} sentences",
+            ]
+        )
+    r = run_child("encoder", str(video), env={"MCR_ASR_THREADS": threads})
+    if "error" not in r:
+        add(
+            [
+                "(c) ceiling: whisper encoder alone, 240 s",
+                f"{r['seconds']:.1f}",
+                f"{r['rtf']:.1f}x real time",
+                f"{r['peak_mib']:.0f}",
+                "dense speech: every 30 s window encoded",
+            ]
+        )
+
+
+def part_f(add) -> None:
+    """(f) On-screen text: the OCR engines on drawn-text frames."""
+    r = run_child("ocr_engines")
+    for engine in ("rapidocr", "tesseract"):
+        if engine in r:
+            add(
+                [
+                    f"(f) OCR {engine}, 8 drawn-text frames",
+                    f"{r[engine]['s_per_frame']:.2f}",
+                    "s/frame",
+                    "",
+                    f"{r[engine]['words']:.0%} of words found",
+                ]
+            )
+        else:
+            add([f"(f) OCR {engine}", "-", "-", "-", r.get("error", "not installed")])
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
@@ -350,20 +415,7 @@ def main(argv=None) -> int:
     print(f"{os.cpu_count()} CPUs; load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
     print(lines[0], flush=True)
     if "a" in args.parts:
-        results = {m: run_child(m, str(video)) for m in ("ours", "decord", "pyav", "ffmpeg")}
-        best = min((r["seconds"] for m, r in results.items() if m != "ours" and "seconds" in r), default=None)
-        labels = {
-            "ours": "(a) 1 fps exact: mcr stream_frames",
-            "decord": "(a) 1 fps: decord get_batch, chunks of 64",
-            "pyav": "(a) 1 fps: PyAV sequential decode",
-            "ffmpeg": "(a) 1 fps: ffmpeg select, -threads 2",
-        }
-        for m, r in results.items():
-            if "error" in r:
-                add([labels[m], "-", "-", "-", r["error"]])
-                continue
-            ratio = f"{best / r['seconds']:.2f}x fastest" if m == "ours" and best else f"{r['frames']} frames"
-            add([labels[m], f"{r['seconds']:.1f}", ratio, f"{r['peak_mib']:.0f}", r["check"]])
+        part_a(video, add)
     if "b" in args.parts:
         r = run_child("overview", str(video))
         add(
@@ -376,31 +428,7 @@ def main(argv=None) -> int:
             ]
         )
     if "c" in args.parts:
-        for minutes in (10, args.minutes):
-            r = run_child("asr", str(video), str(minutes), env={"MCR_ASR_THREADS": threads})
-            if "error" in r:
-                add([f"(c) ASR tiny.en int8, {minutes} min", "-", "-", "-", r["error"]])
-                continue
-            add(
-                [
-                    f"(c) ASR tiny.en int8 {threads} thr, {minutes} min",
-                    f"{r['seconds']:.1f}",
-                    f"{r['rtf']:.1f}x real time",
-                    f"{r['peak_mib']:.0f}",
-                    f"{r['sentences']} sentences",
-                ]
-            )
-        r = run_child("encoder", str(video), env={"MCR_ASR_THREADS": threads})
-        if "error" not in r:
-            add(
-                [
-                    "(c) ceiling: whisper encoder alone, 240 s",
-                    f"{r['seconds']:.1f}",
-                    f"{r['rtf']:.1f}x real time",
-                    f"{r['peak_mib']:.0f}",
-                    "dense speech: every 30 s window encoded",
-                ]
-            )
+        part_c(video, args.minutes, threads, add)
     db = work / "index_build_one-pass.db"  # the index built in one pass in (d), which (e) queries
     clip_env = {**bench_env(work), "MCR_ASR_THREADS": threads} if "d" in args.parts or "e" in args.parts else {}
     if "d" in args.parts:
@@ -424,20 +452,7 @@ def main(argv=None) -> int:
             )
             add(["(e) grounding first query (loads caches)", f"{r['first_s']:.1f}", "", "", ""])
     if "f" in args.parts:
-        r = run_child("ocr_engines")
-        for engine in ("rapidocr", "tesseract"):
-            if engine in r:
-                add(
-                    [
-                        f"(f) OCR {engine}, 8 drawn-text frames",
-                        f"{r[engine]['s_per_frame']:.2f}",
-                        "s/frame",
-                        "",
-                        f"{r[engine]['words']:.0%} of words found",
-                    ]
-                )
-            else:
-                add([f"(f) OCR {engine}", "-", "-", "-", r.get("error", "not installed")])
+        part_f(add)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines.append(f"{os.cpu_count()} CPUs; load average at the end (1, 5, 15 min): {load}")
     print("\n" + "\n".join(lines))
