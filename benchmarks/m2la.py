@@ -209,13 +209,7 @@ def set_mode(model, mode):
             layer.self_attn.decode_mode = mode
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a == "--config" or a.startswith("--config=") for a in argv):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from m2la_scale import main as scale_main
-
-        return scale_main(argv)
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--model", default=None, help="a transformers folder of a Gemma 3 model instead of the GGUF")
@@ -231,7 +225,54 @@ def main(argv=None):
         default=1,
         help="CPU threads for the latency measurements (1 is steadiest on a shared machine)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def print_tables(rows, lat_rows, base, gqa_bpt, base_ppl, elem, lengths, steps, timing_threads) -> None:
+    """The cache and perplexity table, then the decode latency table."""
+    cfg = base.config
+    print()
+    print(
+        f"KV cache and perplexity (original GQA cache: {2 * cfg.num_key_value_heads * cfg.head_dim} values = "
+        f"{gqa_bpt:.0f} bytes per token per layer; perplexity {base_ppl:.3f}; no fine-tuning)"
+    )
+    big = max(lengths)
+    print(
+        f"bytes/tok: measured in a full-attention layer's cache after a forward pass; configured: "
+        f"(rank + rope_dim x rope keys + key scales) x {elem} bytes; MB@{big // 1024}K: whole model, "
+        f"original {context_bytes(base, gqa_bpt, big) / 2**20:.1f} MB"
+    )
+    print(
+        f"{'config':<24}{'values/tok':>11}{'bytes/tok':>10}{'configured':>11}{'ratio':>8}"
+        f"{f'MB@{big // 1024}K':>9}{'energy':>8}{'ppl':>10}{'ppl/orig':>9}"
+    )
+    for name, values, bpt, configured, ratio, energy, ppl, ctx in rows:
+        print(
+            f"{name:<24}{values:>11}{bpt:>10.0f}{configured:>11}{ratio:>8.4f}{ctx / 2**20:>9.1f}{energy:>8.3f}"
+            f"{ppl:>10.3f}{ppl / base_ppl:>9.3f}"
+        )
+    print()
+    print(
+        f"decode latency, ms per token, median of {steps} steps, {timing_threads} thread(s); synthetic cache "
+        f"of the given length in every layer (no real prefill); GQA = transformers DynamicCache"
+    )
+    print("(attn: time inside the attention of the full-attention layers, part of the whole step)")
+    print(
+        f"{'config':<24}{'cached':>7}{'GQA':>9}{'MLA mat.':>9}{'absorbed':>9}{'abs/mat':>8}"
+        f"{'GQA attn':>10}{'mat attn':>10}{'abs attn':>10}"
+    )
+    for name, n, (g, ga), (m, ma), (a, aa) in lat_rows:
+        print(f"{name:<24}{n:>7}{g:>9.1f}{m:>9.1f}{a:>9.1f}{a / m:>8.3f}{ga:>10.2f}{ma:>10.2f}{aa:>10.2f}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from m2la_scale import main as scale_main
+
+        return scale_main(argv)
+    args = parse_args(argv)
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -313,38 +354,7 @@ def main(argv=None):
             torch.set_num_threads(threads)
         del model
 
-    print()
-    print(
-        f"KV cache and perplexity (original GQA cache: {2 * cfg.num_key_value_heads * cfg.head_dim} values = "
-        f"{gqa_bpt:.0f} bytes per token per layer; perplexity {base_ppl:.3f}; no fine-tuning)"
-    )
-    big = max(lengths)
-    print(
-        f"bytes/tok: measured in a full-attention layer's cache after a forward pass; configured: "
-        f"(rank + rope_dim x rope keys + key scales) x {elem} bytes; MB@{big // 1024}K: whole model, "
-        f"original {context_bytes(base, gqa_bpt, big) / 2**20:.1f} MB"
-    )
-    print(
-        f"{'config':<24}{'values/tok':>11}{'bytes/tok':>10}{'configured':>11}{'ratio':>8}"
-        f"{f'MB@{big // 1024}K':>9}{'energy':>8}{'ppl':>10}{'ppl/orig':>9}"
-    )
-    for name, values, bpt, configured, ratio, energy, ppl, ctx in rows:
-        print(
-            f"{name:<24}{values:>11}{bpt:>10.0f}{configured:>11}{ratio:>8.4f}{ctx / 2**20:>9.1f}{energy:>8.3f}"
-            f"{ppl:>10.3f}{ppl / base_ppl:>9.3f}"
-        )
-    print()
-    print(
-        f"decode latency, ms per token, median of {args.steps} steps, {timing_threads} thread(s); synthetic cache "
-        f"of the given length in every layer (no real prefill); GQA = transformers DynamicCache"
-    )
-    print("(attn: time inside the attention of the full-attention layers, part of the whole step)")
-    print(
-        f"{'config':<24}{'cached':>7}{'GQA':>9}{'MLA mat.':>9}{'absorbed':>9}{'abs/mat':>8}"
-        f"{'GQA attn':>10}{'mat attn':>10}{'abs attn':>10}"
-    )
-    for name, n, (g, ga), (m, ma), (a, aa) in lat_rows:
-        print(f"{name:<24}{n:>7}{g:>9.1f}{m:>9.1f}{a:>9.1f}{a / m:>8.3f}{ga:>10.2f}{ma:>10.2f}{aa:>10.2f}")
+    print_tables(rows, lat_rows, base, gqa_bpt, base_ppl, elem, lengths, args.steps, timing_threads)
     print(f"\ntotal time {time.time() - t0:.0f} s")
 
 
