@@ -332,6 +332,40 @@ def kernel_check(attn, shape, device, dtype, length=4096):
 
 
 # ------------------------------------------------------------------ main
+def time_variant(args, shape, variant, length, gqa_attn, m2la_attn, device, dtype, bandwidth, elem) -> dict:
+    """One decode variant at one context length, as many layers as fit timed and scaled to all."""
+    budget = memory_budget(device)
+    layers = layers_that_fit(shape, length, device, dtype, variant, budget, min(args.layers, shape.layers))
+    extra = args.steps + 4
+    if variant.startswith("GQA"):
+        dec = GQADecoder(gqa_attn, shape, layers, length, extra, device, dtype, flash="flash" in variant)
+    else:
+        mode = "materialized" if "mat" in variant else "absorbed"
+        kernel = "torch" if "torch" in variant else "auto"
+        dec = M2LADecoder(m2la_attn, shape, layers, length, extra, device, dtype, mode, kernel)
+    seconds = time_decoder(dec, shape, args.steps, device, dtype)
+    scale = shape.layers / layers
+    ms = seconds * 1000 * scale
+    read = (dec.cache_bytes(length) + dec.weight_bytes()) * scale
+    floor_ms = read / bandwidth * 1000
+    values = shape.gqa_values if variant.startswith("GQA") else shape.m2la_values
+    row = dict(
+        variant=variant,
+        context=length,
+        layers_timed=layers,
+        kv_bytes_per_token=values * elem * shape.layers,
+        kv_gib=values * elem * shape.layers * length / 2**30,
+        ms_per_token=ms,
+        speedup=float("nan"),
+        gb_per_s=read / (ms / 1000) / 1e9,
+        of_peak=floor_ms / ms,
+    )
+    del dec
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
 def run(args):
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -393,39 +427,16 @@ def run(args):
         for variant in variants:
             if args.skip_materialized_over and "mat" in variant and length > args.skip_materialized_over:
                 continue
-            budget = memory_budget(device)
-            layers = layers_that_fit(shape, length, device, dtype, variant, budget, min(args.layers, shape.layers))
-            extra = args.steps + 4
-            if variant.startswith("GQA"):
-                dec = GQADecoder(gqa_attn, shape, layers, length, extra, device, dtype, flash="flash" in variant)
-            else:
-                mode = "materialized" if "mat" in variant else "absorbed"
-                kernel = "torch" if "torch" in variant else "auto"
-                dec = M2LADecoder(m2la_attn, shape, layers, length, extra, device, dtype, mode, kernel)
-            seconds = time_decoder(dec, shape, args.steps, device, dtype)
-            scale = shape.layers / layers
-            ms = seconds * 1000 * scale
-            read = (dec.cache_bytes(length) + dec.weight_bytes()) * scale
-            floor_ms = read / bandwidth * 1000
+            row = time_variant(args, shape, variant, length, gqa_attn, m2la_attn, device, dtype, bandwidth, elem)
             if variant == "GQA sdpa":
-                base_ms = ms
-            values = shape.gqa_values if variant.startswith("GQA") else shape.m2la_values
-            row = dict(
-                variant=variant,
-                context=length,
-                layers_timed=layers,
-                kv_bytes_per_token=values * elem * shape.layers,
-                kv_gib=values * elem * shape.layers * length / 2**30,
-                ms_per_token=ms,
-                speedup=(base_ms / ms) if base_ms else float("nan"),
-                gb_per_s=read / (ms / 1000) / 1e9,
-                of_peak=floor_ms / ms,
-            )
+                base_ms = row["ms_per_token"]
+            row["speedup"] = (base_ms / row["ms_per_token"]) if base_ms else float("nan")
             rows.append(row)
-            del dec
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            print(f"  {variant} @ {length}: {ms:.2f} ms/token ({layers} layers timed)", file=sys.stderr, flush=True)
+            print(
+                f"  {variant} @ {length}: {row['ms_per_token']:.2f} ms/token ({row['layers_timed']} layers timed)",
+                file=sys.stderr,
+                flush=True,
+            )
     say()
     say(
         f"decode, attention only (MLPs not timed), ms per token for all {shape.layers} layers (time of the layers "
