@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_reasoning import _rendered_tokens, _synthetic_context  # noqa: E402
+from contexts import rendered_tokens, synthetic_context  # noqa: E402
 
 from mcr.run.context import RenderProfile  # noqa: E402
 
@@ -31,7 +31,7 @@ def main() -> None:
         f"{'rendered tokens':>16} {'messages':>9}"
     )
     for n in (10, 100, 1000, 3000, 10000):
-        ctx = _synthetic_context(n, profile)
+        ctx = synthetic_context(n, profile)
         t0 = time.perf_counter()
         ctx.render()
         first = (time.perf_counter() - t0) * 1e3
@@ -43,7 +43,7 @@ def main() -> None:
         ms = statistics.median(times) * 1e3
         print(
             f"{len(ctx.entries):>8} {ctx.tokens:>15,} {first:>9.2f} {ms:>10.2f} {1e3 * first / len(ctx.entries):>9.2f} "
-            f"{_rendered_tokens(messages, profile):>16,} {len(messages):>9}"
+            f"{rendered_tokens(messages, profile):>16,} {len(messages):>9}"
         )
 
 

@@ -87,7 +87,7 @@ def test_a_tool_call_in_a_phase_that_may_call_none_is_not_run(tmp_path, short_vi
 
 def test_a_server_is_told_tool_choice_and_its_stray_call_is_refused(tmp_path, short_video):
     pytest.importorskip("openai")
-    from test_backends_server import Reply, ScriptedServer, completion
+    from chat_server import Reply, ScriptedServer, completion
 
     from mcr.models.openai_server import OpenAIServerModel
 

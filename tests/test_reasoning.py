@@ -2,16 +2,16 @@
 
 import re
 
-import numpy as np
+from contexts import rendered_tokens, synthetic_context
 
 from mcr import Agent, TimeSpan
 from mcr.agents import BaselineAgent
 from mcr.run.answers import detect_form, interpret
-from mcr.run.context import Context, RenderProfile, estimate_tokens
+from mcr.run.context import RenderProfile
 from mcr.run.policy import Policy
 from mcr.run.testing import ScriptedModel, answer, say, tool_call, verdict
 from mcr.run.trace import read_trace
-from mcr.types import Frames, FramesPart, TextPart, ToolCall
+from mcr.types import FramesPart
 
 OPTIONS = ["a car race", "boats on water", "a cooking show"]
 
@@ -180,51 +180,12 @@ def test_baseline_answers_in_one_call_from_uniform_frames(tmp_path, short_video)
     assert [t["function"]["name"] for t in model.calls[0].tools] == ["answer"]
 
 
-def _synthetic_context(entries: int, profile: RenderProfile) -> Context:
-    """A 3-hour run: inspect_frames every few seconds, reflections every 10 steps."""
-    ctx = Context(profile=profile)
-    ctx.add_task(
-        "What does the woman in red do after the train leaves?",
-        video={"name": "long.mp4", "duration": 3 * 3600, "fps": 25, "width": 640, "height": 360},
-    )
-    ctx.add("memory", "Memory of this video: 3 answer.")
-    ctx.add("plan", "Plan: find the train leaving (transcript, then frames), then follow the woman in red.")
-    step, mem = 0, 0
-    while len(ctx.entries) < entries:
-        step += 1
-        t = (step * 11) % (3 * 3600 - 20)
-        call = ToolCall("inspect_frames", {"span": f"{t}-{t + 8}", "max_frames": 8}, f"c{step}")
-        ctx.add_model_turn(step, f"Looking at {t}-{t + 8} for the train and the woman.", [call])
-        frames = Frames(np.zeros((8, 2, 2, 3), np.uint8), [t + k for k in range(8)], list(range(8)))
-        mem += 1
-        ctx.add_tool_result(
-            step,
-            call,
-            f"8 frames from {t}s to {t + 8}s: platform, people waiting. " * 6,
-            frames=frames,
-            memory_ref=f"m{mem}",
-            spans=[[t, t + 8]],
-        )
-        if step % 10 == 0:
-            ctx.add("reflection", f"After step {step}: the train has not left yet; keep scanning forward.", step)
-    return ctx
-
-
-def _rendered_tokens(messages, profile: RenderProfile) -> int:
-    total = 0
-    for m in messages:
-        for p in m.parts:
-            total += estimate_tokens(p.text) if isinstance(p, TextPart) else len(p.frames) * profile.tokens_per_frame
-        total += sum(estimate_tokens(str(c.to_dict())) for c in m.tool_calls)
-    return total
-
-
 def test_three_hour_context_renders_within_budget_and_points_at_memory():
     profile = RenderProfile(max_context_tokens=32768, max_frames=64)
-    ctx = _synthetic_context(4000, profile)
+    ctx = synthetic_context(4000, profile)
     assert ctx.tokens > 10 * 32768  # the whole context is far over the window
     messages = ctx.render()
-    assert _rendered_tokens(messages, profile) <= 32768
+    assert rendered_tokens(messages, profile) <= 32768
     texts = [m.text for m in messages]
     assert texts[1] == ctx.task.text  # the task, whole
     assert any(t.startswith("[Plan] Plan: find the train leaving") for t in texts)  # the plan, whole
