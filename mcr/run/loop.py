@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Generator, Iterable
 
 from mcr.models import ModelOutput
@@ -32,45 +32,15 @@ from mcr.run.events import (
     ToolReturned,
 )
 from mcr.run.overview import overview
-from mcr.run.policy import ACT_PROMPT, PLAN_PROMPT, REFLECT_PROMPT, Policy, answer_prompt, refused
+from mcr.run.policy import ACT_PROMPT, PLAN_PROMPT, REFLECT_PROMPT, answer_prompt, refused
 from mcr.run.result import RunResult
+from mcr.run.settings import Budget, RunSettings
 from mcr.run.steps import generate, run_tools
 from mcr.run.verify import AnswerChecker, Commit, GiveUp, perceived
 from mcr.tools import ToolContext, ToolRegistry, ToolResult
 from mcr.types import TimeSpan, ToolCall, Usage
 
 __all__ = ["Budget", "RunResult", "RunSettings", "answer_schema", "read_answer", "run"]
-
-
-@dataclass
-class Budget:
-    """When a run must stop. A spent budget ends with one last call that asks for an answer."""
-
-    max_steps: int = 12
-    max_wall_s: float | None = None
-    max_tokens: int | None = None
-    max_parallel_tools: int = 4
-
-    def to_dict(self) -> dict:
-        return {"max_steps": self.max_steps, "max_wall_s": self.max_wall_s, "max_tokens": self.max_tokens}
-
-
-@dataclass
-class RunSettings:
-    """How one run goes, beside what it works on (model, context, tools): its budget and policy,
-    its place among runs (id, depth, parent), the model's options, the answer's form (None: read
-    from the question), the span a child run looks at, and the model-call count that a run and
-    its children share."""
-
-    budget: Budget = field(default_factory=Budget)
-    policy: Policy = field(default_factory=Policy.plain)
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    depth: int = 0
-    parent_run_id: str | None = None
-    generate_options: dict = field(default_factory=dict)
-    answer_form: str | None = None
-    focus: TimeSpan | None = None
-    calls: dict = field(default_factory=lambda: {"used": 0})
 
 
 INTERRUPTED = "stopped by an interrupt (Ctrl-C or SIGTERM); it can be continued from its trace"
