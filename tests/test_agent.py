@@ -29,6 +29,7 @@ def mean_brightness(ctx: ToolContext, span: TimeSpan) -> ToolResult:
     )
 
 
+@pytest.mark.slow
 def test_agent_run_with_custom_tool_and_inspect_frames(tmp_path, short_video):
     model = ScriptedModel(
         [

@@ -20,6 +20,7 @@ def cli(*args, cwd=None, env_extra=None):
     return run_cli(*args, cwd=cwd, env_extra=env_extra, timeout=120)
 
 
+@pytest.mark.slow
 def test_run_json_and_replay(tmp_path, boats):
     trace = tmp_path / "t.jsonl"
     proc = cli(
@@ -48,6 +49,7 @@ def test_run_json_and_replay(tmp_path, boats):
     assert list((tmp_path / ".mcr" / "traces").glob("*.jsonl"))  # default trace folder
 
 
+@pytest.mark.slow
 def test_run_live_trace_and_quiet(tmp_path, boats):
     live = cli("run", boats, "What is on the water?", "--model", f"replay:{SCRIPT}", cwd=tmp_path)
     assert live.returncode == 0, live.stderr
@@ -113,6 +115,7 @@ def test_help_and_import_stay_light():
     assert helped.returncode == 0 and "run" in helped.stdout and "replay" in helped.stdout
 
 
+@pytest.mark.slow
 def test_example_custom_tool_runs_as_documented(tmp_path, boats):
     proc = subprocess.run(
         [sys.executable, ROOT / "examples" / "custom_tool.py", boats],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from mcr import Agent
@@ -41,6 +42,7 @@ def test_spans_are_cut_copied_on_keyframes_and_re_encoded_elsewhere(cut_video, t
     assert Image.open(sheet).size == (4 * 120, 3 * 90)
 
 
+@pytest.mark.slow
 def test_the_cli_cuts_a_runs_evidence_from_a_real_clip(boats, tmp_path):
     model = ScriptedModel(
         [tool_call("inspect_frames", span="00:00:02-00:00:08"), answer("boats", evidence=["2.5-4", "6-8"])]

@@ -115,6 +115,7 @@ def test_a_run_that_ends_in_error_exits_1_as_the_readme_says(boats, tmp_path, mo
     assert "the run failed: the frames at 00:00:04.0 cannot be decoded" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_user_mistakes_with_files_are_one_line(boats, tmp_path):
     binary = tmp_path / "random.jsonl"
     binary.write_bytes(b"\x89PNG\xff\xfe" + bytes(range(256)) * 8)  # not UTF-8 from its first line

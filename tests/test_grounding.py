@@ -115,6 +115,7 @@ def test_fuzzy_matches_score_below_exact_ones_and_unrelated_text_scores_nothing(
 # ------------------------------------------------------------ never empty
 
 
+@pytest.mark.slow
 def test_paraphrased_queries_find_their_span_in_the_top_three_and_none_is_empty(para_ctx):
     hits, misses = 0, []
     for query, kind, i in PARAPHRASES:

@@ -56,6 +56,7 @@ def test_a_hub_model_is_fetched_on_first_use_and_read_from_the_cache_after(tiny_
         assert len(hub.requests) == asked and "downloading" not in second.stderr  # not a single request
 
 
+@pytest.mark.slow
 def test_offline_and_unknown_and_unreachable_hubs_give_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

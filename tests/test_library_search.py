@@ -82,6 +82,7 @@ def test_search_over_a_folder_puts_the_right_video_and_span_first(library):
     assert _overlaps(first["span"], (1.0, 5.0)) and isinstance(first["score"], float)
 
 
+@pytest.mark.slow
 def test_vectors_are_kept_on_disk_and_a_later_process_does_not_rebuild_them(library):
     _, db = library
     folder = vectors_folder(db)

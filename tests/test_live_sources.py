@@ -44,6 +44,7 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["tcp://127.0.0.1:{port}", "rtmp://127.0.0.1:{port}/live/x"])
 def test_a_source_that_never_connects_is_reported_at_each_try_and_given_up(tmp_path, source):
     failures = []
@@ -86,6 +87,7 @@ class JunkSender:
                     pass
 
 
+@pytest.mark.slow
 def test_random_bytes_as_a_source_are_reported_and_the_session_says_it_failed(tmp_path):
     sender = JunkSender()
     events = []

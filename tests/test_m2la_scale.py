@@ -53,6 +53,7 @@ def test_the_reduced_cpu_run_writes_its_table(bench, tmp_path):
     assert data["meta"]["shape"]["hidden"] == 1024 and len(data["rows"]) == 6  # --shrink 4 on the CPU
 
 
+@pytest.mark.slow
 def test_the_benchmark_imports_only_torch_transformers_and_mcr_m2la():
     env = worker_env(PYTHONPATH=str(ROOT / "benchmarks"))
     out = subprocess.run(worker("m2la_scale_imports"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -57,6 +57,7 @@ def test_auto_uses_pytorch_on_the_cpu_and_a_forced_kernel_says_what_it_needs(mon
             layer(x, rope, None, past_key_values=cache)
 
 
+@pytest.mark.slow
 def test_the_kernel_module_imports_triton_only_when_it_runs():
     loaded = worker("loaded", "mcr.m2la.triton_decode,mcr.m2la.attention", "triton")
     out = subprocess.run(loaded, capture_output=True, text=True, timeout=120)

@@ -52,6 +52,7 @@ def test_semantic_search_ranks_paraphrase_first(memory):
     ) or all(h.entry.span.start <= 12 for h in memory.search("cooking pasta", video_id="v1", span="0-12", k=5))
 
 
+@pytest.mark.slow
 def test_embeddings_are_stored_in_batches(memory):
     for i in range(300):
         memory.write(f"note number {i}", "fact", video_id="v")

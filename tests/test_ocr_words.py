@@ -114,6 +114,7 @@ def test_ocr_spans_meet_across_chunk_edges(engine, shown_video):
     ]
 
 
+@pytest.mark.slow
 def test_engines_side_by_side_read_what_one_engine_reads(words_video):
     from mcr.tools.ocr import read_frames_text
     from mcr.tools.sampling import sample_times, stream_frames

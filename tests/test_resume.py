@@ -88,6 +88,7 @@ def resume(folder: Path, trace: Path, log: Path):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_run_says_so_in_its_trace_and_resumes(setup, how):
     proc, trace, log = start(setup, "stopped")
@@ -103,6 +104,7 @@ def test_an_interrupted_run_says_so_in_its_trace_and_resumes(setup, how):
     assert log.read_text().split() == ["first", "slow", "slow"]  # the slow note again: it never returned
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_continued_without_repeating_finished_tool_calls(setup):
     clean = clean_run(setup)
     proc, trace, log = start(setup, "killed")
@@ -179,6 +181,7 @@ def test_agent_resume_under_the_full_policy_gives_the_clean_answer(tmp_path):
     assert kinds.count("run_started") == 1 and kinds[-1] == "run_finished"
 
 
+@pytest.mark.slow
 def test_a_trace_cut_mid_line_is_drawn_and_resumed(setup):
     proc, trace, log = start(setup, "torn")
     proc.kill()

@@ -60,6 +60,7 @@ def _observations(db: Path) -> list[tuple]:
     return sorted((e.text, str(e.span)) for e in entries)
 
 
+@pytest.mark.slow
 def test_a_run_resumed_after_ctrl_c_appends_only_what_is_new_and_writes_memory_once(tmp_path):
     """The run indexes the video (shots) and writes observations; the resumed one builds no
     index and replays its steps: the trace gets no second copy of them, the memory no second entry."""
@@ -99,6 +100,7 @@ def test_a_run_resumed_after_ctrl_c_appends_only_what_is_new_and_writes_memory_o
     assert len(drawn["steps"]) == len(expected["steps"]) and drawn["cost"]["steps"] == expected["cost"]["steps"]
 
 
+@pytest.mark.slow
 def test_agent_resume_under_the_full_policy_keeps_the_overview_once(tmp_path):
     """In Python, with memory: the overview and the frames seen before a Ctrl-C are stored once."""
     from mcr import Agent, tool

@@ -66,6 +66,7 @@ def test_cancel_ends_a_run_at_its_next_step(media, tmp_path):
         assert sum(1 for _, e in events if e["event"] == "tool_returned") < 10
 
 
+@pytest.mark.slow
 def test_eight_runs_on_a_pool_of_two_and_a_full_queue(media, tmp_path):
     app = make_app(paced(0.3), [media], tmp_path / "m.db", workers=2, queue_limit=6, trace_dir=False)
     with Served(app) as client:

@@ -106,6 +106,7 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_urls_to_private_addresses_are_refused_with_one_answer(media, tmp_path, file_server, monkeypatch):
     monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
     urls = [

@@ -64,6 +64,7 @@ def test_a_colour_change_at_equal_brightness_is_a_cut(tmp_path, memory):
     assert abs(found[0].span.end - 3.0) <= 0.3
 
 
+@pytest.mark.slow
 def test_a_slow_pan_is_no_cut(tmp_path, memory):
     still = tmp_path / "fractal.png"
     ffmpeg("-f", "lavfi", "-i", "mandelbrot=size=1280x720", "-frames:v", "1", str(still))

@@ -479,6 +479,7 @@ def test_the_work_folder_is_made_on_first_use(tmp_path):
         ("evidence_tool.py", "answer: 00:00:08.2-00:00:09.2"),
     ],
 )
+@pytest.mark.slow
 def test_each_example_runs_as_a_script(tmp_path, boats, script, expected):
     started = time.monotonic()
     proc = subprocess.run(

@@ -49,6 +49,7 @@ def test_real_clip_properties(name):
         assert name in repr(v)
 
 
+@pytest.mark.slow
 @needs_media
 @pytest.mark.parametrize("name", sorted(CLIPS))
 def test_real_clip_frames(name):
