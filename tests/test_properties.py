@@ -18,7 +18,9 @@ from mcr.models.replay import ReplayModel
 from mcr.run.answers import interpret, read_answer
 from mcr.types import TimeSpan, TimeSpanError, ToolCall, parse_time
 
-BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+BOUNDED = settings(  # the same examples every run, so CI cannot fail on a draw that the last run did not make
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
