@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from media import H264, ffmpeg, make_code_video, make_long_video, shared_clip
 
@@ -85,3 +87,12 @@ def tiny_clip_dir(tmp_path_factory):
     from tiny_vision import make_tiny_clip
 
     return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture
+def media(tmp_path, boats):
+    """A media root holding a copy of the real clip ``boats.mp4`` (the service tests serve it)."""
+    root = tmp_path / "media"
+    root.mkdir()
+    shutil.copy(boats, root / "boats.mp4")
+    return root

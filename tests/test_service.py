@@ -19,14 +19,6 @@ from mcr.run.testing import RecordingModel, answer, request_kind, say, tool_call
 from mcr.service.app import make_app
 
 
-@pytest.fixture
-def media(tmp_path, boats):
-    root = tmp_path / "media"
-    root.mkdir()
-    shutil.copy(boats, root / "boats.mp4")
-    return root
-
-
 def test_a_run_end_to_end_with_its_events_resumed_after_a_disconnect(media, tmp_path):
     app = make_app(paced(0.3, calls=2), [media], tmp_path / "m.db", trace_dir=tmp_path / "traces")
     with Served(app) as client:

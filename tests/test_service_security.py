@@ -24,14 +24,6 @@ from mcr.service.app import make_app
 from mcr.service.deps import NO_URL
 
 
-@pytest.fixture
-def media(tmp_path, boats):
-    root = tmp_path / "media"
-    root.mkdir()
-    shutil.copy(boats, root / "boats.mp4")
-    return root
-
-
 def instant():
     return RecordingModel(lambda messages, tools, **o: answer("boats", evidence=["0-2"]), name="instant")
 
