@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 GENERATED = {"reference/commands.md": "commands", "reference/http.md": "http"}
@@ -151,6 +152,7 @@ def api_layout(root: Path) -> Path:
     return layout
 
 
+@event_priority(100)  # before mkdocstrings reads its paths: a fresh clone has no build/ yet
 def on_config(config: Any) -> Any:
     api_layout(Path(config["config_file_path"]).resolve().parent)
     return config
