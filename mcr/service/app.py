@@ -46,13 +46,14 @@ def make_app(
     index_queue: int = 2,
 ) -> Any:
     """The FastAPI app: the routers of :mod:`mcr.service.run_routes`, ``video_routes``,
-    ``media_routes`` and ``page``, sharing one run pool and one memory through ``app.state``.
+    ``library_routes``, ``media_routes`` and ``page``, sharing one run pool and one memory
+    through ``app.state``.
     ``allowed_hosts`` are names it answers to besides the loopback ones."""
     from fastapi import FastAPI
 
     from mcr.agents import Agent
     from mcr.memory import Memory
-    from mcr.service import media_routes, page, run_routes, video_routes
+    from mcr.service import library_routes, media_routes, page, run_routes, video_routes
     from mcr.service.deps import Service
     from mcr.service.guard import HostGuard
     from mcr.service.runs import RunPool
@@ -85,7 +86,7 @@ def make_app(
     app.state.pool, app.state.memory, app.state.token = pool, db, token
     app.state.service = Service(roots, db, traces, pool, upload_limit, allow_private_urls)
     app.state.service.sweep_uploads()
-    for module in (run_routes, video_routes, media_routes, page):
+    for module in (run_routes, video_routes, library_routes, media_routes, page):
         app.include_router(module.router)
     app.add_middleware(HostGuard, allowed=allowed_hosts_of(allowed_hosts))
     return app

@@ -9,9 +9,14 @@ from typing import Sequence
 LISTED = 500  # files offered by GET /v1/media at most
 
 
-def media_path(spec: str, roots: Sequence[Path]) -> Path:
-    """The file ``spec`` names under one of ``roots`` (relative to a root, or absolute inside one);
-    ``ValueError`` with the reason otherwise. Symlinks are followed before the check."""
+class MediaCount(ValueError):
+    """Names allowed under the roots that come to no video, or to too many."""
+
+
+def media_path(spec: str, roots: Sequence[Path], folders: bool = False) -> Path:
+    """The file ``spec`` names under one of ``roots`` (relative to a root, or absolute inside one),
+    or with ``folders`` a folder too; ``ValueError`` with the reason otherwise. Symlinks are
+    followed before the check."""
     if not roots:
         raise ValueError("this service has no media roots: start it with --media-root DIR to serve files")
     shown = repr(spec if len(spec) <= 120 else spec[:117] + "...")
@@ -24,7 +29,7 @@ def media_path(spec: str, roots: Sequence[Path]) -> Path:
         try:
             real = candidate.resolve()
             inside = any(real.is_relative_to(root.resolve()) for root in roots)
-            if inside and real.is_file():
+            if inside and (real.is_file() or (folders and real.is_dir())):
                 return real
             if inside and real.is_dir():
                 raise ValueError(f"{shown} is a folder, not a video: name a file in it")
@@ -41,6 +46,40 @@ def under_roots(path: str | Path, roots: Sequence[Path]) -> bool:
     return any(real.is_relative_to(root) for root in roots)
 
 
+def media_videos(specs: Sequence[str], roots: Sequence[Path], limit: int) -> list[Path]:
+    """The video files ``specs`` name under ``roots``: files, and the videos in folders (symlinks
+    out of a root left out), each once. ``ValueError`` for a name outside the roots;
+    ``MediaCount`` for a folder with no video, or more than ``limit`` videos in all."""
+    from mcr.library.build import VIDEO_EXTENSIONS  # a folder gives what `mcr-agent index` indexes in it
+
+    found: dict[Path, None] = {}
+    for spec in specs:
+        path = media_path(spec, roots, folders=True)
+        if path.is_file():
+            found[path] = None
+            continue
+        inside = [p.resolve() for p in sorted(path.rglob("*")) if p.suffix.lower() in VIDEO_EXTENSIONS]
+        inside = [p for p in inside if p.is_file() and under_roots(p, roots)]
+        if not inside:
+            raise MediaCount(f"{shown_name(path, roots)!r} holds no video files")
+        found.update(dict.fromkeys(inside))
+        if len(found) > limit:
+            break
+    if len(found) > limit:
+        raise MediaCount(f"these name more than {limit} videos: name fewer files or folders")
+    return list(found)
+
+
+def shown_name(path: str | Path, roots: Sequence[Path]) -> str:
+    """``path`` relative to the media root that holds it, so no answer shows where the roots are
+    on disk (the root's own folder is ``.``)."""
+    real = Path(path).resolve()
+    for root in roots:
+        if real.is_relative_to(root):
+            return str(real.relative_to(root))
+    return real.name
+
+
 def media_files(roots: Sequence[Path], limit: int = LISTED) -> list[str]:
     """The video files under ``roots`` (relative to their root), symlinks out of a root left out."""
     from mcr.media.sources import MEDIA_SUFFIXES
@@ -55,4 +94,4 @@ def media_files(roots: Sequence[Path], limit: int = LISTED) -> list[str]:
     return found
 
 
-__all__ = ["media_files", "media_path", "under_roots"]
+__all__ = ["MediaCount", "media_files", "media_path", "media_videos", "shown_name", "under_roots"]

@@ -1,0 +1,154 @@
+"""The service's library: ``GET /v1/library/search`` over test-made videos (speech by espeak-ng,
+drawn text) indexed by ``mcr-agent index``, each question answered in one video only; and what
+it answers to hostile input (traversal, paths outside the roots, huge ``k``, blank or junk text,
+nothing indexed): a 4xx naming the problem, never a 5xx."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from media import make_cue_video
+from served import Served
+
+from mcr.media.video import Video
+from mcr.run.testing import RecordingModel, answer
+from mcr.service import library_routes
+from mcr.service.app import make_app
+
+# video name -> (spoken cues, drawn cues); each query below is answered in one of them only
+TALKS = {
+    "physics": ([(1.0, "The Fourier transform turns a signal into its frequencies.")], [(9.0, 15.0, "OHMS LAW")]),
+    "kitchen": ([(1.0, "Now we slowly melt the chocolate in a small pan.")], [(9.0, 15.0, "FRESH BASIL PESTO")]),
+    "garden": ([(1.0, "Plant the tomato seedlings after the last frost.")], [(9.0, 15.0, "COMPOST BINS")]),
+}
+
+
+def instant():
+    return RecordingModel(lambda messages, tools, **o: answer("nothing", evidence=["0-1"]), name="instant")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, tiny_video):
+    """A media root with ``talks/`` (three indexed videos) and ``new/fresh.mp4`` (not indexed),
+    the memory database the index was built in, and a file outside the root."""
+    work = tmp_path_factory.mktemp("served_library")
+    talks = work / "media" / "talks"
+    talks.mkdir(parents=True)
+    for name, (spoken, drawn) in TALKS.items():
+        make_cue_video(talks / f"{name}.mp4", spoken=spoken, drawn=drawn, seconds=16.0, size="480x270")
+    db = work / "memory.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "mcr.cli.main", "index", str(talks), "--stages", "transcript,ocr"]
+        + ["--memory", str(db), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (work / "media" / "new").mkdir()
+    shutil.copy(tiny_video, work / "media" / "new" / "fresh.mp4")
+    (work / "media" / "empty").mkdir()
+    shutil.copy(tiny_video, work / "outside.mp4")
+    return work / "media", db
+
+
+@pytest.fixture(scope="module")
+def client(library):
+    root, db = library
+    app = make_app(instant(), [root], db, trace_dir=False)
+    with Served(app) as client:
+        yield client
+
+
+def _overlaps(span, want) -> bool:
+    return span[0] <= want[1] and span[1] >= want[0]
+
+
+def test_the_library_search_puts_the_right_video_and_span_first(library, client):
+    root, _ = library
+    for query, name, want in [
+        ("Fourier transform", "physics", (1.0, 5.0)),
+        ("basil pesto", "kitchen", (9.0, 15.0)),
+        ("tomato seedlings", "garden", (1.0, 5.0)),
+    ]:
+        r = client.get("/v1/library/search", params={"q": query, "k": 3})
+        assert r.status_code == 200, r.text
+        found = r.json()
+        top = found["results"][0]
+        assert top["video"] == f"talks/{name}.mp4", (query, found["results"])
+        assert top["video_id"] == Video(root / top["video"]).id
+        assert _overlaps(top["span"], want) and not top["weak"] and top["shares"], (query, top)
+        assert found["videos"] == found["searched"] == 3 and len(found["results"]) <= 3
+        assert str(root) not in r.text  # paths relative to the media root only
+
+    named = client.get(
+        "/v1/library/search",
+        params={"q": "compost bins", "videos": ["talks/kitchen.mp4", str(root / "talks" / "garden.mp4")]},
+    ).json()
+    assert named["videos"] == 2 and {h["video"] for h in named["results"]} <= {"talks/kitchen.mp4", "talks/garden.mp4"}
+    assert named["results"][0]["video"] == "talks/garden.mp4"
+
+    whole = client.get("/v1/library/search", params={"q": "melt the chocolate", "videos": ["talks", "new"]})
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["results"][0]["video"] == "talks/kitchen.mp4"
+    assert whole.json()["not_indexed"] == ["new/fresh.mp4"] and str(root) not in whole.text
+
+
+def test_hostile_library_searches_get_a_clear_4xx(library, client, monkeypatch):
+    root, _ = library
+    os.symlink(root.parent / "outside.mp4", root / "escape.mp4")
+    cases = [
+        ({"q": "frost", "videos": "../outside.mp4"}, 403, "'..'"),
+        ({"q": "frost", "videos": "talks/../../outside.mp4"}, 403, "'..'"),
+        ({"q": "frost", "videos": str(root.parent / "outside.mp4")}, 403, "outside the media roots"),
+        ({"q": "frost", "videos": "/etc/passwd"}, 403, "outside the media roots"),
+        ({"q": "frost", "videos": "escape.mp4"}, 403, "outside the media roots"),
+        ({"q": "frost", "videos": "talks/missing.mp4"}, 403, "not a file under the media roots"),
+        ({"q": "frost", "videos": "talks/\0.mp4"}, 403, "NUL byte"),
+        ({"q": "frost", "videos": "empty"}, 400, "holds no video files"),
+        ({"q": "frost", "videos": "new/fresh.mp4"}, 404, "none of the 1 videos named is indexed"),
+        ({"q": "frost", "k": 21}, 422, '"k"'),
+        ({"q": "frost", "k": 10**30}, 422, '"k"'),
+        ({"q": "frost", "k": "many"}, 422, '"k"'),
+        ({"q": "frost", "k": 0}, 422, '"k"'),
+        ({"q": ""}, 422, '"q"'),
+        ({"q": " \t "}, 422, "q is blank"),
+        ({"q": "x" * 501}, 422, '"q"'),
+        ({}, 422, '"q"'),
+        ({"q": "frost", "videos": ["talks"] * 21}, 422, '"videos"'),
+        ({"q": "frost", "videos": "v" * 3000}, 422, '"videos"'),
+    ]
+    for params, code, words in cases:
+        r = client.get("/v1/library/search", params=params)
+        assert r.status_code == code and words in r.text, (params, r.status_code, r.text)
+        assert str(root) not in r.text or str(root) in str(params), (params, r.text)
+
+    raw = client.get("/v1/library/search?q=%ff%fe%00&videos=%c0%ae%c0%ae/outside.mp4")  # bytes that are not UTF-8
+    assert 400 <= raw.status_code < 500, raw.text
+    junk = client.get("/v1/library/search", params={"q": "\u202e\U0001f600 ∑ 漢字 \ufeff", "k": 20})
+    assert junk.status_code == 200 and all(h["video"].startswith("talks/") for h in junk.json()["results"])
+
+    monkeypatch.setattr(library_routes, "MAX_VIDEOS", 2)
+    many = client.get("/v1/library/search", params={"q": "frost", "videos": "talks"})
+    assert many.status_code == 400 and "more than 2 videos" in many.text
+    every = client.get("/v1/library/search", params={"q": "frost"})
+    assert every.status_code == 400 and "name the ones to search with videos=" in every.text
+
+
+def test_a_library_with_nothing_indexed_or_no_roots_says_so(media, tmp_path):
+    with Served(make_app(instant(), [media], tmp_path / "m.db", trace_dir=False)) as client:
+        r = client.get("/v1/library/search", params={"q": "boats"})
+        assert r.status_code == 404 and "no video under the media roots is indexed" in r.json()["detail"]
+        named = client.get("/v1/library/search", params={"q": "boats", "videos": "boats.mp4"})
+        assert named.status_code == 404 and "POST /v1/videos" in named.json()["detail"]
+        assert client.get("/v1/library/search", params={"q": "boats", "videos": ".."}).status_code == 403
+        assert str(media) not in r.text + named.text
+    with Served(make_app(instant(), [], tmp_path / "m.db", trace_dir=False)) as client:
+        r = client.get("/v1/library/search", params={"q": "boats"})
+        assert r.status_code == 403 and "--media-root" in r.json()["detail"]
+        assert client.get("/v1/library/search", params={"q": "boats", "videos": "a.mp4"}).status_code == 403
