@@ -156,6 +156,8 @@ class Agent:
 
         run = load_unfinished(trace)
         started = run.started
+        if "library" in (started.video or {}):
+            raise ResumeError(f"the run in {run.path} asked a library: it cannot be continued; ask the question again")
         missing = [t for t in started.tools if t not in self.registry.names]
         if missing:
             raise ResumeError(
@@ -196,7 +198,9 @@ class Agent:
     ) -> Iterator[Event]:
         from mcr.media.sources import open_video
 
-        handle = None if video is None else open_video(video)  # a path, a URL, a page yt-dlp reads
+        library = open_library(video)
+        # one video: a path, a URL, a page yt-dlp reads
+        handle = None if video is None or library is not None else open_video(video)
         run_id = run_id or uuid.uuid4().hex[:12]
         context = Context(self.system_prompt)
         loading = isinstance(self.model, LoadingModel)  # its budgets are taken once the index is built
@@ -205,8 +209,17 @@ class Agent:
             info = {**info, "name": (handle.source or {}).get("url") or Path(info["path"]).name}
         context.add_task(question.strip(), list(options or []), info)
         tool_ctx = ToolContext(
-            video=handle, work_dir=self.work_dir / run_id, run_id=run_id, device=self.device, memory=self.memory
+            video=handle,
+            work_dir=self.work_dir / run_id,
+            run_id=run_id,
+            device=self.device,
+            memory=self.memory,
+            library=library,
         )
+        if library is not None and registry is None and "library_search" not in self.registry:
+            from mcr.tools.library import library_search
+
+            registry = self.registry.with_tools([library_search])
 
         def use_model() -> None:  # the model's budgets, token counter and frame size
             context.use(self.profile, getattr(self.model, "count_tokens", None))
@@ -234,7 +247,7 @@ class Agent:
                 self.budget,
                 run_id=run_id,
                 generate_options=self.generate_options,
-                before=self._prepare(handle, question, context, use_model if loading else None),
+                before=self._prepare(handle, question, context, use_model if loading else None, library),
                 policy=self.policy,
                 answer_form=answer_form,
             )
@@ -242,7 +255,7 @@ class Agent:
                 if isinstance(event, RunFinished) and event.depth == 0:
                     finished = True
                     if self.memory is not None and event.result.status != "interrupted":
-                        for written in self._write_back(handle, question, event.result):
+                        for written in self._write_back(handle, question, event.result, library):
                             yield emit(written)
                 yield emit(event)
         except (KeyboardInterrupt, GeneratorExit):  # stopped outside the loop's own steps: the trace says so too
@@ -264,13 +277,25 @@ class Agent:
                 writer.close()
 
     def _prepare(
-        self, video: Any, question: str, context: Context, use_model: Callable[[], None] | None
+        self, video: Any, question: str, context: Context, use_model: Callable[[], None] | None, library: Any = None
     ) -> Iterator[Event]:
-        """Before the first model call: build or reuse the video index while the model loads,
-        then take the model's budgets (``use_model``, when it was still loading) and add the
-        memory digest."""
+        """Before the first model call: build or reuse the index of the video (of each video of a
+        ``library``) while the model loads, then take the model's budgets (``use_model``, when it
+        was still loading) and add the memory digest."""
         with_memory = self.memory is not None and video is not None
-        if with_memory and self.index_stages:
+        for each in library.videos if library is not None and self.memory is not None else []:
+            yield from self._index(each)
+        if with_memory:
+            yield from self._index(video)
+        if use_model is not None:
+            use_model()  # waits for the load; a load that failed raises here
+        digest = self.memory.digest(question, video.id) if with_memory else None
+        if digest:
+            context.add("memory", digest)
+
+    def _index(self, video: Any) -> Iterator[Event]:
+        """Build or reuse the agent's index stages for ``video``, an event for each stage."""
+        if self.index_stages:
             from mcr.memory import VideoIndex
             from mcr.memory.index import make_stage
 
@@ -292,36 +317,38 @@ class Agent:
                     reason=report.reason,
                     info=report.info,
                 )
-        if use_model is not None:
-            use_model()  # waits for the load; a load that failed raises here
-        digest = self.memory.digest(question, video.id) if with_memory else None
-        if digest:
-            context.add("memory", digest)
 
-    def _write_back(self, video: Any, question: str, finished: RunResult) -> Iterator[Event]:
-        """Keep the answer for later questions about the same video."""
+    def _write_back(self, video: Any, question: str, finished: RunResult, library: Any = None) -> Iterator[Event]:
+        """Keep the answer for later questions about the same video (in a library run, about each
+        video it cites, with the spans cited in it)."""
         if not finished.answer or finished.status in ("error", "no_answer"):
             return
-        spans = finished.evidence
-        span = TimeSpan(min(s.start for s in spans), max(s.end for s in spans)) if spans else None
-        entry = self.memory.write(
-            f"Q: {question.strip()} A: {finished.answer}",
-            "answer",
-            video.id if video is not None else None,
-            span,
-            source=f"run:{finished.run_id}",
-            origin=f"{finished.run_id}:{finished.steps}:answer",  # kept once, however the run was resumed
-            status=finished.status,
-            evidence=[s.to_list() for s in spans],
-        )
-        yield MemoryWritten(
-            run_id=finished.run_id,
-            step=finished.steps,
-            entry_id=entry.id,
-            entry_kind="answer",
-            text=entry.text,
-            span=span.to_list() if span else None,
-        )
+        cited: dict[Any, list[TimeSpan]] = {video: list(finished.evidence)}
+        if library is not None:
+            cited = {}
+            for span, name in zip(finished.evidence, finished.evidence_videos):
+                cited.setdefault(library.find(name), []).append(span)
+        for n, (each, spans) in enumerate(cited.items()):
+            span = TimeSpan(min(s.start for s in spans), max(s.end for s in spans)) if spans else None
+            entry = self.memory.write(
+                f"Q: {question.strip()} A: {finished.answer}",
+                "answer",
+                each.id if each is not None else None,
+                span,
+                source=f"run:{finished.run_id}",
+                # kept once, however the run was resumed
+                origin=f"{finished.run_id}:{finished.steps}:answer" + (f":{n}" if n else ""),
+                status=finished.status,
+                evidence=[s.to_list() for s in spans],
+            )
+            yield MemoryWritten(
+                run_id=finished.run_id,
+                step=finished.steps,
+                entry_id=entry.id,
+                entry_kind="answer",
+                text=entry.text,
+                span=span.to_list() if span else None,
+            )
 
     def run(
         self,
@@ -332,7 +359,9 @@ class Agent:
         answer_form: str | None = None,
     ) -> RunResult:
         """Answer ``question`` about ``video`` (a path, an http(s) URL of a media file or of a page
-        yt-dlp understands, or a ``Video``); returns a RunResult.
+        yt-dlp understands, or a ``Video``) or about a library of videos (a list of them, a folder
+        or a glob pattern: the run starts from an overview of every video, searches them with
+        ``library_search``, and each evidence span names its video); returns a RunResult.
 
         ``answer_form`` is ``text``, ``choice``, ``span`` or ``count``; by default it follows
         from the options and the question ("when ..." asks for a span, "how many" for a count).
@@ -368,6 +397,19 @@ def render_profile_of(model: Any) -> RenderProfile:
         return found
     budgets = getattr(found, "render_budgets", None)
     return RenderProfile(**budgets()) if callable(budgets) else RenderProfile()
+
+
+def open_library(spec: Any) -> Any:
+    """The ``Library`` that ``spec`` names (a list of videos, a folder, a glob pattern), or None
+    when it names one video."""
+    from mcr.media.collection import names_many
+    from mcr.tools.library import Library
+
+    if isinstance(spec, Library):
+        return spec
+    if spec is None or not names_many(spec):
+        return None
+    return Library.open(list(spec) if isinstance(spec, (list, tuple)) else [spec])
 
 
 def _open_memory(memory: Any):

@@ -1,4 +1,4 @@
-"""Searching a library: several test-made videos (speech by espeak-ng, drawn text), indexed by
+"""Searching a library: six test-made videos (speech by espeak-ng, drawn text), indexed by
 ``mcr-agent index DIR``, each question answered in exactly one of them; the vectors on disk
 beside the database, reused by a later process; filters applied inside the vector search."""
 
@@ -24,6 +24,8 @@ LIBRARY = {
     "physics": ([(1.0, "The Fourier transform turns a signal into its frequencies.")], [(9.0, 15.0, "OHMS LAW")]),
     "meeting": ([(1.0, "We decided to drop the beta release this quarter.")], [(9.0, 15.0, "BUDGET REVIEW")]),
     "garden": ([(1.0, "Plant the tomato seedlings after the last frost.")], [(9.0, 15.0, "COMPOST BINS")]),
+    "harbor": ([(1.0, "The ferry to the island leaves at noon.")], [(9.0, 15.0, "LIGHTHOUSE TOURS")]),
+    "chess": ([(1.0, "The knight forks the king and the rook.")], [(9.0, 15.0, "ENDGAME PUZZLES")]),
 }
 QUESTIONS = [
     ("melt the chocolate", "kitchen", (1.0, 5.0)),
@@ -34,6 +36,10 @@ QUESTIONS = [
     ("budget review", "meeting", (9.0, 15.0)),
     ("tomato seedlings", "garden", (1.0, 5.0)),
     ("compost bins", "garden", (9.0, 15.0)),
+    ("the ferry to the island", "harbor", (1.0, 5.0)),
+    ("lighthouse tours", "harbor", (9.0, 15.0)),
+    ("the knight forks the king", "chess", (1.0, 5.0)),
+    ("endgame puzzles", "chess", (9.0, 15.0)),
 ]
 
 

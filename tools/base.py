@@ -89,9 +89,13 @@ class ToolContext:
     # told ``(stage, seconds done, seconds total)`` while a tool builds an index stage it needs,
     # so the run can show the wait; None: nobody is watching
     progress: Callable[[str, float, float], None] | None = None
+    # a library run's videos (``mcr.tools.library.Library``); ``video`` is the one a call names
+    library: Any = None
 
     def require_video(self) -> Video:
         if self.video is None:
+            if self.library is not None:
+                raise ToolRetry(f"say which video to look at: video= one of {self.library.listing()}")
             raise ToolError("no video is open in this run")
         return self.video
 

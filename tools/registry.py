@@ -16,7 +16,7 @@ import asyncio
 import copy
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from mcr.errors import ToolNameError
 from mcr.quoting import UNTRUSTED, cut, is_quoted, quote
@@ -27,6 +27,7 @@ from .toolset import Toolset, tools_of
 
 DEFAULT_MAX_OUTPUT_CHARS = 12000
 DEFAULT_CANCEL_GRACE_S = 2.0
+VIDEO_FREE = ("library_search", "web_search")  # tools that look at no video: in a library run they take no ``video``
 PERCEPTION = ("asr", "ocr", "shots", "temporal_grounding", "segment", "web_search")
 BUILTIN_NAMES = ("inspect_frames", "memory_write", "memory_search", "memory_events") + PERCEPTION
 
@@ -124,9 +125,22 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return list(self._tools)
 
-    def schemas(self) -> list[dict]:
-        """The function schemas the model sees (nothing about timeouts or cancelling)."""
-        return [t.schema() for t in self._tools.values()]
+    def schemas(self, videos: Iterable[str] | None = None) -> list[dict]:
+        """The function schemas the model sees (nothing about timeouts or cancelling). With the
+        names of a library's ``videos``, each tool that looks at a video takes a ``video``."""
+        names = list(videos or [])
+        return [
+            with_video_argument(t.schema(), names) if names and t.name not in VIDEO_FREE else t.schema()
+            for t in self._tools.values()
+        ]
+
+    def with_tools(self, tools: Iterable[Tool]) -> "ToolRegistry":
+        """A registry holding these tools as well, with the same limits (this one is unchanged)."""
+        out = copy.copy(self)
+        out._tools = dict(self._tools)
+        for t in tools:
+            out.add(t)
+        return out
 
     def listing(self) -> list[dict]:
         """Each tool for people and programs (``mcr-agent tools``): its name, description and
@@ -148,7 +162,19 @@ class ToolRegistry:
         """Run one call. Unknown tools, bad arguments, retries, errors and timeouts
         all come back as a result that says what went wrong."""
         started = time.perf_counter()
-        result = self._execute(call, ctx)
+        pointed = None
+        if ctx.library is not None and call.name in self._tools and call.name not in VIDEO_FREE:
+            if isinstance(call.arguments, dict):
+                pointed = point_at_video(ctx, call)  # the video the call names is the one the tool sees
+        if isinstance(pointed, ToolResult):
+            result = pointed
+        else:
+            if pointed is not None:
+                ctx, call = pointed
+            result = self._execute(call, ctx)
+            if ctx.library is not None and ctx.video is not None:
+                result.metadata.setdefault("video", ctx.library.name_of(ctx.video))
+                result.metadata.setdefault("video_id", ctx.video.id)
         result.metadata.setdefault("latency_s", round(time.perf_counter() - started, 4))
         t = self._tools.get(call.name)
         if t is not None and t.reads and ctx.video is not None and not result.is_error and result.spans:
@@ -235,6 +261,38 @@ class ToolRegistry:
                 stopped=False,
             )
         return ToolResult.error(f"{head} and was stopped; {advice}", timed_out=True, stopped=True)
+
+
+def point_at_video(ctx: ToolContext, call: ToolCall) -> tuple[ToolContext, ToolCall] | ToolResult:
+    """The context and call a tool runs with in a library run: ``ctx.video`` is the video the
+    call's ``video`` argument names (taken out of the arguments the tool sees). Without one, the
+    library's only video, or none (a tool that needs one asks for it). An unknown name is a
+    retry that lists the videos."""
+    library = ctx.library  # a mcr.tools.library.Library
+    arguments = dict(call.arguments)
+    ref = arguments.pop("video", None)
+    video = library.find(ref)
+    if ref not in (None, "") and video is None:
+        return ToolResult.error(
+            f"retry: there is no video {str(ref)!r} in this library; its videos are: {library.listing()}", retry=True
+        )
+    if video is None and len(library.videos) == 1:
+        video = library.videos[0]
+    pointed = copy.copy(ctx)
+    pointed.video = video
+    return pointed, ToolCall(call.name, arguments, call.id)
+
+
+def with_video_argument(schema: dict, names: Sequence[str]) -> dict:
+    """A tool's schema with the ``video`` argument of a library run added."""
+    schema = copy.deepcopy(schema)
+    parameters = schema["function"].setdefault("parameters", {"type": "object", "properties": {}})
+    parameters.setdefault("properties", {})["video"] = {
+        "type": "string",
+        "enum": list(names),
+        "description": "The video of the library to look at, by its name.",
+    }
+    return schema
 
 
 def _flatten(tools: Iterable[Any]) -> list[Tool]:

@@ -10,23 +10,17 @@ written from two machines. A video that fails is reported; the others go on.
 
 from __future__ import annotations
 
-import glob
-import os
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from mcr.errors import MCRError
-from mcr.eval.samples import VIDEO_EXTENSIONS as BENCHMARK_VIDEOS
+from mcr.media.collection import VIDEO_EXTENSIONS, LibraryError, find_videos
 
-VIDEO_EXTENSIONS = BENCHMARK_VIDEOS + (".ts",)  # broadcast recordings too
-
-
-class LibraryError(MCRError):
-    """Paths that name no video, or a pool that cannot start."""
+__all__ = ["VIDEO_EXTENSIONS", "LibraryError", "VideoOutcome", "find_videos", "index_local", "index_one", "index_ray"]
 
 
 @dataclass
@@ -42,34 +36,6 @@ class VideoOutcome:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def find_videos(paths: Iterable[str]) -> list[Path | str]:
-    """The video files named by ``paths``: files, folders (searched recursively for video
-    extensions), glob patterns and URLs (kept as they are), each once, in a stable order."""
-    found: list[Path] = []
-    from mcr.media.sources import is_url
-
-    for spec in paths:
-        if is_url(spec):
-            found.append(spec)  # fetched by the worker that indexes it
-            continue
-        p = Path(spec).expanduser()
-        if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
-        elif p.exists():
-            found.append(p)
-        elif glob.has_magic(spec):
-            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
-            found += [m for m in matches if m.is_file()]
-            if not matches:
-                raise LibraryError(f"no file matches {spec}")
-        else:
-            found.append(p)  # a missing file: reported as failed, the others go on
-    unique = list(dict.fromkeys(f if isinstance(f, str) else f.absolute() for f in found))
-    if not unique:
-        raise LibraryError(f"no video files in {', '.join(paths)} (looked for {', '.join(VIDEO_EXTENSIONS)})")
-    return unique
 
 
 def index_one(path: str, db: str, stages: Sequence[str], progress: Any = None) -> VideoOutcome:

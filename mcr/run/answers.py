@@ -41,11 +41,23 @@ def detect_form(question: str, options: list[str] | None = None) -> str:
     return "text"
 
 
-def answer_schema(form: str = "text", options: list[str] | None = None, cite: bool = False) -> dict:
+def answer_schema(
+    form: str = "text", options: list[str] | None = None, cite: bool = False, library: bool = False
+) -> dict:
     """The answer tool shown to the model (see ``mcr.run.replies.answer_model``)."""
     from mcr.run.replies import answer_model, function_schema
 
-    return function_schema("answer", answer_model(form, len(options or []), cite))
+    return function_schema("answer", answer_model(form, len(options or []), cite, library))
+
+
+def cited_videos(call: ToolCall) -> list[str]:
+    """The video each evidence item of an answer call names ("" where it names none), in the
+    order ``read_answer`` reads the spans."""
+    from mcr.run.replies import evidence_items
+
+    arguments = call.arguments if isinstance(call.arguments, dict) else {}
+    items = evidence_items(arguments.get("evidence"))
+    return [str(item.get("video") or "").strip() if isinstance(item, dict) else "" for item in items]
 
 
 def read_answer(call: ToolCall, duration: float | None) -> tuple[str, list[TimeSpan], str]:

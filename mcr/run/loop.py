@@ -31,6 +31,7 @@ from mcr.run.events import (
     ToolCalled,
     ToolReturned,
 )
+from mcr.run.library import LibraryChecker, library_info
 from mcr.run.overview import overview
 from mcr.run.policy import ACT_PROMPT, PLAN_PROMPT, REFLECT_PROMPT, answer_prompt, refused
 from mcr.run.result import RunResult
@@ -90,7 +91,7 @@ class _Run:
         self.question = task.data.get("question", "") if task else ""
         self.choices = task.data.get("options", []) if task else []
         self.form = settings.answer_form or detect_form(self.question, self.choices)
-        self.video = tool_ctx.video
+        self.video, self.library = tool_ctx.video, tool_ctx.library  # a library run has no one video
         self.duration = self.video.duration if self.video is not None else None
         self.out = RunResult(run_id=self.run_id, answer_form=self.form)
         self.started = time.perf_counter()
@@ -99,7 +100,8 @@ class _Run:
         self.stop_reason: str | None = None  # the spent budget that forced the last call
         self.can_investigate = self.policy.investigate and self.depth < self.policy.max_depth and self.video is not None
         self.known = set(registry.names) | set(ANSWER_NAMES) | {"investigate"}
-        self.checker = AnswerChecker(context, self.policy, tool_ctx, self.question, self.choices, self.form, self.call)
+        checker = AnswerChecker if self.library is None else LibraryChecker
+        self.checker = checker(context, self.policy, tool_ctx, self.question, self.choices, self.form, self.call)
         self.said: str | None = None  # the phase the last phase message said
         self.compactions = len(context.compactions)
         self._tools: list[dict] | None = None
@@ -114,7 +116,7 @@ class _Run:
             **self.ids(0),
             question=self.question,
             options=list(self.choices),
-            video=v.info() if v is not None else {},
+            video=v.info() if v is not None else library_info(self.library),
             model=getattr(self.model, "name", type(self.model).__name__),
             tools=list(self.registry.names),
             budget={**self.budget.to_dict(), "form": self.form},
@@ -126,7 +128,9 @@ class _Run:
             event.run_id, event.depth = self.run_id, self.depth
             yield event
         try:
-            if self.policy.perceive and v is not None:
+            if self.library is not None:  # the model starts from what each video of the library holds
+                yield from self.survey()
+            elif self.policy.perceive and v is not None:
                 yield from self.perceive()
             if self.policy.plan:
                 yield from self.phase("plan", PLAN_PROMPT)
@@ -156,12 +160,13 @@ class _Run:
         """Every tool of the run, the same list in the same order on every call: a phase that may
         call fewer says so in the call's options (``allowed_tools``), never by a shorter list."""
         if self._tools is None:
-            schemas = self.registry.schemas()
+            schemas = self.registry.schemas(self.library.names if self.library is not None else None)
             if self.can_investigate:
                 from mcr.run.replies import investigate_schema  # pydantic loads when a run first needs it
 
                 schemas.append(investigate_schema())
-            self._tools = schemas + [answer_schema(self.form, self.choices, self.checker.cite)]
+            library = self.library is not None
+            self._tools = schemas + [answer_schema(self.form, self.choices, self.checker.cite, library)]
         return self._tools
 
     def say(self, phase: str, text: str) -> None:
@@ -264,17 +269,27 @@ class _Run:
         self.context.add("perception", text, 0, frames=frames, memory_ref=ref)
         yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
 
+    def survey(self) -> Generator[Event, None, None]:
+        """A library run's overview: each video's name, length and what its index holds."""
+        from mcr.run.library import library_overview
+
+        budget = self.context.profile.max_context_tokens  # characters: about a quarter of the context
+        text = library_overview(self.library, self.tool_ctx.memory, budget)
+        self.context.add("perception", text, 0)
+        yield PhaseEntry(**self.ids(0), phase="perceive", text=text)
+
     def _remember(self, text: str, frames: Any) -> str | None:
         """A memory entry for frames shown to the model, so the view can point at them once elided;
         it keeps their times (``seen_at``), what later checks count as looked at."""
         memory = self.tool_ctx.memory
-        if memory is None or self.video is None or frames is None or not len(frames):
+        video_id = self.video.id if self.video is not None else getattr(frames, "video_id", None)
+        if memory is None or video_id is None or frames is None or not len(frames):
             return None
         times = [round(float(t), 3) for t in frames.timestamps]
         self.remembered += 1  # a resumed run makes this write again: its origin stores it once
         origin = f"{self.run_id}:{self.out.steps}:{self.remembered}"
         entry = memory.write(
-            text, "observation", self.video.id, frames.span, source=f"run:{self.run_id}", origin=origin, seen_at=times
+            text, "observation", video_id, frames.span, source=f"run:{self.run_id}", origin=origin, seen_at=times
         )
         return entry.ref
 
@@ -440,7 +455,7 @@ class _Run:
         """Hand a proposed answer to the checker; end the run when it is settled, else go on (None)."""
         outcome = yield from self.checker.propose(call, self.ids(), forced, self.stop_reason)
         if isinstance(outcome, Commit):
-            self._keep(outcome.text, outcome.evidence, outcome.typed)
+            self._keep(outcome.text, outcome.evidence, outcome.typed, outcome.videos)
             return (yield from self.finish(outcome.status))
         if isinstance(outcome, GiveUp):
             return (yield from self.end_with_best(outcome.failed))
@@ -465,8 +480,8 @@ class _Run:
             return (yield from self.finish(self.stop_reason or "answered"))
         return (yield from self.finish("failed" if failed else "unverified"))
 
-    def _keep(self, text: str, evidence: list[TimeSpan], typed: TypedAnswer | None) -> None:
-        self.out.answer, self.out.evidence = text, evidence
+    def _keep(self, text: str, evidence: list[TimeSpan], typed: TypedAnswer | None, videos: list[str]) -> None:
+        self.out.answer, self.out.evidence, self.out.evidence_videos = text, evidence, list(videos)
         self.out.value = typed.value if typed is not None else None
 
     def finish(self, status: str, error: str | None = None) -> Generator[Event, None, RunResult]:

@@ -46,8 +46,22 @@ _DESCRIBED = {
     "count": "The number, in digits.",
 }
 _EVIDENCE = "Spans that support the answer, each 'HH:MM:SS.s-HH:MM:SS.s'."
+_CITED = "Spans that support the answer, each with the video it is in."
 EMPTY_ANSWER = 'the answer is empty; pass it as {"answer": "..."}'
 Span = Annotated[TimeSpan, WithJsonSchema({"type": "string"})]  # a span the model writes as text
+CitedSpan = Annotated[  # in a library run: a span and the video it is in
+    TimeSpan,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "video": {"type": "string", "description": "The video's name."},
+                "span": {"type": "string", "description": "'HH:MM:SS.s-HH:MM:SS.s'"},
+            },
+            "required": ["video", "span"],
+        }
+    ),
+]
 
 
 def _answer_field(form: str, choices: int = 0) -> Any:
@@ -55,9 +69,20 @@ def _answer_field(form: str, choices: int = 0) -> Any:
     return Field(validation_alias=AliasChoices(*ANSWER_KEYS), description=_DESCRIBED[form], json_schema_extra=letters)
 
 
-def _evidence_field(cite: bool = False) -> Any:
+def _evidence_field(cite: bool = False, library: bool = False) -> Any:
     limits = {"maxItems": MAX_EVIDENCE, **({"minItems": 1} if cite else {})}
-    return Field(description=_EVIDENCE, json_schema_extra=limits)
+    return Field(description=_CITED if library else _EVIDENCE, json_schema_extra=limits)
+
+
+def evidence_items(value: Any) -> list[Any]:
+    """The cited items of an answer's ``evidence``, as a model writes it: a list, or one span alone
+    (``"a-b"``, ``{"start": .., "end": ..}``, ``{"video": .., "span": ..}`` or ``[a, b]``)."""
+    raw = value if value is not None else []
+    if not isinstance(raw, (list, tuple)) or (
+        len(raw) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+    ):
+        raw = [raw]
+    return list(raw)
 
 
 class AnswerArguments(BaseModel):
@@ -94,13 +119,10 @@ class AnswerArguments(BaseModel):
     @classmethod
     def _spans(cls, value: Any, info: ValidationInfo) -> list[TimeSpan]:
         duration = (info.context or {}).get("duration")
-        raw = value if value is not None else []
-        if not isinstance(raw, (list, tuple)) or (
-            len(raw) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
-        ):
-            raw = [raw]  # one span: "a-b", {"start": .., "end": ..} or [a, b]
         spans = []
-        for item in raw:
+        for item in evidence_items(value):
+            if isinstance(item, dict) and "span" in item:  # a library run's {"video": .., "span": ..}
+                item = item["span"]
             try:
                 span = TimeSpan.parse(item)
             except TimeSpanError as exc:
@@ -112,18 +134,21 @@ class AnswerArguments(BaseModel):
 
 
 @lru_cache(maxsize=64)
-def answer_model(form: str = "text", choices: int = 0, cite: bool = False) -> type[AnswerArguments]:
+def answer_model(
+    form: str = "text", choices: int = 0, cite: bool = False, library: bool = False
+) -> type[AnswerArguments]:
     """The answer tool's arguments for one form: the same reading, a schema that says more.
 
     ``choices`` options make the answer one of their letters; with ``cite`` at least one
-    evidence span is required (a model under constrained decoding then cannot leave it out).
+    evidence span is required (a model under constrained decoding then cannot leave it out);
+    in a ``library`` run each evidence item names its video.
     """
     return create_model(
         f"{form.capitalize()}Answer",
         __base__=AnswerArguments,
         __doc__=AnswerArguments.__doc__,
         answer=(str, _answer_field(form, choices)),
-        evidence=(list[Span], _evidence_field(cite)),
+        evidence=(list[CitedSpan] if library else list[Span], _evidence_field(cite, library)),
     )
 
 

@@ -26,6 +26,7 @@ class RunResult:
     value: Any = None  # choice: option index; span: TimeSpan; count: int; text: str
     verdicts: list[dict] = field(default_factory=list)
     frames_seen: int = 0
+    evidence_videos: list[str] = field(default_factory=list)  # a library run's: the video of each evidence span
 
     @property
     def ok(self) -> bool:
@@ -52,7 +53,12 @@ class RunResult:
             "value": self._value_json(),
             "verdicts": self.verdicts,
             "frames_seen": self.frames_seen,
+            **self._videos(),
         }
+
+    def _videos(self) -> dict:
+        """The videos of the evidence, in a library run only (a one-video run's fields stay as they are)."""
+        return {"evidence_videos": list(self.evidence_videos)} if self.evidence_videos else {}
 
     def to_trace(self) -> dict:
         """The fields of the ``run_finished`` line of a trace (its run id is the event's)."""
@@ -69,6 +75,7 @@ class RunResult:
             "value": self._value_json(),
             "verdicts": list(self.verdicts),
             "frames_seen": self.frames_seen,
+            **self._videos(),
         }
 
     @classmethod
@@ -90,6 +97,7 @@ class RunResult:
             value=TimeSpan(*value) if form == "span" and value else value,
             verdicts=list(d.get("verdicts") or []),
             frames_seen=int(d.get("frames_seen") or 0),
+            evidence_videos=[str(v) for v in d.get("evidence_videos") or []],
         )
 
 

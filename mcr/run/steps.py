@@ -122,7 +122,8 @@ def run_tools(
             is_error=result.is_error,
             spans=[s.to_list() for s in result.spans],
             trust=result.trust,
-        )
+            **({"video": result.metadata["video_id"]} if "video_id" in result.metadata else {}),
+        )  # in a library run, the video the call looked at: what it saw counts for that video only
         if on_result is not None:
             on_result(call, result, entry)
         meta = dict(result.metadata)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 from mcr.models.parse import json_values, split_reasoning
 from mcr.models.phases import said
 from mcr.quoting import DATA_RULE, quote
-from mcr.run.answers import TypedAnswer, interpret, read_answer
+from mcr.run.answers import TypedAnswer, cited_videos, interpret, read_answer
 from mcr.run.context import Context
 from mcr.run.events import AnswerProposed, Event, Verification
 from mcr.run.overview import memory_lines
@@ -242,6 +242,7 @@ class Commit:
     evidence: list[TimeSpan]
     typed: TypedAnswer | None
     status: str
+    videos: list[str] = field(default_factory=list)  # a library run's: the video of each evidence span
 
 
 @dataclass
@@ -269,12 +270,16 @@ class AnswerChecker:
     form: str
     ask: Ask
     rounds: int = field(default=0, init=False)
-    best: tuple[str, list[TimeSpan], TypedAnswer | None] | None = field(default=None, init=False)
+    best: tuple[str, list[TimeSpan], TypedAnswer | None, list[str]] | None = field(default=None, init=False)
     verdicts: list[dict] = field(default_factory=list, init=False)  # each with its round, for the result
 
     @property
     def video(self) -> Any:
         return self.tools.video
+
+    @property
+    def library(self) -> Any:
+        return self.tools.library
 
     @property
     def duration(self) -> float | None:
@@ -283,7 +288,8 @@ class AnswerChecker:
     @property
     def cite(self) -> bool:
         """Whether an answer must cite the spans that show it."""
-        return bool(self.policy.verify and self.policy.require_evidence and self.video is not None)
+        looks = self.video is not None or self.library is not None
+        return bool(self.policy.verify and self.policy.require_evidence and looks)
 
     def propose(
         self, call: ToolCall, ids: dict, forced: bool, stop_reason: str | None = None
@@ -292,6 +298,7 @@ class AnswerChecker:
         ``forced``: the run's last call; ``stop_reason``: the spent budget that forced it."""
         step = ids["step"]
         text, evidence, problem = read_answer(call, self.duration)
+        videos = cited_videos(call) if self.library is not None and not problem else []
         typed, form_problem = interpret(self.form, text, self.choices, self.duration) if text else (None, "")
         yield AnswerProposed(
             **ids,
@@ -311,21 +318,22 @@ class AnswerChecker:
             if not forced:
                 return None
             if text and self.best is None:  # the last chance: keep the answer, without the broken evidence
-                self.best = (text, [], interpret(self.form, text, self.choices, self.duration)[0])
+                self.best = (text, [], interpret(self.form, text, self.choices, self.duration)[0], [])
             return GiveUp()
         if (typed is not None and not form_problem) or self.best is None:
-            self.best = (text, evidence, typed)
+            self.best = (text, evidence, typed, videos)
         if not self.policy.verify:
             status = (stop_reason or "answered") if forced else "answered"
-            return self._commit(text, evidence, typed, call, step, status)
+            return self._commit(text, evidence, typed, call, step, status, videos=videos)
         self.rounds += 1
-        verdicts = [self._rules(typed, form_problem, evidence)]
+        verdicts = [self._rules(typed, form_problem, evidence, videos)]
         yield self._record(verdicts[-1], ids)
-        if verdicts[-1].passed and self.policy.model_check and self.video is not None and evidence:
-            verdicts.append((yield from self.model_check(text, evidence)))
+        looks = self.video is not None or self.library is not None
+        if verdicts[-1].passed and self.policy.model_check and looks and evidence:
+            verdicts.append((yield from self.model_check(text, evidence, videos)))
             yield self._record(verdicts[-1], ids)
         if verdicts[-1].passed:
-            return self._commit(text, evidence, typed, call, step, "verified", verdicts)
+            return self._commit(text, evidence, typed, call, step, "verified", verdicts, videos)
         feedback = feedback_for(verdicts[-1])
         if call.id:  # the call's result comes first, so the turn stays whole in the view
             self.context.add_tool_result(step, call, "error: " + feedback, is_error=True)
@@ -340,55 +348,58 @@ class AnswerChecker:
 
     def _commit(
         self, text: str, evidence: list[TimeSpan], typed: TypedAnswer | None, call: ToolCall, step: int,
-        status: str, verdicts: Sequence[Verdict] = (),
+        status: str, verdicts: Sequence[Verdict] = (), videos: Sequence[str] = (),
     ) -> Commit:  # fmt: skip
         if call.id:
             self.context.add_tool_result(step, call, "answer committed.")
         self._note(verdicts, step)
-        self.context.add("answer", text, step, evidence=[s.to_list() for s in evidence])
-        return Commit(text, evidence, typed, status)
+        cited = {"videos": list(videos)} if videos else {}
+        self.context.add("answer", text, step, evidence=[s.to_list() for s in evidence], **cited)
+        return Commit(text, evidence, typed, status, list(videos))
 
-    def _rules(self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan]) -> Verdict:
-        return check_rules(
-            typed or TypedAnswer(self.form, ""),
-            form_problem,
-            evidence,
-            self.duration,
-            self.seen(evidence),
-            self.cite,
-            self.policy.seen_within_s,
-        )
+    def _rules(
+        self, typed: TypedAnswer | None, form_problem: str, evidence: list[TimeSpan], videos: Sequence[str] = ()
+    ) -> Verdict:
+        typed = typed or TypedAnswer(self.form, "")
+        seen = self.seen(evidence)
+        return check_rules(typed, form_problem, evidence, self.duration, seen, self.cite, self.policy.seen_within_s)
 
-    def seen(self, evidence: list[TimeSpan]) -> Support:
-        """What the run perceived: every frame shown to the model, the spans reading tools and
-        investigations read, and (near the cited spans) memory made by perception: the index's
-        transcript, on-screen text and captions, and frames earlier runs were shown."""
-        seen = perceived(self.context)
+    def seen(self, evidence: list[TimeSpan], video: Any = None, seen: Support | None = None) -> Support:
+        """What the run perceived (``seen``; by default every frame shown to the model, the spans
+        reading tools and investigations read), and near the cited spans memory made by
+        perception of ``video`` (the run's by default): the index's transcript, on-screen text
+        and captions, and frames earlier runs were shown."""
+        seen = perceived(self.context) if seen is None else seen
         memory = self.tools.memory
-        if memory is None or self.video is None:
+        video = video if video is not None else self.video
+        if memory is None or video is None:
             return seen
         for span in evidence:
             wide = around(span, self.policy.seen_within_s)
-            for e in memory.store.query(self.video.id, kind=READ_KINDS + ("observation",), span=wide):
+            for e in memory.store.query(video.id, kind=READ_KINDS + ("observation",), span=wide):
                 if e.kind == "observation":
                     seen.frames += [float(t) for t in e.data.get("seen_at", [])]
                 elif e.source.startswith("index:") and e.span is not None:
                     seen.readings.append({"source": f"memory:{e.kind}", "span": e.span.to_list(), "ref": e.ref})
         return seen
 
-    def model_check(self, answer: str, evidence: list[TimeSpan]) -> Generator[Event, None, Verdict]:
-        """The model's judgement of the answer from the frames and transcript of the cited spans."""
+    def model_check(
+        self, answer: str, evidence: list[TimeSpan], videos: Sequence[str] = ()
+    ) -> Generator[Event, None, Verdict]:
+        """The model's judgement of the answer from the frames and transcript of the cited spans
+        (in a library run, each in the video it names)."""
         frames, transcripts = [], []
-        for span in evidence:
+        for i, span in enumerate(evidence):
+            video = self.library.find(videos[i]) if self.library is not None else self.video
             frames.append(
-                self.video.frames(
+                video.frames(
                     span,
                     fps=self.policy.verify_fps,
                     max_frames=self.policy.verify_frames,
                     max_pixels=self.tools.max_pixels,
                 )
             )
-            transcripts.append(" ".join(memory_lines(self.tools.memory, self.video.id, "transcript", span, 20)))
+            transcripts.append(" ".join(memory_lines(self.tools.memory, video.id, "transcript", span, 20)))
         messages = model_check_messages(self.question, self.choices, answer, evidence, frames, transcripts)
         from mcr.run.replies import verdict_schema  # pydantic loads when a run first checks
 
