@@ -9,14 +9,15 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 from media import make_cue_video
-from served import Served
+from served import Served, sse
 
 from mcr.media.video import Video
-from mcr.run.testing import RecordingModel, answer
-from mcr.service import library_routes
+from mcr.run.testing import RecordingModel, answer, tool_call, verdict
+from mcr.service import library_routes, run_routes
 from mcr.service.app import make_app
 
 # video name -> (spoken cues, drawn cues); each query below is answered in one of them only
@@ -69,6 +70,7 @@ def _overlaps(span, want) -> bool:
     return span[0] <= want[1] and span[1] >= want[0]
 
 
+@pytest.mark.slow
 def test_the_library_search_puts_the_right_video_and_span_first(library, client):
     root, _ = library
     for query, name, want in [
@@ -99,6 +101,7 @@ def test_the_library_search_puts_the_right_video_and_span_first(library, client)
     assert whole.json()["not_indexed"] == ["new/fresh.mp4"] and str(root) not in whole.text
 
 
+@pytest.mark.slow
 def test_hostile_library_searches_get_a_clear_4xx(library, client, monkeypatch):
     root, _ = library
     os.symlink(root.parent / "outside.mp4", root / "escape.mp4")
@@ -152,3 +155,91 @@ def test_a_library_with_nothing_indexed_or_no_roots_says_so(media, tmp_path):
         r = client.get("/v1/library/search", params={"q": "boats"})
         assert r.status_code == 403 and "--media-root" in r.json()["detail"]
         assert client.get("/v1/library/search", params={"q": "boats", "videos": "a.mp4"}).status_code == 403
+
+
+def looks_at_physics(gate: threading.Event):
+    """A model that searches the library, looks at what the search put first, and answers citing
+    it; each turn waits for ``gate``."""
+
+    def reply(messages, tools, **options):
+        assert gate.wait(60)
+        if tools == []:  # the check of a proposed answer
+            return verdict("supported", 0.9, "the speech says it")
+        done = sum(1 for m in messages if m.role == "tool")
+        if done == 0:
+            return tool_call("library_search", query="Fourier transform", k=3)
+        if done == 1:
+            return tool_call("inspect_frames", video="physics.mp4", span="00:00:01.0-00:00:05.0", max_frames=2)
+        return answer(
+            "The Fourier transform turns a signal into its frequencies.",
+            evidence=[{"video": "physics.mp4", "span": "00:00:01.0-00:00:05.0"}],
+        )
+
+    return RecordingModel(reply, name="library")
+
+
+@pytest.mark.slow
+def test_a_run_over_a_folder_says_which_video_each_step_looked_at(library, tmp_path):
+    root, db = library
+    gate = threading.Event()
+    gate.set()
+    app = make_app(looks_at_physics(gate), [root], db, trace_dir=tmp_path / "traces")
+    with Served(app) as client:
+        ask = {"question": "What is said about the Fourier transform?", "policy": "plain", "max_steps": 6}
+        r = client.post("/v1/runs", json={**ask, "videos": ["talks"]})  # a folder: its videos
+        assert r.status_code == 202, r.text
+        accepted = r.json()
+        ids = {name: Video(root / "talks" / f"{name}.mp4").id for name in TALKS}
+        assert accepted["video_id"] is None and sorted(accepted["video_ids"]) == sorted(ids.values())
+        events = [e for _, e in sse(client, accepted["run_id"])]
+        state = client.get(f"/v1/runs/{accepted['run_id']}").json()
+        assert state["status"] == "finished", (state, events[-3:])
+        assert state["result"]["evidence_videos"] == ["physics.mp4"]
+        looked = [e for e in events if e["event"] == "tool_returned" and e["name"] == "inspect_frames"]
+        assert looked and looked[0]["metadata"]["video"] == "physics.mp4"
+        search = next(e for e in events if e["event"] == "tool_returned" and e["name"] == "library_search")
+        assert search["metadata"]["results"][0]["video_id"] == ids["physics"]
+        report = client.get(f"/v1/runs/{accepted['run_id']}/report")
+        assert report.status_code == 200 and f'src="/v1/videos/{ids["physics"]}/file"' in report.text
+        view = client.get(f"/v1/runs/{accepted['run_id']}/view")
+        assert view.status_code == 200 and "/frame?t=" not in view.text  # its frames' videos are not known
+
+        gate.clear()  # the next run waits at its first model call
+        listed = client.post("/v1/runs", json={**ask, "videos": ["talks/kitchen.mp4", ids["garden"]]})
+        assert listed.status_code == 202 and set(listed.json()["video_ids"]) == {ids["kitchen"], ids["garden"]}
+        busy = client.delete(f"/v1/videos/{ids['kitchen']}")
+        assert busy.status_code == 409 and listed.json()["run_id"] in busy.text  # a video the run may look at
+        gate.set()
+        finished = sse(client, listed.json()["run_id"])
+        assert finished[-1][1]["event"] == "run_finished"
+        assert client.delete(f"/v1/videos/{ids['kitchen']}").json()["removed"]
+
+
+def test_runs_over_several_videos_refuse_what_they_must(media, tmp_path, code_video, monkeypatch):
+    (media / "empty").mkdir()
+    (media / "two").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(code_video, media / "two" / name)
+    shutil.copy(code_video, tmp_path / "outside.mp4")
+    monkeypatch.setattr(run_routes, "MAX_LIBRARY", 1)
+    ask = {"question": "What is on the water?", "policy": "plain"}
+    app = make_app(instant(), [media], tmp_path / "m.db", trace_dir=False)
+    with Served(app) as client:
+        for body, code, words in [
+            ({**ask, "videos": ["../outside.mp4"]}, 403, "'..'"),
+            ({**ask, "videos": ["boats.mp4", str(tmp_path / "outside.mp4")]}, 403, "outside the media roots"),
+            ({**ask, "videos": ["missing.mp4"]}, 403, "not a file under the media roots"),
+            ({**ask, "videos": ["empty"]}, 400, "holds no video files"),
+            ({**ask, "videos": ["two"]}, 400, "more than 1 videos"),
+            ({**ask, "videos": ["boats.mp4", "two/a.mp4"]}, 400, "more than 1 videos"),
+            ({**ask, "videos": ["https://example.com/a.mp4"]}, 400, "POST /v1/videos"),
+            ({**ask, "video": "boats.mp4", "videos": ["two"]}, 400, "give video"),
+            (ask, 400, "give video"),
+            ({**ask, "videos": []}, 422, '"videos"'),
+            ({**ask, "videos": ["two"] * 21}, 422, '"videos"'),
+            ({**ask, "videos": ["v" * 3000]}, 422, '"videos"'),
+            ({**ask, "video": "two"}, 403, "ask its videos with videos"),
+        ]:
+            r = client.post("/v1/runs", json=body)
+            assert r.status_code == code and words in r.text, (body, r.text)
+    assert app.state.pool.runs == {}  # nothing refused was queued

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from mcr.errors import MCRError
 from mcr.memory import Memory
-from mcr.service.paths import media_path, under_roots
+from mcr.service.paths import MediaCount, media_path, media_videos, under_roots
 from mcr.service.runs import RunPool, RunState
 
 NO_URL = "it gave no video this service may fetch (not reachable, not a video, or not a public address)"
@@ -56,6 +56,29 @@ class Service:
         except (VideoError, MCRError) as exc:
             raise HTTPException(400, exc.one_line()) from None
         return self.add(video, "file")
+
+    def open_many(self, specs: Sequence[str], limit: int) -> list[Any]:
+        """The videos ``specs`` name, each once: ids given before, and files and folders under the
+        media roots (a folder's videos are all taken). URLs are added one by one first
+        (``POST /v1/videos``), so a list cannot start many downloads at once."""
+        from mcr.media.sources import is_url
+
+        videos: dict[str, Any] = {}
+        for spec in specs:
+            if spec in self.videos or self.memory.store.added_video(spec) is not None:
+                found = [self.known(spec)]
+            elif is_url(spec):
+                raise HTTPException(400, f"{spec[:120]!r}: add a URL with POST /v1/videos, then name its video_id")
+            else:
+                try:
+                    paths = media_videos([spec], self.roots, limit)
+                except ValueError as exc:  # outside the roots: refused as any other path is
+                    raise HTTPException(400 if isinstance(exc, MediaCount) else 403, str(exc)) from None
+                found = [self.open_spec(str(p)) for p in paths]
+            videos.update((v.id, v) for v in found)
+            if len(videos) > limit:
+                raise HTTPException(400, f"these name more than {limit} videos: name fewer files or folders")
+        return list(videos.values())
 
     def fetch(self, url: str) -> Any:
         """The video at ``url``, fetched only from public addresses (unless the service allows

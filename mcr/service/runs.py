@@ -36,7 +36,8 @@ class RunState:
     run_id: str
     question: str
     video: str
-    video_id: str = ""
+    video_id: str = ""  # empty for a run over several videos
+    video_ids: list[str] = field(default_factory=list)  # every video the run may look at
     status: str = "queued"  # queued | running | finished | cancelled | error
     events: list[dict] = field(default_factory=list)
     result: dict | None = None
@@ -91,6 +92,7 @@ class RunState:
             "status": self.status,
             "question": self.question,
             "video": self.video,
+            "video_ids": self.video_ids,
             "events": self.event_count,
             "result": self.result,
             "error": self.error,
@@ -127,10 +129,14 @@ class RunPool:
         return sum(1 for r in self.runs.values() if not r.done)
 
     def submit(self, request: dict, video: Any) -> RunState:
+        """Queue a run over ``video``: one opened video, or a list of them (a library run)."""
+        several = isinstance(video, list)
+        named = ", ".join(request.get("videos") or []) if several else str(request.get("video", ""))
         with self.lock:
             if self.waiting() >= self.workers + self.queue_limit:
                 raise QueueFull(f"{self.workers} runs are going and {self.queue_limit} are waiting: try again later")
-            state = RunState(uuid.uuid4().hex[:12], request["question"], str(request.get("video", "")), video.id)
+            ids = [v.id for v in video] if several else [video.id]
+            state = RunState(uuid.uuid4().hex[:12], request["question"], named, "" if several else video.id, ids)
             self.runs[state.run_id] = state
         self.pool.submit(self._run, state, request, video)
         return state

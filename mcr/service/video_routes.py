@@ -143,7 +143,7 @@ def undecodable(video: Any) -> str:
 @router.delete("/{video_id}")
 def remove_video(video_id: str, service: ServiceDep, pool: PoolDep) -> VideoRemoved:
     """Forget a video given to this service; an uploaded one's file is deleted too."""
-    busy = [r.run_id for r in list(pool.runs.values()) if r.video_id == video_id and not r.done]
+    busy = [r.run_id for r in list(pool.runs.values()) if video_id in r.video_ids and not r.done]
     if busy:
         raise HTTPException(409, f"run {busy[0]} is using video {video_id}: cancel it or wait for it")
     return VideoRemoved(video_id=video_id, removed=service.forget(video_id))
