@@ -199,6 +199,8 @@ class Agent:
         from mcr.media.sources import open_video
 
         library = open_library(video)
+        if library is not None and self.memory is None:
+            raise ValueError("asking a library needs a memory (its videos' index): not memory=False")
         # one video: a path, a URL, a page yt-dlp reads
         handle = None if video is None or library is not None else open_video(video)
         run_id = run_id or uuid.uuid4().hex[:12]

@@ -5,6 +5,7 @@ span cited in a video the run never looked at is refused."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -121,3 +122,29 @@ def test_the_right_time_in_the_wrong_video_is_refused(library, tmp_path):
     assert "kitchen.mp4, which was not looked at" in rules[0].reason
     feedback = [e.text for e in agent.last_context.entries if e.kind == "tool_result" and e.data.get("is_error")]
     assert any("kitchen.mp4, which was not looked at" in t for t in feedback)
+
+
+def test_the_run_command_asks_a_folder_and_its_report_names_each_video(library, tmp_path):
+    folder, db = library
+    script = tmp_path / "script.json"
+    cited = {"video": "physics.mp4", "span": "00:00:01.0-00:00:05.0"}
+    script.write_text(
+        json.dumps(
+            [
+                {"tool": "library_search", "arguments": {"query": "Fourier transform", "k": 2}},
+                {"tool": "inspect_frames", "arguments": cited},
+                {"answer": "The Fourier transform turns a signal into its frequencies.", "evidence": [cited]},
+            ]
+        )
+    )
+    args = ("run", str(folder), "What is said about the Fourier transform?", "--model", f"replay:{script}")
+    options = ("--memory", str(db), "--index", "transcript,ocr", "--trace-dir", str(tmp_path), "--device", "cpu")
+    done = _cli(*args, *options, "--json", "--report")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "verified" and out["evidence_videos"] == ["physics.mp4"], out
+    page = Path(re.search(r"report: (\S+)", done.stderr).group(1)).read_text()
+    assert "inspect_frames in physics.mp4" in page and "library_search" in page and "kitchen.mp4" in page
+    refused = _cli("run", str(folder), "q?", "--no-memory", "--model", f"replay:{script}")
+    assert refused.returncode != 0 and "needs its index in the memory" in refused.stderr
+    assert "Traceback" not in refused.stderr

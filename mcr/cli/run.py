@@ -31,11 +31,10 @@ RUN_MODEL_HELP = (
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mcr.agents import Agent
-    from mcr.media.sources import open_video
 
     if not args.question.strip():
-        raise CLIError("the question is empty: pass it as the second argument, after the video")
-    video = open_video(args.video)  # checked (and fetched) first: a bad video fails before any model loads
+        raise CLIError("the question is empty: pass it as the last argument, after the video")
+    video = _video_or_library(args)  # checked (and fetched) first: a bad video fails before any model loads
     tools = [t for spec in args.tools for t in tool_specs(spec)]
     subscribers = _live_trace(args)
     stages = [s.strip() for s in args.index.split(",") if s.strip()] if args.index else None
@@ -79,6 +78,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"report: {write_report(result)}", file=sys.stderr)
     return _report(result, args)
+
+
+def _video_or_library(args: argparse.Namespace) -> Any:
+    """The opened video, or the library when the arguments name several videos, a folder or a glob."""
+    from mcr.media.collection import names_many
+    from mcr.media.sources import open_video
+
+    if len(args.video) == 1 and not names_many(args.video[0]):
+        return open_video(args.video[0])
+    if args.no_memory or args.policy == "baseline":
+        raise CLIError("asking a library needs its index in the memory: drop --no-memory and --policy baseline")
+    from mcr.tools.library import Library
+
+    return Library.open(args.video)
 
 
 def _live_trace(args: argparse.Namespace) -> list:
@@ -182,8 +195,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: Any) -> None:
-    run = sub.add_parser("run", help="answer a question about a video")
-    run.add_argument("video", help="the video: a file, an http(s) URL of a media file, or a page yt-dlp reads")
+    run = sub.add_parser("run", help="answer a question about a video or a library of videos")
+    run.add_argument(
+        "video",
+        nargs="+",
+        help="the video: a file, an http(s) URL of a media file, or a page yt-dlp reads; or a library: "
+        "several of them, a folder or a glob (each video is indexed in the memory if it is not yet)",
+    )
     run.add_argument("question", help="the question to answer")
     run.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
     add_model_options(

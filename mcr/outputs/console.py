@@ -21,8 +21,10 @@ MAX_RESULT_LINES = 20
 MAX_RESULT_CHARS = 1600
 
 
-def _span_text(spans: list) -> str:
-    return ", ".join(str(s) for s in spans) or "none"
+def _span_text(spans: list, videos: list | None = None) -> str:
+    """Spans in words; in a library run each with its video."""
+    names = list(videos or []) + [""] * len(spans)
+    return ", ".join(f"{name} {s}" if name else str(s) for s, name in zip(spans, names)) or "none"
 
 
 def _cut(text: str, lines: int = MAX_RESULT_LINES, chars: int = MAX_RESULT_CHARS) -> str:
@@ -62,7 +64,10 @@ class RichRenderer:
         body.append("Question: ", style="bold").append(e.question + "\n")
         for i, opt in enumerate(e.options):
             body.append(f"  {chr(65 + i)}. {opt}\n")
-        if e.video:
+        if e.video.get("library"):
+            names = [v.get("name", "") for v in e.video["library"]]
+            body.append("Library: ", style="bold").append(f"{len(names)} videos: {', '.join(names)}\n")
+        elif e.video:
             v = e.video
             body.append("Video: ", style="bold").append(
                 f"{v.get('path', '')}  {format_time(v.get('duration', 0))}  {v.get('fps', 0):.2f} fps  "
@@ -121,6 +126,8 @@ class RichRenderer:
             .append(e.name, style=f"bold {style}")
             .append(f"  {e.latency_s:.2f} s", style="dim")
         )
+        if e.metadata.get("video"):  # a library run: the video this call looked at
+            head.append(f"  in {e.metadata['video']}", style="cyan")
         if e.frames:
             head.append(f"  [{len(e.frames.get('timestamps', []))} frames]", style="dim")
         self.console.print(self._pad(e)(head))
@@ -180,7 +187,7 @@ class RichRenderer:
         r = e.result
         body = Text()
         body.append("Answer: ", style="bold").append((r.answer or "(none)") + "\n")
-        body.append("Evidence: ", style="bold").append(_span_text(r.evidence) + "\n")
+        body.append("Evidence: ", style="bold").append(_span_text(r.evidence, r.evidence_videos) + "\n")
         usage = r.usage
         body.append(
             f"status {r.status} · {r.steps} steps · {usage.model_calls} model calls · "

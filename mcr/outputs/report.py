@@ -53,6 +53,7 @@ def run_report(trace: str | os.PathLike, thumbnails: bool = True) -> dict:
     end = ends.get(top.run_id)
     result = _outcome(end)
     video = dict(top.video or {})
+    library = list(video.get("library") or [])
     runs = [_lane(s, ends.get(s.run_id)) for s in starts]
     steps, frames, calls = [], [], {}
     for e in events:
@@ -68,7 +69,8 @@ def run_report(trace: str | os.PathLike, thumbnails: bool = True) -> dict:
         "options": list(top.options or []),
         "model": top.model,
         "video": video,
-        "duration": float(video.get("duration") or 0.0),
+        # a library run's timeline runs to the end of its longest video; each step names its video
+        "duration": float(video.get("duration") or max((v.get("duration") or 0.0 for v in library), default=0.0)),
         "answer": result.answer,
         "status": result.status,
         "error": result.error,
@@ -84,13 +86,15 @@ def run_report(trace: str | os.PathLike, thumbnails: bool = True) -> dict:
         "steps": steps,
         "frames": frames,
         "evidence": [s.to_list() for s in result.evidence],
+        "evidence_videos": list(result.evidence_videos),
         "verdicts": [s for s in steps if s["kind"] == "verdict" and s["run_id"] == top.run_id],
         "shots": [],
         "excerpts": [],
         "thumbs": {},
     }
     indexed = [e.video_id for e in events if isinstance(e, IndexStage) and e.video_id]
-    _from_memory(report, top.memory, video.get("path"), indexed[0] if indexed else None)
+    if not library:  # shots and excerpts are one video's
+        _from_memory(report, top.memory, video.get("path"), indexed[0] if indexed else None)
     if thumbnails:
         report["thumbs"] = _thumbs(video.get("path"), [f["t"] for f in frames])
     return report
@@ -134,6 +138,7 @@ def _step(e: Event, calls: dict[str, ToolCalled]) -> dict | None:
             "spans": [list(s) for s in e.spans or []],
             "frames": _times(e.frames),
             "latency_s": e.latency_s,
+            **({"video": e.metadata["video"]} if (e.metadata or {}).get("video") else {}),  # a library run's
         }
     if isinstance(e, AnswerProposed):
         return {**base, "kind": "answer", "text": e.answer, "spans": [list(s) for s in e.evidence or []],

@@ -138,9 +138,10 @@ def header(report: dict) -> str:
     options = "".join(f"<li>{esc(o)}</li>" for o in report["options"])
     video = report["video"]
     name = (video.get("source") or {}).get("url") or Path(video.get("path", "")).name
+    library = [f"{v.get('name', '')} ({format_time(v.get('duration') or 0)})" for v in video.get("library") or []]
     rows = [
         ("model", report["model"]),
-        ("video", f"{name} ({format_time(report['duration'])})"),
+        ("library", ", ".join(library)) if library else ("video", f"{name} ({format_time(report['duration'])})"),
         ("model calls", c["model_calls"]),
         ("tokens", f"{c['input_tokens']} in, {c['output_tokens']} out"),
         ("frames seen", c["frames_seen"]),
@@ -148,7 +149,11 @@ def header(report: dict) -> str:
         ("wall time", f"{c['wall_s']:.2f} s"),
     ]
     table = "".join(f"<tr><td class='muted'>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
-    evidence = " ".join(span_link(a, b) for a, b in report["evidence"]) or "<span class='muted'>none yet</span>"
+    named = list(report.get("evidence_videos") or []) + [""] * len(report["evidence"])
+    evidence = (
+        " ".join((f"{esc(v)} " if v else "") + span_link(a, b) for (a, b), v in zip(report["evidence"], named))
+        or "<span class='muted'>none yet</span>"
+    )
     error = f"<p class='muted'>error: {esc(report['error'])}</p>" if report.get("error") else ""
     going = report["status"] in ("running", "queued", "unfinished")
     answer = (
@@ -181,10 +186,11 @@ def _marks(report: dict, lanes: list[str]) -> list[str]:
         if s["kind"] != "call":
             continue
         y = lane_of.get(s["run_id"], 1) * LANE + 2
+        where = f" in {esc(s['video'])}" if s.get("video") else ""
         for a, b in [sp for sp in s.get("spans", []) if sp]:
             cls = "touch error" if s.get("error") else "touch"
             marks.append(f'<rect class="{cls}" x="{x(a):.2f}" y="{y}" width="{w(a, b):.2f}" height="{LANE - 4}" '
-                         f'{span_attrs(a, b, s["i"])}><title>{esc(s["name"])} {format_time(a)}-{format_time(b)}</title></rect>')  # fmt: skip
+                         f'{span_attrs(a, b, s["i"])}><title>{esc(s["name"])}{where} {format_time(a)}-{format_time(b)}</title></rect>')  # fmt: skip
     fy = (len(lanes) - 2) * LANE
     for f in report["frames"]:
         marks.append(f'<line class="frame" x1="{x(f["t"]):.2f}" x2="{x(f["t"]):.2f}" y1="{fy + 3}" y2="{fy + LANE - 3}" '
@@ -248,6 +254,7 @@ def step(s: dict) -> str:
     """One step as a list item: its kind, the run it belongs to, its spans, a call's arguments and
     its text (quoted material as quotations)."""
     label = {"call": s.get("name", "call"), "verdict": f"verdict: {s.get('verdict', '')}"}.get(s["kind"], s["kind"])
+    label += f" in {s['video']}" if s.get("video") else ""  # a library run: the video the call looked at
     lane = "" if s.get("depth", 0) == 0 else f" <span class='muted'>(investigate, depth {s['depth']})</span>"
     body = ""
     if s["kind"] == "call":
