@@ -62,8 +62,8 @@ def search_library(
     k: int = Query(5, ge=1, le=20, description="how many spans, across all the videos"),
     videos: Named = None,
 ) -> LibraryResults:
-    from mcr.library.build import LibraryError
     from mcr.library.search import search_library as search
+    from mcr.media.collection import LibraryError
 
     if not q.strip():
         raise HTTPException(

@@ -50,7 +50,7 @@ def media_videos(specs: Sequence[str], roots: Sequence[Path], limit: int) -> lis
     """The video files ``specs`` name under ``roots``: files, and the videos in folders (symlinks
     out of a root left out), each once. ``ValueError`` for a name outside the roots;
     ``MediaCount`` for a folder with no video, or more than ``limit`` videos in all."""
-    from mcr.library.build import VIDEO_EXTENSIONS  # a folder gives what `mcr-agent index` indexes in it
+    from mcr.media.collection import VIDEO_EXTENSIONS  # a folder gives what `mcr-agent index` indexes in it
 
     found: dict[Path, None] = {}
     for spec in specs:
