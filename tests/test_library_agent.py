@@ -148,3 +148,26 @@ def test_the_run_command_asks_a_folder_and_its_report_names_each_video(library, 
     refused = _cli("run", str(folder), "q?", "--no-memory", "--model", f"replay:{script}")
     assert refused.returncode != 0 and "needs its index in the memory" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_overview_is_cut_to_its_budget_and_the_console_names_each_video(library):
+    from rich.console import Console
+
+    from mcr.memory import Memory
+    from mcr.outputs.console import RichRenderer
+    from mcr.run.library import library_overview
+    from mcr.tools.library import Library
+
+    folder, db = library
+    videos = Library.open([str(folder)])
+    memory = Memory(db)
+    whole = library_overview(videos, memory, 100_000)
+    assert [line.split(". ", 1)[0] for line in whole.splitlines() if line[:2] in ("1.", "6.")] == ["1", "6"]
+    assert "index: ocr, transcript" in whole and "OHMS LAW" in whole.upper()
+    short = library_overview(videos, memory, 900)
+    assert len(short) < len(whole) and "more videos (library_search searches all of them)" in short
+    console = Console(record=True, width=120, force_terminal=False)
+    draw = RichRenderer(console)
+    draw(ToolReturned(name="inspect_frames", text="8 frames", metadata={"video": "physics.mp4"}))
+    drawn = console.export_text()
+    assert "← inspect_frames" in drawn and "in physics.mp4" in drawn
