@@ -55,15 +55,17 @@ def library_overview(library: Library, memory: Any, max_chars: int) -> str:
     for i, video in enumerate(library.videos):
         name = library.name_of(video)
         stages = indexed_stages(memory, video.id)
-        lines = [
+        facts = (
             f"length {format_time(video.duration)}, audio: {'yes' if video.has_audio else 'no'}, "
             f"index: {', '.join(stages) or 'none'}"
-        ]
+        )
+        lines = []
         for kind, label in (("caption", "seen"), ("transcript", "says"), ("ocr", "shows")):
             said = memory_lines(memory, video.id, kind, video.span, 1)
             if said:
                 lines.append(f"{label}: {said[0][:160]}")
-        block = f"{i + 1}. " + quote(name, "video name") + "\n" + quote("\n".join(lines), "index")
+        held = "\n" + quote("\n".join(lines), "index") if lines else ""  # the video's own words: data
+        block = f"{i + 1}. " + quote(name, "video name") + f"\n{facts}{held}"
         if used + len(block) > max_chars and blocks:
             blocks.append(f"... and {len(library.videos) - i} more videos (library_search searches all of them).")
             break
