@@ -3,11 +3,14 @@
 Vectors (float32, unit length, inner product) live in one append-only file per list beside a
 file of their records (what each vector is: ``ref``, ``row``, video code, kind code, span).
 Below ``exact_below`` vectors there is one list, and a search scans all of it: exact. Past
-it, centroids are trained once on what is there; after that a list that grows past twice
-its target size is split in two by 2-means on its own vectors, so the index follows new
-content without ever being rebuilt. Centroids are grouped under a few top-level centroids:
-placing a vector and choosing the lists to scan compare it with a few hundred centroids,
-not all of them.
+it, centroids are trained once on what is there. After that each batch of new vectors (a
+video's, as it is indexed) is clustered on its own into small groups of like vectors: a group
+as near an existing list's centroid as its members are to their own centre joins that list,
+and any other group starts a list of its own, so content the first centroids never saw gets
+lists of its own instead of being scattered over the old ones. A list's centroid is the mean
+direction of everything in it (kept as a running sum), and a list that grows past twice its
+target size is split in two by 2-means on its own vectors: the index follows new content
+without ever being rebuilt.
 
 A commit appends to the list files, then replaces ``state.npz`` (which lists exist and how
 many rows of each are committed) in one rename. Readers trust only the committed counts, so
@@ -30,6 +33,7 @@ import numpy as np
 
 RECORD = np.dtype([("ref", "<i8"), ("row", "<i4"), ("video", "<i4"), ("kind", "<i4"), ("start", "<f4"), ("end", "<f4")])
 STATE = "state.npz"
+GROUP = 64  # a new batch is clustered into groups of about this many vectors before placing
 
 
 def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
@@ -54,6 +58,10 @@ def _mapped_file(path: str, length: int) -> Iterator[mmap.mmap]:
         yield mm
     finally:
         mm.close()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int = 12, seed: int = 0) -> np.ndarray:
@@ -91,14 +99,12 @@ class DiskIVF:
         list_size: int = 512,
         exact_below: int = 20_000,
         nprobe: int = 16,
-        groups: int = 32,
     ) -> None:
         self.folder = Path(folder)
         self.dim = dim
         self.list_size = list_size
         self.exact_below = exact_below
         self.nprobe = nprobe
-        self.groups = groups
         self._state: dict | None = None
         self._stamp: tuple | None = None
 
@@ -114,9 +120,11 @@ class DiskIVF:
         if self._state is None or stamp != self._stamp:
             with np.load(path) as z:
                 info = json.loads(bytes(z["info"]).decode())
-                state = {"info": info, "names": z["names"], "counts": z["counts"], "parent": z["parent"]}
+                state = {"info": info, "names": z["names"], "counts": z["counts"]}
             state["centroids"] = self._mapped(info.get("centroids"))
-            state["tops"] = self._mapped(info.get("tops"))
+            state["sums"] = self._mapped(info.get("sums"))
+            if state["sums"] is None and state["centroids"] is not None:  # written before sums were kept
+                state["sums"] = np.asarray(state["centroids"]) * state["counts"][:, None].astype(np.float32)
             self._state, self._stamp = state, stamp
         return self._state
 
@@ -124,14 +132,13 @@ class DiskIVF:
         return None if not name else np.load(self.folder / name, mmap_mode="r")
 
     def _empty(self) -> dict:
-        info = {"dim": self.dim, "next_name": 1, "centroids": None, "tops": None, "extra": {}}
+        info = {"dim": self.dim, "next_name": 1, "centroids": None, "sums": None, "extra": {}}
         return {
             "info": info,
             "names": np.zeros(1, np.int64),
             "counts": np.zeros(1, np.int64),
-            "parent": np.zeros(1, np.int32),
             "centroids": None,
-            "tops": None,
+            "sums": None,
         }
 
     def __len__(self) -> int:
@@ -168,11 +175,7 @@ class DiskIVF:
                 if st["counts"][0] >= self.exact_below:
                     doomed += self._train(st)
             else:
-                lists = self.assign(st, vecs)
-                order = np.argsort(lists, kind="stable")
-                cut = np.flatnonzero(np.diff(lists[order])) + 1
-                for part in np.split(order, cut):
-                    self._append(st, int(lists[part[0]]), vecs[part], records[part])
+                self._place(st, vecs, records)
                 for j in np.flatnonzero(st["counts"] > 2 * self.list_size):
                     doomed += self._split(st, int(j))
         self._commit(st)
@@ -184,9 +187,8 @@ class DiskIVF:
             "info": json.loads(json.dumps(st["info"])),
             "names": st["names"].copy(),
             "counts": st["counts"].copy(),
-            "parent": st["parent"].copy(),
             "centroids": None if st["centroids"] is None else np.array(st["centroids"]),
-            "tops": None if st["tops"] is None else np.array(st["tops"]),
+            "sums": None if st["sums"] is None else np.array(st["sums"]),
             "new_centroids": False,
         }
 
@@ -194,12 +196,16 @@ class DiskIVF:
         return self.folder / f"L{name}.vec", self.folder / f"L{name}.rec"
 
     def _append(self, st: dict, j: int, vecs: np.ndarray, records: np.ndarray) -> None:
-        count = int(st["counts"][j])
-        for path, data, size in zip(self._files(int(st["names"][j])), (vecs, records), (4 * self.dim, RECORD.itemsize)):
+        self._append_rows(st, int(st["names"][j]), int(st["counts"][j]), vecs, records)
+        st["counts"][j] += len(vecs)
+
+    def _append_rows(self, st: dict, name: int, count: int, vecs: np.ndarray, records: np.ndarray) -> None:
+        """Rows after the first ``count`` of list file ``name`` (a tail left by a writer that died
+        is cut off first)."""
+        for path, data, size in zip(self._files(name), (vecs, records), (4 * self.dim, RECORD.itemsize)):
             with open(path, "ab") as f:
-                f.truncate(count * size)  # a tail left by a writer that died is cut off
+                f.truncate(count * size)
                 f.write(np.ascontiguousarray(data).tobytes())
-        st["counts"][j] = count + len(vecs)
 
     def _read_list(self, st: dict, j: int) -> tuple[np.ndarray, np.ndarray]:
         vec_path, rec_path = self._files(int(st["names"][j]))
@@ -221,15 +227,48 @@ class DiskIVF:
         vecs, records = self._read_list(st, 0)
         old = [p.name for p in self._files(int(st["names"][0]))]
         centroids = _kmeans(vecs, max(2, len(vecs) // self.list_size))
-        groups = max(1, min(self.groups, len(centroids) // 8))
-        tops = _kmeans(centroids, groups) if groups > 1 else centroids.mean(0, keepdims=True)
-        parent = np.argmax(centroids @ tops.T, axis=1).astype(np.int32)
         nearest = np.argmax(vecs @ centroids.T, axis=1)
         names = [self._new_list(st, vecs[nearest == j], records[nearest == j]) for j in range(len(centroids))]
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, nearest, vecs)
         st["names"] = np.array(names, np.int64)
         st["counts"] = np.bincount(nearest, minlength=len(centroids)).astype(np.int64)
-        st["parent"], st["centroids"], st["tops"], st["new_centroids"] = parent, centroids, tops, True
+        st["centroids"], st["sums"], st["new_centroids"] = _unit(sums), sums, True
         return old
+
+    def _place(self, st: dict, vecs: np.ndarray, records: np.ndarray) -> None:
+        """Put a batch of new vectors into lists: clustered on its own first, each group joins the
+        list whose centroid is as near its centre as its members are, or starts a new one."""
+        k = len(vecs) // GROUP
+        centres = _kmeans(vecs, k, iters=8) if k > 1 else _unit(vecs.sum(0, keepdims=True))
+        group = np.argmax(vecs @ centres.T, axis=1)
+        group_sums = np.zeros_like(centres)
+        np.add.at(group_sums, group, vecs)
+        old = len(st["names"])  # the lists before this batch, scored against every group at once
+        near_old = _unit(group_sums) @ np.asarray(st["centroids"]).T
+        n = old  # room for a new list per group, cut back at the end
+        cents = np.concatenate([st["centroids"], np.zeros((len(centres), self.dim), np.float32)])
+        sums = np.concatenate([st["sums"], np.zeros((len(centres), self.dim), np.float32)])
+        names, counts = list(st["names"]), list(st["counts"])
+        for g in range(len(centres)):
+            idx = np.flatnonzero(group == g)
+            if not len(idx):
+                continue
+            part = vecs[idx]
+            centre = _unit(group_sums[g])
+            scores = np.concatenate([near_old[g], cents[old:n] @ centre])
+            j = int(np.argmax(scores))
+            if scores[j] < float((part @ centre).mean()) and len(idx) >= GROUP // 4:
+                names.append(self._new_list(st, part, records[idx]))
+                counts.append(0)
+                j, n = n, n + 1
+            else:
+                self._append_rows(st, names[j], counts[j], part, records[idx])
+            counts[j] += len(idx)
+            sums[j] += group_sums[g]
+            cents[j] = _unit(sums[j])
+        st["names"], st["counts"] = np.array(names, np.int64), np.array(counts, np.int64)
+        st["centroids"], st["sums"], st["new_centroids"] = cents[:n], sums[:n], True
 
     def _split(self, st: dict, j: int) -> list[str]:
         """List ``j`` cut in two by 2-means on its vectors: it keeps one half, a new list the other."""
@@ -244,9 +283,11 @@ class DiskIVF:
         st["names"][j], st["counts"][j] = a, int((side == 0).sum())
         st["names"] = np.append(st["names"], b)
         st["counts"] = np.append(st["counts"], int((side == 1).sum()))
-        st["parent"] = np.append(st["parent"], st["parent"][j])
-        st["centroids"][j] = two[0]
-        st["centroids"] = np.vstack([st["centroids"], two[1:2]])
+        halves = np.stack([vecs[side == 0].sum(0), vecs[side == 1].sum(0)])
+        st["sums"][j] = halves[0]
+        st["sums"] = np.vstack([st["sums"], halves[1:]])
+        st["centroids"][j] = _unit(halves[0])
+        st["centroids"] = np.vstack([st["centroids"], _unit(halves[1:])])
         st["new_centroids"] = True
         return old
 
@@ -255,7 +296,7 @@ class DiskIVF:
         retired = list(info.get("retired", []))
         if st.get("new_centroids"):
             info["gen"] = info.get("gen", 0) + 1
-            for key in ("centroids", "tops"):
+            for key in ("centroids", "sums"):
                 name, old = f"{key}-{info['gen']}.npy", info.get(key)
                 _write_atomic(self.folder / name, lambda f, a=st[key]: np.save(f, np.asarray(a, np.float32)))
                 info[key] = name
@@ -265,39 +306,18 @@ class DiskIVF:
         blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
         _write_atomic(
             self.folder / STATE,
-            lambda f: np.savez(f, info=blob, names=st["names"], counts=st["counts"], parent=st["parent"]),
+            lambda f: np.savez(f, info=blob, names=st["names"], counts=st["counts"]),
         )
         for name in gone:
             (self.folder / name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ reading
-    def _nearest_lists(self, st: dict, x: np.ndarray, n: int, wide: int) -> np.ndarray:
-        """For each row of ``x``, its ``n`` nearest lists among the children of its ``wide``
-        nearest top-level centroids: ``(len(x), n)``, best first (-1 where fewer)."""
-        tops, cents, parent = st["tops"], st["centroids"], st["parent"]
-        top_scores = x @ np.asarray(tops).T
-        wide = min(wide, len(tops))
-        chosen = np.argpartition(-top_scores, wide - 1, axis=1)[:, :wide] if wide < len(tops) else None
-        best = np.full((len(x), n), -1, np.int64)
-        best_s = np.full((len(x), n), -np.inf, np.float32)
-        for g in range(len(tops)):
-            rows = np.arange(len(x)) if chosen is None else np.flatnonzero((chosen == g).any(axis=1))
-            kids = np.flatnonzero(parent == g)
-            if not len(rows) or not len(kids):
-                continue
-            s = x[rows] @ np.asarray(cents[kids]).T
-            both_s = np.concatenate([best_s[rows], s], axis=1)
-            both = np.concatenate([best[rows], np.broadcast_to(kids, s.shape)], axis=1)
-            keep = np.argsort(-both_s, axis=1, kind="stable")[:, :n]
-            best_s[rows] = np.take_along_axis(both_s, keep, 1)
-            best[rows] = np.take_along_axis(both, keep, 1)
-        return best
-
-    def assign(self, st: dict, vecs: np.ndarray) -> np.ndarray:
-        out = np.empty(len(vecs), np.int64)
-        for start in range(0, len(vecs), 4096):
-            out[start : start + 4096] = self._nearest_lists(st, vecs[start : start + 4096], 1, 2)[:, 0]
-        return out
+    def _nearest_lists(self, st: dict, q: np.ndarray, n: int) -> np.ndarray:
+        """The ``n`` lists whose centroids are nearest ``q``, best first."""
+        scores = np.asarray(st["centroids"]) @ q
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+        return top[np.argsort(-scores[top], kind="stable")]
 
     def search(
         self, query: np.ndarray, k: int, allow: Callable[[np.ndarray], np.ndarray] | None = None, nprobe: int = 0
@@ -318,8 +338,7 @@ class DiskIVF:
         if st["centroids"] is None:
             order = np.zeros(1, np.int64)
         else:
-            order = self._nearest_lists(st, q[None, :], min(nprobe, nlist), 4)[0]
-            order = order[order >= 0]
+            order = self._nearest_lists(st, q, nprobe)
         done: set[int] = set()
         recs, scores = [], []
         while True:
@@ -334,7 +353,7 @@ class DiskIVF:
             if allow is None or found >= k or len(done) >= nlist:
                 break
             widen = max(2 * len(done), nprobe)  # too few allowed in the nearest lists: look further
-            order = np.argsort(-(np.asarray(st["centroids"]) @ q))[:widen]
+            order = self._nearest_lists(st, q, widen)
         if not recs:
             return np.zeros(0, RECORD), np.zeros(0, np.float32)
         r, s = np.concatenate(recs), np.concatenate(scores)
