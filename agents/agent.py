@@ -115,12 +115,13 @@ class Agent:
 
     def stream(
         self,
-        video: Any,
-        question: str,
+        video: Any = None,
+        question: str = "",
         options: Sequence[str] | None = None,
         trace: str | os.PathLike | None = None,
         answer_form: str | None = None,
         run_id: str | None = None,
+        library: str | None = None,
     ) -> Iterator[Event]:
         """Run and hand out each event as it happens. Every event is also written to the trace.
 
@@ -128,7 +129,23 @@ class Agent:
         as ``KeyboardInterrupt``; ``resume(trace)`` continues such a run."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("the question is empty")
+        if library is not None:
+            if video is not None:
+                raise ValueError("give a video or library=NAME, not both")
+            video = self.named_library(library)
         return self._stream(video, question, options, trace, answer_form, run_id)
+
+    def named_library(self, name: str) -> Any:
+        """The ``Library`` recorded under ``name`` in this agent's memory (``mcr-agent index DIR
+        --library NAME``); a video that is no longer where it was indexed is left out, with a warning."""
+        if self.memory is None:
+            raise ValueError("a named library is kept in the memory: not with memory=False")
+        from mcr.tools.library import Library
+
+        found, gone = self.memory.store.library_files(name)
+        if gone:
+            log.warning("library %r: left out, not where it was indexed (moved or deleted): %s", name, ", ".join(gone))
+        return Library.open(found)
 
     def watch(self, source: str, **options: Any) -> Any:
         """Watch a live source into this agent's memory: a started ``LiveSession`` (see
@@ -354,21 +371,23 @@ class Agent:
 
     def run(
         self,
-        video: Any,
-        question: str,
+        video: Any = None,
+        question: str = "",
         options: Sequence[str] | None = None,
         trace: str | os.PathLike | None = None,
         answer_form: str | None = None,
+        library: str | None = None,
     ) -> RunResult:
         """Answer ``question`` about ``video`` (a path, an http(s) URL of a media file or of a page
         yt-dlp understands, or a ``Video``) or about a library of videos (a list of them, a folder
         or a glob pattern: the run starts from an overview of every video, searches them with
         ``library_search``, and each evidence span names its video); returns a RunResult.
+        ``library="NAME"`` (no video) asks the library recorded under that name in the memory.
 
         ``answer_form`` is ``text``, ``choice``, ``span`` or ``count``; by default it follows
         from the options and the question ("when ..." asks for a span, "how many" for a count).
         """
-        return _finished(self.stream(video, question, options, trace, answer_form))
+        return _finished(self.stream(video, question, options, trace, answer_form, library=library))
 
 
 def _finished(events: Iterator[Event]) -> RunResult:

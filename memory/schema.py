@@ -12,7 +12,7 @@ from typing import Any
 from mcr.errors import MCRError
 
 APPLICATION_ID = 0x4D435231  # "MCR1"
-SCHEMA_VERSION = 2  # 2: entries.origin, the identity of a run's write (unique where set)
+SCHEMA_VERSION = 3  # 2: entries.origin, the identity of a run's write (unique where set); 3: libraries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -90,6 +90,13 @@ CREATE TABLE IF NOT EXISTS added_videos (
     path TEXT NOT NULL,
     origin TEXT NOT NULL,
     added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS libraries (
+    name TEXT NOT NULL,
+    video_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (name, video_id)
 );
 """
 

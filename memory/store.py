@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mcr.errors import MCRError
 from mcr.types import TimeSpan
 
 from .entries import KINDS, MemoryEntry
@@ -389,3 +390,90 @@ class MemoryStore:
             "SELECT status FROM stages WHERE video_id = ? AND stage = ?", (video_id, stage)
         ).fetchone()
         return row[0] if row else None
+
+    # ---------------------------------------------------------- libraries
+    def add_to_library(self, name: str, videos: Iterable[tuple[str, str]]) -> int:
+        """Record ``videos`` (``(video_id, path)`` pairs) under the library ``name`` in one
+        transaction: two processes adding to one name at once both land. A video already there
+        takes its new path. Returns how many videos the library did not hold before."""
+        name = library_name(name)
+        now = time.time()
+        rows = [(name, video_id, str(path), now) for video_id, path in videos]
+        held = "SELECT COUNT(*) FROM libraries WHERE name = ?"
+        with self.write() as c:
+            before = c.execute(held, (name,)).fetchone()[0]
+            c.executemany(
+                "INSERT INTO libraries (name, video_id, path, added_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (name, video_id) DO UPDATE SET path = excluded.path",
+                rows,
+            )
+            return c.execute(held, (name,)).fetchone()[0] - before
+
+    def libraries(self) -> list[dict]:
+        """Each named library: ``{"name", "videos", "added_at"}`` (when it last grew), by name."""
+        if not self._has_libraries():
+            return []
+        rows = self.conn.execute(
+            "SELECT name, COUNT(*), MAX(added_at) FROM libraries GROUP BY name ORDER BY name"
+        ).fetchall()
+        return [{"name": n, "videos": count, "added_at": at} for n, count, at in rows]
+
+    def library(self, name: str) -> list[dict]:
+        """The videos of the library ``name``, in the order they were added: ``{"video_id", "path",
+        "added_at", "found"}`` (``found``: the file is still where it was indexed, or a URL). An
+        unknown name raises ``NamedLibraryError`` naming the known ones."""
+        name = library_name(name)
+        rows = []
+        if self._has_libraries():
+            rows = self.conn.execute(
+                "SELECT video_id, path, added_at FROM libraries WHERE name = ? ORDER BY added_at, path", (name,)
+            ).fetchall()
+        if not rows:
+            known = [lib["name"] for lib in self.libraries()]
+            held = (
+                f"the libraries there: {', '.join(known)}"
+                if known
+                else f"it holds none yet: make one with `mcr-agent index DIR_OR_GLOB --library {name}`"
+            )
+            raise NamedLibraryError(f"no library named {name!r} in {self.path}; {held}")
+        web = ("http://", "https://")  # a URL is fetched again by whoever opens it
+        found = [p.startswith(web) or os.path.isfile(p) for _, p, _ in rows]
+        return [{"video_id": v, "path": p, "added_at": a, "found": f} for (v, p, a), f in zip(rows, found)]
+
+    def library_files(self, name: str) -> tuple[list[str], list[str]]:
+        """The files of the library ``name`` that are where they were indexed, and those that are
+        not (moved or deleted). Raises ``NamedLibraryError`` when none is."""
+        rows = self.library(name)
+        found = [r["path"] for r in rows if r["found"]]
+        gone = [r["path"] for r in rows if not r["found"]]
+        if not found:
+            raise NamedLibraryError(
+                f"none of the {len(rows)} videos of library {library_name(name)!r} is where it was indexed "
+                f"(moved or deleted): {', '.join(gone)}; index them where they are now with "
+                f"`mcr-agent index PATH --library {library_name(name)}`"
+            )
+        return found, gone
+
+    def remove_library(self, name: str) -> int:
+        """Forget the library ``name`` (its videos and their index stay); returns how many videos it held."""
+        self.library(name)  # an unknown name: the same line as everywhere
+        with self.write() as c:
+            return c.execute("DELETE FROM libraries WHERE name = ?", (library_name(name),)).rowcount
+
+    def _has_libraries(self) -> bool:
+        """Whether the database has the libraries table (an older one opened read-only has not)."""
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'libraries'"
+        return self.conn.execute(found).fetchone() is not None
+
+
+class NamedLibraryError(MCRError, ValueError):
+    """A named library that cannot be asked: a bad name, one the memory database does not hold,
+    or one none of whose videos is where it was indexed."""
+
+
+def library_name(name: str) -> str:
+    """``name`` as a library's name: stripped, 1 to 100 printable characters."""
+    text = str(name or "").strip()
+    if not text or len(text) > 100 or not text.isprintable():
+        raise NamedLibraryError(f"{name!r} is not a library name: use 1 to 100 printable characters, e.g. talks")
+    return text

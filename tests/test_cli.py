@@ -136,7 +136,7 @@ def test_example_custom_tool_runs_as_documented(tmp_path, boats):
 
 BUILT_IN = [
     "run", "replay", "resume", "report", "clips", "tools", "doctor", "models", "memory", "index", "search",
-    "watch", "ask", "analyze", "serve", "mcp", "m2la", "eval", "train",
+    "library", "watch", "ask", "analyze", "serve", "mcp", "m2la", "eval", "train",
 ]  # fmt: skip
 
 

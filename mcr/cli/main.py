@@ -19,7 +19,8 @@ __all__ = ["CLIError", "PROG", "build_parser", "main"]
 GROUP = "mcr.commands"
 # The built-in command groups in the order the help lists them; another package's come after, by name.
 ORDER = (
-    "run", "outputs", "tools", "doctor", "models", "memory", "live", "analyze", "serve", "mcp", "m2la", "eval", "train",
+    "run", "outputs", "tools", "doctor", "models", "memory", "library", "live", "analyze", "serve", "mcp", "m2la",
+    "eval", "train",
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcr.cli.library import add_library_option, library_files, record
 from mcr.cli.options import CLIError, add_device_option, add_memory_option, add_model_options, wide_console
 from mcr.memory.entries import KINDS
 
@@ -218,6 +219,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"mcr-agent: error: index stage {names} of {video.path} failed: {failed[0].reason}", file=sys.stderr)
         return 1
     print(f"video {video.id} indexed in {memory.path}")
+    record(args, [(video.id, str(video.path.absolute()))])
     return 0
 
 
@@ -268,6 +270,7 @@ def cmd_index_library(args: argparse.Namespace, names: list[str]) -> int:
     Console(width=max(Console().width, 120)).print(table)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("indexed", "reused", "failed")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    record(args, [(o.video_id, o.path) for o in outcomes if o.status != "failed"])
     for o in outcomes:
         if o.status == "failed":
             print(f"mcr-agent: error: {o.reason if o.path in o.reason else f'{o.path}: {o.reason}'}", file=sys.stderr)
@@ -331,6 +334,13 @@ def cmd_search_video(args: argparse.Namespace) -> int:
 
     if not args.query.strip():
         raise CLIError("the query is empty: describe what to find, e.g. 'the man opens the door'")
+    if args.library:
+        if args.video:
+            raise CLIError("name videos or --library NAME, not both")
+        args.video = library_files(args)
+        return cmd_search_library(args)
+    if not args.video:
+        raise CLIError("name the video (or several, a folder, a glob) before the query, or --library NAME")
     if _is_library(args.video):
         return cmd_search_library(args)
     video = open_video(args.video[0])
@@ -438,13 +448,14 @@ def register(sub) -> None:
     )
     add_device_option(idx, "cpu, cuda or auto (default), for the models the stages load", choices=None)
     idx.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_library_option(idx, "also record the videos indexed under this name (added to it), to ask with --library")
     workspace_args(idx)
     idx.set_defaults(func=cmd_index)
 
     find = sub.add_parser("search", help="when does something happen: a video's spans that best match a query")
     find.add_argument(
         "video",
-        nargs="+",
+        nargs="*",
         metavar="VIDEO",
         help="a video file or URL (opened as mcr-agent run opens it), or a library: several files, a folder, a glob",
     )
@@ -454,5 +465,6 @@ def register(sub) -> None:
     add_device_option(find, "cpu, cuda or auto (default)", choices=None)
     find.add_argument("--json", action="store_true", help="print the results as one JSON object")
     find.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_library_option(find, "search the videos recorded under this name (by index --library) instead")
     workspace_args(find)
     find.set_defaults(func=cmd_search_video)

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from mcr.cli.library import add_library_option, library_files
 from mcr.cli.options import (
     DEVICE_HELP,
     PROG,
@@ -85,13 +86,17 @@ def _video_or_library(args: argparse.Namespace) -> Any:
     from mcr.media.collection import names_many
     from mcr.media.sources import open_video
 
-    if len(args.video) == 1 and not names_many(args.video[0]):
+    if args.library and args.video:
+        raise CLIError("name videos or --library NAME, not both")
+    if not args.library and not args.video:
+        raise CLIError("name the video (or several, a folder, a glob) before the question, or --library NAME")
+    if not args.library and len(args.video) == 1 and not names_many(args.video[0]):
         return open_video(args.video[0])
     if args.no_memory or args.policy == "baseline":
         raise CLIError("asking a library needs its index in the memory: drop --no-memory and --policy baseline")
     from mcr.tools.library import Library
 
-    return Library.open(args.video)
+    return Library.open(library_files(args) if args.library else args.video)
 
 
 def _live_trace(args: argparse.Namespace) -> list:
@@ -198,12 +203,13 @@ def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="answer a question about a video or a library of videos")
     run.add_argument(
         "video",
-        nargs="+",
+        nargs="*",
         help="the video: a file, an http(s) URL of a media file, or a page yt-dlp reads; or a library: "
         "several of them, a folder or a glob (each video is indexed in the memory if it is not yet)",
     )
     run.add_argument("question", help="the question to answer")
     run.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
+    add_library_option(run, "ask the videos recorded under this name (by index --library) instead")
     add_model_options(
         run,
         RUN_MODEL_HELP,
