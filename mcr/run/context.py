@@ -55,6 +55,7 @@ LINE_TOKENS = 30  # a folded item
 # the entries that follow are appended to the new view for a while before the next one.
 COMPACT_TOKENS = 0.6
 COMPACT_FRAMES = 0.5
+REFERRING = ("perception", "tool_result")  # the kinds the loop gives a memory reference
 SHORT_NOTE = " [... shortened; full text: trace entry #{id}{mem}]"
 
 
@@ -125,9 +126,10 @@ class Context:
         self._turn_step, self._has_results = -1, False
         self._firsts: dict[str, int] = {}
         self._lasts: dict[str, int] = {}
-        self._scan = 0  # entries scanned for folded summaries so far
+        self._frames_upto: list[int] = []  # frames in entries 0..i, kept as entries are added
+        self._may_refer: list[int] = []  # entries that may be given a memory reference after they are added
+        self._scan = 0  # of those, how many were read for folded summaries so far
         self._scan_refs: list[tuple[int, int]] = []  # (entry id, memory entry number)
-        self._scan_frames: list[int] = []  # frames in entries 0..i
         self._view: _View | None = None  # what was sent, kept until a compaction
         self.compactions: list[dict] = []  # each: entries, tokens and frames before and after
 
@@ -151,6 +153,9 @@ class Context:
         entry = Entry(len(self.entries), kind, text, step, dict(data), frames, tokens)
         self.entries.append(entry)
         self._tokens += tokens
+        self._frames_upto.append((self._frames_upto[-1] if self._frames_upto else 0) + (len(frames) if frames else 0))
+        if kind in REFERRING or "memory_ref" in data:
+            self._may_refer.append(entry.id)
         if frames is not None:
             self._frames_seen.extend(frames.timestamps)
         self._group(entry)
@@ -400,17 +405,18 @@ class Context:
 
     def _folded_message(self, last: int, pinned: set[int]) -> Message:
         """One line standing for every entry up to ``last`` (except the pinned ones)."""
-        while self._scan <= last:  # each entry is scanned once: entries are never rewritten
-            e = self.entries[self._scan]
-            ref = e.data.get("memory_ref")
+        end = bisect.bisect_right(self._may_refer, last, lo=self._scan)
+        entries, found = self.entries, self._scan_refs
+        for i in self._may_refer[
+            self._scan : end
+        ]:  # each is read once: its reference is given in the step that added it
+            ref = entries[i].data.get("memory_ref")
             if ref and ref[1:].isdigit():
-                self._scan_refs.append((e.id, int(ref[1:])))
-            done = self._scan_frames[-1] if self._scan_frames else 0
-            self._scan_frames.append(done + (len(e.frames) if e.frames is not None else 0))
-            self._scan += 1
+                found.append((i, int(ref[1:])))
+        self._scan = end
         upto = bisect.bisect_right(self._scan_refs, (last, float("inf")))
         refs = sorted({r for _, r in self._scan_refs[:upto]})
-        frames = self._scan_frames[last]
+        frames = self._frames_upto[last]
         first_step, last_step = self.entries[0].step, self.entries[last].step
         where = f"; what was seen is in memory {_ranges(refs)}" if refs else ""
         kept = len([i for i in pinned if i <= last])
