@@ -4,6 +4,7 @@ the rest are indexed once, and a second run reuses them."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -62,9 +63,21 @@ def test_find_videos_takes_files_folders_and_globs(library):
     assert [p.name for p in twice] == ["clip0.mp4", "text.mp4"]
 
 
-def test_a_folder_with_two_workers_then_reused(library, tmp_path):
-    db = tmp_path / "memory.db"
-    done = run_cli("index", library, "--workers", "2", "--stages", STAGES, "--memory", db, timeout=300)
+@pytest.fixture(scope="module")
+def local(library, tmp_path_factory):
+    """The library indexed by two local workers: the run's outcome and its database."""
+    db = tmp_path_factory.mktemp("local") / "memory.db"
+    return run_cli("index", library, "--workers", "2", "--stages", STAGES, "--memory", db, timeout=300), db
+
+
+def searched(library: Path, db: Path, query: str) -> list[tuple[str, list[float], float]]:
+    done = run_cli("search", library, query, "-k", "3", "--json", "--memory", db, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [(Path(r["video"]).name, r["span"], round(r["score"], 4)) for r in json.loads(done.stdout)["results"]]
+
+
+def test_a_folder_with_two_workers_then_reused(library, local):
+    done, db = local
     check_outcome(done, db)
     before = stored(db)
     again = run_cli("index", library, "--workers", "2", "--stages", STAGES, "--memory", db, timeout=300)
@@ -73,7 +86,7 @@ def test_a_folder_with_two_workers_then_reused(library, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_folder_on_a_local_ray_instance(library, tmp_path):
+def test_a_folder_on_a_local_ray_instance(library, local, tmp_path):
     db = tmp_path / "memory.db"
     done = run_cli(
         "index", library, "--ray", "local", "--workers", "2", "--stages", STAGES, "--memory", db, timeout=400
@@ -81,3 +94,6 @@ def test_a_folder_on_a_local_ray_instance(library, tmp_path):
     check_outcome(done, db)
     again = run_cli("index", library, "--ray", "local", "--stages", STAGES, "--memory", db, timeout=400)
     assert "0 indexed, 4 reused, 1 failed" in again.stdout, again.stdout
+    for query, clip in (("the ferry leaves at noon", "clip0.mp4"), ("a warm coat", "clip1.mp4")):
+        on_ray = searched(library, db, query)  # the same spans and scores as the library indexed locally
+        assert on_ray == searched(library, local[1], query) and on_ray[0][0] == clip, on_ray
