@@ -58,6 +58,7 @@ NOT_USER_FACING = {
     "_Stop",
     "ToolDefinitionWarning",  # a warning at decoration, not an error a run can meet
     "Cancelled",  # an index job stopped on request, caught by the service's job pool
+    "MediaCount",  # too many or no videos named in a service request, answered as a 400 by its routes
 }
 
 
