@@ -74,6 +74,14 @@ def library_overview(library: Library, memory: Any, max_chars: int) -> str:
     return head + "\nVideos:\n" + "\n".join(blocks)
 
 
+def survey(context: Context, library: Library, memory: Any) -> str:
+    """A library run's overview, added to ``context`` as its perception: each video's name, length
+    and what its index holds, in characters up to the context's tokens (about a quarter of it)."""
+    text = library_overview(library, memory, context.profile.max_context_tokens)
+    context.add("perception", text, 0)
+    return text
+
+
 def perceived_in(context: Context, video_id: str) -> Support | None:
     """What the run perceived of one video: the frames shown of it and the spans read in it by
     the tool calls that looked at it; None when no call looked at it."""

@@ -31,7 +31,7 @@ from mcr.run.events import (
     ToolCalled,
     ToolReturned,
 )
-from mcr.run.library import LibraryChecker, library_info
+from mcr.run.library import LibraryChecker, library_info, survey
 from mcr.run.overview import overview
 from mcr.run.policy import ACT_PROMPT, PLAN_PROMPT, REFLECT_PROMPT, answer_prompt, refused
 from mcr.run.result import RunResult
@@ -129,7 +129,8 @@ class _Run:
             yield event
         try:
             if self.library is not None:  # the model starts from what each video of the library holds
-                yield from self.survey()
+                text = survey(self.context, self.library, self.tool_ctx.memory)
+                yield PhaseEntry(**self.ids(0), phase="perceive", text=text)
             elif self.policy.perceive and v is not None:
                 yield from self.perceive()
             if self.policy.plan:
@@ -268,15 +269,6 @@ class _Run:
         ref = self._remember(f"overview frames of {span}", frames)
         self.context.add("perception", text, 0, frames=frames, memory_ref=ref)
         yield PhaseEntry(**self.ids(0), phase="perceive", text=text, frames=frames.ref(), memory_ref=ref)
-
-    def survey(self) -> Generator[Event, None, None]:
-        """A library run's overview: each video's name, length and what its index holds."""
-        from mcr.run.library import library_overview
-
-        budget = self.context.profile.max_context_tokens  # characters: about a quarter of the context
-        text = library_overview(self.library, self.tool_ctx.memory, budget)
-        self.context.add("perception", text, 0)
-        yield PhaseEntry(**self.ids(0), phase="perceive", text=text)
 
     def _remember(self, text: str, frames: Any) -> str | None:
         """A memory entry for frames shown to the model, so the view can point at them once elided;
