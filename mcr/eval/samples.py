@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from mcr.errors import MCRError
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+from mcr.media.collection import VIDEO_EXTENSIONS
 
 
 class EvalError(MCRError):
