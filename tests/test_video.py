@@ -399,3 +399,28 @@ def test_other_containers_keep_frames_and_audio_in_sync(ext, tmp_path, code_vide
     assert [read_code(img) for img in f.images] == f.indices == [52, 57, 62, 67, 72]
     part = v.audio("4-6")
     assert np.argmax(np.abs(part) > 0.05) / 16000 == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_video_s_hash_is_kept_until_the_file_changes(code_video, tmp_path, monkeypatch):
+    from mcr.media import hashes
+
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "cache"))
+    video = copy_to(code_video, tmp_path / "v.mp4")
+    reads = []
+    real = hashes.sha256_of
+    monkeypatch.setattr(hashes, "sha256_of", lambda p: reads.append(p) or real(p))
+    first = Video(video).id
+    assert Video(video).id == first and len(reads) == 1  # the second open reads nothing
+    assert hashes.cache_path().exists()
+    with open(video, "r+b") as f:  # the same size, one byte changed: read again, a new id
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    changed = Video(video).id
+    assert changed != first and len(reads) == 2
+    moved = video.rename(tmp_path / "moved.mp4")
+    assert Video(moved).id == changed and len(reads) == 3  # a new path is read once: the same bytes, the same id
+    (tmp_path / "not-a-folder").write_text("x")  # a cache that cannot be made: the file is hashed all the same
+    monkeypatch.setenv("MCR_CACHE", str(tmp_path / "not-a-folder"))
+    assert Video(copy_to(code_video, tmp_path / "w.mp4")).id == first and len(reads) == 4

@@ -19,7 +19,6 @@ Every problem is a :class:`VideoError` naming the file and what to do.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import pathlib
@@ -123,17 +122,16 @@ class Video:
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the file's bytes, read in 1 MiB chunks on first use and cached.
+        """sha256 of the file's bytes, read on first use (and kept per file while it is unchanged:
+        :mod:`mcr.media.hashes`).
 
         It depends on the bytes only (a renamed or moved copy has the same hash),
         which makes it the key for per-video caches.
         """
         if self._hash is None:
-            digest = hashlib.sha256()
-            with open(self.path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            self._hash = digest.hexdigest()
+            from .hashes import file_hash
+
+            self._hash = file_hash(self.path)
         return self._hash
 
     @property
