@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from mcr.run.testing import RecordingModel, answer, tool_call, verdict
+from mcr.service.app import MAX_REQUEST_HEAD
 
 VIDEO = {"Content-Type": "video/mp4"}
 
@@ -34,7 +35,10 @@ class Served:
     """uvicorn serving ``app`` on a free port of 127.0.0.1, in a thread."""
 
     def __init__(self, app) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", h11_max_incomplete_event_size=MAX_REQUEST_HEAD
+        )  # as `mcr-agent serve` configures it
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> httpx.Client:

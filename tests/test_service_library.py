@@ -151,6 +151,8 @@ def test_a_library_with_nothing_indexed_or_no_roots_says_so(media, tmp_path):
         assert named.status_code == 404 and "POST /v1/videos" in named.json()["detail"]
         assert client.get("/v1/library/search", params={"q": "boats", "videos": ".."}).status_code == 403
         assert str(media) not in r.text + named.text
+        long = ["\U00010000" * 200] * 20  # 48 KB of request line, past uvicorn's default of 16 KiB
+        assert client.get("/v1/library/search", params={"q": "boats", "videos": long}).status_code == 403
     with Served(make_app(instant(), [], tmp_path / "m.db", trace_dir=False)) as client:
         r = client.get("/v1/library/search", params={"q": "boats"})
         assert r.status_code == 403 and "--media-root" in r.json()["detail"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mcr.cli.options import add_model_options, memory_from, model_from
-from mcr.service.app import ServiceError, check_bind, make_app
+from mcr.service.app import MAX_REQUEST_HEAD, ServiceError, check_bind, make_app
 from mcr.service.runs import KEEP_RUNS
 
 
@@ -74,7 +74,7 @@ def cmd_serve(args: Any) -> int:
         keep_runs=args.keep_runs,
         index_workers=args.index_workers,
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", h11_max_incomplete_event_size=MAX_REQUEST_HEAD))
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
     server.run(sockets=[sock])
     return 0

@@ -24,6 +24,10 @@ from mcr.service.runs import KEEP_RUNS
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UPLOAD_LIMIT = 2 << 30
+# the longest request line and headers the server reads (uvicorn's own default is 16 KiB): a
+# library search may name 20 files of up to 2,048 characters, percent-encoded at up to 12 bytes
+# a character; a longer head is answered 400 and the connection closed
+MAX_REQUEST_HEAD = 1 << 20
 
 
 class ServiceError(MCRError):
