@@ -1,6 +1,8 @@
 """A schema-driven fuzz of the HTTP API from its own OpenAPI document (Schemathesis) against a real
 ``serve`` on 127.0.0.1 with an instant model: no answer is a 5xx, and every documented answer
 matches its schema. Bounded: at most ``MAX_EXAMPLES`` cases an operation, each call timed out.
+The draws are the same on every run (``derandomize``), so CI cannot fail on a new one; drop it
+locally to search further.
 
 Each defect it found is kept as a test of its own in ``test_service_security.py``."""
 
@@ -45,7 +47,7 @@ schema = schemathesis.pytest.from_fixture("api")
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_the_api_never_fails_and_answers_as_documented(case):
     response = case.call(timeout=30)
     CASES.append(response.status_code)
