@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from media import make_cue_video
-from test_library_search import LIBRARY, _cli
+from libraries import LIBRARY, cli, indexed_library
 
 from mcr.agents import Agent
 from mcr.models import ModelOutput
@@ -27,15 +26,7 @@ FIRST = re.compile(r"1\. video (\S+) (\d\d:\d\d:\d\d\.\d)-(\d\d:\d\d:\d\d\.\d)")
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    root = tmp_path_factory.mktemp("asked")
-    folder = root / "videos"
-    folder.mkdir()
-    for name, (spoken, drawn) in LIBRARY.items():
-        make_cue_video(folder / f"{name}.mp4", spoken=spoken, drawn=drawn, seconds=16.0, size="480x270")
-    db = root / "memory.db"
-    done = _cli("index", str(folder), "--stages", "transcript,ocr", "--memory", str(db), "--quiet")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return folder, db
+    return indexed_library(tmp_path_factory.mktemp("asked"))
 
 
 def _look_where_the_search_points(messages, tools) -> ModelOutput:
@@ -139,13 +130,13 @@ def test_the_run_command_asks_a_folder_and_its_report_names_each_video(library, 
     )
     args = ("run", str(folder), "What is said about the Fourier transform?", "--model", f"replay:{script}")
     options = ("--memory", str(db), "--index", "transcript,ocr", "--trace-dir", str(tmp_path), "--device", "cpu")
-    done = _cli(*args, *options, "--json", "--report")
+    done = cli(*args, *options, "--json", "--report")
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)
     assert out["status"] == "verified" and out["evidence_videos"] == ["physics.mp4"], out
     page = Path(re.search(r"report: (\S+)", done.stderr).group(1)).read_text()
     assert "inspect_frames in physics.mp4" in page and "library_search" in page and "kitchen.mp4" in page
-    refused = _cli("run", str(folder), "q?", "--no-memory", "--model", f"replay:{script}")
+    refused = cli("run", str(folder), "q?", "--no-memory", "--model", f"replay:{script}")
     assert refused.returncode != 0 and "needs its index in the memory" in refused.stderr
     assert "Traceback" not in refused.stderr
 

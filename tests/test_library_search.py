@@ -5,28 +5,19 @@ beside the database, reused by a later process; filters applied inside the vecto
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_cue_video
+from libraries import LIBRARY, cli, indexed_library
 
 from mcr.memory import Memory, MemoryEntry
 from mcr.memory.ann import RECORD, DiskIVF
 from mcr.memory.vectors import StoreVectors, vectors_folder
 
-# video name -> (spoken cues, drawn cues); every question below has its answer in one video only
-LIBRARY = {
-    "kitchen": ([(1.0, "Now we slowly melt the chocolate in a small pan.")], [(9.0, 15.0, "FRESH BASIL PESTO")]),
-    "physics": ([(1.0, "The Fourier transform turns a signal into its frequencies.")], [(9.0, 15.0, "OHMS LAW")]),
-    "meeting": ([(1.0, "We decided to drop the beta release this quarter.")], [(9.0, 15.0, "BUDGET REVIEW")]),
-    "garden": ([(1.0, "Plant the tomato seedlings after the last frost.")], [(9.0, 15.0, "COMPOST BINS")]),
-    "harbor": ([(1.0, "The ferry to the island leaves at noon.")], [(9.0, 15.0, "LIGHTHOUSE TOURS")]),
-    "chess": ([(1.0, "The knight forks the king and the rook.")], [(9.0, 15.0, "ENDGAME PUZZLES")]),
-}
+# every question below has its answer in one video of the library only
 QUESTIONS = [
     ("melt the chocolate", "kitchen", (1.0, 5.0)),
     ("basil pesto", "kitchen", (9.0, 15.0)),
@@ -43,24 +34,9 @@ QUESTIONS = [
 ]
 
 
-def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "mcr.cli.main", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    root = tmp_path_factory.mktemp("library")
-    folder = root / "videos"
-    folder.mkdir()
-    for name, (spoken, drawn) in LIBRARY.items():
-        make_cue_video(folder / f"{name}.mp4", spoken=spoken, drawn=drawn, seconds=16.0, size="480x270")
-    db = root / "memory.db"
-    done = _cli("index", str(folder), "--stages", "transcript,ocr", "--memory", str(db), "--quiet")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return folder, db
+    return indexed_library(tmp_path_factory.mktemp("library"))
 
 
 def _overlaps(span, want) -> bool:
@@ -80,7 +56,7 @@ def test_search_over_a_folder_puts_the_right_video_and_span_first(library):
         assert _overlaps(top["span"], want), (query, top)
         assert not top["weak"] and top["shares"], top
     assert found["videos"] == len(LIBRARY) and not found["not_indexed"]
-    done = _cli("search", str(folder / "*.mp4"), "Fourier transform", "-k", "2", "--json", "--memory", str(db))
+    done = cli("search", str(folder / "*.mp4"), "Fourier transform", "-k", "2", "--json", "--memory", str(db))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     first = out["results"][0]

@@ -10,8 +10,7 @@ import shutil
 import sqlite3
 
 import pytest
-from media import make_cue_video
-from test_library_search import LIBRARY, _cli
+from libraries import cli, make_library
 
 from mcr.agents import Agent
 from mcr.memory.store import MemoryStore, NamedLibraryError
@@ -25,16 +24,12 @@ CITED = {"video": "physics.mp4", "span": "00:00:01.0-00:00:05.0"}
 @pytest.fixture(scope="module")
 def talks(tmp_path_factory):
     root = tmp_path_factory.mktemp("named")
-    folder = root / "videos"
-    folder.mkdir()
-    for name in NAMES:
-        spoken, drawn = LIBRARY[name]
-        make_cue_video(folder / f"{name}.mp4", spoken=spoken, drawn=drawn, seconds=16.0, size="480x270")
+    folder = make_library(root / "videos", NAMES)
     db = root / "memory.db"
     common = ("--stages", "transcript,ocr", "--memory", str(db), "--quiet", "--library", "talks")
-    one = _cli("index", str(folder / "kitchen.mp4"), *common)  # one video, then the folder: both record
+    one = cli("index", str(folder / "kitchen.mp4"), *common)  # one video, then the folder: both record
     assert one.returncode == 0 and "library talks: 1 videos (1 added)" in one.stdout, one.stdout + one.stderr
-    both = _cli("index", str(folder), *common)
+    both = cli("index", str(folder), *common)
     assert both.returncode == 0 and "library talks: 2 videos (1 added)" in both.stdout, both.stdout + both.stderr
     return folder, db
 
@@ -43,14 +38,14 @@ def talks(tmp_path_factory):
 def test_search_by_name_puts_the_right_video_first(talks):
     folder, db = talks
     for query, name in (("Fourier transform", "physics"), ("basil pesto", "kitchen")):
-        done = _cli("search", "--library", "talks", query, "-k", "2", "--json", "--memory", str(db))
+        done = cli("search", "--library", "talks", query, "-k", "2", "--json", "--memory", str(db))
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout)
         assert out["videos"] == 2 and not out["not_indexed"], out
         assert out["results"][0]["video"] == str(folder / f"{name}.mp4"), (query, out["results"])
-    listed = _cli("library", "list", "--memory", str(db))
+    listed = cli("library", "list", "--memory", str(db))
     assert listed.returncode == 0 and "talks: 2 videos" in listed.stdout, listed.stdout + listed.stderr
-    shown = _cli("library", "show", "talks", "--memory", str(db))
+    shown = cli("library", "show", "talks", "--memory", str(db))
     assert shown.returncode == 0, shown.stderr
     for name in NAMES:
         line = next(x for x in shown.stdout.splitlines() if x.startswith(str(folder / f"{name}.mp4")))
@@ -72,7 +67,7 @@ def test_run_by_name_with_a_scripted_model_is_verified(talks, tmp_path):
     )
     question = "What is said about the Fourier transform?"
     options = ("--memory", str(db), "--index", "transcript,ocr", "--trace-dir", str(tmp_path), "--device", "cpu")
-    done = _cli("run", "--library", "talks", question, "--model", f"replay:{script}", *options, "--json")
+    done = cli("run", "--library", "talks", question, "--model", f"replay:{script}", *options, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)
     assert out["status"] == "verified" and out["evidence_videos"] == ["physics.mp4"], out
@@ -99,11 +94,11 @@ def test_run_by_name_with_a_scripted_model_is_verified(talks, tmp_path):
 def test_an_unknown_name_is_one_line_naming_the_known_ones(talks):
     _, db = talks
     for command in (("search", "--library", "talkz", "q"), ("run", "--library", "talkz", "q?", "--model", "replay:x")):
-        done = _cli(*command, "--memory", str(db))
+        done = cli(*command, "--memory", str(db))
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "no library named 'talkz'" in lines[0] and "talks" in lines[0].split(";")[1], lines
-    gone = _cli("library", "remove", "talkz", "--memory", str(db))
+    gone = cli("library", "remove", "talkz", "--memory", str(db))
     assert gone.returncode == 2 and "the libraries there: talks" in gone.stderr
     with pytest.raises(NamedLibraryError, match="the libraries there: talks"):
         Agent(model=ScriptedModel([]), memory=db, trace_dir=False).run(library="talkz", question="q?")
@@ -114,21 +109,21 @@ def test_a_moved_video_is_reported_and_the_others_are_asked(talks, tmp_path):
     folder, db = talks
     copies = tmp_path / "copies"
     shutil.copytree(folder, copies)
-    made = _cli("index", str(copies), "--stages", "transcript,ocr", "--memory", str(db), "--library", "moving")
+    made = cli("index", str(copies), "--stages", "transcript,ocr", "--memory", str(db), "--library", "moving")
     assert made.returncode == 0 and "library moving: 2 videos (2 added)" in made.stdout, made.stdout + made.stderr
     (copies / "kitchen.mp4").rename(tmp_path / "elsewhere.mp4")
-    shown = _cli("library", "show", "moving", "--memory", str(db))
+    shown = cli("library", "show", "moving", "--memory", str(db))
     assert f"{copies / 'kitchen.mp4'}" in shown.stdout and "MOVED OR DELETED" in shown.stdout, shown.stdout
-    done = _cli("search", "--library", "moving", "basil pesto", "--json", "--memory", str(db))
+    done = cli("search", "--library", "moving", "basil pesto", "--json", "--memory", str(db))
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "left out of library 'moving'" in done.stderr and str(copies / "kitchen.mp4") in done.stderr
     out = json.loads(done.stdout)
     assert out["videos"] == 1 and {r["video"] for r in out["results"]} == {str(copies / "physics.mp4")}
     (copies / "physics.mp4").unlink()
-    none = _cli("search", "--library", "moving", "basil pesto", "--memory", str(db))
+    none = cli("search", "--library", "moving", "basil pesto", "--memory", str(db))
     assert none.returncode == 2 and "Traceback" not in none.stderr
     assert "none of the 2 videos of library 'moving' is where it was indexed" in none.stderr.strip()
-    removed = _cli("library", "remove", "moving", "--memory", str(db))
+    removed = cli("library", "remove", "moving", "--memory", str(db))
     assert removed.returncode == 0 and "2 videos" in removed.stdout
     assert [lib["name"] for lib in MemoryStore(db, readonly=True).libraries()] == ["talks"]
 

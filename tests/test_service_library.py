@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import pytest
-from media import make_cue_video
+from libraries import index_library, make_library
 from served import Served, sse
 
 from mcr.media.video import Video
@@ -20,12 +18,7 @@ from mcr.run.testing import RecordingModel, answer, tool_call, verdict
 from mcr.service import library_routes, run_routes
 from mcr.service.app import make_app
 
-# video name -> (spoken cues, drawn cues); each query below is answered in one of them only
-TALKS = {
-    "physics": ([(1.0, "The Fourier transform turns a signal into its frequencies.")], [(9.0, 15.0, "OHMS LAW")]),
-    "kitchen": ([(1.0, "Now we slowly melt the chocolate in a small pan.")], [(9.0, 15.0, "FRESH BASIL PESTO")]),
-    "garden": ([(1.0, "Plant the tomato seedlings after the last frost.")], [(9.0, 15.0, "COMPOST BINS")]),
-}
+TALKS = ("physics", "kitchen", "garden")  # each query below is answered in one of them only
 
 
 def instant():
@@ -37,20 +30,8 @@ def library(tmp_path_factory, tiny_video):
     """A media root with ``talks/`` (three indexed videos) and ``new/fresh.mp4`` (not indexed),
     the memory database the index was built in, and a file outside the root."""
     work = tmp_path_factory.mktemp("served_library")
-    talks = work / "media" / "talks"
-    talks.mkdir(parents=True)
-    for name, (spoken, drawn) in TALKS.items():
-        make_cue_video(talks / f"{name}.mp4", spoken=spoken, drawn=drawn, seconds=16.0, size="480x270")
-    db = work / "memory.db"
-    done = subprocess.run(
-        [sys.executable, "-m", "mcr.cli.main", "index", str(talks), "--stages", "transcript,ocr"]
-        + ["--memory", str(db), "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    talks, db = make_library(work / "media" / "talks", TALKS), work / "memory.db"
+    index_library(talks, db, timeout=900)
     (work / "media" / "new").mkdir()
     shutil.copy(tiny_video, work / "media" / "new" / "fresh.mp4")
     (work / "media" / "empty").mkdir()
